@@ -1,2 +1,24 @@
-"""Model classes of yt8m (filled by the model-zoo work)."""
+"""The yt8m model zoo: `build(name, num_classes, **hparams)` returns a functional tf_keras model.
+
+    import frame_level_models
+    model = frame_level_models.build("NeXtVLADModel", 3862, nextvlad_cluster_size=64)
+    outputs = model({"rgb": rgb, "audio": audio, "num_frames": num_frames})
+    outputs["predictions"], outputs["logits"], outputs["embedding"]
+
+Hyper-parameters (names, defaults, flags) live in `frame_level_models.hparams`.
+"""
 import yt8m  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+
+from frame_level_models import hparams
+from frame_level_models.registry import build, hparam_names, is_frame_level, model_names
+# Importing the model modules registers them (in this order: MODEL_NAMES lists them so).
+from frame_level_models import video_models  # noqa: F401
+from frame_level_models import logistic_frame_model  # noqa: F401
+from frame_level_models import dbof_model  # noqa: F401
+from frame_level_models import lstm_model  # noqa: F401
+from frame_level_models import netvlad_model  # noqa: F401
+from frame_level_models import nextvlad_model  # noqa: F401
+
+MODEL_NAMES = model_names()
+
+__all__ = ["build", "hparams", "hparam_names", "is_frame_level", "MODEL_NAMES"]

@@ -1,0 +1,277 @@
+"""Is the synthetic task hard in the right way? (SPEC section 9)
+
+Generates a demo-scale synthetic data set (yt8m.synthetic), trains zoo models with a small Keras
+loop and reports validation GAP:
+  - video level: LogisticModel (and MoeModel) on mean_rgb/mean_audio,
+  - frame level: NetVLADModelLF and NeXtVLADModel on the frames.
+The frame-level models should beat the mean-based ones by 0.1 GAP or more and stay clearly below
+1.0. GAP is measured against the labels written in the validate files (noisy, like the real ones)
+and against the clean labels the generator planted (`yt8m.synthetic.plan_video`).
+
+    .venv/bin/python bench/synthetic_difficulty.py            # ~10 min on 2 shared CPU cores
+Writes results.json and gap_by_epoch.png under --output_dir.
+"""
+import dataclasses
+import json
+import os
+import time
+
+import numpy as np
+from absl import app, flags, logging
+
+import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
+import tensorflow as tf
+import tf_keras as keras
+
+import frame_level_models
+from yt8m import losses, metrics, synthetic
+from yt8m.data import records
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("output_dir", "bench/output/synthetic_difficulty",
+                    "Where the data set, results.json and gap_by_epoch.png go.")
+flags.DEFINE_integer("num_videos", 3000, "Frame-level videos (train + validate).")
+flags.DEFINE_integer("num_classes", 100, "Vocabulary size.")
+flags.DEFINE_integer("seed", 0, "Generator and training seed.")
+flags.DEFINE_float("validate_fraction", 0.2, "Share of the videos used for validation.")
+flags.DEFINE_integer("num_workers", 2, "Generator processes.")
+flags.DEFINE_bool("reuse_data", True, "Keep an existing data set written with the same settings.")
+flags.DEFINE_list("models", ["LogisticModel", "MoeModel", "NetVLADModelLF", "NeXtVLADModel"],
+                  "Zoo models to train (video-level ones read the means).")
+flags.DEFINE_integer("frame_epochs", 8, "Epochs of the frame-level models.")
+flags.DEFINE_integer("video_epochs", 40, "Epochs of the video-level models.")
+flags.DEFINE_integer("batch_size", 64, "Training batch size.")
+flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
+flags.DEFINE_integer("train_frames", 64,
+                     "Frames drawn (sorted, without replacement) from each training video; "
+                     "evaluation uses every frame up to 300.")
+
+# Small versions of the zoo models: the demo scale has ~2k training videos and 2 CPU cores.
+MODEL_HPARAMS = {
+    "LogisticModel": {},
+    "MoeModel": {"moe_num_mixtures": 4},
+    "NetVLADModelLF": {"netvlad_cluster_size": 32, "netvlad_hidden_size": 256},
+    "NeXtVLADModel": {"nextvlad_cluster_size": 32, "nextvlad_hidden_size": 256, "groups": 8,
+                      "expansion": 2, "drop_rate": 0.5},
+}
+MAX_FRAMES = records.DEFAULT_MAX_FRAMES
+
+
+# ------------------------------------------------------------------------------------- data
+
+def _parse_frame_record(serialized):
+    context, sequence = tf.io.parse_single_sequence_example(
+        serialized,
+        context_features={"id": tf.io.FixedLenFeature([], tf.string),
+                          "labels": tf.io.VarLenFeature(tf.int64)},
+        sequence_features={name: tf.io.FixedLenSequenceFeature([], tf.string)
+                           for name in records.DEFAULT_FEATURE_NAMES})
+    features = {name: tf.io.decode_raw(sequence[name], tf.uint8)[:MAX_FRAMES]
+                for name in records.DEFAULT_FEATURE_NAMES}
+    return context["id"], tf.sparse.to_dense(context["labels"]), features["rgb"], features["audio"]
+
+
+def _parse_video_record(serialized):
+    parsed = tf.io.parse_single_example(serialized, {
+        "id": tf.io.FixedLenFeature([], tf.string),
+        "mean_rgb": tf.io.FixedLenFeature([1024], tf.float32),
+        "mean_audio": tf.io.FixedLenFeature([128], tf.float32)})
+    return parsed["id"], parsed["mean_rgb"], parsed["mean_audio"]
+
+
+class Split:
+    """One split in memory: uint8 frames (truncated to 300), means, noisy and clean labels."""
+
+    def __init__(self, files, config, split_name):
+        ids, self.rgb, self.audio, labels = [], [], [], []
+        dataset = tf.data.TFRecordDataset(files["frame"]).map(_parse_frame_record,
+                                                              num_parallel_calls=2)
+        for video_id, video_labels, rgb, audio in dataset.as_numpy_iterator():
+            ids.append(video_id.decode())
+            labels.append(video_labels)
+            self.rgb.append(rgb)
+            self.audio.append(audio)
+        self.ids = ids
+        self.num_frames = np.array([len(r) for r in self.rgb], np.int32)
+        num_classes = config.num_classes
+        self.labels = _multi_hot(labels, num_classes)
+        means = {video_id.decode(): (rgb, audio) for video_id, rgb, audio in
+                 tf.data.TFRecordDataset(files["video"]).map(_parse_video_record)
+                 .as_numpy_iterator()}
+        self.mean_rgb = np.stack([means[i][0] for i in ids])
+        self.mean_audio = np.stack([means[i][1] for i in ids])
+        world = synthetic.build_world(config)
+        prefix = synthetic.SPLITS[split_name][1]
+        self.clean_labels = _multi_hot(
+            [synthetic.plan_video(world, config, split_name, int(i[len(prefix):])).true_labels
+             for i in ids], num_classes)
+
+    def __len__(self):
+        return len(self.ids)
+
+    def frame_batch(self, indices, rng=None, frames=None):
+        """Dequantized frames; with `rng`, `frames` sorted random frames per video."""
+        width = frames if rng is not None else int(self.num_frames[indices].max())
+        batch = {"rgb": np.zeros((len(indices), width, 1024), np.uint8),
+                 "audio": np.zeros((len(indices), width, 128), np.uint8),
+                 "num_frames": np.zeros(len(indices), np.int32)}
+        for row, index in enumerate(indices):
+            count = self.num_frames[index]
+            chosen = (np.sort(rng.choice(count, min(count, frames), replace=False))
+                      if rng is not None else np.arange(count))
+            batch["rgb"][row, :len(chosen)] = self.rgb[index][chosen]
+            batch["audio"][row, :len(chosen)] = self.audio[index][chosen]
+            batch["num_frames"][row] = len(chosen)
+        for name in ("rgb", "audio"):
+            batch[name] = records.dequantize_np(batch[name])
+        return batch
+
+    def video_batch(self, indices):
+        return {"mean_rgb": self.mean_rgb[indices], "mean_audio": self.mean_audio[indices]}
+
+
+def _multi_hot(label_lists, num_classes):
+    dense = np.zeros((len(label_lists), num_classes), np.float32)
+    for row, labels in enumerate(label_lists):
+        dense[row, np.asarray(labels, np.int64)] = 1.0
+    return dense
+
+
+# ------------------------------------------------------------------------------------- training
+
+def train_and_evaluate(name, train, validate, epochs, seed):
+    tf.keras.utils.set_random_seed(seed)
+    model = frame_level_models.build(name, train.labels.shape[1], **MODEL_HPARAMS[name])
+    frame_level = frame_level_models.is_frame_level(name)
+    optimizer = keras.optimizers.Adam(FLAGS.learning_rate)
+    label_loss = losses.CrossEntropyLoss()
+
+    @tf.function(reduce_retracing=True)
+    def train_step(inputs, labels):
+        with tf.GradientTape() as tape:
+            outputs = model(inputs, training=True)
+            loss = label_loss(outputs["predictions"], labels, logits=outputs.get("logits"))
+            if model.losses:
+                loss += tf.add_n(model.losses)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return loss
+
+    @tf.function(reduce_retracing=True)
+    def predict(inputs):
+        return model(inputs, training=False)["predictions"]
+
+    def batch(split, indices, rng=None):
+        if frame_level:
+            return split.frame_batch(indices, rng, FLAGS.train_frames)
+        return split.video_batch(indices)
+
+    rng = np.random.default_rng(seed)
+    history = []
+    started = time.perf_counter()
+    for epoch in range(epochs):
+        order = rng.permutation(len(train))
+        for begin in range(0, len(order) - FLAGS.batch_size + 1, FLAGS.batch_size):
+            indices = order[begin:begin + FLAGS.batch_size]
+            loss = train_step(batch(train, indices, rng), train.labels[indices])
+        predictions = np.concatenate([
+            predict(batch(validate, np.arange(begin, min(begin + 64, len(validate))))).numpy()
+            for begin in range(0, len(validate), 64)])
+        history.append({"epoch": epoch + 1, "loss": float(loss),
+                        "gap": metrics.gap(predictions, validate.labels),
+                        "gap_clean": metrics.gap(predictions, validate.clean_labels),
+                        "seconds": time.perf_counter() - started})
+        logging.info("%s epoch %d: loss %.3f, GAP %.4f (clean labels %.4f), %.0f s", name,
+                     epoch + 1, history[-1]["loss"], history[-1]["gap"],
+                     history[-1]["gap_clean"], history[-1]["seconds"])
+    return {"model": name, "frame_level": frame_level, "hparams": MODEL_HPARAMS[name],
+            "parameters": int(model.count_params()), "history": history,
+            "final_gap": history[-1]["gap"], "final_gap_clean": history[-1]["gap_clean"],
+            "best_gap": max(h["gap"] for h in history)}
+
+
+# ------------------------------------------------------------------------------------- report
+
+def _write_atomically(path, write):
+    temp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
+    write(temp)
+    os.replace(temp, path)
+
+
+def plot(results, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for result in results:
+        epochs = [h["epoch"] for h in result["history"]]
+        style = "-" if result["frame_level"] else "--"
+        for axis, key in zip(axes, ("gap", "gap_clean")):
+            axis.plot(epochs, [h[key] for h in result["history"]], style, marker=".",
+                      label=result["model"])
+    axes[0].set_title("validate GAP, written (noisy) labels")
+    axes[1].set_title("validate GAP, clean planted labels")
+    for axis in axes:
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("GAP@20")
+    axes[0].set_ylim(0, 1)
+    axes[1].legend()
+    figure.tight_layout()
+    _write_atomically(path, lambda temp: figure.savefig(temp, format="png", dpi=100))
+
+
+def main(argv):
+    del argv
+    unknown = [name for name in FLAGS.models if name not in MODEL_HPARAMS]
+    if unknown:
+        raise ValueError(f"--models: unknown {unknown}; choose from {sorted(MODEL_HPARAMS)}")
+    data_dir = os.path.join(FLAGS.output_dir, "data")
+    options = dict(num_videos=FLAGS.num_videos, num_classes=FLAGS.num_classes, seed=FLAGS.seed,
+                   validate_fraction=FLAGS.validate_fraction, test_fraction=0.0,
+                   num_segment_videos=0)
+    config = synthetic.Config(**options)
+    config_path = os.path.join(data_dir, "generator_config.json")
+    reuse = False
+    if FLAGS.reuse_data and os.path.exists(config_path):
+        with open(config_path) as f:
+            reuse = json.load(f) == json.loads(json.dumps(dataclasses.asdict(config)))
+    if reuse:
+        logging.info("reusing the data set in %s", data_dir)
+        generation = None
+    else:
+        summary = synthetic.generate(data_dir, num_workers=FLAGS.num_workers, **options)
+        generation = {"seconds": summary["seconds"],
+                      "videos_per_second": summary["videos_per_second"]}
+    splits = {}
+    for split in ("train", "validate"):
+        files = {kind: sorted(tf.io.gfile.glob(os.path.join(data_dir, kind, f"{split}*.tfrecord")))
+                 for kind in ("frame", "video")}
+        splits[split] = Split(files, config, split)
+    logging.info("loaded %d train and %d validate videos", len(splits["train"]),
+                 len(splits["validate"]))
+
+    results = []
+    for name in FLAGS.models:
+        epochs = (FLAGS.frame_epochs if frame_level_models.is_frame_level(name)
+                  else FLAGS.video_epochs)
+        results.append(train_and_evaluate(name, splits["train"], splits["validate"], epochs,
+                                          FLAGS.seed))
+    report = {"data": dataclasses.asdict(config), "generation": generation,
+              "train_videos": len(splits["train"]), "validate_videos": len(splits["validate"]),
+              "flags": {name: FLAGS[name].value for name in
+                        ("frame_epochs", "video_epochs", "batch_size", "learning_rate",
+                         "train_frames")},
+              "results": results}
+    _write_atomically(os.path.join(FLAGS.output_dir, "results.json"),
+                      lambda temp: open(temp, "w").write(json.dumps(report, indent=2) + "\n"))
+    plot(results, os.path.join(FLAGS.output_dir, "gap_by_epoch.png"))
+    print(f"{'model':<16}{'params':>10}{'GAP':>8}{'GAP clean':>11}{'best GAP':>10}{'seconds':>9}")
+    for result in results:
+        print(f"{result['model']:<16}{result['parameters']:>10}{result['final_gap']:>8.4f}"
+              f"{result['final_gap_clean']:>11.4f}{result['best_gap']:>10.4f}"
+              f"{result['history'][-1]['seconds']:>9.0f}")
+
+
+if __name__ == "__main__":
+    app.run(main)

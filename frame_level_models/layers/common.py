@@ -1,0 +1,69 @@
+"""Pieces every layer of the zoo shares: initializers, batch norm, regularizers, frame masks.
+
+The reference implementations are TF1/slim code; these helpers carry their conventions over so each
+layer module states only what is particular to it.
+"""
+import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
+import tensorflow as tf
+import tf_keras as keras
+import tensorflow_model_optimization as tfmot
+
+# slim.batch_norm defaults, which every reference model used (SPEC section 4).
+BN_MOMENTUM = 0.999
+BN_EPSILON = 1e-3
+
+
+def he_normal():
+    """slim.variance_scaling_initializer(): fan-in, factor 2, truncated normal (NeXtVLAD code)."""
+    return keras.initializers.VarianceScaling(2.0, "fan_in", "truncated_normal")
+
+
+def fan_in_normal():
+    """tf.random_normal_initializer(stddev=1/sqrt(fan_in)) of the starter and Willow code."""
+    return keras.initializers.VarianceScaling(1.0, "fan_in", "untruncated_normal")
+
+
+def slim_l2(penalty):
+    """Keras regulariser meaning what the starter's `penalty` meant: penalty/2 * sum(w^2).
+
+    slim.l2_regularizer(s) is s * tf.nn.l2_loss(w) = s/2 * sum(w^2); Keras l2(s) is s * sum(w^2).
+    """
+    if penalty is None or penalty == 0:
+        return None
+    return keras.regularizers.l2(penalty / 2.0)
+
+
+def batch_norm(name):
+    """BatchNormalization with the slim defaults (momentum 0.999, epsilon 1e-3, centre and scale).
+
+    Not fused: frame-level callers pass a mask so padded frames stay out of the batch statistics.
+    """
+    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, fused=False,
+                                           name=name)
+
+
+def frame_mask(num_frames, frames, dtype=tf.float32):
+    """[B] valid-frame counts -> [B, T] mask (1 for frames < num_frames), T = frames' 2nd dim."""
+    return tf.sequence_mask(num_frames, maxlen=tf.shape(frames)[1], dtype=dtype)
+
+
+def bool_frame_mask(num_frames, frames):
+    return tf.sequence_mask(num_frames, maxlen=tf.shape(frames)[1])
+
+
+def l2_normalize(x, axis):
+    """tf.nn.l2_normalize (epsilon 1e-12 on the squared norm), as the references used it."""
+    return tf.math.l2_normalize(x, axis=axis)
+
+
+class Layer(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
+    """Base of the zoo's layers: a Keras layer that tfmot's `prune_low_magnitude` can wrap.
+
+    Subclasses list their large matrices in `_prunable_weight_names` (attribute names); layers without
+    large weights prune nothing but must still be wrappable, since tfmot wraps every layer of a model.
+    """
+
+    _prunable_weight_names = ()
+
+    def get_prunable_weights(self):
+        return [getattr(self, name) for name in self._prunable_weight_names]

@@ -1,0 +1,62 @@
+"""Deep Bag-of-Frames pooling (starter DbofModel), one feature stream at a time.
+
+Per valid frame: [BN] -> x W_c -> BN (or + bias) -> ReLU6 into `cluster_size` "words"; then max or
+average over the valid frames. The model adds the hidden layer and the classifier.
+"""
+import yt8m  # noqa: F401
+import tensorflow as tf
+import tf_keras as keras
+
+from frame_level_models.layers import common
+
+
+class DbofPooling(common.Layer):
+    """[frames [B, T, N], num_frames [B]] -> [B, cluster_size]."""
+
+    _prunable_weight_names = ("cluster_kernel",)
+
+    def __init__(self, cluster_size, add_batch_norm=True, pooling_method="max", **kwargs):
+        super().__init__(**kwargs)
+        if cluster_size <= 0:
+            raise ValueError(f"dbof_cluster_size must be positive, got {cluster_size}")
+        if pooling_method not in ("max", "average"):
+            raise ValueError(f"dbof_pooling_method={pooling_method!r} is not one of max, average")
+        self.cluster_size = int(cluster_size)
+        self.add_batch_norm = bool(add_batch_norm)
+        self.pooling_method = pooling_method
+
+    def build(self, input_shape):
+        feature_size = int(input_shape[0][-1])
+        self.cluster_kernel = self.add_weight("cluster_kernel", [feature_size, self.cluster_size],
+                                              initializer=common.fan_in_normal())
+        if self.add_batch_norm:
+            self.input_bn = common.batch_norm("input_bn")
+            self.input_bn.build([None, None, feature_size])
+            self.cluster_bn = common.batch_norm("cluster_bn")
+            self.cluster_bn.build([None, None, self.cluster_size])
+        else:
+            self.cluster_bias = self.add_weight(
+                "cluster_bias", [self.cluster_size],
+                initializer=keras.initializers.RandomNormal(stddev=feature_size ** -0.5))
+        super().build(input_shape)
+
+    def call(self, inputs, training=None):
+        frames, num_frames = inputs
+        mask = common.bool_frame_mask(num_frames, frames)
+        if self.add_batch_norm:
+            frames = self.input_bn(frames, training=training, mask=mask)
+        activation = tf.einsum("btn,nk->btk", frames, self.cluster_kernel)
+        if self.add_batch_norm:
+            activation = self.cluster_bn(activation, training=training, mask=mask)
+        else:
+            activation = activation + self.cluster_bias
+        # ReLU6 output is >= 0, so zeroing padded frames keeps them out of the max as well.
+        activation = tf.nn.relu6(activation) * tf.cast(mask, frames.dtype)[:, :, None]
+        if self.pooling_method == "max":
+            return tf.reduce_max(activation, axis=1)
+        count = tf.maximum(tf.reduce_sum(tf.cast(mask, frames.dtype), 1, keepdims=True), 1.0)
+        return tf.reduce_sum(activation, axis=1) / count
+
+    def get_config(self):
+        return {**super().get_config(), "cluster_size": self.cluster_size,
+                "add_batch_norm": self.add_batch_norm, "pooling_method": self.pooling_method}

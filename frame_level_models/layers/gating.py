@@ -1,0 +1,67 @@
+"""Gating layers that re-weight a video representation channel by channel (SPEC section 4).
+
+ContextGating (Willow): y = x * sigmoid(BN(x W)), W n x n without bias (BN supplies the shift).
+SEGating (NeXtVLAD):   y = x * sigmoid(relu(BN(x W1)) W2), W1 n x n/r, W2 n/r x n, no biases.
+"""
+import yt8m  # noqa: F401
+import tensorflow as tf
+import tf_keras as keras
+
+from frame_level_models.layers import common
+
+
+class ContextGating(common.Layer):
+    _prunable_weight_names = ("kernel",)
+
+    def __init__(self, kernel_initializer=None, **kwargs):
+        super().__init__(**kwargs)
+        # Willow initialised W with stddev 1/sqrt(n).
+        self.kernel_initializer = keras.initializers.get(
+            kernel_initializer or common.fan_in_normal())
+
+    def build(self, input_shape):
+        size = int(input_shape[-1])
+        self.kernel = self.add_weight("kernel", [size, size], initializer=self.kernel_initializer)
+        self.batch_norm = common.batch_norm("gating_bn")
+        self.batch_norm.build([None, size])
+        super().build(input_shape)
+
+    def call(self, inputs, training=None):
+        gates = self.batch_norm(tf.matmul(inputs, self.kernel), training=training)
+        return inputs * tf.sigmoid(gates)
+
+    def get_config(self):
+        return {**super().get_config(),
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
+
+
+class SEGating(common.Layer):
+    _prunable_weight_names = ("squeeze_kernel", "excite_kernel")
+
+    def __init__(self, reduction=8, **kwargs):
+        super().__init__(**kwargs)
+        if reduction <= 0:
+            raise ValueError(f"gating_reduction must be positive, got {reduction}")
+        self.reduction = int(reduction)
+
+    def build(self, input_shape):
+        size = int(input_shape[-1])
+        if size % self.reduction:
+            raise ValueError(f"SE gating: input size {size} is not divisible by "
+                             f"gating_reduction={self.reduction}")
+        squeezed = size // self.reduction
+        self.squeeze_kernel = self.add_weight("squeeze_kernel", [size, squeezed],
+                                              initializer=common.he_normal())
+        self.excite_kernel = self.add_weight("excite_kernel", [squeezed, size],
+                                             initializer=common.he_normal())
+        self.batch_norm = common.batch_norm("gating_bn")
+        self.batch_norm.build([None, squeezed])
+        super().build(input_shape)
+
+    def call(self, inputs, training=None):
+        squeezed = tf.nn.relu(self.batch_norm(tf.matmul(inputs, self.squeeze_kernel),
+                                              training=training))
+        return inputs * tf.sigmoid(tf.matmul(squeezed, self.excite_kernel))
+
+    def get_config(self):
+        return {**super().get_config(), "reduction": self.reduction}

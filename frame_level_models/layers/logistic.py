@@ -1,0 +1,34 @@
+"""Logistic classifier: one dense layer to V logits, L2 on the weights (starter LogisticModel)."""
+import yt8m  # noqa: F401
+import tensorflow as tf
+import tf_keras as keras
+
+from frame_level_models.layers import common
+
+
+class LogisticClassifier(common.Layer):
+    """[B, D] -> logits [B, V] = x W + b. The caller applies the sigmoid (so logits stay available)."""
+
+    _prunable_weight_names = ("kernel",)
+
+    def __init__(self, num_classes, l2_penalty=1e-8, kernel_initializer="glorot_uniform",
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = int(num_classes)
+        self.l2_penalty = l2_penalty
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight("kernel", [int(input_shape[-1]), self.num_classes],
+                                      initializer=self.kernel_initializer,
+                                      regularizer=common.slim_l2(self.l2_penalty))
+        self.bias = self.add_weight("bias", [self.num_classes], initializer="zeros")
+        super().build(input_shape)
+
+    def call(self, inputs):
+        return tf.matmul(inputs, self.kernel) + self.bias
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes,
+                "l2_penalty": self.l2_penalty,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}

@@ -1,0 +1,45 @@
+"""LSTM encoder (starter LstmModel): stacked LSTMs over the valid frames; the representation is the
+last layer's output at each video's last valid frame (padded frames are masked, not run through)."""
+import yt8m  # noqa: F401
+import tensorflow as tf
+import tf_keras as keras
+
+from frame_level_models.layers import common
+
+
+class LstmEncoder(common.Layer):
+    """[frames [B, T, N], num_frames [B]] -> [B, cells]."""
+
+    def __init__(self, cells=1024, num_layers=2, **kwargs):
+        super().__init__(**kwargs)
+        if cells <= 0 or num_layers <= 0:
+            raise ValueError(f"lstm_cells and lstm_layers must be positive, got {cells}, "
+                             f"{num_layers}")
+        self.cells = int(cells)
+        self.num_layers = int(num_layers)
+        # unit_forget_bias matches the starter's BasicLSTMCell(forget_bias=1.0).
+        self.lstms = [keras.layers.LSTM(self.cells, return_sequences=index < num_layers - 1,
+                                        unit_forget_bias=True, name=f"lstm_{index}")
+                      for index in range(self.num_layers)]
+
+    def build(self, input_shape):
+        size = int(input_shape[0][-1])
+        for lstm in self.lstms:
+            lstm.build(tf.TensorShape([None, None, size]))
+            size = self.cells
+        super().build(input_shape)
+
+    def get_prunable_weights(self):
+        return [weight for lstm in self.lstms
+                for weight in (lstm.cell.kernel, lstm.cell.recurrent_kernel)]
+
+    def call(self, inputs, training=None):
+        frames, num_frames = inputs
+        mask = common.bool_frame_mask(num_frames, frames)
+        outputs = frames
+        for lstm in self.lstms:
+            outputs = lstm(outputs, mask=mask, training=training)
+        return outputs
+
+    def get_config(self):
+        return {**super().get_config(), "cells": self.cells, "num_layers": self.num_layers}

@@ -1,0 +1,20 @@
+"""Video-level models of the starter: classifiers on the concatenated mean features."""
+import yt8m  # noqa: F401
+
+from frame_level_models import model_parts
+from frame_level_models.registry import register
+
+
+@register("LogisticModel", frame_level=False, hparams=("l2_penalty",),
+          description="Logistic regression on the video-level mean features.")
+def logistic_model(inputs, num_classes, names, sizes, hp):
+    embedding = model_parts.concat([inputs[name] for name in names], "video_features")
+    return model_parts.logistic_outputs(embedding, num_classes, hp.l2_penalty)
+
+
+@register("MoeModel", frame_level=False,
+          hparams=("l2_penalty", "moe_num_mixtures", "moe_prob_gating"),
+          description="Mixture of experts on the video-level mean features.")
+def moe_model(inputs, num_classes, names, sizes, hp):
+    embedding = model_parts.concat([inputs[name] for name in names], "video_features")
+    return model_parts.classifier_outputs("MoeModel", embedding, num_classes, hp)

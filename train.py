@@ -1,0 +1,35 @@
+"""Trains a YouTube-8M model: `python train.py --train_dir=... --train_data_pattern=...`.
+
+A thin entry point: flags (yt8m.training.flags and the model hyper-parameters of
+frame_level_models.hparams) -> yt8m.training.trainer.train. See docs/training.md.
+"""
+from absl import flags
+
+import yt8m  # noqa: F401
+from yt8m.training import cli
+from yt8m.training import flags as training_flags
+
+from frame_level_models import hparams
+
+FLAGS = flags.FLAGS
+training_flags.define_train_flags()
+hparams.define_flags(pruning=False)
+
+
+def main():
+    # Splitting the CPU must come before TensorFlow runs anything.
+    from yt8m.training import distribution
+    distribution.configure_cpu_devices(FLAGS.num_cpu_devices)
+    from yt8m.training import trainer
+    from yt8m.training.model_builder import check_model_choice
+    check_model_choice(FLAGS.model, FLAGS.frame_features)
+    config = training_flags.train_config_from_flags(
+        FLAGS, model_hparams=hparams.hparams_from_flags(FLAGS, model_name=FLAGS.model))
+    result = trainer.train(config)
+    print(f"train.py: stopped at step {result.step} ({result.stop_reason}); "
+          f"checkpoint {result.checkpoint}", flush=True)
+
+
+if __name__ == "__main__":
+    from yt8m.training.trainer import NonFiniteLossError
+    cli.run(main, "train.py", more_user_errors=(NonFiniteLossError,))

@@ -1,0 +1,96 @@
+"""Cuts a leaf or a sub-tree out of a trained mixture / MOD tree into a train dir of its own.
+
+    python -m yt8m.distillation.extract --train_dir=mod_run --path=2/1 --output_dir=nextvlad_distill
+
+`--path` lists 0-based branch indices from the root ("2/1": branch 1 of the root's branch 2). A leaf
+becomes its zoo model (NeXtVLADModel for MixNeXtVLAD/MOD trees: the paper's "NeXtVLAD_distill"), a
+sub-tree a MixtureModel with the remaining levels. The output dir holds model_flags.json and a
+checkpoint `ckpt-<step of the source checkpoint>` written through tf.train.CheckpointManager over
+tf.train.Checkpoint(model=...), the layout train.py writes: eval.py, inference.py and the exporter
+load it with `yt8m.training.checkpoints.load_model`.
+"""
+import os
+
+from absl import flags
+
+import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
+import tensorflow as tf
+
+from yt8m.distillation import mixture_models
+from yt8m.distillation import mod_tree
+from yt8m.training import checkpoints
+from yt8m.training import files
+from yt8m.training import model_flags as model_flags_lib
+
+
+def load_tree(train_dir, checkpoint=None):
+    """(model_flags, checkpoint path, the mixture model with its weights restored)."""
+    tree_flags = model_flags_lib.read_model_flags(train_dir)
+    if tree_flags.get("model") not in mixture_models.MIXTURE_MODELS:
+        raise ValueError(f"--train_dir={train_dir!r} holds a {tree_flags.get('model')!r} model, "
+                         f"not a mixture ({', '.join(mixture_models.MIXTURE_MODELS)}); there is "
+                         "nothing to cut out")
+    checkpoint_path = checkpoint or checkpoints.latest_checkpoint(train_dir)
+    model = mixture_models.build(
+        tree_flags["model"], int(tree_flags["num_classes"]),
+        feature_names=tree_flags["feature_names"], feature_sizes=tree_flags["feature_sizes"],
+        **tree_flags.get("hparams", {}))
+    checkpoints.restore_model_weights(
+        model, checkpoint_path,
+        f"model {tree_flags['model']!r} described by {model_flags_lib.model_flags_path(train_dir)}")
+    return tree_flags, checkpoint_path, model
+
+
+def _require_empty_output(output_dir):
+    for name in (model_flags_lib.MODEL_FLAGS_FILE, "checkpoint"):
+        if tf.io.gfile.exists(os.path.join(output_dir, name)):
+            raise ValueError(f"--output_dir={output_dir!r} already holds {name}; give a new "
+                             "directory (extraction never overwrites a train dir)")
+
+
+def extract(train_dir, path, output_dir, checkpoint=None):
+    """Writes the node at `path` (tuple of branch indices) of the tree in `train_dir` to
+    `output_dir`; returns the checkpoint path written."""
+    if not path:
+        raise ValueError("--path is empty; name a branch (e.g. 2 or 2/1), the root is the whole "
+                         "train dir")
+    _require_empty_output(output_dir)
+    tree_flags, checkpoint_path, model = load_tree(train_dir, checkpoint)
+    node_flags = mixture_models.node_model_flags(tree_flags, path)  # checks the path first
+    node = model.subtree(path)
+    tf.io.gfile.makedirs(output_dir)
+    manager = checkpoints.make_checkpoint_manager(tf.train.Checkpoint(model=node), output_dir,
+                                                  max_to_keep=1)
+    # The checkpoint first, then model_flags.json (atomically): a dir with model_flags.json is
+    # complete.
+    written = manager.save(checkpoint_number=checkpoints.checkpoint_step(checkpoint_path))
+    files.write_json_atomically(model_flags_lib.model_flags_path(output_dir), node_flags)
+    return written
+
+
+def define_flags(flag_values=flags.FLAGS):
+    flags.DEFINE_string("train_dir", None, "Train dir of the trained mixture / MOD tree.",
+                        flag_values=flag_values)
+    flags.DEFINE_string("path", None, "0-based branch indices from the root joined by '/', e.g. "
+                        "2/1 (a leaf of a 4x3 tree) or 2 (a sub-mixture).",
+                        flag_values=flag_values)
+    flags.DEFINE_string("output_dir", None, "New train dir for the extracted model.",
+                        flag_values=flag_values)
+    flags.DEFINE_string("checkpoint", None, "Checkpoint of --train_dir to cut from (default: the "
+                        "newest).", flag_values=flag_values)
+    for name in ("train_dir", "path", "output_dir"):
+        flags.mark_flag_as_required(name, flag_values=flag_values)
+
+
+def main():
+    flag_values = flags.FLAGS
+    written = extract(flag_values.train_dir, mod_tree.parse_path(flag_values.path),
+                      flag_values.output_dir, flag_values.checkpoint)
+    print(f"extract: wrote {written} and model_flags.json to {flag_values.output_dir}",
+          flush=True)
+
+
+if __name__ == "__main__":
+    from yt8m.training import cli
+    define_flags()
+    cli.run(main, "extract")

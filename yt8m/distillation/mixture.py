@@ -1,0 +1,226 @@
+"""A gated mixture of models trained with online distillation (MixNeXtVLAD; MOD paper eq. 6).
+
+`MixtureModel` holds m branch models: any model of the zoo (outputs with `logits`), or other
+MixtureModels, which makes a MOD tree a mixture of mixtures (mod_tree.py builds them).
+
+  gate      w = softmax(dense(BN(mean of the valid frames), m))        [B, m]
+  mixture   z = sum_i w_i z_i,  predictions = sigmoid(z)
+  loss      BCE(y, sigmoid(z))                        (the trainer's label loss)
+            + sum_i BCE(y, sigmoid(z_i))              (`auxiliary_loss`, recursively for sub-mixtures)
+            + lambda * mean_batch sum_i KL(softmax(z/T) || softmax(z_i/T))   (skipped when T = 0)
+
+Outputs: `predictions`, `logits`, `gate_weights` [B, m], `branch_logits` [B, m, V]; a sub-mixture's
+entries come back under its path ("branch_logits/2" = the logits of the branches of branch 2,
+"gate_weights/2/0", ...), so the root's `auxiliary_loss` sees the whole tree.
+
+Defects of the reference code this does not repeat (SPEC 4): every regularisation loss is counted
+once (`losses` visits each branch once), the gate's BN statistics are updated (Keras BN in training
+mode), and the gate mean ignores padded frames (masked by num_frames).
+"""
+import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
+import tensorflow as tf
+import tf_keras as keras
+
+from frame_level_models.layers import common
+from frame_level_models.layers.frame_ops import MaskedMean
+from yt8m import losses as label_losses
+from yt8m.distillation import losses as distillation_losses
+from yt8m.distillation import placement
+
+NUM_FRAMES = "num_frames"
+BRANCH_LOGITS = "branch_logits"
+GATE_WEIGHTS = "gate_weights"
+
+_CROSS_ENTROPY = label_losses.CrossEntropyLoss()
+
+
+def binary_cross_entropy(labels, logits, label_weights=None):
+    """The project's label BCE (summed over classes, averaged over the batch; with label_weights
+    only the weighted classes count), from logits."""
+    return _CROSS_ENTROPY.calculate_loss(None, labels, label_weights=label_weights, logits=logits)
+
+
+def child_key(key, index):
+    """A branch's output key as seen from its parent: 'branch_logits' -> 'branch_logits/1',
+    'branch_logits/0' -> 'branch_logits/1/0'."""
+    name, _, rest = key.partition("/")
+    return f"{name}/{index}" + (f"/{rest}" if rest else "")
+
+
+def input_specs(model):
+    """{input name: shape without the batch axis} of a model taking a dict of inputs."""
+    if isinstance(model, MixtureModel):
+        return dict(model.input_specs)
+    nested = getattr(model, "input", None)
+    if not isinstance(nested, dict):
+        raise ValueError(f"branch model {model.name!r} must take a dict of named inputs (features "
+                         "and num_frames), as the models of frame_level_models do")
+    return {name: tuple(tensor.shape[1:]) for name, tensor in nested.items()}
+
+
+class MixtureGate(common.Layer):
+    """w = softmax(dense(BN(x), m)): one weight per branch and video. No bias: BN gives the shift."""
+
+    def __init__(self, num_branches, l2_penalty=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_branches = int(num_branches)
+        self.l2_penalty = float(l2_penalty)
+        self.norm = common.batch_norm("gate_bn")
+        self.dense = keras.layers.Dense(self.num_branches, use_bias=False,
+                                        kernel_initializer=common.he_normal(),
+                                        kernel_regularizer=common.slim_l2(self.l2_penalty),
+                                        name="gate_dense")
+
+    def build(self, input_shape):
+        self.norm.build(input_shape)
+        self.dense.build(input_shape)
+        super().build(input_shape)
+
+    def call(self, inputs, training=None):
+        return tf.nn.softmax(self.dense(self.norm(inputs, training=training)), axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "num_branches": self.num_branches,
+                "l2_penalty": self.l2_penalty}
+
+
+class MixtureModel(keras.Model):
+    """Gated mixture of `branches` with online distillation from the mixture to each branch.
+
+    Args:
+      branches: built models (zoo models whose outputs include `logits`, or MixtureModels), all
+        taking the same inputs. Their weights already exist; to place branch i on a device, build it
+        under `tf.device(branch_devices[i])` and pass the same device here.
+      num_classes: V.
+      temperature: T of the distillation term; 0 disables it.
+      distill_lambda: lambda, the weight of the distillation term (the references use T^2).
+      stop_teacher_gradient: stop the gradient of the KL term on the mixture (teacher) side. The
+        reference code does not (default False).
+      branch_devices: one device name (or None: the caller's scope) per branch.
+      gate_l2_penalty: starter-convention L2 on the gate's kernel.
+    """
+
+    def __init__(self, branches, num_classes, temperature=0.0, distill_lambda=0.0,
+                 stop_teacher_gradient=False, branch_devices=None, gate_l2_penalty=0.0, **kwargs):
+        super().__init__(**kwargs)
+        branches = list(branches)
+        if not branches:
+            raise ValueError("a MixtureModel needs at least one branch")
+        if temperature < 0:
+            raise ValueError(f"cl_temperature must be >= 0 (0 disables distillation), "
+                             f"got {temperature}")
+        branch_devices = list(branch_devices or [None] * len(branches))
+        if len(branch_devices) != len(branches):
+            raise ValueError(f"{len(branches)} branches but {len(branch_devices)} branch devices")
+        placement.check_strategy_allows_placement(branch_devices)
+        specs = input_specs(branches[0])
+        for branch in branches[1:]:
+            if input_specs(branch) != specs:
+                raise ValueError(f"branch {branch.name!r} takes inputs {input_specs(branch)}, "
+                                 f"branch {branches[0].name!r} takes {specs}; they must agree")
+        self.num_classes = int(num_classes)
+        self.temperature = float(temperature)
+        self.distill_lambda = float(distill_lambda)
+        self.stop_teacher_gradient = bool(stop_teacher_gradient)
+        self.branch_models = branches
+        # Device names are settings, not state: keep them out of the checkpoint's object graph so a
+        # sub-tree saved alone has the same structure as inside the tree.
+        object.__setattr__(self, "_branch_devices", tuple(branch_devices))
+        object.__setattr__(self, "input_specs", dict(specs))
+        self._feature_names = tuple(sorted(name for name in specs if name != NUM_FRAMES))
+        self._frame_level = NUM_FRAMES in specs
+        self.gate = MixtureGate(len(branches), gate_l2_penalty, name="gate")
+        gate_size = sum(int(specs[name][-1]) for name in self._feature_names)
+        # Create the gate's weights now (not at the first call): a checkpoint can then be restored
+        # into a freshly built model at once, and the weights land under the caller's device.
+        self.gate.build(tf.TensorShape([None, gate_size]))
+        self.masked_mean = MaskedMean(name="gate_input_mean")
+
+    @property
+    def branch_devices(self):
+        return self._branch_devices
+
+    def gate_inputs(self, inputs):
+        """The concatenated features averaged over each video's valid frames (padding ignored)."""
+        features = tf.concat([tf.cast(inputs[name], tf.float32) for name in self._feature_names],
+                             axis=-1)
+        if not self._frame_level:
+            return features
+        return self.masked_mean([features, inputs[NUM_FRAMES]])
+
+    def call(self, inputs, training=None):
+        branch_outputs = []
+        for branch, device in zip(self.branch_models, self.branch_devices):
+            with placement.device_scope(device):
+                outputs = branch(inputs, training=training)
+            if not isinstance(outputs, dict) or "logits" not in outputs:
+                raise ValueError(f"branch model {branch.name!r} has no 'logits' output; a mixture "
+                                 "combines the branches' logits")
+            branch_outputs.append(outputs)
+        weights = self.gate(self.gate_inputs(inputs), training=training)
+        branch_logits = tf.stack([outputs["logits"] for outputs in branch_outputs], axis=1)
+        logits = tf.einsum("bm,bmv->bv", weights, branch_logits)
+        result = {"predictions": tf.sigmoid(logits), "logits": logits, GATE_WEIGHTS: weights,
+                  BRANCH_LOGITS: branch_logits}
+        for index, (branch, outputs) in enumerate(zip(self.branch_models, branch_outputs)):
+            if isinstance(branch, MixtureModel):
+                for key, value in outputs.items():
+                    if key.startswith((BRANCH_LOGITS, GATE_WEIGHTS)):
+                        result[child_key(key, index)] = value
+        return result
+
+    def auxiliary_loss(self, labels, outputs, label_weights=None):
+        """Every loss term of the tree except BCE of this model's own mixture (the trainer's label
+        loss): the branches' BCE, the sub-mixtures' terms and the distillation terms."""
+        return self._subtree_loss(labels, outputs, label_weights, "", outputs["logits"])
+
+    def _subtree_loss(self, labels, outputs, label_weights, path, logits):
+        branch_logits = tf.unstack(outputs[BRANCH_LOGITS + path], axis=1)
+        total = tf.constant(0.0)
+        for index, (branch, device) in enumerate(zip(self.branch_models, self.branch_devices)):
+            with placement.device_scope(device):  # each branch's loss terms next to its weights
+                total += binary_cross_entropy(labels, branch_logits[index], label_weights)
+                if isinstance(branch, MixtureModel):
+                    total += branch._subtree_loss(labels, outputs, label_weights,
+                                                  f"{path}/{index}", branch_logits[index])
+        if self.temperature > 0:
+            teacher = tf.stop_gradient(logits) if self.stop_teacher_gradient else logits
+            total += self.distill_lambda * distillation_losses.mixture_kl(
+                teacher, branch_logits, self.temperature)
+        return total
+
+    @property
+    def losses(self):
+        """Regularisation losses, each branch's evaluated on the branch's device (an L2 term read
+        on another device would copy the whole weight matrix there every step)."""
+        collected = list(self.gate.losses)
+        for branch, device in zip(self.branch_models, self.branch_devices):
+            with placement.device_scope(device):
+                collected.extend(branch.losses)
+        return collected
+
+    def compute_gradients(self, tape, loss, variables):
+        """Gradients of `loss` with each gradient op on the device of the forward op it comes
+        from, so every sub-tree's backward pass runs on the sub-tree's device.
+
+        Inside a tf.function this uses tf.gradients, which colocates gradients with their forward
+        ops (GradientTape.gradient leaves them unplaced: they would all run on the first device).
+        Eagerly it falls back to the tape. The trainer calls this instead of tape.gradient.
+        """
+        if tf.inside_function():
+            return tf.gradients(loss, variables)
+        return tape.gradient(loss, variables)
+
+    def subtree(self, path):
+        """The branch at `path` (a sequence of 0-based branch indices, root first)."""
+        node = self
+        for depth, index in enumerate(path):
+            if not isinstance(node, MixtureModel):
+                raise ValueError(f"path {list(path)}: the node at depth {depth} is a leaf "
+                                 f"({node.name}); it has no branches")
+            if not 0 <= index < len(node.branch_models):
+                raise ValueError(f"path {list(path)}: index {index} at depth {depth} is out of "
+                                 f"range; that mixture has {len(node.branch_models)} branches "
+                                 f"(0..{len(node.branch_models) - 1})")
+            node = node.branch_models[index]
+        return node

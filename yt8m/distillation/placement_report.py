@@ -1,0 +1,140 @@
+"""Shows where a MOD tree's sub-trees live: their variables, and the devices of their matrix
+products and of those products' gradients in a traced training step.
+
+    python -m yt8m.distillation.placement_report --num_cpu_devices=3 --model=MODNeXtVLADModel \
+        --mod_tree=2x3 --mod_devices=/CPU:1,/CPU:2
+
+The step is the trainer's: its loss (`yt8m.training.objective.training_loss`), the model's
+`compute_gradients` hook and an Adam update, traced with tf.function. The report (JSON on stdout)
+lists, per top-level sub-tree, the devices of its variables, of its forward MatMul/Einsum ops, of
+their gradient ops and of its optimizer updates. Tiny hyper-parameters keep it fast: it checks
+placement, not speed.
+"""
+import collections
+import json
+
+from absl import app
+from absl import flags
+
+import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
+
+PRODUCT_OPS = ("MatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum")
+UPDATE_OP_PREFIX = "ResourceApply"
+
+flags.DEFINE_integer("num_cpu_devices", 3, "Logical CPU devices to split the CPU into.")
+flags.DEFINE_string("model", "MODNeXtVLADModel", "Mixture model to build.")
+flags.DEFINE_string("mod_tree", "2x2", "Tree shape.")
+flags.DEFINE_string("mod_devices", "", "Devices of the top-level sub-trees (empty: all).")
+flags.DEFINE_string("mixture_base_model", "NeXtVLADModel", "Leaf model of MixtureModel.")
+flags.DEFINE_integer("num_classes", 6, "Classes.")
+flags.DEFINE_integer("batch_size", 4, "Batch of the traced step.")
+
+
+def _tiny_hparams():
+    return dict(feature_names="rgb,audio", feature_sizes="16,8", nextvlad_cluster_size=4,
+                nextvlad_hidden_size=8, groups=2, expansion=2, mod_tree=flags.FLAGS.mod_tree,
+                mod_devices=flags.FLAGS.mod_devices,
+                mixture_base_model=flags.FLAGS.mixture_base_model)
+
+
+def _canonical(device):
+    """'/job:localhost/replica:0/task:0/device:CPU:1' and '/device:CPU:1' -> '/device:CPU:1'."""
+    import tensorflow as tf
+    spec = tf.DeviceSpec.from_string(device or "")
+    return f"/device:{spec.device_type}:{spec.device_index}" if spec.device_type else ""
+
+
+def _scope_owner(op_name, scopes):
+    """Index of the sub-tree whose name scope holds the op (or None)."""
+    parts = op_name.split("/")
+    for index, scope in enumerate(scopes):
+        if scope in parts:
+            return index
+    return None
+
+
+def placement_report(model, batch_size, num_classes):
+    """Traces one training step of `model` and returns the report dict (see the module doc)."""
+    import numpy as np
+    import tensorflow as tf
+    from yt8m import losses as label_losses
+    from yt8m.training import objective
+    from yt8m.training.optimizers import make_optimizer
+
+    specs = model.input_specs
+    rng = np.random.default_rng(0)
+    frames = 5
+    batch = {name: tf.constant(rng.normal(size=(batch_size, frames) + tuple(shape[1:])),
+                               tf.float32) for name, shape in specs.items() if name != "num_frames"}
+    batch["num_frames"] = tf.constant(rng.integers(1, frames + 1, size=batch_size), tf.int32)
+    labels = tf.constant(rng.integers(0, 2, size=(batch_size, num_classes)), tf.float32)
+    optimizer = make_optimizer("AdamOptimizer", 1e-3, 1.0)
+    optimizer.build(model.trainable_variables)
+    label_loss = label_losses.CrossEntropyLoss()
+
+    @tf.function
+    def train_step(features, targets):
+        with tf.GradientTape() as tape:
+            outputs = model(features, training=True)
+            losses = objective.training_loss(model, outputs, targets, None, label_loss, 1.0)
+        variables = model.trainable_variables
+        gradients = model.compute_gradients(tape, losses["total_loss"], variables)
+        optimizer.apply_gradients(zip(gradients, variables))
+        return losses["total_loss"]
+
+    loss = float(train_step(batch, labels))  # also checks that the placed step runs
+    graph = train_step.get_concrete_function(batch, labels).graph
+    subtrees = list(model.branch_models)
+    scopes = [subtree.name for subtree in subtrees]
+    if len(set(scopes)) != len(scopes):
+        raise ValueError(f"top-level sub-trees share names {scopes}; cannot tell their ops apart")
+    forward = collections.defaultdict(collections.Counter)
+    backward = collections.defaultdict(collections.Counter)
+    for op in graph.get_operations():
+        if op.type not in PRODUCT_OPS:
+            continue
+        owner = _scope_owner(op.name, scopes)
+        if owner is None:
+            continue
+        table = backward if op.name.startswith(("gradients/", "gradient_tape/")) else forward
+        table[owner][_canonical(op.device)] += 1
+    # Optimizer updates take the variable's handle as their first input; match on that.
+    handle_owner = {}
+    for index, subtree in enumerate(subtrees):
+        for variable in subtree.trainable_variables:
+            handle_owner[id(variable)] = index
+    captured = {id(tensor): id(variable) for variable in model.trainable_variables
+                for tensor in [graph.capture(variable.handle)]}
+    updates = collections.defaultdict(collections.Counter)
+    for op in graph.get_operations():
+        if op.type.startswith(UPDATE_OP_PREFIX) and op.inputs:
+            variable_id = captured.get(id(op.inputs[0]))
+            if variable_id in handle_owner:
+                updates[handle_owner[variable_id]][_canonical(op.device)] += 1
+    report = {"loss": loss, "root_gate_variable_devices": sorted(
+        {_canonical(v.device) for v in model.gate.variables}), "subtrees": []}
+    for index, (subtree, device) in enumerate(zip(subtrees, model.branch_devices)):
+        report["subtrees"].append({
+            "path": str(index),
+            "name": subtree.name,
+            "assigned_device": _canonical(device) if device else "",
+            "variable_devices": sorted({_canonical(v.device) for v in subtree.variables}),
+            "forward_products": dict(forward[index]),
+            "gradient_products": dict(backward[index]),
+            "optimizer_updates": dict(updates[index]),
+        })
+    return report
+
+
+def main(argv):
+    del argv
+    from yt8m.training import distribution
+    distribution.configure_cpu_devices(flags.FLAGS.num_cpu_devices)
+    from yt8m.distillation import mixture_models
+    model = mixture_models.build(flags.FLAGS.model, flags.FLAGS.num_classes, **_tiny_hparams())
+    print(json.dumps(placement_report(model, flags.FLAGS.batch_size, flags.FLAGS.num_classes),
+                     indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    app.run(main)

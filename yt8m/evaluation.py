@@ -1,0 +1,142 @@
+"""Evaluation loop (eval.py): checkpoints of a train dir -> GAP, MAP, Hit@1, PERR and label loss.
+
+Each evaluated checkpoint gets TensorBoard summaries in `train_dir/eval/` and a JSON file
+`train_dir/eval/metrics_step_<step>.json` (written atomically). Without --run_once the loop waits
+for the trainer's next checkpoint (tf.train.checkpoints_iterator).
+
+Segment mode (--segment_labels): one element per rated segment; the label loss is weighted by
+`label_weights` and predictions of the unrated classes are zeroed, so the metrics only rank the
+rated classes (as the starter's eval.py).
+"""
+import dataclasses
+import os
+import time
+
+from absl import logging
+
+import yt8m  # noqa: F401
+import tensorflow as tf
+
+from yt8m.metrics import EvaluationMetrics
+from yt8m.training import checkpoints
+from yt8m.training import files
+from yt8m.training import inputs
+from yt8m.training import model_flags as model_flags_lib
+from yt8m.losses import get_label_loss
+from yt8m.training.model_builder import build_model
+from yt8m.training.objective import model_predictions
+
+EVAL_SUBDIR = "eval"
+
+
+def eval_dir(train_dir):
+    return os.path.join(train_dir, EVAL_SUBDIR)
+
+
+def metrics_path(train_dir, step):
+    return os.path.join(eval_dir(train_dir), f"metrics_step_{step}.json")
+
+
+def make_eval_step(model, data_config, label_loss):
+    """tf.function: batch -> (predictions with unrated classes zeroed, label loss)."""
+
+    @tf.function(reduce_retracing=True)
+    def eval_step(batch):
+        outputs = model(inputs.model_inputs(batch, data_config), training=False)
+        predictions, logits = model_predictions(outputs)
+        label_weights = batch.get("label_weights")
+        loss = label_loss.calculate_loss(predictions, batch["labels"],
+                                         label_weights=label_weights, logits=logits)
+        if label_weights is not None:
+            predictions = predictions * label_weights
+        return predictions, loss
+
+    return eval_step
+
+
+def evaluate_batches(eval_step, batches, num_classes, top_k):
+    """Streams every batch through the metrics; returns the results dict."""
+    metrics = EvaluationMetrics(num_classes, top_k)
+    started = time.time()
+    for batch in batches:
+        predictions, loss = eval_step(batch)
+        metrics.accumulate(predictions.numpy(), batch["labels"].numpy(), float(loss))
+        logging.log_every_n(logging.INFO, "evaluated %d examples (%.1f examples/s)", 20,
+                            metrics.num_examples,
+                            metrics.num_examples / max(time.time() - started, 1e-9))
+    if metrics.num_examples == 0:
+        raise ValueError("the evaluation data holds no example")
+    summary = metrics.get()
+    return {name: float(summary[name]) for name in ("gap", "map", "hit_at_one", "perr", "loss")} \
+        | {"num_examples": int(summary["num_examples"])}
+
+
+@dataclasses.dataclass
+class _Evaluator:
+    """Everything that stays the same from one checkpoint to the next."""
+    config: object
+    model_flags: dict
+    data_config: object
+    files: list
+
+    def __post_init__(self):
+        self.model = build_model(self.model_flags)
+        self.label_loss = get_label_loss(self.model_flags["label_loss"])
+        self.eval_step = make_eval_step(self.model, self.data_config, self.label_loss)
+        self.writer = tf.summary.create_file_writer(eval_dir(self.config.train_dir))
+
+    def evaluate(self, checkpoint_path):
+        config = self.config
+        checkpoints.restore_model_weights(
+            self.model, checkpoint_path,
+            f"model {self.model_flags['model']!r} described by "
+            f"{model_flags_lib.model_flags_path(config.train_dir)}")
+        step = checkpoints.checkpoint_step(checkpoint_path)
+        dataset = inputs.evaluation_dataset(self.files, self.data_config, config.batch_size)
+        results = evaluate_batches(self.eval_step, dataset, self.data_config.num_classes,
+                                   config.top_k)
+        results.update(step=step, checkpoint=checkpoint_path,
+                       eval_data_pattern=config.eval_data_pattern,
+                       segment_labels=config.segment_labels, top_k=config.top_k)
+        with self.writer.as_default():
+            for name in ("gap", "map", "hit_at_one", "perr", "loss"):
+                tf.summary.scalar(name, results[name], step=step)
+        self.writer.flush()
+        files.write_json_atomically(metrics_path(config.train_dir, step), results)
+        logging.info("step %d | GAP %.4f | MAP %.4f | Hit@1 %.4f | PERR %.4f | loss %.4f | "
+                     "%d examples", step, results["gap"], results["map"], results["hit_at_one"],
+                     results["perr"], results["loss"], results["num_examples"])
+        return results
+
+
+def _checkpoints_to_evaluate(config):
+    if config.checkpoint:
+        yield config.checkpoint
+    elif config.run_once:
+        yield checkpoints.latest_checkpoint(config.train_dir)
+    else:
+        logging.info("Waiting for checkpoints in %s", config.train_dir)
+        yield from tf.train.checkpoints_iterator(config.train_dir,
+                                                 timeout=config.eval_timeout_secs)
+
+
+def run_evaluation(config):
+    """Evaluates checkpoints as configured (EvalConfig); returns the list of results dicts."""
+    model_flags = model_flags_lib.read_model_flags(config.train_dir)
+    data_config = inputs.data_config_from_model_flags(
+        model_flags, segment_labels=config.segment_labels, num_readers=config.num_readers)
+    eval_files = inputs.require_files(config.eval_data_pattern, "--eval_data_pattern")
+    if config.run_once or config.checkpoint:
+        # Fail before building the model when there is nothing to evaluate.
+        checkpoints.require_checkpoint(config.train_dir, config.checkpoint)
+    evaluator = _Evaluator(config, model_flags, data_config, eval_files)
+    all_results = []
+    for checkpoint_path in _checkpoints_to_evaluate(config):
+        try:
+            all_results.append(evaluator.evaluate(checkpoint_path))
+        except (tf.errors.NotFoundError, checkpoints.NoCheckpointError) as error:
+            if config.run_once or config.checkpoint:
+                raise
+            # The trainer's keep-N rotation deleted it before we got to it: wait for the next.
+            logging.warning("Skipping %s: %s", checkpoint_path, error)
+    return all_results

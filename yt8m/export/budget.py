@@ -1,0 +1,50 @@
+"""Export size: what the variables will take before anything is written, the budget check, and
+the size on disk afterwards. One MB here is 2**20 bytes (the challenge's "1 GB uncompressed")."""
+import os
+
+import yt8m  # noqa: F401
+import tensorflow as tf
+
+from yt8m.export import precision as precision_lib
+
+BYTES_PER_MB = 2 ** 20
+
+
+class SizeBudgetError(ValueError):
+    pass
+
+
+def variable_bytes(variables, precision, min_elements):
+    """Bytes of variable data when the candidates among `variables` are stored at `precision`."""
+    total = 0
+    for variable in variables:
+        if (precision != precision_lib.FLOAT32
+                and precision_lib.is_low_precision_candidate(variable, min_elements)):
+            total += precision_lib.stored_bytes(variable.shape, precision)
+        else:
+            total += variable.shape.num_elements() * variable.dtype.size
+    return total
+
+
+def sizes_by_precision(variables, min_elements):
+    """{precision: bytes} for float32, float16 and int8 storage of the same variables."""
+    return {precision: variable_bytes(variables, precision, min_elements)
+            for precision in precision_lib.PRECISIONS}
+
+
+def check_budget(num_bytes, budget_mb, what):
+    """Raises SizeBudgetError when `num_bytes` exceeds the budget (--size_budget_mb)."""
+    if num_bytes > budget_mb * BYTES_PER_MB:
+        raise SizeBudgetError(
+            f"{what} would take {num_bytes / BYTES_PER_MB:.2f} MB, over "
+            f"--size_budget_mb={budget_mb:g}; drop members, use --float16 or --int8, or pass "
+            "--select_under_budget with --tune_weights_on")
+
+
+def directory_bytes(path):
+    """Total size of the files under `path` (the export's size on disk)."""
+    total = 0
+    for directory, _, file_names in tf.io.gfile.walk(path):
+        for name in file_names:
+            total += tf.io.gfile.stat(os.path.join(directory, name)).length
+    return total

@@ -1,0 +1,331 @@
+"""export_ensemble: members' train dirs -> one verified SavedModel, written atomically.
+
+Steps: load every member (checkpoint averaging included) -> optionally tune the weights / choose
+the members on validation data -> build the ensemble module at the requested precision -> check
+the size budget (before anything is written) -> save to a temp dir next to output_dir -> reload it
+and verify (max abs difference against the float32 ensemble, GAP before and after) -> write
+export_report.json -> rename the temp dir to output_dir. Any failure removes the temp dir.
+"""
+import dataclasses
+import json
+import os
+import shutil
+import uuid
+from typing import Optional, Sequence
+
+from absl import logging
+
+import yt8m  # noqa: F401
+import numpy as np
+import tensorflow as tf
+
+from yt8m.export import budget
+from yt8m.export import member_module
+from yt8m.export import members as members_lib
+from yt8m.export import precision as precision_lib
+from yt8m.export import serving
+from yt8m.export import tuning
+from yt8m.export import validation_data
+from yt8m.training import files
+
+REPORT_FILE = "export_report.json"
+# Largest |exported - float32 ensemble| prediction difference accepted by default.
+DEFAULT_MAX_PREDICTION_DIFF = {
+    precision_lib.FLOAT32: 1e-5,
+    precision_lib.FLOAT16: 1e-3,   # the issue's bound for float16
+    precision_lib.INT8: 2e-2,      # weight-only per-channel int8 (measured in docs/export.md)
+}
+# Size of the traced graph per member, reserved when --select_under_budget compares sizes before
+# any graph exists (the real total is checked again before writing).
+GRAPH_ALLOWANCE_BYTES = 2 ** 20
+
+
+class PredictionMismatchError(ValueError):
+    pass
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    members: Sequence[str]                    # TRAIN_DIR or TRAIN_DIR@CHECKPOINTS
+    output_dir: str
+    weights: Optional[Sequence[float]] = None  # default: equal
+    precision: str = precision_lib.FLOAT32
+    average_checkpoints: str = members_lib.LATEST
+    size_budget_mb: float = 1024.0
+    min_low_precision_elements: int = precision_lib.DEFAULT_MIN_ELEMENTS
+    top_k: int = 20
+    tune_weights_on: str = ""        # file pattern of frame-level validation records
+    select_under_budget: bool = False
+    eval_data_pattern: str = ""      # GAP before/after; default: tune_weights_on
+    max_eval_examples: int = 10000
+    batch_size: int = 64
+    max_prediction_diff: Optional[float] = None  # default DEFAULT_MAX_PREDICTION_DIFF[precision]
+    overwrite: bool = False
+
+
+def _check_config(config):
+    precision_lib.check_precision(config.precision)
+    if not config.output_dir:
+        raise ValueError("--output_dir is empty: give the directory to write the SavedModel to")
+    if tf.io.gfile.exists(config.output_dir) and not config.overwrite:
+        raise ValueError(f"--output_dir={config.output_dir!r} already exists; pass --overwrite "
+                         "to replace it")
+    if config.size_budget_mb <= 0:
+        raise ValueError(f"--size_budget_mb must be positive, got {config.size_budget_mb:g}")
+    if config.weights is not None:
+        if len(config.weights) != len(config.members):
+            raise ValueError(f"--weights has {len(config.weights)} values for "
+                             f"{len(config.members)} --members")
+        if any(weight < 0 for weight in config.weights) or sum(config.weights) <= 0:
+            raise ValueError(f"--weights must be >= 0 with a positive sum, got "
+                             f"{list(config.weights)}")
+        if config.tune_weights_on:
+            raise ValueError("--weights and --tune_weights_on exclude each other: tuning "
+                             "chooses the weights")
+    if config.select_under_budget and not config.tune_weights_on:
+        raise ValueError("--select_under_budget needs --tune_weights_on (validation data to "
+                         "choose the members by GAP)")
+    if config.min_low_precision_elements < 1:
+        raise ValueError("--min_low_precision_elements must be >= 1, got "
+                         f"{config.min_low_precision_elements}")
+
+
+def _check_members_agree(loaded):
+    num_classes = {int(member.model_flags["num_classes"]) for member in loaded}
+    if len(num_classes) != 1:
+        raise ValueError("--members predict different numbers of classes: " + ", ".join(
+            f"{member.spec.train_dir}: {member.model_flags['num_classes']}" for member in loaded))
+    for member in loaded:
+        names = str(member.model_flags.get("feature_names", "")).split(",")
+        sizes = [int(size) for size in str(member.model_flags.get("feature_sizes", "")).split(",")]
+        for name, size in zip(names, sizes):
+            base = name[len(member_module.VIDEO_LEVEL_PREFIX):] if name.startswith(
+                member_module.VIDEO_LEVEL_PREFIX) else name
+            if serving.FEATURE_SIZES.get(base) != size:
+                raise ValueError(
+                    f"--members: {member.spec.train_dir} uses feature {name!r} of size {size}; "
+                    f"the serving signatures carry {serving.FEATURE_SIZES}")
+    return num_classes.pop()
+
+
+def _normalised(weights):
+    total = float(sum(weights))
+    return [float(weight) / total for weight in weights]
+
+
+def _float32_member_predictions(members, batches):
+    """Per member [N, V] float32 predictions over `batches`, plus labels [N, V]."""
+    forwards = [tf.function(member.float32_predictions, reduce_retracing=True)
+                for member in members]
+    per_member = [[] for _ in members]
+    labels = []
+    for batch in batches:
+        frames = {name: batch[name] for name in serving.FEATURE_NAMES}
+        for outputs, forward in zip(per_member, forwards):
+            outputs.append(forward(frames, batch["num_frames"]).numpy())
+        labels.append(batch["labels"].numpy())
+    if not labels:
+        raise ValueError("the validation data holds no video")
+    return [np.concatenate(outputs) for outputs in per_member], np.concatenate(labels)
+
+
+def _choose_weights(config, members, loaded_weights_bytes, report):
+    """(kept member indices, weights): given, equal, tuned or selected under the budget."""
+    count = len(members)
+    if not config.tune_weights_on:
+        weights = _normalised(config.weights) if config.weights else [1.0 / count] * count
+        return list(range(count)), weights
+    batches = validation_data.frame_batches(config.tune_weights_on, config.batch_size,
+                                            config.max_eval_examples, members[0])
+    predictions, labels = _float32_member_predictions(members, batches)
+    if config.select_under_budget:
+        budget_bytes = config.size_budget_mb * budget.BYTES_PER_MB
+        sizes = [size + GRAPH_ALLOWANCE_BYTES for size in loaded_weights_bytes]
+        result = tuning.select_under_budget(predictions, labels, sizes, budget_bytes,
+                                            top_k=config.top_k)
+        report["selection"] = {
+            "chosen": [config.members[index] for index in result.members],
+            "candidates": [{"members": [config.members[index] for index in subset], "gap": gap}
+                           for subset, gap in result.candidates]}
+        kept, weights = result.members, result.weights
+    else:
+        result = tuning.tune_weights(predictions, labels, top_k=config.top_k)
+        report["tuning"] = {"equal_weights_gap": result.equal_weights_gap,
+                            "tuned_gap": result.gap}
+        kept, weights = list(range(count)), result.weights
+    return kept, weights
+
+
+def _verification_batch(ensemble, config, num_videos=8, seed=0):
+    """A batch to compare exported and float32 predictions on: the first validation videos, or
+    random dequantized frames of random lengths when no validation data is given."""
+    pattern = config.eval_data_pattern or config.tune_weights_on
+    if pattern:
+        for batch in validation_data.frame_batches(pattern, num_videos, num_videos,
+                                                   ensemble.members[0]):
+            return ({name: batch[name] for name in serving.FEATURE_NAMES},
+                    batch["num_frames"])
+    rng = np.random.default_rng(seed)
+    length = ensemble.max_frames
+    frames = {}
+    for name in serving.FEATURE_NAMES:
+        codes = rng.integers(0, 256, size=(num_videos, length, serving.FEATURE_SIZES[name]))
+        frames[name] = tf.constant(
+            np.asarray(validation_data.dequantize_np(codes.astype(np.uint8))))
+    num_frames = tf.constant(rng.integers(1, length + 1, size=num_videos), tf.int32)
+    mask = tf.sequence_mask(num_frames, length, dtype=tf.float32)[:, :, None]
+    return {name: values * mask for name, values in frames.items()}, num_frames
+
+
+def _exported_gap(loaded, pattern, config, members):
+    signature = loaded.signatures[serving.SERVING_DEFAULT]
+    predictions, labels = [], []
+    for batch in validation_data.frame_batches(pattern, config.batch_size,
+                                               config.max_eval_examples, members[0]):
+        outputs = signature(**{name: batch[name] for name in serving.FEATURE_NAMES},
+                            num_frames=batch["num_frames"])
+        predictions.append(outputs["predictions"].numpy())
+        labels.append(batch["labels"].numpy())
+    return tuning.gap_score(np.concatenate(predictions), np.concatenate(labels), config.top_k)
+
+
+def _temp_dir_next_to(output_dir):
+    parent, name = os.path.split(os.path.normpath(output_dir))
+    return os.path.join(parent, f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _replace_directory(temp_dir, output_dir):
+    """Moves temp_dir to output_dir; an existing output_dir (--overwrite) goes only once the new
+    one is in place."""
+    if not tf.io.gfile.exists(output_dir):
+        tf.io.gfile.rename(temp_dir, output_dir)
+        return
+    old = _temp_dir_next_to(output_dir) + "-old"
+    tf.io.gfile.rename(output_dir, old)
+    tf.io.gfile.rename(temp_dir, output_dir)
+    tf.io.gfile.rmtree(old)
+
+
+def _graph_bytes(signatures):
+    return sum(function.graph.as_graph_def().ByteSize() for function in signatures.values())
+
+
+def build_ensemble(loaded, weights, precision, min_elements, top_k=20):
+    """EnsembleModule over LoadedMembers (their models keep their float32 weights)."""
+    modules = [member_module.MemberModule(member.model, member.model_flags, precision,
+                                          min_elements, name=f"member_{index}")
+               for index, member in enumerate(loaded)]
+    return serving.EnsembleModule(modules, weights, top_k=top_k)
+
+
+def export_ensemble(config):
+    """Runs the whole export (see the module docstring); returns the report dict."""
+    _check_config(config)
+    default_selection = members_lib.parse_selection(config.average_checkpoints,
+                                                    "--average_checkpoints")
+    specs = members_lib.parse_members(config.members, default_selection)
+    loaded = [members_lib.load_member(spec) for spec in specs]
+    num_classes = _check_members_agree(loaded)
+    min_elements = config.min_low_precision_elements
+    sizes = [budget.sizes_by_precision(member_module.unique_variables(member.model), min_elements)
+             for member in loaded]
+    report = {
+        "output_dir": config.output_dir,
+        "precision": config.precision,
+        "num_classes": num_classes,
+        "members": [{"member": member.spec.describe(), "model": member.model_flags.get("model"),
+                     "checkpoints": member.checkpoints, "bytes": size}
+                    for member, size in zip(loaded, sizes)],
+    }
+
+    float32_modules = [member_module.MemberModule(member.model, member.model_flags,
+                                                  precision_lib.FLOAT32, min_elements,
+                                                  name=f"member_{index}")
+                       for index, member in enumerate(loaded)]
+    kept, weights = _choose_weights(config, float32_modules,
+                                    [size[config.precision] for size in sizes], report)
+    # A member left at weight 0 would only cost space.
+    kept, weights = zip(*[(index, weight) for index, weight in zip(kept, weights) if weight > 0])
+    loaded = [loaded[index] for index in kept]
+    weights = _normalised(weights)
+    report["weights"] = {loaded_member.spec.describe(): weight
+                         for loaded_member, weight in zip(loaded, weights)}
+
+    ensemble = build_ensemble(loaded, weights, config.precision, min_elements, config.top_k)
+    signatures = ensemble.signatures()
+    for function in signatures.values():
+        member_module.check_no_float32_reads(function, ensemble.members)
+    estimated = ensemble.saved_bytes() + _graph_bytes(signatures)
+    report["size_bytes"] = {precision: sum(size[precision] for size in
+                                           (sizes[index] for index in kept))
+                            for precision in precision_lib.PRECISIONS}
+    report["estimated_export_bytes"] = estimated
+    budget.check_budget(estimated, config.size_budget_mb, f"the {config.precision} ensemble")
+
+    temp_dir = _temp_dir_next_to(config.output_dir)
+    try:
+        tf.io.gfile.makedirs(os.path.dirname(temp_dir) or ".")
+        tf.saved_model.save(ensemble, temp_dir, signatures=signatures)
+        report.update(_verify(temp_dir, ensemble, config, loaded))
+        budget.check_budget(report["on_disk_bytes"], config.size_budget_mb,
+                            f"the written {config.precision} ensemble")
+        files.write_json_atomically(os.path.join(temp_dir, REPORT_FILE), report)
+        _replace_directory(temp_dir, config.output_dir)
+    finally:
+        if tf.io.gfile.exists(temp_dir):
+            tf.io.gfile.rmtree(temp_dir)
+    logging.info("Export report:\n%s", json.dumps(report, indent=2))
+    return report
+
+
+def _verify(export_dir, ensemble, config, loaded):
+    """Reloads the export and compares it with the float32 ensemble (and GAP when data given)."""
+    reloaded = tf.saved_model.load(export_dir)
+    frames, num_frames = _verification_batch(ensemble, config)
+    exported = reloaded.signatures[serving.SERVING_DEFAULT](
+        **frames, num_frames=num_frames)["predictions"].numpy()
+    reference = ensemble.float32_predict(frames, num_frames).numpy()
+    max_diff = float(np.max(np.abs(exported - reference)))
+    limit = (config.max_prediction_diff if config.max_prediction_diff is not None
+             else DEFAULT_MAX_PREDICTION_DIFF[config.precision])
+    if max_diff > limit:
+        raise PredictionMismatchError(
+            f"the {config.precision} export differs from the float32 ensemble by up to "
+            f"{max_diff:.3g} in a prediction, over the limit {limit:g} "
+            "(--max_prediction_diff); nothing was written")
+    result = {"max_abs_prediction_diff": max_diff, "max_prediction_diff_limit": limit,
+              "on_disk_bytes": budget.directory_bytes(export_dir)}
+    pattern = config.eval_data_pattern or config.tune_weights_on
+    if pattern:
+        float32_modules = ensemble.members
+        predictions, labels = _float32_member_predictions(
+            float32_modules, validation_data.frame_batches(
+                pattern, config.batch_size, config.max_eval_examples, float32_modules[0]))
+        result["gap_float32"] = tuning.gap_score(
+            tuning.weighted_predictions(predictions, ensemble.member_weights), labels,
+            config.top_k)
+        result["gap_exported"] = _exported_gap(reloaded, pattern, config, ensemble.members)
+        result["gap_data"] = pattern
+    return result
+
+
+def format_report(report):
+    """A few lines for the terminal; the full report is export_report.json."""
+    mb = budget.BYTES_PER_MB
+    sizes = report["size_bytes"]
+    lines = [
+        f"Exported a {report['precision']} ensemble of {len(report['weights'])} member(s) to "
+        f"{report['output_dir']}",
+        "  weights: " + ", ".join(f"{member}={weight:.4g}"
+                                  for member, weight in report["weights"].items()),
+        f"  size on disk: {report['on_disk_bytes'] / mb:.3f} MB (variables: float32 "
+        f"{sizes['float32'] / mb:.3f} MB, float16 {sizes['float16'] / mb:.3f} MB, int8 "
+        f"{sizes['int8'] / mb:.3f} MB)",
+        f"  max |prediction - float32 ensemble|: {report['max_abs_prediction_diff']:.3g} "
+        f"(limit {report['max_prediction_diff_limit']:g})",
+    ]
+    if "gap_exported" in report:
+        lines.append(f"  GAP on {report['gap_data']}: float32 {report['gap_float32']:.5f}, "
+                     f"exported {report['gap_exported']:.5f}")
+    lines.append(f"  report: {os.path.join(report['output_dir'], REPORT_FILE)}")
+    return "\n".join(lines)

@@ -1,0 +1,103 @@
+"""The ensemble as one tf.Module with the serving signatures of SPEC 7.
+
+    serving_default(rgb [B, T, 1024] float32, audio [B, T, 128] float32, num_frames [B] int32)
+        -> predictions [B, V], top_k_classes [B, k] int32, top_k_scores [B, k]
+    serve_examples(example_bytes [B] string: serialized frame-level SequenceExamples)
+        -> id [B] string, predictions, top_k_classes, top_k_scores
+
+T is free (TF Serving's REST API cannot send ragged tensors: pad to any T and pass num_frames);
+each member truncates or pads to its own max_frames. Predictions are the weighted sum of the
+members' probabilities.
+"""
+import yt8m  # noqa: F401
+import tensorflow as tf
+
+from yt8m.data import records
+
+FEATURE_NAMES = records.DEFAULT_FEATURE_NAMES
+FEATURE_SIZES = dict(zip(records.DEFAULT_FEATURE_NAMES, records.DEFAULT_FEATURE_SIZES))
+SERVING_DEFAULT = "serving_default"
+SERVE_EXAMPLES = "serve_examples"
+EXAMPLE_BYTES = "example_bytes"
+
+
+def frame_signature():
+    specs = [tf.TensorSpec([None, None, FEATURE_SIZES[name]], tf.float32, name=name)
+             for name in FEATURE_NAMES]
+    return specs + [tf.TensorSpec([None], tf.int32, name="num_frames")]
+
+
+def parse_sequence_examples(serialized, max_frames):
+    """Serialized frame-level SequenceExamples -> (ids, {name: [B, T, D] float32}, num_frames).
+
+    Same result as the readers: dequantized, truncated to max_frames, zero-padded at the end,
+    num_frames = min(frames present, max_frames) (the shortest feature list if they differ).
+    """
+    context, sequences, lengths = tf.io.parse_sequence_example(
+        serialized,
+        context_features={key: tf.io.FixedLenFeature([], tf.string, default_value="")
+                          for key in ("id", "video_id")},
+        sequence_features={name: tf.io.FixedLenSequenceFeature([], tf.string)
+                           for name in FEATURE_NAMES})
+    # Older (2017) files name the id `video_id`.
+    ids = tf.where(tf.strings.length(context["id"]) > 0, context["id"], context["video_id"])
+    num_frames = tf.minimum(
+        tf.reduce_min(tf.stack([tf.cast(lengths[name], tf.int32) for name in FEATURE_NAMES]),
+                      axis=0),
+        max_frames)
+    frames = {}
+    for name in FEATURE_NAMES:
+        codes = tf.io.decode_raw(sequences[name][:, :max_frames], tf.uint8,
+                                 fixed_length=FEATURE_SIZES[name])
+        values = records.dequantize(codes)
+        mask = tf.sequence_mask(num_frames, tf.shape(values)[1], dtype=tf.float32)
+        frames[name] = values * mask[:, :, None]
+    return ids, frames, num_frames
+
+
+class EnsembleModule(tf.Module):
+    """Weighted ensemble of MemberModules with the two serving signatures."""
+
+    def __init__(self, members, weights, top_k=20, name="ensemble"):
+        super().__init__(name=name)
+        if len(members) != len(weights):
+            raise ValueError(f"{len(members)} members but {len(weights)} weights")
+        self.members = list(members)
+        self.member_weights = [float(weight) for weight in weights]
+        self.top_k = int(top_k)
+        self.max_frames = max(member.max_frames for member in members)
+        self.serving_default = tf.function(self._serve_frames, input_signature=frame_signature())
+        self.serve_examples = tf.function(
+            self._serve_examples,
+            input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLE_BYTES)])
+
+    def predict(self, frames, num_frames):
+        """Weighted sum of the members' predictions (low-precision weights)."""
+        return tf.add_n([weight * member(frames, num_frames)
+                         for weight, member in zip(self.member_weights, self.members)])
+
+    def float32_predict(self, frames, num_frames):
+        """The same ensemble with every member's original float32 weights (the reference)."""
+        return tf.add_n([weight * member.float32_predictions(frames, num_frames)
+                         for weight, member in zip(self.member_weights, self.members)])
+
+    def _with_top_k(self, predictions):
+        k = min(self.top_k, predictions.shape[-1])
+        scores, classes = tf.math.top_k(predictions, k=k, sorted=True)
+        return {"predictions": predictions, "top_k_classes": classes, "top_k_scores": scores}
+
+    def _serve_frames(self, rgb, audio, num_frames):
+        return self._with_top_k(self.predict({"rgb": rgb, "audio": audio}, num_frames))
+
+    def _serve_examples(self, example_bytes):
+        ids, frames, num_frames = parse_sequence_examples(example_bytes, self.max_frames)
+        outputs = self._with_top_k(self.predict(frames, num_frames))
+        outputs["id"] = ids
+        return outputs
+
+    def signatures(self):
+        return {SERVING_DEFAULT: self.serving_default.get_concrete_function(),
+                SERVE_EXAMPLES: self.serve_examples.get_concrete_function()}
+
+    def saved_bytes(self):
+        return sum(member.saved_bytes() for member in self.members)

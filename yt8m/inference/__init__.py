@@ -1,0 +1,1 @@
+"""Inference: predictors and the video-level submission writer (inference.py)."""

@@ -1,0 +1,35 @@
+"""inference.py's job: test shards -> predictor -> video-level submission CSV."""
+from absl import logging
+
+import yt8m  # noqa: F401
+
+from yt8m.inference import predictors
+from yt8m.inference import submission
+from yt8m.training import checkpoints
+from yt8m.training import inputs
+from yt8m.training import model_flags as model_flags_lib
+
+
+def run_inference(config, predict=None):
+    """Writes config.output_file from the files of config.input_data_pattern.
+
+    Args:
+      config: InferenceConfig.
+      predict: optional predictor (batch -> predictions); default: the newest checkpoint of
+        config.train_dir (or config.checkpoint).
+    Returns:
+      The number of videos written.
+    """
+    if not config.output_file:
+        raise ValueError("--output_file is empty: give the path of the CSV to write")
+    model_flags = model_flags_lib.read_model_flags(config.train_dir)
+    data_config = inputs.data_config_from_model_flags(model_flags, segment_labels=False,
+                                                      num_readers=config.num_readers)
+    input_files = inputs.require_files(config.input_data_pattern, "--input_data_pattern")
+    if predict is None:
+        checkpoint_path = checkpoints.require_checkpoint(config.train_dir, config.checkpoint)
+        model = checkpoints.load_model(config.train_dir, checkpoint_path)
+        predict = predictors.model_predictor(model, data_config)
+        logging.info("Predicting with %s", checkpoint_path)
+    dataset = inputs.inference_dataset(input_files, data_config, config.batch_size)
+    return submission.write_video_submission(config.output_file, dataset, predict, config.top_k)

@@ -1,0 +1,76 @@
+"""tf.distribute set-up: logical CPU devices, strategy choice, and feeding global batches to replicas.
+
+Batches come from a plain tf.data iterator (checkpointable, so resume continues at the same
+position of the epoch) and are split across replicas here; `strategy.experimental_distribute_dataset`
+would prefetch to devices but its iterator cannot be saved in a checkpoint.
+"""
+import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
+import tensorflow as tf
+
+STRATEGIES = ("default", "mirrored", "one_device")
+
+
+def configure_cpu_devices(num_devices):
+    """Splits the CPU into `num_devices` logical devices (tests and demos of data parallelism).
+
+    Must run before TensorFlow executes any op; TensorFlow refuses afterwards.
+    """
+    if num_devices < 1:
+        raise ValueError(f"--num_cpu_devices must be >= 1, got {num_devices}")
+    if num_devices == 1:
+        return
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(num_devices)])
+    except RuntimeError as error:
+        raise RuntimeError(
+            f"--num_cpu_devices={num_devices}: the CPU can only be split before TensorFlow runs "
+            f"its first op ({error})") from error
+
+
+def make_strategy(name="default"):
+    """Returns the tf.distribute strategy named by --distribution_strategy.
+
+    default: mirrored over the local GPUs when there are several, else mirrored over the logical
+      CPUs when --num_cpu_devices > 1, else one device (the GPU if any).
+    mirrored: MirroredStrategy over all local GPUs, or over all logical CPUs without GPUs.
+    one_device: OneDeviceStrategy on the first GPU, else the first CPU.
+    """
+    gpus = tf.config.list_logical_devices("GPU")
+    cpus = tf.config.list_logical_devices("CPU")
+    devices = [device.name for device in (gpus or cpus)]
+    if name not in STRATEGIES:
+        raise ValueError(
+            f"--distribution_strategy={name!r} is not one of: {', '.join(STRATEGIES)}")
+    if name == "mirrored" or (name == "default" and len(devices) > 1):
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.OneDeviceStrategy(devices[0])
+
+
+def is_chief(strategy):
+    """True for the worker that writes checkpoints and summaries (always, outside multi-worker)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    return task_type == "chief" or (task_type == "worker" and task_id == 0
+                                    and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def distribute_batch(strategy, batch):
+    """Splits a global batch (nest of tensors with a leading batch axis) evenly over the replicas."""
+    num_replicas = strategy.num_replicas_in_sync
+    if num_replicas == 1:
+        return strategy.experimental_distribute_values_from_function(lambda _: batch)
+
+    def replica_slice(context):
+        index = context.replica_id_in_sync_group
+
+        def slice_of(tensor):
+            size = tf.shape(tensor)[0] // num_replicas  # the trainer batches with drop_remainder
+            return tensor[index * size:(index + 1) * size]
+
+        return tf.nest.map_structure(slice_of, batch)
+
+    return strategy.experimental_distribute_values_from_function(replica_slice)

@@ -1,0 +1,86 @@
+"""Datasets for training, evaluation and inference (over yt8m.data.readers), and the mapping from
+a reader batch to the model's input dict.
+"""
+import yt8m  # noqa: F401
+import tensorflow as tf
+
+from yt8m.data import readers
+from yt8m.training.config import DataConfig
+
+NUM_FRAMES = "num_frames"
+
+
+def require_files(pattern, flag_name):
+    """The files of a data-pattern flag; errors name the flag."""
+    if not pattern:
+        raise ValueError(f"{flag_name} is empty: give a glob of TFRecord files")
+    try:
+        return readers.list_files(pattern)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{flag_name}={pattern!r} matches no file ({error})") from None
+
+
+def data_config_from_model_flags(model_flags, segment_labels, num_readers):
+    """The DataConfig a train dir's model reads (feature names/sizes come from model_flags.json)."""
+    return DataConfig(
+        feature_names=tuple(model_flags["feature_names"].split(",")),
+        feature_sizes=tuple(int(size) for size in model_flags["feature_sizes"].split(",")),
+        frame_features=bool(model_flags["frame_features"]),
+        segment_labels=bool(segment_labels),
+        num_classes=int(model_flags["num_classes"]),
+        max_frames=int(model_flags["max_frames"]),
+        num_readers=int(num_readers))
+
+
+def _dataset(files, data, batch_size, *, shuffle, num_epochs, seed, dequantize, drop_remainder):
+    common = dict(num_classes=data.num_classes, feature_names=data.feature_names,
+                  feature_sizes=data.feature_sizes, shuffle=shuffle, num_epochs=num_epochs,
+                  seed=seed, drop_remainder=drop_remainder, num_parallel_reads=data.num_readers)
+    if data.segment_labels:
+        if not data.frame_features:
+            raise ValueError("--segment_labels needs frame-level data and a frame-level model "
+                             "(--frame_features)")
+        return readers.segment_dataset(files, batch_size, mode="rated", dequantize=dequantize,
+                                       **common)
+    if data.frame_features:
+        return readers.frame_dataset(files, batch_size, max_frames=data.max_frames,
+                                     dequantize=dequantize, **common)
+    return readers.video_dataset(files, batch_size, **common)
+
+
+def training_dataset(files, data, global_batch_size, num_epochs, seed=None, dequantize=False):
+    """Shuffled, `num_epochs` passes, full global batches only (they split evenly over replicas).
+
+    With dequantize=False frame features stay uint8 (4x less to copy to the devices); the train
+    step dequantizes them (`model_inputs`).
+    """
+    return _dataset(files, data, global_batch_size, shuffle=True, num_epochs=num_epochs,
+                    seed=seed, dequantize=dequantize, drop_remainder=True)
+
+
+def evaluation_dataset(files, data, batch_size):
+    """One pass in file order, every example (last batch may be smaller)."""
+    return _dataset(files, data, batch_size, shuffle=False, num_epochs=1, seed=None,
+                    dequantize=True, drop_remainder=False)
+
+
+def inference_dataset(files, data, batch_size):
+    """Like evaluation_dataset; test files carry no labels, which the readers accept."""
+    return evaluation_dataset(files, data, batch_size)
+
+
+def model_inputs(batch, data):
+    """Reader batch -> the model's input dict (feature names, plus num_frames at frame level).
+
+    uint8 frame features (readers with dequantize=False) are dequantized here, inside the step,
+    exactly as the reader would have (padding frames set to 0).
+    """
+    features = {}
+    for name in data.feature_names:
+        value = batch[name]
+        if value.dtype == tf.uint8:
+            value = readers.dequantize_padded(value, batch[NUM_FRAMES])
+        features[name] = value
+    if data.frame_features:
+        features[NUM_FRAMES] = batch[NUM_FRAMES]
+    return features

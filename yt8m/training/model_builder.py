@@ -1,0 +1,26 @@
+"""Builds the model a model_flags record describes (frame_level_models registry)."""
+import yt8m  # noqa: F401
+
+import frame_level_models
+
+
+def check_model_choice(model, frame_features):
+    """Clear errors for an unknown --model and a model/data-level mismatch."""
+    if model not in frame_level_models.MODEL_NAMES:
+        raise ValueError(f"--model={model!r} is not a known model; choose one of: "
+                         f"{', '.join(frame_level_models.MODEL_NAMES)}")
+    if frame_level_models.is_frame_level(model) != bool(frame_features):
+        if frame_features:
+            raise ValueError(f"--model={model} is a video-level model but --frame_features is "
+                             "set; drop --frame_features (and read mean_rgb,mean_audio)")
+        raise ValueError(f"--model={model} is a frame-level model: pass --frame_features and "
+                         "frame feature names (--feature_names=rgb,audio)")
+
+
+def build_model(model_flags):
+    """model_flags (the dict of model_flags.json) -> functional tf_keras model."""
+    check_model_choice(model_flags["model"], model_flags["frame_features"])
+    return frame_level_models.build(
+        model_flags["model"], int(model_flags["num_classes"]),
+        feature_names=model_flags["feature_names"], feature_sizes=model_flags["feature_sizes"],
+        **model_flags.get("hparams", {}))

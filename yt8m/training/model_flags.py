@@ -1,0 +1,77 @@
+"""`train_dir/model_flags.json`: what model a train dir holds, so eval, inference, export and
+distillation can rebuild it, and so a run with different model flags cannot silently continue it.
+"""
+import os
+
+import yt8m  # noqa: F401
+import tensorflow as tf
+
+from yt8m.training import files
+
+MODEL_FLAGS_FILE = "model_flags.json"
+
+
+class ModelFlagsMismatchError(ValueError):
+    pass
+
+
+def model_flags_path(train_dir):
+    return os.path.join(train_dir, MODEL_FLAGS_FILE)
+
+
+def model_flags_from_config(config):
+    """The part of a TrainConfig that defines the model and its inputs (JSON-serialisable)."""
+    return {
+        "model": config.model,
+        "feature_names": ",".join(config.data.feature_names),
+        "feature_sizes": ",".join(str(size) for size in config.data.feature_sizes),
+        "frame_features": bool(config.data.frame_features),
+        "num_classes": int(config.data.num_classes),
+        "max_frames": int(config.data.max_frames),
+        "label_loss": config.label_loss,
+        "hparams": dict(sorted(config.model_hparams.items())),
+    }
+
+
+def read_model_flags(train_dir):
+    path = model_flags_path(train_dir)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(
+            f"--train_dir={train_dir!r} has no {MODEL_FLAGS_FILE}: it is not a directory written "
+            "by train.py")
+    try:
+        return files.read_json(path)
+    except ValueError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from error
+
+
+def _differences(recorded, requested):
+    keys = sorted(set(recorded) | set(requested))
+    lines = []
+    for key in keys:
+        if key == "hparams":
+            old, new = recorded.get(key, {}), requested.get(key, {})
+            for name in sorted(set(old) | set(new)):
+                if old.get(name) != new.get(name):
+                    lines.append(f"  hparams.{name}: {old.get(name)!r} in the file, "
+                                 f"{new.get(name)!r} now")
+        elif recorded.get(key) != requested.get(key):
+            lines.append(f"  {key}: {recorded.get(key)!r} in the file, {requested.get(key)!r} now")
+    return lines
+
+
+def check_and_write_model_flags(train_dir, model_flags, start_new_model):
+    """Writes model_flags.json, refusing to continue a train dir of a different model.
+
+    Raises ModelFlagsMismatchError when the file exists, differs and start_new_model is False.
+    """
+    path = model_flags_path(train_dir)
+    if tf.io.gfile.exists(path) and not start_new_model:
+        recorded = read_model_flags(train_dir)
+        differences = _differences(recorded, model_flags)
+        if differences:
+            raise ModelFlagsMismatchError(
+                f"Model flags do not match the existing {path}:\n" + "\n".join(differences)
+                + "\nDelete the file, change --train_dir, or pass --start_new_model.")
+        return
+    files.write_json_atomically(path, model_flags)

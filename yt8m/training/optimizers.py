@@ -1,0 +1,30 @@
+"""--optimizer names of the starter (tf.compat.v1.train classes) mapped to Keras optimizers."""
+import yt8m  # noqa: F401
+import tf_keras as keras
+
+# Starter name -> (Keras optimizer class, extra constructor arguments).
+_STARTER_NAMES = {
+    "AdamOptimizer": (keras.optimizers.Adam, {}),
+    "GradientDescentOptimizer": (keras.optimizers.SGD, {}),
+    "MomentumOptimizer": (keras.optimizers.SGD, {"momentum": 0.9}),
+    "RMSPropOptimizer": (keras.optimizers.RMSprop, {}),
+    "AdagradOptimizer": (keras.optimizers.Adagrad, {}),
+    "Adam": (keras.optimizers.Adam, {}),
+    "SGD": (keras.optimizers.SGD, {}),
+    "RMSprop": (keras.optimizers.RMSprop, {}),
+    "Adagrad": (keras.optimizers.Adagrad, {}),
+}
+OPTIMIZER_NAMES = tuple(_STARTER_NAMES)
+
+
+def make_optimizer(name, learning_rate, clip_gradient_norm):
+    """Keras optimizer; `clipnorm` clips each variable's gradient separately (after the replicas'
+    gradients are summed), which is the starter's per-variable clipping, not a global-norm clip."""
+    if name not in _STARTER_NAMES:
+        raise ValueError(f"--optimizer={name!r} is not one of: {', '.join(OPTIMIZER_NAMES)}")
+    if clip_gradient_norm < 0:
+        raise ValueError(f"--clip_gradient_norm must be >= 0, got {clip_gradient_norm}")
+    optimizer_class, arguments = _STARTER_NAMES[name]
+    return optimizer_class(learning_rate=learning_rate,
+                           clipnorm=clip_gradient_norm if clip_gradient_norm > 0 else None,
+                           **arguments)

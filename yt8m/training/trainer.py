@@ -1,0 +1,258 @@
+"""Custom training loop: tf.distribute, exact resume, periodic checkpoints, clean stop on signals.
+
+One step = `strategy.run(replica_step)` inside a tf.function, so data parallelism (MirroredStrategy,
+later MultiWorkerMirroredStrategy) and models that place their own sub-models on devices (MOD
+trees) both work. Each replica divides its loss by the number of replicas; the optimizer sums the
+replicas' gradients and then clips each variable's gradient (Keras `clipnorm`).
+"""
+import dataclasses
+import json
+import math
+import signal
+import time
+
+from absl import logging
+
+import yt8m  # noqa: F401
+import tensorflow as tf
+import tf_keras as keras
+
+from yt8m.training import checkpoints
+from yt8m.training import distribution
+from yt8m.training import inputs
+from yt8m.training import model_flags as model_flags_lib
+from yt8m.training import objective
+from yt8m.losses import get_label_loss
+from yt8m.metrics import gap as batch_gap
+from yt8m.training.model_builder import build_model, check_model_choice
+from yt8m.training.optimizers import make_optimizer
+from yt8m.training.schedules import examples_staircase_decay
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+@dataclasses.dataclass
+class TrainResult:
+    step: int                 # global step reached
+    checkpoint: str           # newest checkpoint written or restored ("" if none)
+    stop_reason: str          # "max_steps", "end_of_data" or "signal <name>"
+    last_loss: float          # total loss of the last step (nan when no step ran)
+    examples_per_second: float  # over the whole run
+
+
+class _StopRequests:
+    """Turns SIGTERM/SIGINT into a request the loop honours after the current step."""
+
+    def __init__(self):
+        self.signal_name = None
+        self._previous = {}
+
+    def __enter__(self):
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        del frame
+        if self.signal_name is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(signum).name
+        logging.warning("Received %s: saving a checkpoint after this step, then exiting.",
+                        self.signal_name)
+
+    def __exit__(self, *exc_info):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+class Trainer:
+    """Builds everything `train` needs from a TrainConfig; `run()` trains until a stop condition."""
+
+    def __init__(self, config, strategy=None):
+        self.config = config
+        self.strategy = strategy or distribution.make_strategy(config.distribution_strategy)
+        self.num_replicas = self.strategy.num_replicas_in_sync
+        self.global_batch_size = config.batch_size * self.num_replicas
+        self.is_chief = distribution.is_chief(self.strategy)
+
+        check_model_choice(config.model, config.data.frame_features)
+        flags_record = model_flags_lib.model_flags_from_config(config)
+        self.label_loss = get_label_loss(config.label_loss)
+        files = inputs.require_files(config.train_data_pattern, "--train_data_pattern")
+        if self.is_chief:
+            model_flags_lib.check_and_write_model_flags(
+                config.train_dir, flags_record, config.start_new_model)
+        if config.shuffle_seed is not None:
+            keras.utils.set_random_seed(config.shuffle_seed)
+
+        self.dataset = inputs.training_dataset(
+            files, config.data, self.global_batch_size, num_epochs=config.num_epochs,
+            seed=config.shuffle_seed, dequantize=not config.dequantize_in_step)
+        self.learning_rate = examples_staircase_decay(
+            config.base_learning_rate, config.learning_rate_decay,
+            config.learning_rate_decay_examples, self.global_batch_size)
+        with self.strategy.scope():
+            self.model = build_model(flags_record)
+            self.optimizer = make_optimizer(config.optimizer, self.learning_rate,
+                                            config.clip_gradient_norm)
+            # Create the slots now, so a restore fills them immediately and the checkpoint always
+            # has the same structure.
+            self.optimizer.build(self.model.trainable_variables)
+        self.iterator = iter(self.dataset)
+        tracked = {"model": self.model, "optimizer": self.optimizer}
+        if config.checkpoint_input_pipeline:
+            tracked["data_iterator"] = self.iterator
+            # What the saved position refers to: restored only onto the same input pipeline.
+            self.input_signature = tf.Variable(
+                self._input_signature(files), dtype=tf.string, trainable=False)
+            tracked["input_signature"] = self.input_signature
+        self.checkpoint = tf.train.Checkpoint(**tracked)
+        # Only the chief writes to train_dir; a future multi-worker mode gives the other workers a
+        # scratch directory here (they must still call save: it is a collective operation).
+        self.manager = checkpoints.make_checkpoint_manager(
+            self.checkpoint, config.train_dir, config.keep_checkpoint_max)
+        self.restored_from = self._restore()
+        self._step_function = self._make_step_function()
+        self.summary_writer = (tf.summary.create_file_writer(config.train_dir) if self.is_chief
+                               else tf.summary.create_noop_writer())
+
+    def _input_signature(self, files):
+        config = self.config
+        return json.dumps({"files": files, "global_batch_size": self.global_batch_size,
+                           "num_epochs": config.num_epochs, "shuffle_seed": config.shuffle_seed,
+                           "segment_labels": config.data.segment_labels,
+                           "max_frames": config.data.max_frames,
+                           "dequantize_in_step": config.dequantize_in_step}, sort_keys=True)
+
+    @property
+    def step(self):
+        return int(self.optimizer.iterations.numpy())
+
+    def _restore(self):
+        latest = self.manager.latest_checkpoint
+        if latest is None:
+            return ""
+        if self.config.start_new_model:
+            logging.warning("--start_new_model: not restoring %s; new checkpoints will replace "
+                            "the old ones in %s.", latest, self.config.train_dir)
+            return ""
+        checkpoints.restore_training_state(
+            latest, self.model, self.optimizer, f"model {self.config.model!r}",
+            data_iterator=self.iterator if self.config.checkpoint_input_pipeline else None,
+            input_signature=self.input_signature if self.config.checkpoint_input_pipeline
+            else None)
+        logging.info("Resumed from %s at step %d (learning rate %g).", latest, self.step,
+                     float(self.learning_rate(self.step)))
+        return latest
+
+    def _replica_step(self, batch):
+        features = inputs.model_inputs(batch, self.config.data)
+        labels = batch["labels"]
+        label_weights = batch.get("label_weights")
+        with tf.GradientTape() as tape:
+            outputs = self.model(features, training=True)
+            losses = objective.training_loss(self.model, outputs, labels, label_weights,
+                                             self.label_loss, self.config.regularization_penalty)
+            scaled_loss = losses["total_loss"] / self.num_replicas
+        variables = self.model.trainable_variables
+        gradients = tape.gradient(scaled_loss, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        predictions, _ = objective.model_predictions(outputs)
+        if label_weights is not None:  # segment mode: only the rated classes count
+            predictions = predictions * label_weights
+        return losses, predictions, labels
+
+    def _make_step_function(self):
+        strategy = self.strategy
+
+        @tf.function(reduce_retracing=True)
+        def step_function(distributed_batch):
+            losses, predictions, labels = strategy.run(self._replica_step,
+                                                       args=(distributed_batch,))
+            mean_losses = {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+                           for name, value in losses.items()}
+            return (mean_losses, strategy.gather(predictions, axis=0),
+                    strategy.gather(labels, axis=0))
+
+        return step_function
+
+    def _save(self, step):
+        path = self.manager.save(checkpoint_number=step)
+        logging.info("Saved checkpoint %s", path)
+        return path
+
+    def run(self):
+        config = self.config
+        step = self.step
+        if config.max_steps is not None and step >= config.max_steps:
+            logging.info("Step %d already reached --max_steps=%d; nothing to do.", step,
+                         config.max_steps)
+            return TrainResult(step, self.manager.latest_checkpoint or "", "max_steps",
+                               math.nan, 0.0)
+        last_saved_step = step if self.restored_from else None
+        last_save_time = time.time()
+        window_start, window_examples = time.time(), 0
+        run_start, run_examples = time.time(), 0
+        loss_value, stop_reason = math.nan, "end_of_data"
+        logging.info("Training %s from step %d: global batch %d on %d replica(s), data %s",
+                     config.model, step, self.global_batch_size, self.num_replicas,
+                     config.train_data_pattern)
+        with _StopRequests() as stop_requests, self.summary_writer.as_default():
+            while True:
+                try:
+                    batch = next(self.iterator)
+                except StopIteration:
+                    break
+                learning_rate = float(self.learning_rate(step))
+                losses, predictions, labels = self._step_function(
+                    distribution.distribute_batch(self.strategy, batch))
+                step = self.step
+                loss_value = float(losses["total_loss"])
+                if not math.isfinite(loss_value):
+                    raise NonFiniteLossError(
+                        f"Loss is {loss_value} at step {step}; stopped without saving. The last "
+                        f"good checkpoint is {self.manager.latest_checkpoint or '(none)'}.")
+                window_examples += self.global_batch_size
+                run_examples += self.global_batch_size
+                if step % config.log_every_steps == 0:
+                    elapsed = max(time.time() - window_start, 1e-9)
+                    examples_per_second = window_examples / elapsed
+                    gap = batch_gap(predictions.numpy(), labels.numpy())
+                    logging.info("step %d | loss %.4f | learning rate %g | training GAP %.4f | "
+                                 "%.1f examples/s", step, loss_value, learning_rate, gap,
+                                 examples_per_second)
+                    for name, value in (("loss", loss_value),
+                                        ("label_loss", float(losses["label_loss"])),
+                                        ("learning_rate", learning_rate),
+                                        ("training_gap", gap),
+                                        ("examples_per_second", examples_per_second)):
+                        tf.summary.scalar(name, value, step=step)
+                    window_start, window_examples = time.time(), 0
+                if (step % config.export_model_steps == 0
+                        or time.time() - last_save_time >= config.save_checkpoint_secs):
+                    self._save(step)
+                    last_saved_step, last_save_time = step, time.time()
+                if stop_requests.signal_name:
+                    stop_reason = f"signal {stop_requests.signal_name}"
+                    break
+                if config.max_steps is not None and step >= config.max_steps:
+                    stop_reason = "max_steps"
+                    break
+        if last_saved_step != step:
+            self._save(step)
+        self.summary_writer.flush()
+        rate = run_examples / max(time.time() - run_start, 1e-9)
+        logging.info("Stopped at step %d (%s); checkpoint %s", step, stop_reason,
+                     self.manager.latest_checkpoint)
+        return TrainResult(step, self.manager.latest_checkpoint or "", stop_reason, loss_value,
+                           rate)
+
+
+def train(config, strategy=None):
+    """Trains as configured and returns a TrainResult (see Trainer)."""
+    return Trainer(config, strategy).run()
