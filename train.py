@@ -31,5 +31,6 @@ def main():
 
 
 if __name__ == "__main__":
+    from yt8m.training.multi_worker import WorkerLostError
     from yt8m.training.trainer import NonFiniteLossError
-    cli.run(main, "train.py", more_user_errors=(NonFiniteLossError,))
+    cli.run(main, "train.py", more_user_errors=(NonFiniteLossError, WorkerLostError))

@@ -41,7 +41,15 @@ flags.DEFINE_list("models", ["LogisticModel", "MoeModel", "NetVLADModelLF", "NeX
 flags.DEFINE_integer("frame_epochs", 8, "Epochs of the frame-level models.")
 flags.DEFINE_integer("video_epochs", 40, "Epochs of the video-level models.")
 flags.DEFINE_integer("batch_size", 64, "Training batch size.")
-flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
+flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate of the frame-level models.")
+flags.DEFINE_float("video_learning_rate", 1e-2, "Adam learning rate of the video-level models.")
+flags.DEFINE_float("bn_momentum", 0.99,
+                   "Momentum of every batch norm of the models. The references' 0.999 needs "
+                   "thousands of steps before the moving statistics (used at evaluation) are "
+                   "right; a demo run has a few hundred.")
+flags.DEFINE_string("generator_options", "{}",
+                    "JSON object of further yt8m.synthetic.Config fields, e.g. "
+                    "'{\"rgb_atom_norm\": 6}', to study how the settings change the difficulty.")
 flags.DEFINE_integer("train_frames", 64,
                      "Frames drawn (sorted, without replacement) from each training video; "
                      "evaluation uses every frame up to 300.")
@@ -142,8 +150,12 @@ def _multi_hot(label_lists, num_classes):
 def train_and_evaluate(name, train, validate, epochs, seed):
     tf.keras.utils.set_random_seed(seed)
     model = frame_level_models.build(name, train.labels.shape[1], **MODEL_HPARAMS[name])
+    for layer in model.submodules:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = FLAGS.bn_momentum
     frame_level = frame_level_models.is_frame_level(name)
-    optimizer = keras.optimizers.Adam(FLAGS.learning_rate)
+    optimizer = keras.optimizers.Adam(FLAGS.learning_rate if frame_level
+                                      else FLAGS.video_learning_rate)
     label_loss = losses.CrossEntropyLoss()
 
     @tf.function(reduce_retracing=True)
@@ -229,7 +241,7 @@ def main(argv):
     data_dir = os.path.join(FLAGS.output_dir, "data")
     options = dict(num_videos=FLAGS.num_videos, num_classes=FLAGS.num_classes, seed=FLAGS.seed,
                    validate_fraction=FLAGS.validate_fraction, test_fraction=0.0,
-                   num_segment_videos=0)
+                   num_segment_videos=0, **json.loads(FLAGS.generator_options))
     config = synthetic.Config(**options)
     config_path = os.path.join(data_dir, "generator_config.json")
     reuse = False
@@ -261,7 +273,7 @@ def main(argv):
               "train_videos": len(splits["train"]), "validate_videos": len(splits["validate"]),
               "flags": {name: FLAGS[name].value for name in
                         ("frame_epochs", "video_epochs", "batch_size", "learning_rate",
-                         "train_frames")},
+                         "video_learning_rate", "train_frames", "bn_momentum")},
               "results": results}
     _write_atomically(os.path.join(FLAGS.output_dir, "results.json"),
                       lambda temp: open(temp, "w").write(json.dumps(report, indent=2) + "\n"))

@@ -18,6 +18,10 @@ from frame_level_models import dbof_model  # noqa: F401
 from frame_level_models import lstm_model  # noqa: F401
 from frame_level_models import netvlad_model  # noqa: F401
 from frame_level_models import nextvlad_model  # noqa: F401
+# Mixtures and MOD trees of the models above (yt8m.distillation): whole-model factories.
+from frame_level_models import registry as _registry  # noqa: E402
+from yt8m.distillation import zoo_registration as _mixtures  # noqa: E402
+_mixtures.register(_registry)
 
 MODEL_NAMES = model_names()
 

@@ -20,6 +20,9 @@ class ModelSpec:
     frame_level: bool
     hparams: Tuple[str, ...]
     description: str
+    # Composite models (mixtures / MOD trees, yt8m.distillation) build the whole Keras model:
+    # builder(name, num_classes, **hparams) -> keras.Model, checking their own hparams.
+    builds_model: bool = False
 
 
 _REGISTRY = {}
@@ -36,6 +39,18 @@ def register(name, frame_level, hparams, description):
             raise ValueError(f"model {name} is registered twice")
         _REGISTRY[name] = ModelSpec(name, builder, frame_level, tuple(hparams), description)
         return builder
+
+    return decorator
+
+
+def register_composite(name, frame_level, hparams, description):
+    """Decorator that registers a factory building a whole model (see ModelSpec.builds_model)."""
+
+    def decorator(factory):
+        if name in _REGISTRY:
+            raise ValueError(f"model {name} is registered twice")
+        _REGISTRY[name] = ModelSpec(name, factory, frame_level, tuple(hparams), description, True)
+        return factory
 
     return decorator
 
@@ -70,6 +85,8 @@ def build(name, num_classes, **hparams):
     model = spec(name)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
         raise ValueError(f"{name}: num_classes must be a positive integer, got {num_classes!r}")
+    if model.builds_model:
+        return model.builder(name, num_classes, **hparams)
     hp = hparams_lib.resolve(name, model.hparams, hparams)
     names, sizes = hparams_lib.resolve_features(
         name, model.frame_level, hparams.get("feature_names"), hparams.get("feature_sizes"))

@@ -136,6 +136,13 @@ def test_top_k_ties_at_the_cut_take_lower_class_index():
     assert metrics.gap(predictions, [[0, 0, 1, 0]], top_k=2) == 0.0
     # positive at class 0 enters: (0.7,-), (0.5,+) -> (1/2) / 1
     assert metrics.gap(predictions, [[1, 0, 0, 0]], top_k=2) == 0.5
+    # many tied rows: the chosen set is always the (-score, class) order's first k
+    many = np.round(np.random.default_rng(3).random((200, 30)), 1)
+    for row, chosen in zip(many, metrics.top_k_indices(many, 5)):
+        assert sorted(chosen) == sorted(naive_top_k(row, 5))
+    many_labels = (np.random.default_rng(4).random((200, 30)) < 0.2).astype(np.float32)
+    assert metrics.perr(many, many_labels) == pytest.approx(naive_perr(many, many_labels),
+                                                            abs=1e-12)
 
 
 # ----------------------------------------------------------------------------- against references

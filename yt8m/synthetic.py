@@ -10,9 +10,9 @@ module. It writes exactly the public layouts (SPEC section 1) under `output_dir`
     vocabulary.csv, segment_label_ids.csv, generator_config.json
 
 The generative model (docs/synthetic.md) is built so that the video mean is not enough (SPEC
-section 9): a class shows up as two appearance "atoms" in the *same* frames, and distractor videos
-show the same two atoms in *different* frames, which has the same mean. Everything is a function of
-(seed, split, video index), so a seed always gives the same bytes, whatever the sharding.
+section 9): most classes come in twins made of the same two appearance "atoms", one showing them in
+the *same* frames, the other in *different* frames; both give the same frame mean. Everything is a
+function of (seed, split, video index), so a seed always gives the same bytes, whatever the sharding.
 
 Run: python -m yt8m.synthetic --output_dir=/tmp/yt8m_synth --num_videos=1000 --num_classes=100
 """
@@ -21,7 +21,6 @@ import csv
 import dataclasses
 import io
 import json
-import math
 import multiprocessing
 import os
 import time
@@ -51,7 +50,8 @@ _WORLD_STREAM = 1000
 _NOISE_POOL_SIZE = 1 << 23  # seed stream of the class/atom definitions, distinct from every split
 
 # Event kinds of a video's timeline (one appearance per shot).
-BACKGROUND, CLASS_EVENT, DISTRACTOR, LONE_ATOM = "background", "class", "distractor", "lone_atom"
+BACKGROUND, CLASS_EVENT, LONE_ATOM = "background", "class", "lone_atom"
+_NUM_SCENES = 64
 
 VERTICAL_NAMES = (
     "Arts & Entertainment", "Games", "Autos & Vehicles", "Sports", "Food & Drink",
@@ -83,9 +83,10 @@ class Config:
     spurious_label_rate: float = 0.1  # expected wrong labels per true label
     segment_class_fraction: float = 0.5  # share of classes in segment_label_ids.csv
     # Appearance.
-    modes_per_class: int = 3        # atom pairs per class (several looks of one class)
-    distractors_per_video: float = 2.0  # split-pair distractors (Poisson mean)
-    lone_atoms_per_video: float = 4.0   # background shots showing a single atom (Poisson mean)
+    twin_fraction: float = 0.8      # share of classes in together/apart twins (same frame mean)
+    modes_per_class: int = 2        # atom pairs per class (several looks of one class)
+    num_background_atoms: int = 32  # objects that belong to no class
+    lone_atoms_per_video: float = 4.0   # background shots showing one such object (Poisson mean)
     rgb_atom_norm: float = 4.0      # length of an atom vector (features are ~0.4 per dimension)
     audio_atom_norm: float = 2.5
     style_scale: float = 0.25       # per-video offset, per dimension
@@ -115,6 +116,8 @@ class Config:
         need(self.mean_labels_per_video >= 1.0, "mean_labels_per_video", "must be >= 1")
         need(self.max_labels_per_video >= 1, "max_labels_per_video", "must be >= 1")
         need(self.modes_per_class >= 1, "modes_per_class", "must be >= 1")
+        need(0.0 <= self.twin_fraction <= 1.0, "twin_fraction", "must be in [0, 1]")
+        need(self.num_background_atoms >= 1, "num_background_atoms", "must be >= 1")
         need(0.0 < self.max_planted_fraction <= 1.0, "max_planted_fraction", "must be in (0, 1]")
 
     def split_sizes(self):
@@ -131,14 +134,17 @@ class Config:
 
 @dataclasses.dataclass
 class World:
-    class_prior: np.ndarray       # [V] Zipf probabilities
+    class_prior: np.ndarray       # [V] Zipf probabilities (class 0 the most frequent)
     verticals: np.ndarray         # [V, 2] vertical ids (second is -1 when the class has one)
     vertical_names: list
     vertical_prior: np.ndarray    # [num_verticals] share of the class prior in each vertical
-    rgb_atoms: np.ndarray         # [A, 1024] unit vectors
+    together: np.ndarray          # [V] bool: the class shows its two atoms in the same frames
+    twin: np.ndarray              # [V] the class made of the same atoms shown the other way, or -1
+    rgb_atoms: np.ndarray         # [A, 1024] unit vectors: class atoms, then background objects
     audio_atoms: np.ndarray       # [A, 128] unit vectors
-    rgb_modes: np.ndarray         # [V, M, 2] atom ids; a class mode = two atoms in the same frames
+    rgb_modes: np.ndarray         # [V, M, 2] atom ids of each look (mode) of each class
     audio_modes: np.ndarray       # [V, M, 2]
+    background_atoms: np.ndarray  # atom ids of objects that belong to no class
     rgb_scenes: np.ndarray        # [S, 1024] background scene prototypes
     audio_scenes: np.ndarray      # [S, 128]
     segment_classes: np.ndarray   # sorted whitelist of segment_label_ids.csv
@@ -161,44 +167,59 @@ def _unit_rows(rng, count, size):
     return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
 
 
-def _unique_pairs(rng, num_atoms, count):
-    """`count` distinct unordered atom pairs, so no two class modes look alike."""
-    first, second = np.triu_indices(num_atoms, k=1)
-    chosen = rng.choice(len(first), size=count, replace=False)
-    return np.stack([first[chosen], second[chosen]], axis=1)
-
-
 def build_world(config):
+    """Classes, twins, verticals and atoms of `config` (deterministic for its seed)."""
     rng = _rng(config.seed, _WORLD_STREAM)
     num_classes, modes = config.num_classes, config.modes_per_class
     prior = 1.0 / np.arange(1, num_classes + 1) ** config.zipf_exponent
+    prior /= prior.sum()
+
+    # Twins: class X shows atoms A and B in the same frames, its twin Y shows the same atoms in
+    # different frames. Both have the same frame mean, so only frame-level models tell them apart.
+    order = rng.permutation(num_classes)
+    num_twin_pairs = int(config.twin_fraction * num_classes) // 2
+    together = np.ones(num_classes, bool)
+    twin = np.full(num_classes, -1, np.int64)
+    together[order[1:2 * num_twin_pairs:2]] = False
+    twin[order[0:2 * num_twin_pairs:2]] = order[1:2 * num_twin_pairs:2]
+    twin[order[1:2 * num_twin_pairs:2]] = order[0:2 * num_twin_pairs:2]
+    # Each look of each class gets two atoms of its own; twins share theirs.
+    owners = [c for c in order if together[c]]
+    rgb_modes = np.zeros((num_classes, modes, 2), np.int64)
+    for number, owner in enumerate(owners):
+        rgb_modes[owner] = np.arange(2 * modes * number, 2 * modes * (number + 1)).reshape(modes, 2)
+    has_twin = twin >= 0
+    rgb_modes[~together] = rgb_modes[twin[~together]]
+    num_class_atoms = 2 * modes * len(owners)
+    num_atoms = num_class_atoms + config.num_background_atoms
+
     num_verticals = config.num_verticals or int(np.clip(round(num_classes / 8), 2, 24))
     verticals = np.full((num_classes, 2), -1, np.int64)
     verticals[:, 0] = rng.integers(num_verticals, size=num_classes)
     second = rng.integers(num_verticals, size=num_classes)
     has_second = (rng.random(num_classes) < 0.3) & (second != verticals[:, 0])
     verticals[has_second, 1] = second[has_second]
+    # Twins live in the same verticals: the context does not tell them apart either.
+    verticals[~together & has_twin] = verticals[twin[~together & has_twin]]
     names = [VERTICAL_NAMES[v] if v < len(VERTICAL_NAMES) else f"Vertical {v}"
              for v in range(num_verticals)]
-    # Enough atoms that each is shared by several classes (so one atom alone says little),
-    # and enough pairs for every class mode to be distinct.
-    num_atoms = max(8, math.ceil(math.sqrt(3 * num_classes * modes)))
-    num_scenes = 64
-    num_segment_classes = max(1, int(round(num_classes * config.segment_class_fraction)))
-    prior = prior / prior.sum()
     vertical_mass = np.array([prior[np.any(verticals == v, axis=1)].sum()
                               for v in range(num_verticals)]) + 1e-12
+    num_segment_classes = max(1, int(round(num_classes * config.segment_class_fraction)))
     return World(
         class_prior=prior,
         verticals=verticals,
         vertical_names=names,
         vertical_prior=vertical_mass / vertical_mass.sum(),
+        together=together,
+        twin=twin,
         rgb_atoms=_unit_rows(rng, num_atoms, RGB_SIZE),
         audio_atoms=_unit_rows(rng, num_atoms, AUDIO_SIZE),
-        rgb_modes=_unique_pairs(rng, num_atoms, num_classes * modes).reshape(num_classes, modes, 2),
-        audio_modes=_unique_pairs(rng, num_atoms, num_classes * modes).reshape(num_classes, modes, 2),
-        rgb_scenes=rng.standard_normal((num_scenes, RGB_SIZE)).astype(np.float32),
-        audio_scenes=rng.standard_normal((num_scenes, AUDIO_SIZE)).astype(np.float32),
+        rgb_modes=rgb_modes,
+        audio_modes=rgb_modes.copy(),  # audio atom i goes with rgb atom i
+        background_atoms=np.arange(num_class_atoms, num_atoms),
+        rgb_scenes=rng.standard_normal((_NUM_SCENES, RGB_SIZE)).astype(np.float32),
+        audio_scenes=rng.standard_normal((_NUM_SCENES, AUDIO_SIZE)).astype(np.float32),
         segment_classes=np.sort(rng.choice(num_classes, num_segment_classes, replace=False)),
         noise_pool=rng.standard_normal(_NOISE_POOL_SIZE, np.float32),
     )
@@ -211,10 +232,9 @@ def build_world(config):
 class Shot:
     start: int
     length: int
-    kind: str               # BACKGROUND, CLASS_EVENT, DISTRACTOR or LONE_ATOM
-    class_id: int = -1      # the class whose mode is shown (CLASS_EVENT, DISTRACTOR)
-    rgb_atoms: tuple = ()
-    audio_atoms: tuple = ()
+    kind: str               # BACKGROUND, CLASS_EVENT or LONE_ATOM
+    class_id: int = -1      # the class shown (CLASS_EVENT)
+    atoms: tuple = ()       # atom ids shown (the same ids index rgb_atoms and audio_atoms)
 
 
 @dataclasses.dataclass
@@ -224,14 +244,13 @@ class VideoPlan:
     num_frames: int
     true_labels: np.ndarray       # classes planted in the frames (sorted)
     labels: np.ndarray            # written labels: true ones with misses and spurious extras
-    distractor_classes: np.ndarray
     shots: list
 
-    def frames_of(self, kind, class_id):
-        """Boolean [num_frames]: frames of shots of `kind` showing `class_id`."""
+    def frames_of(self, class_id):
+        """Boolean [num_frames]: the frames showing `class_id`."""
         mask = np.zeros(self.num_frames, bool)
         for shot in self.shots:
-            if shot.kind == kind and shot.class_id == class_id:
+            if shot.kind == CLASS_EVENT and shot.class_id == class_id:
                 mask[shot.start:shot.start + shot.length] = True
         return mask
 
@@ -245,29 +264,44 @@ def _sample_classes(rng, weights, count, exclude=()):
     return rng.choice(len(weights), size=count, replace=False, p=weights / weights.sum())
 
 
-def _shrink_to_budget(items, budget):
-    """Shortens and drops planted shots until they fill at most `budget` frames.
+def _class_events(world, config, rng, class_id):
+    """1-3 events of a class; an event is one shot (together) or two shots (apart)."""
+    events = []
+    mode = rng.integers(config.modes_per_class)  # a video mostly shows one look of a class
+    for _ in range(int(rng.integers(1, 4))):
+        if rng.random() < 0.25:
+            mode = rng.integers(config.modes_per_class)
+        atoms = tuple(int(a) for a in world.rgb_modes[class_id, mode])
+        parts = [atoms] if world.together[class_id] else [(atoms[0],), (atoms[1],)]
+        events.append([Shot(0, int(rng.integers(8, 21)), CLASS_EVENT, int(class_id), part)
+                       for part in parts])
+    return events
 
-    Lone atoms go first, then distractors, then extra events of a class; the first event of each
-    true class always stays (its label must be visible somewhere)."""
+
+def _shrink_to_budget(events, budget):
+    """Shortens, then drops, planted events until they fill at most `budget` frames.
+
+    Lone atoms go first, then extra events of a class; the first event of each true class stays
+    (its label must be visible somewhere)."""
     def total():
-        return sum(item.length for item in items)
+        return sum(shot.length for event in events for shot in event)
 
     if total() > budget:
         scale = budget / total()
-        for item in items:
-            item.length = max(3 if item.kind == LONE_ATOM else SEGMENT, int(item.length * scale))
-    for kind in (LONE_ATOM, DISTRACTOR, CLASS_EVENT):
-        for index in reversed(range(len(items))):
+        for event in events:
+            for shot in event:
+                shot.length = max(3 if shot.kind == LONE_ATOM else SEGMENT, int(shot.length * scale))
+    for kind in (LONE_ATOM, CLASS_EVENT):
+        for index in reversed(range(len(events))):
             if total() <= budget:
-                return items
-            item = items[index]
-            first_event = kind == CLASS_EVENT and not any(
-                other.kind == CLASS_EVENT and other.class_id == item.class_id
-                for other in items[:index])
-            if item.kind == kind and not first_event:
-                del items[index]
-    return items
+                return events
+            head = events[index][0]
+            first_of_class = kind == CLASS_EVENT and not any(
+                other[0].kind == CLASS_EVENT and other[0].class_id == head.class_id
+                for other in events[:index])
+            if head.kind == kind and not first_of_class:
+                del events[index]
+    return events
 
 
 def plan_video(world, config, split, index):
@@ -278,57 +312,40 @@ def plan_video(world, config, split, index):
     vertical = rng.choice(len(world.vertical_prior), p=world.vertical_prior)
     weights = world.class_prior * np.where(world.in_vertical(vertical), config.vertical_affinity, 1.0)
 
-    max_labels = min(config.max_labels_per_video, num_frames // (2 * SEGMENT))
+    # Every label needs frames of its own: at most one label per 2 * 7 frames.
+    max_labels = min(config.max_labels_per_video, num_frames // (4 * SEGMENT))
     num_labels = min(max_labels, 1 + int(rng.poisson(config.mean_labels_per_video - 1.0)))
     true_labels = np.sort(_sample_classes(rng, weights, num_labels))
-    distractors = np.sort(_sample_classes(
-        rng, weights, int(rng.poisson(config.distractors_per_video)), exclude=true_labels))
 
-    items = []
-    for class_id in true_labels:
-        mode = rng.integers(config.modes_per_class)  # a video mostly shows one look of a class
-        for _ in range(int(rng.integers(1, 4))):
-            if rng.random() < 0.25:
-                mode = rng.integers(config.modes_per_class)
-            items.append(Shot(0, int(rng.integers(8, 21)), CLASS_EVENT, int(class_id),
-                              tuple(world.rgb_modes[class_id, mode]),
-                              tuple(world.audio_modes[class_id, mode])))
-    for class_id in distractors:
-        # The same two atoms as a class mode, but never in the same frames: same frame mean.
-        mode = rng.integers(config.modes_per_class)
-        for part in range(2):
-            items.append(Shot(0, int(rng.integers(8, 21)), DISTRACTOR, int(class_id),
-                              (world.rgb_modes[class_id, mode, part],),
-                              (world.audio_modes[class_id, mode, part],)))
-    num_atoms = len(world.rgb_atoms)
+    events = [event for class_id in true_labels
+              for event in _class_events(world, config, rng, class_id)]
     for _ in range(int(rng.poisson(config.lone_atoms_per_video))):
-        items.append(Shot(0, int(rng.integers(3, 16)), LONE_ATOM, -1,
-                          (int(rng.integers(num_atoms)),), (int(rng.integers(num_atoms)),)))
-    items = _shrink_to_budget(items, int(config.max_planted_fraction * num_frames))
-
-    remaining = num_frames - sum(item.length for item in items)
+        events.append([Shot(0, int(rng.integers(3, 16)), LONE_ATOM, -1,
+                            (int(rng.choice(world.background_atoms)),))])
+    events = _shrink_to_budget(events, int(config.max_planted_fraction * num_frames))
+    shots = [shot for event in events for shot in event]
+    remaining = num_frames - sum(shot.length for shot in shots)
     while remaining > 0:
         length = min(remaining, int(rng.integers(3, 16)))
-        items.append(Shot(0, length, BACKGROUND))
+        shots.append(Shot(0, length, BACKGROUND))
         remaining -= length
-    shots = [items[i] for i in rng.permutation(len(items))]
+    shots = [shots[i] for i in rng.permutation(len(shots))]
     start = 0
     for shot in shots:
         shot.start = start
         start += shot.length
 
     written = [c for c in true_labels if rng.random() >= config.missing_label_rate]
-    spurious = _sample_classes(rng, weights, int(rng.poisson(config.spurious_label_rate * len(true_labels))),
-                               exclude=true_labels)
+    num_spurious = int(rng.poisson(config.spurious_label_rate * len(true_labels)))
+    spurious = _sample_classes(rng, weights, num_spurious, exclude=true_labels)
     labels = np.sort(np.concatenate([np.asarray(written, np.int64), spurious]))
-    return VideoPlan(f"{prefix}{index:06d}", split, num_frames, true_labels, labels,
-                     distractors, shots)
+    return VideoPlan(f"{prefix}{index:06d}", split, num_frames, true_labels, labels, shots)
 
 
 # ------------------------------------------------------------------------------------------------
 # Rendering: plan -> quantized frame features.
 
-def _render_stream(rng, plan, config, world, atoms, scenes, atom_norm, atom_field):
+def _render_stream(rng, plan, config, world, atoms, scenes, atom_norm):
     num_shots, size = len(plan.shots), atoms.shape[1]
     lengths = np.array([shot.length for shot in plan.shots])
     video_scenes = rng.choice(len(scenes), size=3, replace=False)
@@ -339,7 +356,7 @@ def _render_stream(rng, plan, config, world, atoms, scenes, atom_norm, atom_fiel
     # Atoms are added one by one rather than by a matrix product, whose float rounding can
     # depend on the BLAS threading of the process (the bytes must not).
     for i, shot in enumerate(plan.shots):
-        for atom in getattr(shot, atom_field):
+        for atom in shot.atoms:
             shot_vectors[i] += np.float32(atom_norm * rng.uniform(0.7, 1.3)) * atoms[atom]
     frames = np.repeat(shot_vectors.astype(np.float32), lengths, axis=0)
     # Frame noise is a window of a shared Gaussian pool at a random offset: drawing fresh normals
@@ -356,9 +373,9 @@ def render_video(world, config, plan):
     index = int(plan.video_id[len(SPLITS[plan.split][1]):])
     rng = _rng(config.seed, stream, index, 1)
     rgb = _render_stream(rng, plan, config, world, world.rgb_atoms, world.rgb_scenes,
-                         config.rgb_atom_norm, "rgb_atoms")
+                         config.rgb_atom_norm)
     audio = _render_stream(rng, plan, config, world, world.audio_atoms, world.audio_scenes,
-                           config.audio_atom_norm, "audio_atoms")
+                           config.audio_atom_norm)
     return rgb, audio
 
 
@@ -368,37 +385,32 @@ def render_video(world, config, plan):
 def rate_segments(world, plan, rng, positives_per_class=3, negatives_per_class=2):
     """(segment_labels, segment_start_times, segment_scores) for a segment-rated video.
 
-    A segment is rated 1 for class c when all its 5 frames show a mode of c, and 0 when none of its
-    frames does; negatives prefer frames that show one of c's atoms (distractors, lone atoms, other
-    classes sharing an atom). Only segments a reader with max_frames=300 can see are rated, and only
-    whitelisted classes.
+    Rated classes: the whitelisted true labels and the whitelisted twins of true labels (a
+    together/apart twin is the hardest negative there is). A segment is rated 1 for class c when
+    all its 5 frames show c, and 0 when none does; negatives are taken first among segments
+    showing one of c's atoms (the twin's frames), then anywhere. Only segments a reader with
+    max_frames=300 sees are rated.
     """
     limit = min(plan.num_frames, records.DEFAULT_MAX_FRAMES)
     starts = np.arange(0, limit - SEGMENT + 1, SEGMENT)
-    if len(starts) == 0:
-        return [], [], []
+    windows = starts[:, None] + np.arange(SEGMENT)
     whitelist = set(world.segment_classes.tolist())
-    frame_rgb_atoms = [set() for _ in range(plan.num_frames)]
+    frame_atoms = np.full((plan.num_frames, 2), -1, np.int64)
     for shot in plan.shots:
-        for t in range(shot.start, shot.start + shot.length):
-            frame_rgb_atoms[t] = set(shot.rgb_atoms)
+        frame_atoms[shot.start:shot.start + shot.length, :len(shot.atoms)] = shot.atoms
+    true_labels = set(plan.true_labels.tolist())
+    candidates = true_labels | {int(world.twin[c]) for c in true_labels if world.twin[c] >= 0}
     rated = []
-    for class_id in sorted(set(plan.true_labels.tolist()) | set(plan.distractor_classes.tolist())):
-        if class_id not in whitelist:
-            continue
-        shown = plan.frames_of(CLASS_EVENT, class_id)
-        windows = shown[starts[:, None] + np.arange(SEGMENT)]
-        class_atoms = set(world.rgb_modes[class_id].ravel().tolist())
-        near_miss = np.array([any(frame_rgb_atoms[t] & class_atoms for t in range(s, s + SEGMENT))
-                              for s in starts])
-        positive = starts[windows.all(axis=1)]
-        negative_pool = [starts[~windows.any(axis=1) & near_miss],
-                         starts[~windows.any(axis=1) & ~near_miss]]
-        picked = rng.permutation(positive)[:positives_per_class]
-        rated += [(class_id, int(s), 1.0) for s in picked]
-        wanted = negatives_per_class if class_id in plan.true_labels else negatives_per_class // 2 + 1
-        negatives = np.concatenate([rng.permutation(pool) for pool in negative_pool])[:wanted]
-        rated += [(class_id, int(s), 0.0) for s in negatives]
+    for class_id in sorted(candidates & whitelist):
+        shown = plan.frames_of(class_id)[windows]
+        class_atoms = world.rgb_modes[class_id].ravel()
+        near_miss = np.isin(frame_atoms, class_atoms).any(axis=1)[windows].any(axis=1)
+        untouched = ~shown.any(axis=1)
+        positives = rng.permutation(starts[shown.all(axis=1)])[:positives_per_class]
+        negatives = np.concatenate([rng.permutation(starts[untouched & near_miss]),
+                                    rng.permutation(starts[untouched & ~near_miss])])
+        rated += [(class_id, int(s), 1.0) for s in positives]
+        rated += [(class_id, int(s), 0.0) for s in negatives[:negatives_per_class]]
     rated.sort()
     return [r[0] for r in rated], [r[1] for r in rated], [r[2] for r in rated]
 
@@ -521,13 +533,14 @@ def vocabulary_csv(world, train_counts):
     writer = csv.writer(out, lineterminator="\n")
     for class_id in range(world.num_classes):
         verticals = [world.vertical_names[v] for v in world.verticals[class_id] if v >= 0]
-        modes = "; ".join(f"rgb {a}+{b} audio {c}+{d}" for (a, b), (c, d) in
-                          zip(world.rgb_modes[class_id], world.audio_modes[class_id]))
+        modes = ", ".join(f"{a}+{b}" for a, b in world.rgb_modes[class_id])
+        how = "in the same frames" if world.together[class_id] else "in different frames"
+        twin = (f"; twin of class {world.twin[class_id]}" if world.twin[class_id] >= 0 else "")
         writer.writerow([class_id, int(train_counts[class_id]), f"/m/synth{class_id:05d}",
                          f"Synthetic class {class_id}",
                          f"https://example.org/yt8m-synthetic/class{class_id}",
                          *(verticals + ["", "", ""])[:3],
-                         f"Synthetic class shown as atom pairs in the same frames: {modes}."])
+                         f"Synthetic class: atom pairs {modes} shown {how}{twin}."])
     return out.getvalue()
 
 

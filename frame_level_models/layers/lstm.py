@@ -7,6 +7,18 @@ import tf_keras as keras
 from frame_level_models.layers import common
 
 
+def _lstm(units, return_sequences, name):
+    """keras.layers.LSTM where a GPU can run its cuDNN kernel; elsewhere the same cell in a plain
+    keras.layers.RNN, which builds ~20x faster (LSTM traces a cuDNN and a generic graph) and holds
+    the same variables (`cell.kernel`, `cell.recurrent_kernel`, `cell.bias`), so checkpoints move
+    between the two. unit_forget_bias matches the starter's BasicLSTMCell(forget_bias=1.0)."""
+    if tf.config.list_physical_devices("GPU"):
+        return keras.layers.LSTM(units, return_sequences=return_sequences, unit_forget_bias=True,
+                                 name=name)
+    return keras.layers.RNN(keras.layers.LSTMCell(units, unit_forget_bias=True),
+                            return_sequences=return_sequences, name=name)
+
+
 class LstmEncoder(common.Layer):
     """[frames [B, T, N], num_frames [B]] -> [B, cells]."""
 
@@ -17,9 +29,7 @@ class LstmEncoder(common.Layer):
                              f"{num_layers}")
         self.cells = int(cells)
         self.num_layers = int(num_layers)
-        # unit_forget_bias matches the starter's BasicLSTMCell(forget_bias=1.0).
-        self.lstms = [keras.layers.LSTM(self.cells, return_sequences=index < num_layers - 1,
-                                        unit_forget_bias=True, name=f"lstm_{index}")
+        self.lstms = [_lstm(self.cells, index < num_layers - 1, f"lstm_{index}")
                       for index in range(self.num_layers)]
 
     def build(self, input_shape):

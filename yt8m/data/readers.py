@@ -2,216 +2,26 @@
 
 Every reader is the same pipeline with a different parse step:
 
-    list_files -> files read in parallel (interleave), each record paired with its file name
+    list_files -> files read in parallel, each record paired with its file name (record_stream)
                -> [shuffle] -> batch of serialized records -> one batched parse + checks -> prefetch
 
-Carrying the file name with each record is what lets every error name the file it comes from:
-the batched parsers get it as `example_names` (TensorFlow's own parse errors then print it) and our
-checks (byte lengths, label range, segment ratings) put it in their messages.
-
-A TFRecord framing error (bad CRC, truncated file) cannot be caught per record by tf.data, so each
-file is read with `ignore_errors` and the bytes consumed are compared with the file size at its end:
-a short read is a corrupted file, reported with its name and the byte offset.
-
-`skip_corrupted=True` validates each record on its own (slower, only in that mode), drops the bad
-ones and prints a running count of skipped records to stderr (from inside the pipeline, so the
-dataset stays a plain, checkpointable tf.data.Dataset).
+Parsing a batch with one `tf.io.parse_sequence_example`/`parse_example` call is much cheaper than
+a parse per record. Every check names the file (and the video id where it is known).
+Segment readers parse batches of videos, cut them into segments, then re-batch the segments.
 """
-import concurrent.futures
-import sys
+import dataclasses
 
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
 from yt8m.data import records
+from yt8m.data.checks import after, as_text, check_rows, raise_if
+from yt8m.data.record_stream import list_files, named_records
 
 AUTOTUNE = tf.data.AUTOTUNE
-_TFRECORD_OVERHEAD_BYTES = 16  # length (8) + length CRC (4) + data CRC (4) around each record
-_READ_BUFFER_BYTES = 4 << 20
-_DEFAULT_READERS = 8
 _SEGMENT_PARSE_VIDEOS = 32  # videos parsed together before their segments are re-batched
 
-
-# ----------------------------------------------------------------------------------------------
-# Files
-
-
-def list_files(file_pattern):
-    """Files matching `file_pattern` (a glob, a comma-separated list of globs, or a list of them).
-
-    Each pattern's matches are sorted; a file matched twice is read once. Raises FileNotFoundError
-    naming the first pattern that matches nothing.
-    """
-    if isinstance(file_pattern, (list, tuple)):
-        patterns = [str(p) for p in file_pattern]
-    else:
-        patterns = str(file_pattern).split(",")
-    patterns = [p.strip() for p in patterns if p.strip()]
-    if not patterns:
-        raise ValueError(f"file_pattern {file_pattern!r} contains no pattern")
-    files, seen = [], set()
-    for pattern in patterns:
-        matched = sorted(tf.io.gfile.glob(pattern))
-        if not matched:
-            raise FileNotFoundError(f"No file matches the pattern {pattern!r}")
-        for path in matched:
-            if path not in seen:
-                seen.add(path)
-                files.append(path)
-    return files
-
-
-def _file_sizes(files):
-    """Byte sizes of `files` (stat in parallel: remote file systems answer slowly, one by one)."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
-        stats = list(pool.map(tf.io.gfile.stat, files))
-    for path, stat in zip(files, stats):
-        if stat.is_directory:
-            raise IsADirectoryError(f"{path} is a directory, not a TFRecord file")
-    return [stat.length for stat in stats]
-
-
-# ----------------------------------------------------------------------------------------------
-# Checks that raise (or report) with a message built only when they fail
-
-
-def _raise_if(condition, make_message):
-    """An op that fails with `make_message()` (a string tensor) when `condition` is true."""
-    def fail():
-        with tf.control_dependencies([tf.debugging.Assert(False, [make_message()])]):
-            return tf.constant(False)
-    return tf.cond(condition, fail, lambda: tf.constant(True))
-
-
-def _after(checks, structure):
-    """`structure` with every tensor made to wait for `checks` (so they are never pruned)."""
-    with tf.control_dependencies(checks):
-        return tf.nest.map_structure(tf.identity, structure)
-
-
-def _describe_row(filenames, video_ids, row):
-    return tf.strings.join([filenames[row], ": video ", video_ids[row], ": "])
-
-
-def _check_rows(bad_rows, filenames, video_ids, describe_problem):
-    """Fails on the first True row of `bad_rows` [B]: '<file>: video <id>: <problem(row)>'."""
-    def message():
-        row = tf.argmax(tf.cast(bad_rows, tf.int32), output_type=tf.int32)
-        return tf.strings.join([_describe_row(filenames, video_ids, row), describe_problem(row)])
-    return _raise_if(tf.reduce_any(bad_rows), message)
-
-
-def _str(value):
-    return tf.strings.as_string(value)
-
-
-# ----------------------------------------------------------------------------------------------
-# Records of many files, each paired with its file name
-
-
-def _file_records(filename, size):
-    """(record, is_end, offset, bytes_left) of one file; the extra end element reports a short read.
-
-    TFRecordDataset stops at a corrupted or truncated record with an error that does not name the
-    file; `ignore_errors` turns that into an early end, which the byte count exposes.
-    """
-    records = tf.data.TFRecordDataset(filename, buffer_size=_READ_BUFFER_BYTES).ignore_errors()
-    marked = records.map(lambda record: (record, False)).concatenate(
-        tf.data.Dataset.from_tensors((tf.constant(""), True)))
-
-    def count_bytes(offset, element):
-        record, is_end = element
-        record_bytes = tf.cast(tf.strings.length(record), tf.int64) + _TFRECORD_OVERHEAD_BYTES
-        next_offset = tf.where(is_end, offset, offset + record_bytes)
-        return next_offset, (record, is_end, offset, size - offset)
-
-    return marked.scan(tf.constant(0, tf.int64), count_bytes)
-
-
-def _truncation_message(filename, offset, size):
-    return tf.strings.join([
-        filename, ": corrupted or truncated record at byte ", _str(offset), " of ", _str(size),
-        " (TFRecord length/CRC check failed; nothing after it can be read)"])
-
-
-def _checked_file(filename, size):
-    """(filename, record) pairs of one file; a short read fails naming the file."""
-    def check_end(record, is_end, offset, bytes_left):
-        ok = _raise_if(is_end & (bytes_left != 0),
-                       lambda: _truncation_message(filename, offset, size))
-        return _after([ok], (record, is_end))
-    return (_file_records(filename, size).map(check_end)
-            .filter(lambda record, is_end: tf.logical_not(is_end))
-            .map(lambda record, is_end: (filename, record)))
-
-
-def _skipping_file(filename, size, validate):
-    """(filename, record, is_end, skipped, bytes_left): invalid records dropped and counted.
-
-    `validate(filenames [1], records [1])` raises on a bad record; `ignore_errors` drops it and
-    the gap in record indices counts it. The end element carries the count before the end and
-    the unreadable bytes (a framing error ends the file).
-    """
-    def check_one(index, element):
-        record, is_end, _, bytes_left = element
-        ok = tf.cond(is_end, lambda: tf.constant(True),
-                     lambda: validate(filename[None], record[None]))
-        return _after([ok], (index, record, is_end, bytes_left))
-
-    def count_gaps(expected_index, element):
-        index, record, is_end, bytes_left = element
-        return index + 1, (filename, record, is_end, index - expected_index, bytes_left)
-
-    return (_file_records(filename, size).enumerate().map(check_one).ignore_errors()
-            .scan(tf.constant(0, tf.int64), count_gaps))
-
-
-def _print_if(condition, make_message):
-    """Prints `make_message()` to stderr when `condition` holds; returns an op to depend on."""
-    def emit():
-        with tf.control_dependencies([tf.print(make_message(), output_stream=sys.stderr)]):
-            return tf.constant(True)
-    return tf.cond(condition, emit, lambda: tf.constant(True))
-
-
-def _report_skips(total, element):
-    """Keeps the running total of skipped records and prints it to stderr whenever it grows."""
-    filename, record, is_end, skipped, bytes_left = element
-    truncated = is_end & (bytes_left > 0)
-    new_total = total + skipped + tf.cast(truncated, tf.int64)
-    reported = [
-        _print_if(skipped > 0, lambda: tf.strings.join([
-            "yt8m.data: skipped ", _str(skipped), " corrupted record(s) in ", filename, "; ",
-            _str(new_total), " skipped so far"])),
-        _print_if(truncated, lambda: tf.strings.join([
-            "yt8m.data: skipped the unreadable last ", _str(bytes_left), " bytes of ", filename,
-            " (corrupted or truncated record; counted as one); ", _str(new_total),
-            " skipped so far"])),
-    ]
-    return new_total, _after(reported, (filename, record, is_end))
-
-
-def _named_records(files, *, shuffle, seed, num_epochs, num_parallel_reads, deterministic,
-                   skip_corrupted, validate):
-    """Dataset of (filename, serialized record) over `files`, files read in parallel."""
-    sizes = _file_sizes(files)
-    file_ds = tf.data.Dataset.from_tensor_slices(
-        (tf.constant(files, tf.string), tf.constant(sizes, tf.int64)))
-    if shuffle:
-        file_ds = file_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    file_ds = file_ds.repeat(num_epochs)
-    cycle_length = num_parallel_reads or min(len(files), _DEFAULT_READERS)
-    if skip_corrupted:
-        per_file = lambda filename, size: _skipping_file(filename, size, validate)  # noqa: E731
-    else:
-        per_file = _checked_file
-    named = file_ds.interleave(per_file, cycle_length=cycle_length, block_length=1,
-                               num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    if skip_corrupted:
-        named = (named.scan(tf.constant(0, tf.int64), _report_skips)
-                 .filter(lambda filename, record, is_end: tf.logical_not(is_end))
-                 .map(lambda filename, record, is_end: (filename, record)))
-    return named
+__all__ = ["list_files", "frame_dataset", "video_dataset", "segment_dataset", "dequantize_padded"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -233,7 +43,7 @@ def _video_ids(parsed, filenames):
     def message():
         row = tf.argmax(tf.cast(missing, tf.int32), output_type=tf.int32)
         return tf.strings.join([filenames[row], ": record has no 'id' (or 'video_id') value"])
-    return video_ids, _raise_if(tf.reduce_any(missing), message)
+    return video_ids, raise_if(tf.reduce_any(missing), message)
 
 
 def _multi_hot(labels, num_classes, filenames, video_ids):
@@ -246,9 +56,9 @@ def _multi_hot(labels, num_classes, filenames, video_ids):
     def problem(row):
         in_row = tf.equal(labels.indices[:, 0], tf.cast(row, tf.int64)) & out_of_range
         value = tf.boolean_mask(labels.values, in_row)[0]
-        return tf.strings.join(["label ", _str(value), " is outside [0, ", _str(num_classes),
-                                ") (num_classes=", _str(num_classes), ")"])
-    check = _check_rows(bad_rows, filenames, video_ids, problem)
+        return tf.strings.join(["label ", as_text(value), " is outside [0, ", as_text(num_classes),
+                                ") (num_classes=", as_text(num_classes), ")"])
+    check = check_rows(bad_rows, filenames, video_ids, problem)
     with tf.control_dependencies([check]):
         hot = tf.sparse.to_indicator(labels, num_classes)
     return tf.cast(hot, tf.float32), check
@@ -270,15 +80,15 @@ def _check_frames(strings, lengths, feature_names, feature_sizes, filenames, vid
         def problem(row, name=name, size=size, byte_counts=byte_counts, wrong=wrong):
             frame = tf.argmax(tf.cast(wrong[row], tf.int32), output_type=tf.int32)
             return tf.strings.join([
-                "feature '", name, "' frame ", _str(frame), " has ", _str(byte_counts[row, frame]),
+                "feature '", name, "' frame ", as_text(frame), " has ", as_text(byte_counts[row, frame]),
                 " bytes, expected ", str(size)])
-        checks.append(_check_rows(tf.reduce_any(wrong, axis=1), filenames, video_ids, problem))
+        checks.append(check_rows(tf.reduce_any(wrong, axis=1), filenames, video_ids, problem))
         if name != first:
             def unequal(row, name=name):
                 return tf.strings.join([
-                    "feature '", name, "' has ", _str(lengths[name][row]), " frames but '", first,
-                    "' has ", _str(lengths[first][row])])
-            checks.append(_check_rows(tf.not_equal(lengths[name], lengths[first]), filenames,
+                    "feature '", name, "' has ", as_text(lengths[name][row]), " frames but '", first,
+                    "' has ", as_text(lengths[first][row])])
+            checks.append(check_rows(tf.not_equal(lengths[name], lengths[first]), filenames,
                                       video_ids, unequal))
     return checks
 
@@ -328,11 +138,6 @@ class _FrameParser:
         lengths = {name: tf.cast(length, tf.int32) for name, length in lengths.items()}
         return context, strings, lengths, video_ids, labels, checks
 
-    def validate(self, filenames, serialized):
-        """True when the records parse and pass the checks; raises otherwise."""
-        _, _, _, _, labels, checks = self.parse(filenames, serialized)
-        with tf.control_dependencies(checks + [labels]):
-            return tf.constant(True)
 
 
 def _check_feature_args(feature_names, feature_sizes):
@@ -354,12 +159,51 @@ def _check_positive(name, value):
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def _pipeline_options(batch_size, num_classes, shuffle, seed, shuffle_buffer_size):
-    _check_positive("batch_size", batch_size)
-    _check_positive("num_classes", num_classes)
-    buffer = shuffle_buffer_size or 5 * batch_size  # the starter's queue capacity
-    deterministic = (not shuffle) or seed is not None
-    return buffer, deterministic
+def _validator(parse_batch):
+    """validate(filenames, records) for skip_corrupted: runs the real parse, raises when it does."""
+    def validate(filenames, serialized):
+        outputs = tf.nest.flatten(parse_batch(filenames, serialized))
+        with tf.control_dependencies(outputs):
+            return tf.constant(True)
+    return validate
+
+
+@dataclasses.dataclass(frozen=True)
+class _Reading:
+    """The options every reader shares: which records, in which order, and what to do when bad."""
+    shuffle: bool
+    num_epochs: object
+    seed: object
+    skip_corrupted: bool
+    num_parallel_reads: object
+    shuffle_buffer_size: object
+
+    @property
+    def deterministic(self):
+        return (not self.shuffle) or self.seed is not None
+
+    def buffer_size(self, batch_size):
+        return self.shuffle_buffer_size or 5 * batch_size  # the starter's queue capacity
+
+    def named_records(self, file_pattern, parse_batch, batch_size):
+        """(filename, record) pairs, shuffled at record level when asked."""
+        named = named_records(list_files(file_pattern), shuffle=self.shuffle, seed=self.seed,
+                              num_epochs=self.num_epochs,
+                              num_parallel_reads=self.num_parallel_reads,
+                              deterministic=self.deterministic,
+                              skip_corrupted=self.skip_corrupted,
+                              validate=_validator(parse_batch))
+        if self.shuffle:
+            named = named.shuffle(self.buffer_size(batch_size), seed=self.seed)
+        return named
+
+    def batches(self, file_pattern, parse_batch, batch_size, drop_remainder):
+        """Batches of `batch_size` records, each parsed by `parse_batch(filenames, records)`."""
+        _check_positive("batch_size", batch_size)
+        return (self.named_records(file_pattern, parse_batch, batch_size)
+                .batch(batch_size, drop_remainder=drop_remainder)
+                .map(parse_batch, num_parallel_calls=AUTOTUNE, deterministic=self.deterministic)
+                .prefetch(AUTOTUNE))
 
 
 def frame_dataset(file_pattern, batch_size, num_classes=records.DEFAULT_NUM_CLASSES,
@@ -376,11 +220,10 @@ def frame_dataset(file_pattern, batch_size, num_classes=records.DEFAULT_NUM_CLAS
     """
     feature_names, feature_sizes = _check_feature_args(feature_names, feature_sizes)
     _check_positive("max_frames", max_frames)
-    buffer, deterministic = _pipeline_options(batch_size, num_classes, shuffle, seed,
-                                              shuffle_buffer_size)
+    _check_positive("num_classes", num_classes)
     parser = _FrameParser(num_classes, feature_names, feature_sizes)
 
-    def to_batch(filenames, serialized):
+    def parse_batch(filenames, serialized):
         _, strings, lengths, video_ids, labels, checks = parser.parse(filenames, serialized)
         num_frames = tf.minimum(lengths[feature_names[0]], max_frames)
         batch = {"id": video_ids}
@@ -389,17 +232,11 @@ def frame_dataset(file_pattern, batch_size, num_classes=records.DEFAULT_NUM_CLAS
             batch[name] = dequantize_padded(codes, num_frames) if dequantize else codes
         batch["num_frames"] = num_frames
         batch["labels"] = labels
-        return _after(checks, batch)
+        return after(checks, batch)
 
-    named = _named_records(list_files(file_pattern), shuffle=shuffle, seed=seed,
-                           num_epochs=num_epochs, num_parallel_reads=num_parallel_reads,
-                           deterministic=deterministic, skip_corrupted=skip_corrupted,
-                           validate=parser.validate)
-    if shuffle:
-        named = named.shuffle(buffer, seed=seed)
-    return (named.batch(batch_size, drop_remainder=drop_remainder)
-            .map(to_batch, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-            .prefetch(AUTOTUNE))
+    reading = _Reading(shuffle, num_epochs, seed, skip_corrupted, num_parallel_reads,
+                       shuffle_buffer_size)
+    return reading.batches(file_pattern, parse_batch, batch_size, drop_remainder)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -413,39 +250,23 @@ def video_dataset(file_pattern, batch_size, num_classes=records.DEFAULT_NUM_CLAS
                   shuffle_buffer_size=None):
     """Video-level Examples -> batches of {id, <feature> float32 [B, size], labels [B, V]}."""
     feature_names, feature_sizes = _check_feature_args(feature_names, feature_sizes)
-    buffer, deterministic = _pipeline_options(batch_size, num_classes, shuffle, seed,
-                                              shuffle_buffer_size)
+    _check_positive("num_classes", num_classes)
     features = _id_features()
     for name, size in zip(feature_names, feature_sizes):
         features[name] = tf.io.FixedLenFeature([size], tf.float32)
 
-    def parse(filenames, serialized):
+    def parse_batch(filenames, serialized):
         parsed = tf.io.parse_example(serialized, features, example_names=filenames)
         video_ids, id_check = _video_ids(parsed, filenames)
         labels, label_check = _multi_hot(parsed["labels"], num_classes, filenames, video_ids)
         batch = {"id": video_ids}
         batch.update({name: parsed[name] for name in feature_names})
         batch["labels"] = labels
-        return batch, [id_check, label_check]
+        return after([id_check, label_check], batch)
 
-    def to_batch(filenames, serialized):
-        batch, checks = parse(filenames, serialized)
-        return _after(checks, batch)
-
-    def validate(filenames, serialized):
-        batch, checks = parse(filenames, serialized)
-        with tf.control_dependencies(checks + [batch["labels"]]):
-            return tf.constant(True)
-
-    named = _named_records(list_files(file_pattern), shuffle=shuffle, seed=seed,
-                           num_epochs=num_epochs, num_parallel_reads=num_parallel_reads,
-                           deterministic=deterministic, skip_corrupted=skip_corrupted,
-                           validate=validate)
-    if shuffle:
-        named = named.shuffle(buffer, seed=seed)
-    return (named.batch(batch_size, drop_remainder=drop_remainder)
-            .map(to_batch, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-            .prefetch(AUTOTUNE))
+    reading = _Reading(shuffle, num_epochs, seed, skip_corrupted, num_parallel_reads,
+                       shuffle_buffer_size)
+    return reading.batches(file_pattern, parse_batch, batch_size, drop_remainder)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -458,8 +279,72 @@ def _segment_context():
             "segment_scores": tf.io.RaggedFeature(tf.float32)}
 
 
+def _rated_segments(context, lengths, filenames, video_ids, num_classes, segment_size):
+    """The rated (video, start) segments of a batch of videos.
+
+    Returns (video row [S], start [S], {"labels", "label_weights"} [S, V], checks): the
+    (class, score) pairs are grouped by (video, start); segments come in video order, starts
+    ascending.
+    """
+    classes = context["segment_labels"]
+    starts = context["segment_start_times"]
+    scores = context["segment_scores"]
+    checks = []
+    for name, other in (("segment_start_times", starts), ("segment_scores", scores)):
+        def unequal(row, name=name, other=other):
+            return tf.strings.join([
+                "'segment_labels' has ", as_text(classes.row_lengths()[row]), " entries but '",
+                name, "' has ", as_text(other.row_lengths()[row])])
+        checks.append(check_rows(tf.not_equal(classes.row_lengths(), other.row_lengths()),
+                                 filenames, video_ids, unequal))
+    with tf.control_dependencies(checks):
+        pair_rows = classes.value_rowids()
+        pair_classes, pair_starts = classes.values, starts.values
+    video_frames = tf.gather(tf.cast(lengths, tf.int64), pair_rows)
+    bad_pairs = ((pair_classes < 0) | (pair_classes >= num_classes)
+                 | (pair_starts < 0) | (pair_starts >= video_frames)
+                 | (pair_starts % segment_size != 0))
+    bad_rows = tf.math.unsorted_segment_max(tf.cast(bad_pairs, tf.int32), pair_rows,
+                                            tf.shape(video_ids)[0]) > 0
+
+    def problem(row):
+        first = tf.argmax(tf.cast(bad_pairs & tf.equal(pair_rows, tf.cast(row, tf.int64)),
+                                  tf.int32), output_type=tf.int32)
+        return tf.strings.join([
+            "rated segment (class ", as_text(pair_classes[first]), ", start ",
+            as_text(pair_starts[first]), ") is invalid: classes must be in [0, ",
+            str(num_classes), "), starts multiples of ", str(segment_size),
+            " inside the video's ", as_text(tf.gather(lengths, row)), " frames"])
+    checks.append(check_rows(bad_rows, filenames, video_ids, problem))
+
+    with tf.control_dependencies(checks):
+        # One key per (video, start); sorting keeps videos in order and starts ascending.
+        stride = tf.reduce_max(tf.cast(lengths, tf.int64)) + 1
+        keys = pair_rows * stride + pair_starts
+    order = tf.argsort(keys, stable=True)
+    unique_keys, pair_segment = tf.unique(tf.gather(keys, order))
+    pair_classes = tf.gather(pair_classes, order)
+    pair_scores = tf.gather(scores.values, order)
+    indices = tf.stack([tf.cast(pair_segment, tf.int64), pair_classes], axis=1)
+    shape = tf.stack([tf.cast(tf.size(unique_keys), tf.int64), num_classes])
+    # max, not add: a pair listed twice still gives a 0/1 rating and weight.
+    labels = tf.tensor_scatter_nd_max(tf.zeros(shape, tf.float32), indices, pair_scores)
+    weights = tf.tensor_scatter_nd_max(tf.zeros(shape, tf.float32), indices,
+                                       tf.ones_like(pair_scores))
+    seg_rows = tf.cast(unique_keys // stride, tf.int32)
+    seg_starts = tf.cast(unique_keys % stride, tf.int32)
+    return seg_rows, seg_starts, {"labels": labels, "label_weights": weights}, checks
+
+
+def _all_segments(lengths, labels, segment_size):
+    """Every segment of every video: (video row [S], start [S], {"labels": video labels})."""
+    starts = tf.ragged.range(0, lengths, segment_size)
+    seg_rows = tf.cast(starts.value_rowids(), tf.int32)
+    return seg_rows, starts.values, {"labels": tf.gather(labels, seg_rows)}, []
+
+
 def _gather_segments(strings, rows, starts, lengths, size, segment_size, dequantize):
-    """Frames [starts, starts + segment_size) of video `rows` -> [S, segment_size, size]."""
+    """Frames [start, start + segment_size) of videos `rows` -> ([S, segment_size, size], num)."""
     # Pad with empty frames so a segment that runs past the end reads "" (decoded as zeros).
     padded = tf.pad(strings, [[0, 0], [0, segment_size]])
     frame_index = starts[:, None] + tf.range(segment_size)[None, :]
@@ -483,110 +368,53 @@ def segment_dataset(file_pattern, batch_size, num_classes=records.DEFAULT_NUM_CL
       time): {id, segment_start, <features> [B, segment_size, size], num_frames, labels (the score
       at each rated class), label_weights (1 at the rated classes)}. Videos without ratings give
       nothing.
-    mode="all": every `segment_size`-frame segment of every video (the first `max_frames` frames
-      when given): {id, segment_start, <features>, num_frames, labels (the video-level labels)}.
-    `num_frames` is `segment_size`, fewer where the video ends inside the segment.
+    mode="all": every `segment_size`-frame segment of every video (of its first `max_frames`
+      frames when given): {id, segment_start, <features>, num_frames, labels (video labels)}.
+    `num_frames` is `segment_size`, fewer where the video ends inside the segment. With
+    `shuffle`, videos and then segments are shuffled.
     """
     if mode not in ("rated", "all"):
         raise ValueError(f"mode must be 'rated' or 'all', got {mode!r}")
     feature_names, feature_sizes = _check_feature_args(feature_names, feature_sizes)
     _check_positive("segment_size", segment_size)
+    _check_positive("num_classes", num_classes)
+    _check_positive("batch_size", batch_size)
     if max_frames is not None:
         if mode == "rated":
             raise ValueError("max_frames applies to mode='all' only: rated segments may lie "
                              "anywhere in the video")
         _check_positive("max_frames", max_frames)
-    buffer, deterministic = _pipeline_options(batch_size, num_classes, shuffle, seed,
-                                              shuffle_buffer_size)
     rated = mode == "rated"
     parser = _FrameParser(num_classes, feature_names, feature_sizes,
                           extra_context=_segment_context() if rated else None)
 
-    def rated_segments(context, lengths, filenames, video_ids):
-        """Unique (video, start) pairs, their label/weight rows and the checks on the ratings."""
-        classes = context["segment_labels"]
-        starts = context["segment_start_times"]
-        scores = context["segment_scores"]
-        checks = []
-        for name, other in (("segment_start_times", starts), ("segment_scores", scores)):
-            def unequal(row, name=name, other=other):
-                return tf.strings.join([
-                    "'segment_labels' has ", _str(classes.row_lengths()[row]), " entries but '",
-                    name, "' has ", _str(other.row_lengths()[row])])
-            checks.append(_check_rows(tf.not_equal(classes.row_lengths(), other.row_lengths()),
-                                      filenames, video_ids, unequal))
-        with tf.control_dependencies(checks):
-            pair_rows = classes.value_rowids()
-            pair_classes, pair_starts = classes.values, starts.values
-        video_frames = tf.gather(tf.cast(lengths, tf.int64), pair_rows)
-        bad_pairs = ((pair_classes < 0) | (pair_classes >= num_classes)
-                     | (pair_starts < 0) | (pair_starts >= video_frames)
-                     | (pair_starts % segment_size != 0))
-        bad_rows = tf.math.unsorted_segment_max(tf.cast(bad_pairs, tf.int32), pair_rows,
-                                                tf.shape(video_ids)[0]) > 0
-
-        def problem(row):
-            first = tf.argmax(tf.cast(bad_pairs & tf.equal(pair_rows, tf.cast(row, tf.int64)),
-                                      tf.int32), output_type=tf.int32)
-            return tf.strings.join([
-                "rated segment (class ", _str(pair_classes[first]), ", start ",
-                _str(pair_starts[first]), ") is invalid: classes must be in [0, ",
-                str(num_classes), "), starts multiples of ", str(segment_size),
-                " inside the video's ", _str(tf.gather(lengths, row)), " frames"])
-        checks.append(_check_rows(bad_rows, filenames, video_ids, problem))
-        with tf.control_dependencies(checks[-1:]):
-            # One key per (video, start); sorted, so videos stay in order and starts ascend.
-            stride = tf.reduce_max(tf.cast(lengths, tf.int64)) + 1
-            order = tf.argsort(pair_rows * stride + pair_starts, stable=True)
-        sorted_keys = tf.gather(pair_rows * stride + pair_starts, order)
-        pair_classes = tf.gather(pair_classes, order)
-        pair_scores = tf.gather(scores.values, order)
-        unique_keys, pair_segment = tf.unique(sorted_keys)
-        num_segments = tf.size(unique_keys)
-        indices = tf.stack([tf.cast(pair_segment, tf.int64), pair_classes], axis=1)
-        shape = tf.stack([tf.cast(num_segments, tf.int64), num_classes])
-        # max, not add: a pair listed twice still gives a 0/1 rating and weight.
-        labels = tf.tensor_scatter_nd_max(tf.zeros(shape, tf.float32), indices, pair_scores)
-        weights = tf.tensor_scatter_nd_max(tf.zeros(shape, tf.float32), indices,
-                                           tf.ones_like(pair_scores))
-        seg_rows = tf.cast(unique_keys // stride, tf.int32)
-        seg_starts = tf.cast(unique_keys % stride, tf.int32)
-        return seg_rows, seg_starts, {"labels": labels, "label_weights": weights}, checks
-
-    def all_segments(lengths, labels):
-        starts = tf.ragged.range(0, lengths, segment_size)
-        seg_rows = tf.cast(starts.value_rowids(), tf.int32)
-        return seg_rows, starts.values, {"labels": tf.gather(labels, seg_rows)}, []
-
-    def to_segments(filenames, serialized):
+    def parse_segments(filenames, serialized):
         context, strings, lengths, video_ids, labels, checks = parser.parse(filenames, serialized)
         video_frames = lengths[feature_names[0]]
         if max_frames is not None:  # frames past it must not leak into a segment's codes
             video_frames = tf.minimum(video_frames, max_frames)
             strings = {name: value[:, :max_frames] for name, value in strings.items()}
         if rated:
-            seg_rows, seg_starts, targets, more_checks = rated_segments(
-                context, video_frames, filenames, video_ids)
+            seg_rows, seg_starts, targets, more_checks = _rated_segments(
+                context, video_frames, filenames, video_ids, num_classes, segment_size)
         else:
-            seg_rows, seg_starts, targets, more_checks = all_segments(video_frames, labels)
+            seg_rows, seg_starts, targets, more_checks = _all_segments(
+                video_frames, labels, segment_size)
         batch = {"id": tf.gather(video_ids, seg_rows), "segment_start": seg_starts}
         for name, size in zip(feature_names, feature_sizes):
             batch[name], num_frames = _gather_segments(
                 strings[name], seg_rows, seg_starts, video_frames, size, segment_size, dequantize)
         batch["num_frames"] = num_frames
         batch.update(targets)
-        return _after(checks + more_checks, batch)
+        return after(checks + more_checks, batch)
 
-    named = _named_records(list_files(file_pattern), shuffle=shuffle, seed=seed,
-                           num_epochs=num_epochs, num_parallel_reads=num_parallel_reads,
-                           deterministic=deterministic, skip_corrupted=skip_corrupted,
-                           validate=parser.validate)
-    if shuffle:
-        named = named.shuffle(buffer, seed=seed)
-    segments = (named.batch(_SEGMENT_PARSE_VIDEOS)
-                .map(to_segments, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    reading = _Reading(shuffle, num_epochs, seed, skip_corrupted, num_parallel_reads,
+                       shuffle_buffer_size)
+    segments = (reading.named_records(file_pattern, parse_segments, batch_size)
+                .batch(_SEGMENT_PARSE_VIDEOS)
+                .map(parse_segments, num_parallel_calls=AUTOTUNE,
+                     deterministic=reading.deterministic)
                 .unbatch())
     if shuffle:
-        segments = segments.shuffle(buffer, seed=seed)
-    return (segments.batch(batch_size, drop_remainder=drop_remainder)
-            .prefetch(AUTOTUNE))
+        segments = segments.shuffle(reading.buffer_size(batch_size), seed=seed)
+    return segments.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)

@@ -86,7 +86,7 @@ class CompactBilinearPooling(keras.layers.Layer):
             raise ValueError(f"CompactBilinearPooling inputs must both be [B, d] or both [B, S, d], "
                              f"got shapes {x.shape} and {y.shape}")
         # The convolution runs in float64: float32 FFT round-off (~1e-7) left in bins that should be
-        # exactly 0 would become ~3e-4 after the signed square root.
+        # exactly 0 would become ~1e-4 after the signed square root.
         fx = tf.signal.rfft(tf.cast(self._sketch(x, 0), tf.float64))
         fy = tf.signal.rfft(tf.cast(self._sketch(y, 1), tf.float64))
         pooled = tf.cast(tf.signal.irfft(fx * fy, fft_length=[self.output_dim]), tf.float32)

@@ -23,13 +23,20 @@ from yt8m.training import files
 from yt8m.training import model_flags as model_flags_lib
 
 
-def load_tree(train_dir, checkpoint=None):
-    """(model_flags, checkpoint path, the mixture model with its weights restored)."""
+def read_tree_flags(train_dir):
+    """model_flags of `train_dir`, which must hold a mixture model."""
     tree_flags = model_flags_lib.read_model_flags(train_dir)
     if tree_flags.get("model") not in mixture_models.MIXTURE_MODELS:
         raise ValueError(f"--train_dir={train_dir!r} holds a {tree_flags.get('model')!r} model, "
                          f"not a mixture ({', '.join(mixture_models.MIXTURE_MODELS)}); there is "
                          "nothing to cut out")
+    return tree_flags
+
+
+def load_tree(train_dir, checkpoint=None):
+    """(model_flags, checkpoint path, the mixture model with its weights restored): what
+    `checkpoints.load_model` does, through the mixture builder."""
+    tree_flags = read_tree_flags(train_dir)
     checkpoint_path = checkpoint or checkpoints.latest_checkpoint(train_dir)
     model = mixture_models.build(
         tree_flags["model"], int(tree_flags["num_classes"]),
@@ -55,8 +62,9 @@ def extract(train_dir, path, output_dir, checkpoint=None):
         raise ValueError("--path is empty; name a branch (e.g. 2 or 2/1), the root is the whole "
                          "train dir")
     _require_empty_output(output_dir)
-    tree_flags, checkpoint_path, model = load_tree(train_dir, checkpoint)
-    node_flags = mixture_models.node_model_flags(tree_flags, path)  # checks the path first
+    # Check the path on the flags before paying for building and restoring the tree.
+    node_flags = mixture_models.node_model_flags(read_tree_flags(train_dir), path)
+    _, checkpoint_path, model = load_tree(train_dir, checkpoint)
     node = model.subtree(path)
     tf.io.gfile.makedirs(output_dir)
     manager = checkpoints.make_checkpoint_manager(tf.train.Checkpoint(model=node), output_dir,

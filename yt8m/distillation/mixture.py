@@ -211,6 +211,11 @@ class MixtureModel(keras.Model):
             return tf.gradients(loss, variables)
         return tape.gradient(loss, variables)
 
+    def configure_optimizer(self, optimizer):
+        """Returns `optimizer` set to clip and update each variable on the variable's device (the
+        trainer calls this once, before the first step)."""
+        return placement.place_updates_on_variable_devices(optimizer)
+
     def subtree(self, path):
         """The branch at `path` (a sequence of 0-based branch indices, root first)."""
         node = self

@@ -12,22 +12,15 @@ describes any node of a trained tree as a model of its own (what extract.py writ
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 
 import frame_level_models
-from frame_level_models import hparams as zoo_hparams
 from yt8m.distillation import mixture_hparams
 from yt8m.distillation import mod_tree
 from yt8m.distillation import placement
+from yt8m.distillation import zoo_registration
 
-GENERIC_MIXTURE = "MixtureModel"
-NEXTVLAD = "NeXtVLADModel"
+GENERIC_MIXTURE = zoo_registration.GENERIC_MIXTURE
+NEXTVLAD = zoo_registration.NEXTVLAD
+MIXTURE_MODELS = zoo_registration.MIXTURE_MODELS
 DEFAULT_MOD_TREE = "4x3"
-MIXTURE_MODELS = (GENERIC_MIXTURE, "MixNeXtVLADModel", "MODNeXtVLADModel")
-DESCRIPTIONS = {
-    GENERIC_MIXTURE: "Gated mixture (or MOD tree, --mod_tree) of any zoo model "
-                     "(--mixture_base_model) with online distillation.",
-    "MixNeXtVLADModel": "Gated mixture of --mix_number NeXtVLAD models with online distillation.",
-    "MODNeXtVLADModel": "MOD tree (--mod_tree, default 4x3) of NeXtVLAD models with online "
-                        "distillation; top-level sub-trees placed on their own devices.",
-}
 
 
 def _check_name(model_name):
@@ -92,18 +85,6 @@ def build(model_name, num_classes, **hparams):
     return mod_tree.build_tree(shape, make_leaf, num_classes, settings, devices,
                                stop_teacher_gradient=values["cl_stop_teacher_gradient"],
                                gate_l2_penalty=values["mix_gate_l2_penalty"], name=model_name)
-
-
-def declared_hparams(model_name):
-    """The hparams a mixture model uses (what its model_flags.json records): the mixture hparams
-    plus those of its leaf model (every zoo hparam for the generic MixtureModel)."""
-    _check_name(model_name)
-    if model_name == GENERIC_MIXTURE:
-        leaf = tuple(hparam.name for hparam in zoo_hparams.MODEL_HPARAMS)
-    else:
-        leaf = tuple(frame_level_models.hparam_names(NEXTVLAD))
-    return mixture_hparams.MIXTURE_HPARAM_NAMES + tuple(
-        name for name in leaf if name not in mixture_hparams.MIXTURE_HPARAM_NAMES)
 
 
 def _format_floats(values):

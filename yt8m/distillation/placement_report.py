@@ -19,7 +19,8 @@ from absl import flags
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 
 PRODUCT_OPS = ("MatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum")
-UPDATE_OP_PREFIX = "ResourceApply"
+# What the Keras optimizers emit to update a variable.
+UPDATE_OPS = ("AssignSubVariableOp", "AssignAddVariableOp", "AssignVariableOp")
 
 flags.DEFINE_integer("num_cpu_devices", 3, "Logical CPU devices to split the CPU into.")
 flags.DEFINE_string("model", "MODNeXtVLADModel", "Mixture model to build.")
@@ -68,7 +69,7 @@ def placement_report(model, batch_size, num_classes):
                                tf.float32) for name, shape in specs.items() if name != "num_frames"}
     batch["num_frames"] = tf.constant(rng.integers(1, frames + 1, size=batch_size), tf.int32)
     labels = tf.constant(rng.integers(0, 2, size=(batch_size, num_classes)), tf.float32)
-    optimizer = make_optimizer("AdamOptimizer", 1e-3, 1.0)
+    optimizer = model.configure_optimizer(make_optimizer("AdamOptimizer", 1e-3, 1.0))
     optimizer.build(model.trainable_variables)
     label_loss = label_losses.CrossEntropyLoss()
 
@@ -98,19 +99,18 @@ def placement_report(model, batch_size, num_classes):
             continue
         table = backward if op.name.startswith(("gradients/", "gradient_tape/")) else forward
         table[owner][_canonical(op.device)] += 1
-    # Optimizer updates take the variable's handle as their first input; match on that.
-    handle_owner = {}
+    # Optimizer updates write to the variable's handle (their first input, a captured tensor).
+    internal_name = {id(external): internal.name for external, internal in graph.captures}
+    owner_of_handle = {}
     for index, subtree in enumerate(subtrees):
         for variable in subtree.trainable_variables:
-            handle_owner[id(variable)] = index
-    captured = {id(tensor): id(variable) for variable in model.trainable_variables
-                for tensor in [graph.capture(variable.handle)]}
+            name = internal_name.get(id(variable.handle))
+            if name is not None:
+                owner_of_handle[name] = index
     updates = collections.defaultdict(collections.Counter)
     for op in graph.get_operations():
-        if op.type.startswith(UPDATE_OP_PREFIX) and op.inputs:
-            variable_id = captured.get(id(op.inputs[0]))
-            if variable_id in handle_owner:
-                updates[handle_owner[variable_id]][_canonical(op.device)] += 1
+        if op.type in UPDATE_OPS and op.inputs and op.inputs[0].name in owner_of_handle:
+            updates[owner_of_handle[op.inputs[0].name]][_canonical(op.device)] += 1
     report = {"loss": loss, "root_gate_variable_devices": sorted(
         {_canonical(v.device) for v in model.gate.variables}), "subtrees": []}
     for index, (subtree, device) in enumerate(zip(subtrees, model.branch_devices)):

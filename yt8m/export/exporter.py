@@ -115,7 +115,7 @@ def _normalised(weights):
 
 def _float32_member_predictions(members, batches):
     """Per member [N, V] float32 predictions over `batches`, plus labels [N, V]."""
-    forwards = [tf.function(member.float32_predictions, reduce_retracing=True)
+    forwards = [tf.function(member.float32_predictions, reduce_retracing=True, autograph=False)
                 for member in members]
     per_member = [[] for _ in members]
     labels = []
@@ -129,15 +129,30 @@ def _float32_member_predictions(members, batches):
     return [np.concatenate(outputs) for outputs in per_member], np.concatenate(labels)
 
 
-def _choose_weights(config, members, loaded_weights_bytes, report):
+def _gap_data(config):
+    """(pattern, flag name) of the data GAP is reported on, or (None, None)."""
+    if config.eval_data_pattern:
+        return config.eval_data_pattern, "--eval_data_pattern"
+    if config.tune_weights_on:
+        return config.tune_weights_on, "--tune_weights_on"
+    return None, None
+
+
+def _batches(config, pattern, flag_name, num_classes, members):
+    return validation_data.frame_batches(pattern, flag_name, config.batch_size,
+                                         config.max_eval_examples, num_classes,
+                                         max(member.max_frames for member in members))
+
+
+def _choose_weights(config, members, num_classes, loaded_weights_bytes, report):
     """(kept member indices, weights): given, equal, tuned or selected under the budget."""
     count = len(members)
     if not config.tune_weights_on:
         weights = _normalised(config.weights) if config.weights else [1.0 / count] * count
         return list(range(count)), weights
-    batches = validation_data.frame_batches(config.tune_weights_on, config.batch_size,
-                                            config.max_eval_examples, members[0])
-    predictions, labels = _float32_member_predictions(members, batches)
+    predictions, labels = _float32_member_predictions(
+        members, _batches(config, config.tune_weights_on, "--tune_weights_on", num_classes,
+                          members))
     if config.select_under_budget:
         budget_bytes = config.size_budget_mb * budget.BYTES_PER_MB
         sizes = [size + GRAPH_ALLOWANCE_BYTES for size in loaded_weights_bytes]
@@ -154,39 +169,6 @@ def _choose_weights(config, members, loaded_weights_bytes, report):
                             "tuned_gap": result.gap}
         kept, weights = list(range(count)), result.weights
     return kept, weights
-
-
-def _verification_batch(ensemble, config, num_videos=8, seed=0):
-    """A batch to compare exported and float32 predictions on: the first validation videos, or
-    random dequantized frames of random lengths when no validation data is given."""
-    pattern = config.eval_data_pattern or config.tune_weights_on
-    if pattern:
-        for batch in validation_data.frame_batches(pattern, num_videos, num_videos,
-                                                   ensemble.members[0]):
-            return ({name: batch[name] for name in serving.FEATURE_NAMES},
-                    batch["num_frames"])
-    rng = np.random.default_rng(seed)
-    length = ensemble.max_frames
-    frames = {}
-    for name in serving.FEATURE_NAMES:
-        codes = rng.integers(0, 256, size=(num_videos, length, serving.FEATURE_SIZES[name]))
-        frames[name] = tf.constant(
-            np.asarray(validation_data.dequantize_np(codes.astype(np.uint8))))
-    num_frames = tf.constant(rng.integers(1, length + 1, size=num_videos), tf.int32)
-    mask = tf.sequence_mask(num_frames, length, dtype=tf.float32)[:, :, None]
-    return {name: values * mask for name, values in frames.items()}, num_frames
-
-
-def _exported_gap(loaded, pattern, config, members):
-    signature = loaded.signatures[serving.SERVING_DEFAULT]
-    predictions, labels = [], []
-    for batch in validation_data.frame_batches(pattern, config.batch_size,
-                                               config.max_eval_examples, members[0]):
-        outputs = signature(**{name: batch[name] for name in serving.FEATURE_NAMES},
-                            num_frames=batch["num_frames"])
-        predictions.append(outputs["predictions"].numpy())
-        labels.append(batch["labels"].numpy())
-    return tuning.gap_score(np.concatenate(predictions), np.concatenate(labels), config.top_k)
 
 
 def _temp_dir_next_to(output_dir):
@@ -210,12 +192,12 @@ def _graph_bytes(signatures):
     return sum(function.graph.as_graph_def().ByteSize() for function in signatures.values())
 
 
-def build_ensemble(loaded, weights, precision, min_elements, top_k=20):
+def build_ensemble(loaded, weights, precision, min_elements, num_classes, top_k=20):
     """EnsembleModule over LoadedMembers (their models keep their float32 weights)."""
     modules = [member_module.MemberModule(member.model, member.model_flags, precision,
                                           min_elements, name=f"member_{index}")
                for index, member in enumerate(loaded)]
-    return serving.EnsembleModule(modules, weights, top_k=top_k)
+    return serving.EnsembleModule(modules, weights, num_classes, top_k=top_k)
 
 
 def export_ensemble(config):
@@ -242,7 +224,7 @@ def export_ensemble(config):
                                                   precision_lib.FLOAT32, min_elements,
                                                   name=f"member_{index}")
                        for index, member in enumerate(loaded)]
-    kept, weights = _choose_weights(config, float32_modules,
+    kept, weights = _choose_weights(config, float32_modules, num_classes,
                                     [size[config.precision] for size in sizes], report)
     # A member left at weight 0 would only cost space.
     kept, weights = zip(*[(index, weight) for index, weight in zip(kept, weights) if weight > 0])
@@ -251,7 +233,10 @@ def export_ensemble(config):
     report["weights"] = {loaded_member.spec.describe(): weight
                          for loaded_member, weight in zip(loaded, weights)}
 
-    ensemble = build_ensemble(loaded, weights, config.precision, min_elements, config.top_k)
+    ensemble = build_ensemble(loaded, weights, config.precision, min_elements, num_classes,
+                              config.top_k)
+    max_frames = int(ensemble.max_frames.numpy())
+    report["max_frames"] = max_frames
     signatures = ensemble.signatures()
     for function in signatures.values():
         member_module.check_no_float32_reads(function, ensemble.members)
@@ -266,7 +251,7 @@ def export_ensemble(config):
     try:
         tf.io.gfile.makedirs(os.path.dirname(temp_dir) or ".")
         tf.saved_model.save(ensemble, temp_dir, signatures=signatures)
-        report.update(_verify(temp_dir, ensemble, config, loaded))
+        report.update(_verify(temp_dir, ensemble, config, num_classes))
         budget.check_budget(report["on_disk_bytes"], config.size_budget_mb,
                             f"the written {config.precision} ensemble")
         files.write_json_atomically(os.path.join(temp_dir, REPORT_FILE), report)
@@ -278,14 +263,30 @@ def export_ensemble(config):
     return report
 
 
-def _verify(export_dir, ensemble, config, loaded):
-    """Reloads the export and compares it with the float32 ensemble (and GAP when data given)."""
-    reloaded = tf.saved_model.load(export_dir)
-    frames, num_frames = _verification_batch(ensemble, config)
-    exported = reloaded.signatures[serving.SERVING_DEFAULT](
-        **frames, num_frames=num_frames)["predictions"].numpy()
-    reference = ensemble.float32_predict(frames, num_frames).numpy()
-    max_diff = float(np.max(np.abs(exported - reference)))
+def _verification_batches(ensemble, config, num_classes):
+    """(batches, data pattern): the validation data when given, else random videos of random
+    lengths (no labels, no GAP)."""
+    pattern, flag_name = _gap_data(config)
+    if pattern:
+        return _batches(config, pattern, flag_name, num_classes, ensemble.members), pattern
+    frames, num_frames = validation_data.random_videos(8, int(ensemble.max_frames.numpy()))
+    return [dict(frames, num_frames=num_frames)], None
+
+
+def _verify(export_dir, ensemble, config, num_classes):
+    """Reloads the export and compares it with the float32 ensemble over the validation data (or
+    random videos): max abs prediction difference, and GAP of both when there are labels."""
+    serve = tf.saved_model.load(export_dir).signatures[serving.SERVING_DEFAULT]
+    reference = tf.function(ensemble.float32_predict, reduce_retracing=True, autograph=False)
+    batches, pattern = _verification_batches(ensemble, config, num_classes)
+    max_diff, exported, expected, labels = 0.0, [], [], []
+    for batch in batches:
+        frames = {name: batch[name] for name in serving.FEATURE_NAMES}
+        exported.append(serve(**frames, num_frames=batch["num_frames"])["predictions"].numpy())
+        expected.append(reference(frames, batch["num_frames"]).numpy())
+        max_diff = max(max_diff, float(np.max(np.abs(exported[-1] - expected[-1]))))
+        if pattern:
+            labels.append(batch["labels"].numpy())
     limit = (config.max_prediction_diff if config.max_prediction_diff is not None
              else DEFAULT_MAX_PREDICTION_DIFF[config.precision])
     if max_diff > limit:
@@ -294,17 +295,14 @@ def _verify(export_dir, ensemble, config, loaded):
             f"{max_diff:.3g} in a prediction, over the limit {limit:g} "
             "(--max_prediction_diff); nothing was written")
     result = {"max_abs_prediction_diff": max_diff, "max_prediction_diff_limit": limit,
+              "verified_on": pattern or "random videos",
+              "verified_videos": int(sum(len(part) for part in exported)),
               "on_disk_bytes": budget.directory_bytes(export_dir)}
-    pattern = config.eval_data_pattern or config.tune_weights_on
     if pattern:
-        float32_modules = ensemble.members
-        predictions, labels = _float32_member_predictions(
-            float32_modules, validation_data.frame_batches(
-                pattern, config.batch_size, config.max_eval_examples, float32_modules[0]))
-        result["gap_float32"] = tuning.gap_score(
-            tuning.weighted_predictions(predictions, ensemble.member_weights), labels,
-            config.top_k)
-        result["gap_exported"] = _exported_gap(reloaded, pattern, config, ensemble.members)
+        labels = np.concatenate(labels)
+        result["gap_float32"] = tuning.gap_score(np.concatenate(expected), labels, config.top_k)
+        result["gap_exported"] = tuning.gap_score(np.concatenate(exported), labels,
+                                                  config.top_k)
         result["gap_data"] = pattern
     return result
 

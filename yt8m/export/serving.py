@@ -12,6 +12,7 @@ members' probabilities.
 import yt8m  # noqa: F401
 import tensorflow as tf
 
+from yt8m.data import readers
 from yt8m.data import records
 
 FEATURE_NAMES = records.DEFAULT_FEATURE_NAMES
@@ -30,8 +31,9 @@ def frame_signature():
 def parse_sequence_examples(serialized, max_frames):
     """Serialized frame-level SequenceExamples -> (ids, {name: [B, T, D] float32}, num_frames).
 
-    Same result as the readers: dequantized, truncated to max_frames, zero-padded at the end,
-    num_frames = min(frames present, max_frames) (the shortest feature list if they differ).
+    The same values as `yt8m.data.frame_dataset`: dequantized, truncated to max_frames, frames
+    past num_frames set to 0, num_frames = min(frames of the first feature, max_frames). T is the
+    longest video of the batch (not padded further: the members pad as they need).
     """
     context, sequences, lengths = tf.io.parse_sequence_example(
         serialized,
@@ -41,45 +43,53 @@ def parse_sequence_examples(serialized, max_frames):
                            for name in FEATURE_NAMES})
     # Older (2017) files name the id `video_id`.
     ids = tf.where(tf.strings.length(context["id"]) > 0, context["id"], context["video_id"])
-    num_frames = tf.minimum(
-        tf.reduce_min(tf.stack([tf.cast(lengths[name], tf.int32) for name in FEATURE_NAMES]),
-                      axis=0),
-        max_frames)
+    num_frames = tf.minimum(tf.cast(lengths[FEATURE_NAMES[0]], tf.int32), max_frames)
     frames = {}
     for name in FEATURE_NAMES:
         codes = tf.io.decode_raw(sequences[name][:, :max_frames], tf.uint8,
                                  fixed_length=FEATURE_SIZES[name])
-        values = records.dequantize(codes)
-        mask = tf.sequence_mask(num_frames, tf.shape(values)[1], dtype=tf.float32)
-        frames[name] = values * mask[:, :, None]
+        frames[name] = readers.dequantize_padded(codes, num_frames)
     return ids, frames, num_frames
 
 
 class EnsembleModule(tf.Module):
-    """Weighted ensemble of MemberModules with the two serving signatures."""
+    """Weighted ensemble of MemberModules with the two serving signatures.
 
-    def __init__(self, members, weights, top_k=20, name="ensemble"):
+    Besides the members' weights, the SavedModel carries three small variables that describe it:
+    `num_classes`, `max_frames` and `member_weights` (read them with `.numpy()` after loading).
+    """
+
+    def __init__(self, members, weights, num_classes, top_k=20, name="ensemble"):
         super().__init__(name=name)
         if len(members) != len(weights):
             raise ValueError(f"{len(members)} members but {len(weights)} weights")
         self.members = list(members)
-        self.member_weights = [float(weight) for weight in weights]
         self.top_k = int(top_k)
-        self.max_frames = max(member.max_frames for member in members)
-        self.serving_default = tf.function(self._serve_frames, input_signature=frame_signature())
+        self.num_classes = tf.Variable(int(num_classes), dtype=tf.int32, trainable=False,
+                                       name="num_classes")
+        self.max_frames = tf.Variable(max(member.max_frames for member in members),
+                                      dtype=tf.int32, trainable=False, name="max_frames")
+        self.member_weights = tf.Variable([float(weight) for weight in weights],
+                                          dtype=tf.float32, trainable=False,
+                                          name="member_weights")
+        # autograph=False: no Python control flow depends on tensors here, and converting every
+        # layer's code takes seconds per signature.
+        self.serving_default = tf.function(self._serve_frames, input_signature=frame_signature(),
+                                           autograph=False)
         self.serve_examples = tf.function(
             self._serve_examples,
-            input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLE_BYTES)])
+            input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLE_BYTES)],
+            autograph=False)
 
     def predict(self, frames, num_frames):
         """Weighted sum of the members' predictions (low-precision weights)."""
-        return tf.add_n([weight * member(frames, num_frames)
-                         for weight, member in zip(self.member_weights, self.members)])
+        return tf.add_n([self.member_weights[index] * member(frames, num_frames)
+                         for index, member in enumerate(self.members)])
 
     def float32_predict(self, frames, num_frames):
         """The same ensemble with every member's original float32 weights (the reference)."""
-        return tf.add_n([weight * member.float32_predictions(frames, num_frames)
-                         for weight, member in zip(self.member_weights, self.members)])
+        return tf.add_n([self.member_weights[index] * member.float32_predictions(frames, num_frames)
+                         for index, member in enumerate(self.members)])
 
     def _with_top_k(self, predictions):
         k = min(self.top_k, predictions.shape[-1])

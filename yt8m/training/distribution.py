@@ -7,7 +7,7 @@ would prefetch to devices but its iterator cannot be saved in a checkpoint.
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
-STRATEGIES = ("default", "mirrored", "one_device")
+STRATEGIES = ("default", "mirrored", "one_device", "multi_worker")
 
 
 def configure_cpu_devices(num_devices):
@@ -36,7 +36,12 @@ def make_strategy(name="default"):
       CPUs when --num_cpu_devices > 1, else one device (the GPU if any).
     mirrored: MirroredStrategy over all local GPUs, or over all logical CPUs without GPUs.
     one_device: OneDeviceStrategy on the first GPU, else the first CPU.
+    multi_worker: MultiWorkerMirroredStrategy over the machines in TF_CONFIG (multi_worker.py).
     """
+    if name == "multi_worker":  # first: listing devices would start TensorFlow's runtime, and
+        # collectives must be configured before that
+        from yt8m.training import multi_worker  # it imports this module
+        return multi_worker.make_multi_worker_strategy()
     gpus = tf.config.list_logical_devices("GPU")
     cpus = tf.config.list_logical_devices("CPU")
     devices = [device.name for device in (gpus or cpus)]

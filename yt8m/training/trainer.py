@@ -21,6 +21,7 @@ from yt8m.training import checkpoints
 from yt8m.training import distribution
 from yt8m.training import inputs
 from yt8m.training import model_flags as model_flags_lib
+from yt8m.training import multi_worker
 from yt8m.training import objective
 from yt8m.losses import get_label_loss
 from yt8m.metrics import gap as batch_gap
@@ -79,6 +80,7 @@ class Trainer:
         self.num_replicas = self.strategy.num_replicas_in_sync
         self.global_batch_size = config.batch_size * self.num_replicas
         self.is_chief = distribution.is_chief(self.strategy)
+        multi_worker.check_train_config(self.strategy, config)
 
         check_model_choice(config.model, config.data.frame_features)
         flags_record = model_flags_lib.model_flags_from_config(config)
@@ -112,10 +114,10 @@ class Trainer:
                 self._input_signature(files), dtype=tf.string, trainable=False)
             tracked["input_signature"] = self.input_signature
         self.checkpoint = tf.train.Checkpoint(**tracked)
-        # Only the chief writes to train_dir; a future multi-worker mode gives the other workers a
-        # scratch directory here (they must still call save: it is a collective operation).
-        self.manager = checkpoints.make_checkpoint_manager(
-            self.checkpoint, config.train_dir, config.keep_checkpoint_max)
+        # Only the chief writes to train_dir; the other workers of a multi-worker run save to a
+        # scratch directory (they must still call save: it is a collective operation).
+        self.manager = multi_worker.make_checkpoint_manager(
+            self.checkpoint, config.train_dir, config.keep_checkpoint_max, self.strategy)
         self.restored_from = self._restore()
         self._step_function = self._make_step_function()
         self.summary_writer = (tf.summary.create_file_writer(config.train_dir) if self.is_chief
@@ -233,12 +235,17 @@ class Trainer:
                                         ("examples_per_second", examples_per_second)):
                         tf.summary.scalar(name, value, step=step)
                     window_start, window_examples = time.time(), 0
-                if (step % config.export_model_steps == 0
-                        or time.time() - last_save_time >= config.save_checkpoint_secs):
+                # Workers decide together (a clock or a signal can differ between them).
+                save_due, stop_requested = multi_worker.any_worker(
+                    self.strategy,
+                    step % config.export_model_steps == 0
+                    or time.time() - last_save_time >= config.save_checkpoint_secs,
+                    stop_requests.signal_name is not None)
+                if save_due:
                     self._save(step)
                     last_saved_step, last_save_time = step, time.time()
-                if stop_requests.signal_name:
-                    stop_reason = f"signal {stop_requests.signal_name}"
+                if stop_requested:
+                    stop_reason = f"signal {stop_requests.signal_name or 'on another worker'}"
                     break
                 if config.max_steps is not None and step >= config.max_steps:
                     stop_reason = "max_steps"
@@ -255,4 +262,6 @@ class Trainer:
 
 def train(config, strategy=None):
     """Trains as configured and returns a TrainResult (see Trainer)."""
-    return Trainer(config, strategy).run()
+    trainer = Trainer(config, strategy)
+    with multi_worker.lost_worker_errors(trainer.strategy, config.train_dir):
+        return trainer.run()

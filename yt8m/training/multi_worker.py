@@ -1,0 +1,289 @@
+"""Training across machines: `--distribution_strategy=multi_worker`.
+
+Every machine runs the same `train.py` command; `TF_CONFIG` tells each process the cluster and its
+own place in it. tf.distribute's MultiWorkerMirroredStrategy keeps one replica per worker (per
+GPU on GPU workers) and all-reduces the gradients with collective ops.
+
+What this module adds around the strategy (the trainer calls it at a few marked points):
+- TF_CONFIG is checked up front, with errors that say what is wrong;
+- waiting for the other workers at start-up is bounded;
+- only the chief writes into train_dir; the other workers still take part in every save (saving
+  may read variables whose value is an all-reduce) but write to a scratch directory that is
+  deleted right away;
+- decisions that each worker makes on its own (a checkpoint is due by the clock, a SIGTERM
+  arrived) are agreed on by all workers, or one worker would enter a collective alone and wait
+  for ever;
+- a lost worker ends the job with a message saying how to resume, and every worker restores from
+  the chief's newest checkpoint in train_dir when restarted.
+
+Input: each worker builds the same shuffled pipeline (so `--shuffle_seed` is required) and keeps its
+own slice of each global batch (`distribution.distribute_batch`); the chief's saved iterator
+position is therefore every worker's position, and all workers see the end of the data at the
+same step.
+
+Model parallelism inside a worker (MOD trees over the worker's devices) cannot live under the
+strategy's scope (the strategy would put every variable on its replica device). Such a model is
+built outside the scope on every worker; `broadcast_from_chief` makes the copies equal and
+`all_reduce_mean` averages the gradients over the workers before each worker applies them.
+"""
+import contextlib
+import dataclasses
+import json
+import os
+
+from absl import logging
+
+import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
+import tensorflow as tf
+from tensorflow.python.distribute import collective_all_reduce_strategy
+
+from yt8m.training import checkpoints
+from yt8m.training import distribution
+
+STRATEGY_NAME = "multi_worker"
+TF_CONFIG = "TF_CONFIG"
+# Non-chief workers save here (inside train_dir, so no second location has to be configured) and
+# delete it after each save. The leading dot keeps it out of checkpoint and TensorBoard globs.
+SCRATCH_DIR = ".worker_scratch"
+DEFAULT_STARTUP_TIMEOUT_SECS = 900
+_WORKER_JOBS = ("chief", "worker")
+# What a collective raises when a peer is gone: its connection reset (Unavailable), the health
+# check gave up on it (Unavailable, or Cancelled for collectives aborted because of it), or a
+# collective timed out (DeadlineExceeded).
+_LOST_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                     tf.errors.CancelledError, tf.errors.AbortedError)
+_TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["host0:2222", "host1:2222"]}, '
+                      '"task": {"type": "worker", "index": 0}}')
+
+
+class ClusterConfigError(ValueError):
+    pass
+
+
+class WorkerLostError(RuntimeError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterTask:
+    """This process's place in the cluster described by TF_CONFIG."""
+    task_type: str
+    task_id: int
+    cluster: dict  # job name -> list of "host:port"
+
+    @property
+    def num_workers(self):
+        return sum(len(self.cluster.get(job, ())) for job in _WORKER_JOBS)
+
+    @property
+    def is_chief(self):
+        return self.task_type == "chief" or (self.task_type == "worker" and self.task_id == 0
+                                             and "chief" not in self.cluster)
+
+    @property
+    def name(self):
+        return f"{self.task_type} {self.task_id}"
+
+
+def cluster_task_from_tf_config(environ=None):
+    """Parses and checks TF_CONFIG; errors say what is wrong and show the expected shape."""
+    environ = os.environ if environ is None else environ
+    text = environ.get(TF_CONFIG, "")
+    if not text.strip():
+        raise ClusterConfigError(
+            f"--distribution_strategy={STRATEGY_NAME} needs the {TF_CONFIG} environment variable "
+            f"on every worker, e.g. {TF_CONFIG}='{_TF_CONFIG_EXAMPLE}' (see docs/scale_out.md)")
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ClusterConfigError(f"{TF_CONFIG} is not valid JSON ({error}): {text!r}") from None
+    cluster, task = config.get("cluster"), config.get("task")
+    if not isinstance(cluster, dict) or not isinstance(task, dict):
+        raise ClusterConfigError(f"{TF_CONFIG} needs a 'cluster' and a 'task' object, e.g. "
+                                 f"{_TF_CONFIG_EXAMPLE}; got {text!r}")
+    other_jobs = sorted(set(cluster) - set(_WORKER_JOBS))
+    if other_jobs:
+        raise ClusterConfigError(
+            f"{TF_CONFIG} cluster has jobs {other_jobs}: {STRATEGY_NAME} training uses only "
+            "'worker' (and optionally one 'chief') tasks; parameter servers and evaluators "
+            "belong to other strategies (run eval.py on its own)")
+    for job, addresses in cluster.items():
+        if (not isinstance(addresses, list) or not addresses
+                or not all(isinstance(address, str) and ":" in address for address in addresses)):
+            raise ClusterConfigError(f"{TF_CONFIG} cluster job {job!r} must list 'host:port' "
+                                     f"addresses; got {addresses!r}")
+    if len(cluster.get("chief", ())) > 1:
+        raise ClusterConfigError(f"{TF_CONFIG} lists {len(cluster['chief'])} chiefs; at most "
+                                 "one is allowed")
+    task_type, task_id = task.get("type"), task.get("index")
+    if task_type not in cluster:
+        raise ClusterConfigError(f"{TF_CONFIG} task type {task_type!r} is not a job of the "
+                                 f"cluster ({sorted(cluster)})")
+    if not isinstance(task_id, int) or not 0 <= task_id < len(cluster[task_type]):
+        raise ClusterConfigError(f"{TF_CONFIG} task index {task_id!r} is out of range for job "
+                                 f"{task_type!r}, which has {len(cluster[task_type])} task(s)")
+    return ClusterTask(task_type, task_id, {job: list(addresses)
+                                            for job, addresses in cluster.items()})
+
+
+def make_multi_worker_strategy(startup_timeout_secs=DEFAULT_STARTUP_TIMEOUT_SECS):
+    """MultiWorkerMirroredStrategy over the cluster in TF_CONFIG.
+
+    Waits at most `startup_timeout_secs` (0: for ever) for all workers to join. Collectives use
+    NCCL between GPUs and gRPC rings between hosts (CommunicationImplementation.AUTO).
+    """
+    task = cluster_task_from_tf_config()
+    # The strategy's constructor waits for the cluster with this class-level timeout; TensorFlow
+    # has no public argument for it (its default, 0, waits for ever).
+    extended = collective_all_reduce_strategy.CollectiveAllReduceExtended
+    extended._check_health_initial_timeout = startup_timeout_secs  # pylint: disable=protected-access
+    logging.info("Joining the cluster as %s of %d workers: %s", task.name, task.num_workers,
+                 task.cluster)
+    options = tf.distribute.experimental.CommunicationOptions(
+        implementation=tf.distribute.experimental.CommunicationImplementation.AUTO)
+    try:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    except RuntimeError as error:
+        if "Timeout waiting for the cluster" not in str(error):
+            raise
+        raise WorkerLostError(
+            f"{task.name}: not every worker of {TF_CONFIG} ({task.cluster}) joined within "
+            f"{startup_timeout_secs} s; start train.py with the same flags on each of them "
+            "(each with its own task index)") from None
+    logging.info("%s: %d replicas in sync over %d workers", task.name,
+                 strategy.num_replicas_in_sync, task.num_workers)
+    return strategy
+
+
+def is_multi_worker(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and resolver is not None and bool(resolver.cluster_spec().as_dict()))
+
+
+def check_train_config(strategy, config):
+    """Settings multi-worker training needs; a no-op for the other strategies."""
+    if not is_multi_worker(strategy):
+        return
+    if config.shuffle_seed is None:
+        raise ValueError(
+            f"--distribution_strategy={STRATEGY_NAME} needs --shuffle_seed: every worker reads "
+            "the same shuffled global batches and keeps its own slice, so all workers must "
+            "shuffle alike")
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints: the chief writes train_dir, the others a scratch directory they delete.
+
+
+def scratch_dir(train_dir, strategy):
+    resolver = strategy.cluster_resolver
+    return os.path.join(train_dir, SCRATCH_DIR, f"{resolver.task_type}-{resolver.task_id}")
+
+
+class _ScratchCheckpointManager:
+    """What the trainer needs of tf.train.CheckpointManager, for a worker that is not the chief:
+    `save` writes to a scratch directory and deletes it; `latest_checkpoint` is the chief's."""
+
+    def __init__(self, checkpoint, train_dir, directory):
+        self._train_dir = train_dir
+        self._directory = directory
+        self._manager = checkpoints.make_checkpoint_manager(checkpoint, directory, max_to_keep=1)
+        self._saved_number = None
+
+    @property
+    def latest_checkpoint(self):
+        if self._saved_number is not None:  # the path the chief wrote at the same step
+            return os.path.join(self._train_dir, f"{checkpoints.CHECKPOINT_PREFIX}-"
+                                                 f"{self._saved_number}")
+        return tf.train.latest_checkpoint(self._train_dir)
+
+    def save(self, checkpoint_number):
+        self._manager.save(checkpoint_number=checkpoint_number)
+        tf.io.gfile.rmtree(self._directory)
+        self._saved_number = checkpoint_number
+        return self.latest_checkpoint
+
+
+def make_checkpoint_manager(checkpoint, train_dir, max_to_keep, strategy):
+    """The trainer's checkpoint manager: train_dir's for the chief (and outside multi-worker
+    training), a scratch one for the other workers."""
+    if not is_multi_worker(strategy) or distribution.is_chief(strategy):
+        return checkpoints.make_checkpoint_manager(checkpoint, train_dir, max_to_keep)
+    return _ScratchCheckpointManager(checkpoint, train_dir, scratch_dir(train_dir, strategy))
+
+
+# ----------------------------------------------------------------------------------------------
+# Agreement between workers, and the model-parallel (MOD) path.
+
+
+def _all_reduce_sum(strategy, value_fn):
+    """Sum over all replicas of every worker of `value_fn(replica_id_in_sync_group)`."""
+    per_replica = strategy.experimental_distribute_values_from_function(
+        lambda context: value_fn(context.replica_id_in_sync_group))
+    return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+
+def any_worker(strategy, *decisions):
+    """Each of `decisions` (bools) becomes True on every worker when it is True on any worker.
+
+    Outside multi-worker training the decisions come back unchanged without any communication.
+    """
+    if not is_multi_worker(strategy):
+        return tuple(bool(decision) for decision in decisions)
+    votes = tf.constant([int(bool(decision)) for decision in decisions], tf.int32)
+    counts = _all_reduce_sum(strategy, lambda _: votes)
+    return tuple(bool(count > 0) for count in counts.numpy())
+
+
+def all_reduce_mean(strategy, tensors):
+    """Element-wise mean over the replicas of all workers of a list of tensors (e.g. the gradients
+    of a model built outside the strategy scope). Call it in cross-replica context (not inside
+    strategy.run); every worker must call it with tensors of the same shapes. The result is
+    bit-identical on every worker."""
+    tensors = list(tensors)
+    if not is_multi_worker(strategy):
+        return tensors
+    summed = _all_reduce_sum(strategy, lambda _: tensors)
+    return [total / strategy.num_replicas_in_sync for total in summed]
+
+
+def broadcast_from_chief(strategy, variables):
+    """Sets every worker's `variables` to the chief's values (for a model built outside the
+    strategy scope, whose initial values may differ from worker to worker)."""
+    if not is_multi_worker(strategy):
+        return
+    variables = list(variables)
+    # Only replica 0 (the chief's first device) contributes, so the sum is its value exactly.
+    summed = _all_reduce_sum(
+        strategy, lambda replica: [tf.identity(variable) if replica == 0 else
+                                   tf.zeros_like(variable) for variable in variables])
+    for variable, value in zip(variables, summed):
+        variable.assign(value)
+
+
+# ----------------------------------------------------------------------------------------------
+# A lost worker.
+
+
+@contextlib.contextmanager
+def lost_worker_errors(strategy, train_dir):
+    """Turns the errors of collectives whose peer is gone into a WorkerLostError that says how to
+    resume; outside multi-worker training nothing is caught."""
+    if not is_multi_worker(strategy):
+        yield
+        return
+    try:
+        yield
+    except _LOST_PEER_ERRORS as error:
+        resolver = strategy.cluster_resolver
+        first_line = (str(error.message) if hasattr(error, "message") else str(error))
+        first_line = next((line for line in first_line.splitlines() if line.strip()), "")
+        latest = tf.train.latest_checkpoint(train_dir)
+        resume = (f"resumes from {latest}" if latest
+                  else f"starts from scratch (no checkpoint in {train_dir} yet)")
+        raise WorkerLostError(
+            f"multi-worker training lost a worker ({type(error).__name__}: {first_line}); "
+            f"{resolver.task_type} {resolver.task_id} stops, and so does every other worker. "
+            f"Restart all workers with the same {TF_CONFIG} and flags: training {resume}.") \
+            from error
