@@ -22,6 +22,10 @@ from frame_level_models import nextvlad_model  # noqa: F401
 from frame_level_models import registry as _registry  # noqa: E402
 from yt8m.distillation import zoo_registration as _mixtures  # noqa: E402
 _mixtures.register(_registry)
+# The frame-skipping paper's teacher, and the frame-skipping student wrapper (yt8m.distillation).
+from frame_level_models import hierarchical_lstm  # noqa: F401,E402
+from yt8m.distillation import frame_skipping as _frame_skipping  # noqa: E402
+_frame_skipping.register(_registry)
 
 MODEL_NAMES = model_names()
 

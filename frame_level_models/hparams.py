@@ -66,6 +66,8 @@ MODEL_HPARAMS = (
     # LSTM (starter).
     _int("lstm_cells", 1024, "LSTM units per layer (one stack per feature stream)."),
     _int("lstm_layers", 2, "Stacked LSTM layers."),
+    _int("hlstm_block_frames", 20, "HierarchicalLstmModel: frames per block of the lower LSTM "
+         "(the paper: 20 for the teacher, 3-5 for frame-skipping students)."),
     # Gated NetVLAD (Willow, 2017 winner; defaults are the winning configuration).
     _int("netvlad_cluster_size", 256, "NetVLAD clusters of the first stream (half for the "
          "others)."),

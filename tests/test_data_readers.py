@@ -1,4 +1,6 @@
 """Tests of the tf.data readers (yt8m.data.readers) on small TFRecord files written here."""
+import re
+
 import numpy as np
 import pytest
 
@@ -262,7 +264,7 @@ def _error_message(dataset):
 
 def test_pattern_matching_no_file_names_the_pattern(tmp_path):
     pattern = str(tmp_path / "missing*.tfrecord")
-    with pytest.raises(FileNotFoundError, match=f"No file matches the pattern '{pattern}'"):
+    with pytest.raises(FileNotFoundError, match=re.escape(f"No file matches the pattern '{pattern}'")):
         data.frame_dataset(pattern, 2)
 
 
@@ -283,7 +285,7 @@ def test_frame_of_wrong_byte_length_names_file_and_video(tmp_path):
     path = _write(tmp_path / "wrong_size.tfrecord", [good, bad])
     message = _error_message(data.frame_dataset(path, 4, num_classes=V, feature_names=NAMES,
                                                 feature_sizes=SIZES))
-    assert (f"{path}: video broken: feature 'audio' frame 0 has 5 bytes, expected 4"
+    assert (f"{path}: video broken: feature audio frame 0 has 5 bytes, expected 4"
             in message)
 
 
@@ -308,13 +310,13 @@ def test_unequal_feature_lengths_and_missing_id_are_named(tmp_path):
     path = _write(tmp_path / "uneven.tfrecord", [uneven])
     message = _error_message(data.frame_dataset(path, 4, num_classes=V, feature_names=NAMES,
                                                 feature_sizes=SIZES))
-    assert f"{path}: video uneven: feature 'audio' has 2 frames but 'rgb' has 3" in message
+    assert f"{path}: video uneven: feature audio has 2 frames but rgb has 3" in message
     no_id = records.make_sequence_example("", [], {"rgb": _codes(rng, 1, 8),
                                                    "audio": _codes(rng, 1, 4)})
     path = _write(tmp_path / "no_id.tfrecord", [no_id])
     message = _error_message(data.frame_dataset(path, 4, num_classes=V, feature_names=NAMES,
                                                 feature_sizes=SIZES))
-    assert f"{path}: record has no 'id' (or 'video_id') value" in message
+    assert f"{path}: record has no id (or video_id) value" in message
 
 
 def test_bad_rated_segment_names_file_and_video(tmp_path):
@@ -324,7 +326,7 @@ def test_bad_rated_segment_names_file_and_video(tmp_path):
     message = _error_message(data.segment_dataset(path, 4, num_classes=V, feature_names=NAMES,
                                                   feature_sizes=SIZES))
     assert (f"{path}: video late: rated segment (class 1, start 10) is invalid: classes must be "
-            "in [0, 10), starts multiples of 5 inside the video's 6 frames") in message
+            "in [0, 10), starts multiples of 5 inside the video (6 frames)") in message
 
 
 def _corrupt_files(tmp_path):

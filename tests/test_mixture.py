@@ -5,6 +5,7 @@ import pytest
 import yt8m  # noqa: F401
 import tensorflow as tf
 
+import frame_level_models
 from yt8m.distillation import mixture_models
 from yt8m.distillation import mod_tree
 from yt8m.distillation.mixture import MixtureModel
@@ -214,8 +215,13 @@ def test_tree_shape_and_level_settings_from_flags():
 
 
 def test_registered_mixnextvlad_has_three_nextvlad_branches():
-    model = mixture_models.build("MixNeXtVLADModel", V, nextvlad_cluster_size=4,
-                                 nextvlad_hidden_size=8, groups=2, expansion=2, **FEATURES)
+    for name in ("MixtureModel", "MixNeXtVLADModel", "MODNeXtVLADModel"):
+        assert name in frame_level_models.MODEL_NAMES and frame_level_models.is_frame_level(name)
+        assert {"mix_number", "mod_tree", "cl_temperature"} <= set(
+            frame_level_models.hparam_names(name))
+    assert "nextvlad_cluster_size" in frame_level_models.hparam_names("MODNeXtVLADModel")
+    model = frame_level_models.build("MixNeXtVLADModel", V, nextvlad_cluster_size=4,
+                                     nextvlad_hidden_size=8, groups=2, expansion=2, **FEATURES)
     assert isinstance(model, MixtureModel)
     assert [branch.name for branch in model.branch_models] == ["NeXtVLADModel"] * 3
     assert len({id(v) for b in model.branch_models for v in b.variables}) == sum(

@@ -120,7 +120,7 @@ def test_extracted_subtree_is_a_mixture_of_the_remaining_levels(trained_tree, tm
     assert (hparams["mixture_base_model"], hparams["mod_tree"]) == ("NeXtVLADModel", "2")
     # The sub-mixture keeps its level's temperature (cl_temperature), not the root's.
     assert (hparams["mod_temperatures"], hparams["mod_lambdas"]) == ("2.0", "9.0")
-    _, _, sub = extract.load_tree(output_dir)
+    sub = checkpoints.load_model(output_dir)
     assert sub.temperature == tree.subtree((1,)).temperature == 2.0
     outputs = sub(inputs(), training=False)
     np.testing.assert_array_equal(outputs["logits"].numpy(),

@@ -10,6 +10,7 @@ import tf_keras as keras
 from frame_level_models.layers import common
 
 
+@keras.utils.register_keras_serializable(package="yt8m")
 class DbofPooling(common.Layer):
     """[frames [B, T, N], num_frames [B]] -> [B, cluster_size]."""
 

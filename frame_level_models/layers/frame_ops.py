@@ -8,10 +8,12 @@ import numpy as np
 
 import yt8m  # noqa: F401
 import tensorflow as tf
+import tf_keras as keras
 
 from frame_level_models.layers import common
 
 
+@keras.utils.register_keras_serializable(package="yt8m")
 class MaskedMean(common.Layer):
     """[frames [B, T, N], num_frames [B]] -> mean of the valid frames [B, N] (0 when none)."""
 
@@ -23,6 +25,7 @@ class MaskedMean(common.Layer):
         return total / count
 
 
+@keras.utils.register_keras_serializable(package="yt8m")
 class FrameL2Normalize(common.Layer):
     """L2-normalises each frame over its feature axis (the starter's input normalisation)."""
 
@@ -30,6 +33,7 @@ class FrameL2Normalize(common.Layer):
         return common.l2_normalize(frames, axis=-1)
 
 
+@keras.utils.register_keras_serializable(package="yt8m")
 class SplitFeatures(common.Layer):
     """[B, T, sum(sizes)] -> list of [B, T, size_i]; undoes a concatenation of feature streams."""
 
@@ -44,6 +48,7 @@ class SplitFeatures(common.Layer):
         return {**super().get_config(), "sizes": self.sizes}
 
 
+@keras.utils.register_keras_serializable(package="yt8m")
 class RandomFrameSampler(common.Layer):
     """Training-time augmentation of the starter (`sample_random_frames`): `iterations` frames drawn
     uniformly with replacement from each video's valid frames, the same frames for every stream.
@@ -97,6 +102,7 @@ def load_eigenvalues(path, size):
     return values.astype(np.float32)
 
 
+@keras.utils.register_keras_serializable(package="yt8m")
 class ReverseWhitening(common.Layer):
     """x * sqrt(eigenvalues): undoes the PCA whitening of the released rgb features (NeXtVLAD paper).
 
@@ -115,6 +121,7 @@ class ReverseWhitening(common.Layer):
         return {**super().get_config(), "eigenvalues": self.eigenvalues}
 
 
+@keras.utils.register_keras_serializable(package="yt8m")
 class FrameBatchNorm(common.Layer):
     """Batch norm over frames whose batch statistics skip padded frames:
     [frames [B, T, N], num_frames [B]] -> [B, T, N] (slim defaults, see common.batch_norm)."""

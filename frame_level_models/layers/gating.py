@@ -10,6 +10,7 @@ import tf_keras as keras
 from frame_level_models.layers import common
 
 
+@keras.utils.register_keras_serializable(package="yt8m")
 class ContextGating(common.Layer):
     _prunable_weight_names = ("kernel",)
 
@@ -35,6 +36,7 @@ class ContextGating(common.Layer):
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
 
 
+@keras.utils.register_keras_serializable(package="yt8m")
 class SEGating(common.Layer):
     _prunable_weight_names = ("squeeze_kernel", "excite_kernel")
 

@@ -6,6 +6,7 @@ import tf_keras as keras
 from frame_level_models.layers import common
 
 
+@keras.utils.register_keras_serializable(package="yt8m")
 class LogisticClassifier(common.Layer):
     """[B, D] -> logits [B, V] = x W + b. The caller applies the sigmoid (so logits stay available)."""
 

@@ -19,6 +19,7 @@ def _lstm(units, return_sequences, name):
                             return_sequences=return_sequences, name=name)
 
 
+@keras.utils.register_keras_serializable(package="yt8m")
 class LstmEncoder(common.Layer):
     """[frames [B, T, N], num_frames [B]] -> [B, cells]."""
 

@@ -12,6 +12,7 @@ import tf_keras as keras
 from frame_level_models.layers import common
 
 
+@keras.utils.register_keras_serializable(package="yt8m")
 class MoeClassifier(common.Layer):
     """[B, D] -> class probabilities [B, V]. Defines no logits (a mixture of sigmoids)."""
 

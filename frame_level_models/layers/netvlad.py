@@ -11,6 +11,7 @@ import tf_keras as keras
 from frame_level_models.layers import common
 
 
+@keras.utils.register_keras_serializable(package="yt8m")
 class NetVLAD(common.Layer):
     """[frames [B, T, D], num_frames [B]] -> [B, D*K]."""
 

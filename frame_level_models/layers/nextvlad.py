@@ -8,10 +8,12 @@ flatten [K*D]; BN (no global L2 normalisation).
 """
 import yt8m  # noqa: F401
 import tensorflow as tf
+import tf_keras as keras
 
 from frame_level_models.layers import common
 
 
+@keras.utils.register_keras_serializable(package="yt8m")
 class NeXtVLAD(common.Layer):
     """[frames [B, T, N], num_frames [B]] -> [B, D*K] with D = expansion*N/groups."""
 

@@ -33,21 +33,6 @@ def read_tree_flags(train_dir):
     return tree_flags
 
 
-def load_tree(train_dir, checkpoint=None):
-    """(model_flags, checkpoint path, the mixture model with its weights restored): what
-    `checkpoints.load_model` does, through the mixture builder."""
-    tree_flags = read_tree_flags(train_dir)
-    checkpoint_path = checkpoint or checkpoints.latest_checkpoint(train_dir)
-    model = mixture_models.build(
-        tree_flags["model"], int(tree_flags["num_classes"]),
-        feature_names=tree_flags["feature_names"], feature_sizes=tree_flags["feature_sizes"],
-        **tree_flags.get("hparams", {}))
-    checkpoints.restore_model_weights(
-        model, checkpoint_path,
-        f"model {tree_flags['model']!r} described by {model_flags_lib.model_flags_path(train_dir)}")
-    return tree_flags, checkpoint_path, model
-
-
 def _require_empty_output(output_dir):
     for name in (model_flags_lib.MODEL_FLAGS_FILE, "checkpoint"):
         if tf.io.gfile.exists(os.path.join(output_dir, name)):
@@ -64,8 +49,8 @@ def extract(train_dir, path, output_dir, checkpoint=None):
     _require_empty_output(output_dir)
     # Check the path on the flags before paying for building and restoring the tree.
     node_flags = mixture_models.node_model_flags(read_tree_flags(train_dir), path)
-    _, checkpoint_path, model = load_tree(train_dir, checkpoint)
-    node = model.subtree(path)
+    checkpoint_path = checkpoint or checkpoints.latest_checkpoint(train_dir)
+    node = checkpoints.load_model(train_dir, checkpoint_path).subtree(path)
     tf.io.gfile.makedirs(output_dir)
     manager = checkpoints.make_checkpoint_manager(tf.train.Checkpoint(model=node), output_dir,
                                                   max_to_keep=1)

@@ -81,11 +81,13 @@ def _restore_matching(checkpoint, checkpoint_path, what):
 
 
 def restore_training_state(checkpoint_path, model, optimizer, description, data_iterator=None,
-                           input_signature=None):
-    """Restores model and optimizer (both required), then the data iterator when the checkpoint
-    holds one saved for the same input pipeline (`input_signature`, a tf.Variable of the JSON
-    description of files, batch and epochs); otherwise the data restarts from its beginning."""
-    _restore_matching(tf.train.Checkpoint(model=model, optimizer=optimizer), checkpoint_path,
+                           input_signature=None, extra_objects=None):
+    """Restores model and optimizer (both required) and `extra_objects` ({name: trackable} saved
+    beside them, also required), then the data iterator when the checkpoint holds one saved for the
+    same input pipeline (`input_signature`, a tf.Variable of the JSON description of files, batch
+    and epochs); otherwise the data restarts from its beginning."""
+    _restore_matching(tf.train.Checkpoint(model=model, optimizer=optimizer,
+                                          **(extra_objects or {})), checkpoint_path,
                       f"the weights and optimizer state of {description}")
     if data_iterator is None:
         return

@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 
 from absl import logging
 
@@ -42,9 +43,10 @@ from yt8m.training import distribution
 
 STRATEGY_NAME = "multi_worker"
 TF_CONFIG = "TF_CONFIG"
-# Non-chief workers save here (inside train_dir, so no second location has to be configured) and
-# delete it after each save. The leading dot keeps it out of checkpoint and TensorBoard globs.
-SCRATCH_DIR = ".worker_scratch"
+# Non-chief workers save to train_dir/.scratch-<task type>-<index> (inside train_dir, so no second
+# location has to be configured) and delete it after each save. The leading dot keeps it out of
+# checkpoint and TensorBoard globs.
+SCRATCH_PREFIX = ".scratch-"
 DEFAULT_STARTUP_TIMEOUT_SECS = 900
 _WORKER_JOBS = ("chief", "worker")
 # What a collective raises when a peer is gone: its connection reset (Unavailable), the health
@@ -178,7 +180,7 @@ def check_train_config(strategy, config):
 
 def scratch_dir(train_dir, strategy):
     resolver = strategy.cluster_resolver
-    return os.path.join(train_dir, SCRATCH_DIR, f"{resolver.task_type}-{resolver.task_id}")
+    return os.path.join(train_dir, f"{SCRATCH_PREFIX}{resolver.task_type}-{resolver.task_id}")
 
 
 class _ScratchCheckpointManager:
@@ -218,10 +220,17 @@ def make_checkpoint_manager(checkpoint, train_dir, max_to_keep, strategy):
 
 
 def _all_reduce_sum(strategy, value_fn):
-    """Sum over all replicas of every worker of `value_fn(replica_id_in_sync_group)`."""
-    per_replica = strategy.experimental_distribute_values_from_function(
-        lambda context: value_fn(context.replica_id_in_sync_group))
-    return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+    """Sum over all replicas of every worker of `value_fn(replica_id)` (a tensor or a list of
+    them; replica_id is the replica's int32 id in sync group). Works eagerly and in tf.function."""
+    def replica_fn():
+        context = tf.distribute.get_replica_context()
+        replica_id = tf.convert_to_tensor(context.replica_id_in_sync_group, tf.int32)
+        # tf.identity here puts each value on the replica's device (a collective needs one; a
+        # model-parallel sub-tree's gradient may live on another device or none yet).
+        values = tf.nest.map_structure(tf.identity, value_fn(replica_id))
+        return context.all_reduce(tf.distribute.ReduceOp.SUM, values)
+
+    return strategy.experimental_local_results(strategy.run(replica_fn))[0]
 
 
 def any_worker(strategy, *decisions):
@@ -231,9 +240,12 @@ def any_worker(strategy, *decisions):
     """
     if not is_multi_worker(strategy):
         return tuple(bool(decision) for decision in decisions)
+    count_votes = getattr(strategy, "_yt8m_count_votes", None)
+    if count_votes is None:  # traced once: eager collectives are slow
+        count_votes = tf.function(lambda votes: _all_reduce_sum(strategy, lambda _: votes))
+        strategy._yt8m_count_votes = count_votes
     votes = tf.constant([int(bool(decision)) for decision in decisions], tf.int32)
-    counts = _all_reduce_sum(strategy, lambda _: votes)
-    return tuple(bool(count > 0) for count in counts.numpy())
+    return tuple(bool(count > 0) for count in count_votes(votes).numpy())
 
 
 def all_reduce_mean(strategy, tensors):
@@ -256,14 +268,75 @@ def broadcast_from_chief(strategy, variables):
     variables = list(variables)
     # Only replica 0 (the chief's first device) contributes, so the sum is its value exactly.
     summed = _all_reduce_sum(
-        strategy, lambda replica: [tf.identity(variable) if replica == 0 else
-                                   tf.zeros_like(variable) for variable in variables])
+        strategy, lambda replica: [tf.where(replica == 0, variable, tf.zeros_like(variable))
+                                   for variable in variables])
     for variable, value in zip(variables, summed):
         variable.assign(value)
 
 
+def worker_index(strategy):
+    """0 .. workers-1 in the order of the strategy's replicas: the chief first, then the workers
+    in TF_CONFIG order (which slice of a global batch this worker takes)."""
+    resolver = strategy.cluster_resolver
+    if resolver.task_type == "chief":
+        return 0
+    return resolver.task_id + (1 if "chief" in resolver.cluster_spec().as_dict() else 0)
+
+
+def make_model_parallel_step(strategy, model, optimizer, loss_fn):
+    """Training step for a model that places its own sub-models on this worker's devices (a MOD
+    tree over the worker's GPUs), built outside the strategy scope on every worker.
+
+    `step(features, labels)` takes this worker's share of the global batch, computes the
+    gradients where the model puts them (its `compute_gradients` hook when it has one), averages
+    them over the workers, and applies them here; batch-norm moving statistics, updated from each
+    worker's own examples, are averaged too, so every worker keeps the same model. Returns the
+    loss averaged over the workers. `loss_fn(outputs, labels)` -> scalar.
+    """
+    compute_gradients = getattr(model, "compute_gradients", None)
+
+    @tf.function
+    def step(features, labels):
+        with tf.GradientTape() as tape:
+            outputs = model(features, training=True)
+            loss = loss_fn(outputs, labels)
+        variables = model.trainable_variables
+        gradients = (compute_gradients(tape, loss, variables) if compute_gradients is not None
+                     else tape.gradient(loss, variables))
+        optimizer.apply_gradients(zip(all_reduce_mean(strategy, gradients), variables))
+        statistics = [variable for variable in model.non_trainable_variables
+                      if variable.dtype.is_floating]
+        if statistics:
+            for variable, value in zip(statistics, all_reduce_mean(strategy, statistics)):
+                variable.assign(value)
+        return all_reduce_mean(strategy, [loss])[0]
+
+    return step
+
+
 # ----------------------------------------------------------------------------------------------
 # A lost worker.
+
+
+_GENERIC_LINES = ("Graph execution error:", "Detected at node", "Additional GRPC error",
+                  "The error could be from a previous operation")
+
+
+def describe_lost_peer(error):
+    """The informative part of a collective's error: the reason (gRPC's message when there is one,
+    else the first line that is neither TensorFlow boilerplate nor the Python stack) and the
+    peer it came from when named."""
+    text = str(getattr(error, "message", None) or error)
+    grpc_message = re.search(r'grpc_message:"([^"]+)"', text)
+    if grpc_message:
+        reason = grpc_message.group(1)
+    else:
+        lines = [line.strip() for line in text.splitlines()
+                 if line.strip() and not line.startswith((" ", "\t"))]
+        reason = next((line for line in lines if not line.startswith(_GENERIC_LINES)),
+                      lines[0] if lines else "")
+    peer = re.search(r"remote target (/job:\S+)", text)
+    return f"{type(error).__name__}: {reason}" + (f" (from {peer.group(1)})" if peer else "")
 
 
 @contextlib.contextmanager
@@ -277,13 +350,11 @@ def lost_worker_errors(strategy, train_dir):
         yield
     except _LOST_PEER_ERRORS as error:
         resolver = strategy.cluster_resolver
-        first_line = (str(error.message) if hasattr(error, "message") else str(error))
-        first_line = next((line for line in first_line.splitlines() if line.strip()), "")
         latest = tf.train.latest_checkpoint(train_dir)
         resume = (f"resumes from {latest}" if latest
                   else f"starts from scratch (no checkpoint in {train_dir} yet)")
         raise WorkerLostError(
-            f"multi-worker training lost a worker ({type(error).__name__}: {first_line}); "
+            f"multi-worker training lost a worker ({describe_lost_peer(error)}); "
             f"{resolver.task_type} {resolver.task_id} stops, and so does every other worker. "
             f"Restart all workers with the same {TF_CONFIG} and flags: training {resume}.") \
             from error

@@ -74,7 +74,7 @@ class _StopRequests:
 class Trainer:
     """Builds everything `train` needs from a TrainConfig; `run()` trains until a stop condition."""
 
-    def __init__(self, config, strategy=None):
+    def __init__(self, config, strategy=None, training_model_factory=None):
         self.config = config
         self.strategy = strategy or distribution.make_strategy(config.distribution_strategy)
         self.num_replicas = self.strategy.num_replicas_in_sync
@@ -100,13 +100,21 @@ class Trainer:
             config.learning_rate_decay_examples, self.global_batch_size)
         with self.strategy.scope():
             self.model = build_model(flags_record)
+            # What the steps train: the model, or a wrapper around it (distillation: teachers,
+            # projections, graph weights; yt8m.distillation.training_setup). The checkpoint's
+            # "model" stays the model alone; the wrapper's own state is saved beside it.
+            self.training_model = (training_model_factory(self.model) if training_model_factory
+                                   else self.model)
             self.optimizer = make_optimizer(config.optimizer, self.learning_rate,
                                             config.clip_gradient_norm)
             # Create the slots now, so a restore fills them immediately and the checkpoint always
             # has the same structure.
-            self.optimizer.build(self.model.trainable_variables)
+            self.optimizer.build(self.training_model.trainable_variables)
         self.iterator = iter(self.dataset)
         tracked = {"model": self.model, "optimizer": self.optimizer}
+        self.extra_tracked = ({} if self.training_model is self.model
+                              else {"training_model": self.training_model})
+        tracked.update(self.extra_tracked)
         if config.checkpoint_input_pipeline:
             tracked["data_iterator"] = self.iterator
             # What the saved position refers to: restored only onto the same input pipeline.
@@ -147,21 +155,24 @@ class Trainer:
             latest, self.model, self.optimizer, f"model {self.config.model!r}",
             data_iterator=self.iterator if self.config.checkpoint_input_pipeline else None,
             input_signature=self.input_signature if self.config.checkpoint_input_pipeline
-            else None)
+            else None, extra_objects=self.extra_tracked)
         logging.info("Resumed from %s at step %d (learning rate %g).", latest, self.step,
                      float(self.learning_rate(self.step)))
         return latest
 
     def _replica_step(self, batch):
         features = inputs.model_inputs(batch, self.config.data)
+        # A training wrapper may read more of the batch (a teacher cache looks up video ids).
+        for key in getattr(self.training_model, "extra_batch_keys", ()):
+            features[key] = batch[key]
         labels = batch["labels"]
         label_weights = batch.get("label_weights")
         with tf.GradientTape() as tape:
-            outputs = self.model(features, training=True)
-            losses = objective.training_loss(self.model, outputs, labels, label_weights,
+            outputs = self.training_model(features, training=True)
+            losses = objective.training_loss(self.training_model, outputs, labels, label_weights,
                                              self.label_loss, self.config.regularization_penalty)
             scaled_loss = losses["total_loss"] / self.num_replicas
-        variables = self.model.trainable_variables
+        variables = self.training_model.trainable_variables
         gradients = tape.gradient(scaled_loss, variables)
         self.optimizer.apply_gradients(zip(gradients, variables))
         predictions, _ = objective.model_predictions(outputs)
@@ -260,8 +271,13 @@ class Trainer:
                            rate)
 
 
-def train(config, strategy=None):
-    """Trains as configured and returns a TrainResult (see Trainer)."""
-    trainer = Trainer(config, strategy)
+def train(config, strategy=None, training_model_factory=None):
+    """Trains as configured and returns a TrainResult (see Trainer).
+
+    training_model_factory: optional callable(model) -> the model the steps train (a wrapper with
+    `auxiliary_loss`, `label_loss_weight`, `extra_batch_keys`; yt8m.distillation.training_setup),
+    called once under the strategy's scope.
+    """
+    trainer = Trainer(config, strategy, training_model_factory)
     with multi_worker.lost_worker_errors(trainer.strategy, config.train_dir):
         return trainer.run()

@@ -1,0 +1,260 @@
+"""Online distillation benchmark: the shape of the MOD paper's tables 1 and 2 on synthetic data.
+
+Trains, with the project's trainer (yt8m.training.trainer) on a synthetic YouTube-8M set
+(yt8m.synthetic), and evaluates on its validate split (yt8m.evaluation, GAP@20 and MAP):
+  - NeXtVLAD                         one base model
+  - NeXtVLAD_wide                    K, lambda and H doubled (the paper's NeXtVLAD_large recipe)
+  - MixNeXtVLAD(T=t), lambda = t^2   3 NeXtVLAD, t in --temperatures (paper: 0, 1, 10, 20)
+  - MODNeXtVLAD(T=--mod_temperature) a --mod_tree tree of NeXtVLAD (paper: 4x3)
+  - NeXtVLAD_distill                 leaf 0/0 cut out of the MOD tree (yt8m.distillation.extract)
+  - NeXtVLAD_distill (Mix)           branch 0 cut out of the MixNeXtVLAD with the highest T
+and writes results.json, results.md (table: parameters, training examples/s, GAP, MAP) and
+results.png under --output_dir.
+
+    .venv/bin/python bench/distillation.py                     # full run (see docs/online_distillation.md)
+    .venv/bin/python bench/distillation.py --quick             # minutes: checks that it works
+
+Everything is scaled to a shared 2-core CPU (see the flags); speeds are indicative. The references'
+BN momentum 0.999 needs thousands of steps before the moving statistics used at evaluation settle,
+so every batch norm runs at --bn_momentum (0.99) here.
+"""
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import time
+
+from absl import app, flags, logging
+
+import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
+import tf_keras as keras
+
+from yt8m import evaluation, synthetic
+from yt8m.distillation import extract
+from yt8m.training import checkpoints, files, trainer
+from yt8m.training.config import DataConfig, EvalConfig, TrainConfig
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("output_dir", "bench/output/distillation",
+                    "Where the data set, the train dirs and the results go.")
+flags.DEFINE_bool("quick", False, "A few-minute run at toy scale that checks the benchmark works "
+                  "(overrides the scale flags below).")
+flags.DEFINE_integer("num_videos", 1500, "Synthetic videos (train + validate).")
+flags.DEFINE_integer("num_classes", 50, "Vocabulary size.")
+flags.DEFINE_integer("min_frames", 40, "Shortest synthetic video.")
+flags.DEFINE_integer("max_frames", 100, "Longest synthetic video (and the readers' max_frames).")
+flags.DEFINE_integer("seed", 0, "Generator and training seed.")
+flags.DEFINE_string("generator_options", "{}", "JSON object of more yt8m.synthetic.Config fields.")
+flags.DEFINE_integer("epochs", 6, "Training epochs of every model.")
+flags.DEFINE_integer("batch_size", 32, "Training batch size.")
+flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate (references: 2e-4 over ~15 epochs "
+                   "of 6M videos).")
+flags.DEFINE_integer("train_frames", 32, "Frames sampled per training video (zoo hparam "
+                     "sample_random_frames); evaluation uses every frame.")
+flags.DEFINE_float("bn_momentum", 0.99, "Momentum of every batch norm (see the module doc).")
+flags.DEFINE_integer("cluster_size", 16, "NeXtVLAD K (paper 128).")
+flags.DEFINE_integer("groups", 8, "NeXtVLAD G (paper 8).")
+flags.DEFINE_integer("expansion", 2, "NeXtVLAD lambda (paper 2).")
+flags.DEFINE_integer("hidden_size", 128, "NeXtVLAD H (paper 2048).")
+flags.DEFINE_float("drop_rate", 0.5, "Dropout before the hidden layer.")
+flags.DEFINE_list("temperatures", ["0", "1", "10", "20"], "MixNeXtVLAD temperatures.")
+flags.DEFINE_string("mod_tree", "2x3", "MOD tree shape (paper 4x3; smaller to fit the CPU).")
+flags.DEFINE_float("mod_temperature", 20.0, "T of both MOD levels (lambda = T^2), as the paper.")
+flags.DEFINE_list("runs", [], "Only these run labels (default: all).")
+flags.DEFINE_bool("reuse", True, "Keep the results of runs already done with the same settings.")
+
+QUICK = dict(num_videos=160, num_classes=12, min_frames=20, max_frames=40, epochs=1,
+             batch_size=16, train_frames=16, cluster_size=4, groups=2, hidden_size=16,
+             temperatures=["0", "20"], mod_tree="2x2")
+
+
+@dataclasses.dataclass
+class Run:
+    label: str
+    model: str
+    hparams: dict
+    base_models: int
+
+
+def _scale():
+    values = {name: FLAGS[name].value for name in QUICK}
+    if FLAGS.quick:
+        values.update(QUICK)
+    return values
+
+
+def _slug(label):
+    return re.sub(r"[^A-Za-z0-9]+", "_", label).strip("_")
+
+
+def _runs(scale):
+    base = dict(nextvlad_cluster_size=scale["cluster_size"], groups=scale["groups"],
+                expansion=FLAGS.expansion, nextvlad_hidden_size=scale["hidden_size"],
+                drop_rate=FLAGS.drop_rate, sample_random_frames=True,
+                iterations=scale["train_frames"])
+    wide = dict(base, nextvlad_cluster_size=2 * scale["cluster_size"],
+                expansion=2 * FLAGS.expansion, nextvlad_hidden_size=2 * scale["hidden_size"])
+    runs = [Run("NeXtVLAD", "NeXtVLADModel", base, 1),
+            Run("NeXtVLAD_wide", "NeXtVLADModel", wide, 1)]
+    for text in scale["temperatures"]:
+        t = float(text)
+        runs.append(Run(f"MixNeXtVLAD(T={t:g})", "MixNeXtVLADModel",
+                        dict(base, mix_number=3, cl_temperature=t, cl_lambda=t * t), 3))
+    t = FLAGS.mod_temperature
+    shape = [int(count) for count in scale["mod_tree"].split("x")]
+    runs.append(Run(f"MODNeXtVLAD {scale['mod_tree']}(T={t:g})", "MODNeXtVLADModel",
+                    dict(base, mod_tree=scale["mod_tree"], cl_temperature=t, cl_lambda=t * t),
+                    math.prod(shape)))
+    return runs
+
+
+def _data(scale):
+    """Generates (or reuses) the synthetic set; returns its directory."""
+    options = dict(num_videos=scale["num_videos"], num_classes=scale["num_classes"],
+                   min_frames=scale["min_frames"], max_frames=scale["max_frames"],
+                   seed=FLAGS.seed, validate_fraction=0.2, test_fraction=0.0,
+                   num_segment_videos=0, num_shards=2, **json.loads(FLAGS.generator_options))
+    digest = hashlib.sha1(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
+    data_dir = os.path.join(FLAGS.output_dir, f"data_{digest}")
+    config_path = os.path.join(data_dir, "generator_config.json")
+    if not os.path.exists(config_path):
+        logging.info("Generating %s", options)
+        synthetic.generate(data_dir, num_workers=2, **options)
+    return data_dir
+
+
+def _set_bn_momentum(model, momentum):
+    for module in model.submodules:
+        if isinstance(module, keras.layers.BatchNormalization):
+            module.momentum = momentum
+
+
+def _trainable_parameters(model):
+    return int(sum(variable.shape.num_elements() for variable in model.trainable_variables))
+
+
+def _evaluate(train_dir, data_dir):
+    results = evaluation.run_evaluation(EvalConfig(
+        train_dir=train_dir, eval_data_pattern=os.path.join(data_dir, "frame", "validate*"),
+        run_once=True, batch_size=64, num_readers=2))[0]
+    return {"gap": results["gap"], "map": results["map"], "num_eval_examples":
+            results["num_examples"]}
+
+
+def _train_and_evaluate(run, scale, data_dir):
+    train_dir = os.path.join(FLAGS.output_dir, "runs", _slug(run.label))
+    settings = {"model": run.model, "hparams": run.hparams, "scale": scale,
+                "learning_rate": FLAGS.learning_rate, "bn_momentum": FLAGS.bn_momentum,
+                "data_dir": data_dir}
+    result_path = os.path.join(train_dir, "bench_result.json")
+    if FLAGS.reuse and os.path.exists(result_path):
+        previous = files.read_json(result_path)
+        if previous.get("settings") == settings:
+            logging.info("Reusing %s", result_path)
+            return train_dir, previous
+    config = TrainConfig(
+        train_dir=train_dir, train_data_pattern=os.path.join(data_dir, "frame", "train*"),
+        data=DataConfig(feature_names=("rgb", "audio"), feature_sizes=(1024, 128),
+                        frame_features=True, num_classes=scale["num_classes"],
+                        max_frames=scale["max_frames"], num_readers=2),
+        model=run.model, model_hparams=run.hparams, start_new_model=True,
+        batch_size=scale["batch_size"], base_learning_rate=FLAGS.learning_rate,
+        num_epochs=scale["epochs"], export_model_steps=10 ** 9, save_checkpoint_secs=10 ** 9,
+        keep_checkpoint_max=1, log_every_steps=20, shuffle_seed=FLAGS.seed)
+    started = time.time()
+    run_trainer = trainer.Trainer(config)
+    _set_bn_momentum(run_trainer.model, FLAGS.bn_momentum)
+    outcome = run_trainer.run()
+    result = {"label": run.label, "model": run.model, "base_models": run.base_models,
+              "parameters": _trainable_parameters(run_trainer.model),
+              "train_examples_per_second": outcome.examples_per_second,
+              "steps": outcome.step, "train_seconds": time.time() - started,
+              **_evaluate(train_dir, data_dir), "settings": settings}
+    files.write_json_atomically(result_path, result)
+    return train_dir, result
+
+
+def _extracted(label, source_dir, path, data_dir):
+    """Cuts `path` out of the tree in source_dir and evaluates it alone."""
+    output_dir = os.path.join(FLAGS.output_dir, "runs", _slug(label))
+    if os.path.exists(output_dir):
+        shutil.rmtree(output_dir)  # the source may have been retrained: cut again
+    extract.extract(source_dir, path, output_dir)
+    model = checkpoints.load_model(output_dir)
+    return {"label": label, "model": "NeXtVLADModel (cut from " + os.path.basename(source_dir)
+            + " at " + "/".join(map(str, path)) + ")", "base_models": 1,
+            "parameters": _trainable_parameters(model), "train_examples_per_second": None,
+            **_evaluate(output_dir, data_dir)}
+
+
+def _table(results, scale):
+    lines = ["| Model | Base models | Trainable parameters | Train examples/s | GAP | MAP |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in results:
+        rate = r["train_examples_per_second"]
+        lines.append(f"| {r['label']} | {r['base_models']} | {r['parameters']:,} | "
+                     f"{'(in tree)' if rate is None else f'{rate:.1f}'} | {r['gap']:.4f} | "
+                     f"{r['map']:.4f} |")
+    lines.append("")
+    lines.append(f"Scale: {json.dumps(scale, sort_keys=True)}; learning rate "
+                 f"{FLAGS.learning_rate}, BN momentum {FLAGS.bn_momentum}, seed {FLAGS.seed}.")
+    return "\n".join(lines) + "\n"
+
+
+def _plot(results, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    labels = [r["label"] for r in results]
+    figure, axes = plt.subplots(1, 2, figsize=(12, 0.5 * len(results) + 1.5), sharey=True)
+    for axis, metric in zip(axes, ("gap", "map")):
+        values = [r[metric] for r in results]
+        bars = axis.barh(range(len(results)), values, color="tab:blue")
+        for bar, r in zip(bars, results):
+            axis.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
+                      f" {r[metric]:.3f} ({r['parameters'] / 1e6:.2f}M)", va="center", fontsize=8)
+        axis.set_xlabel(f"validation {metric.upper()} (trainable parameters)")
+        axis.set_xlim(0, max(values) * 1.35 if max(values) > 0 else 1)
+    axes[0].set_yticks(range(len(results)), labels)
+    axes[0].invert_yaxis()
+    figure.suptitle("Online distillation on synthetic YouTube-8M (bench/distillation.py)")
+    figure.tight_layout()
+    temp = path + ".tmp.png"
+    figure.savefig(temp, dpi=110)
+    os.replace(temp, path)
+    plt.close(figure)
+
+
+def main(argv):
+    del argv
+    scale = _scale()
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    data_dir = _data(scale)
+    results, train_dirs = [], {}
+    for run in _runs(scale):
+        if FLAGS.runs and run.label not in FLAGS.runs:
+            continue
+        logging.info("=== %s", run.label)
+        train_dirs[run.label], result = _train_and_evaluate(run, scale, data_dir)
+        results.append(result)
+        logging.info("%s: GAP %.4f MAP %.4f, %.1f examples/s", run.label, result["gap"],
+                     result["map"], result["train_examples_per_second"])
+    for label, source in ((f"NeXtVLAD_distill (MOD {scale['mod_tree']})", "MODNeXtVLAD"),
+                          ("NeXtVLAD_distill (Mix, highest T)", "MixNeXtVLAD")):
+        candidates = [key for key in train_dirs if key.startswith(source)]
+        if candidates:
+            results.append(_extracted(label, train_dirs[candidates[-1]],
+                                      (0, 0) if source == "MODNeXtVLAD" else (0,), data_dir))
+    files.write_json_atomically(os.path.join(FLAGS.output_dir, "results.json"),
+                                {"scale": scale, "results": results})
+    table = _table(results, scale)
+    files.write_text_atomically(os.path.join(FLAGS.output_dir, "results.md"), table)
+    _plot(results, os.path.join(FLAGS.output_dir, "results.png"))
+    print(table)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,202 @@
+"""Model-zoo speed against this machine's float32 matmul rate.
+
+For each model (default: NeXtVLADModel in the paper configuration, batch 80 x 300 frames) it times
+a compiled inference call and a compiled training step (forward, backward, Adam), counts the
+matmul FLOPs of that work analytically, and divides the time a perfect matmul engine would need
+(FLOPs / measured matmul rate) by the measured time: efficiency 1.0 means the model runs as fast
+as its matmuls alone would at the machine's large-matmul rate.
+
+    .venv/bin/python bench/model_zoo.py                       # NeXtVLADModel, batch 80 x 300
+    .venv/bin/python bench/model_zoo.py --models=NeXtVLADModel,NetVLADModelLF --steps=3
+
+Writes bench/output/model_zoo.json and bench/output/model_zoo.png. On a shared machine the numbers
+are indicative: the matmul rate is measured right before and after each timing, and the mean used.
+"""
+import json
+import os
+import statistics
+import time
+
+from absl import app, flags
+
+import yt8m  # noqa: F401
+import tensorflow as tf
+import tf_keras as keras
+
+import frame_level_models
+from frame_level_models import hparams as hparams_lib
+
+flags.DEFINE_list("models", ["NeXtVLADModel"], "Models to time (NeXtVLADModel, NetVLADModelLF).")
+flags.DEFINE_integer("batch_size", 80, "Videos per batch (NeXtVLAD paper: 80).")
+flags.DEFINE_integer("frames", 300, "Frames per video, all valid.")
+flags.DEFINE_integer("num_classes", 3862, "Vocabulary size.")
+flags.DEFINE_integer("steps", 3, "Timed calls per measurement (median reported).")
+flags.DEFINE_integer("matmul_size", 4096, "Side of the square matmul that measures the rate.")
+flags.DEFINE_string("output_dir", os.path.join(os.path.dirname(__file__), "output"),
+                    "Where model_zoo.json and model_zoo.png go.")
+FLAGS = flags.FLAGS
+
+RGB, AUDIO = 1024, 128
+
+
+def stream_shares(value):
+    """rgb gets `value`, audio value // 2 (model_parts.stream_share)."""
+    return value, max(value // 2, 1)
+
+
+def nextvlad_matmuls(batch, frames, classes, hp):
+    """(m, k, n, input_is_data) of every matmul of one NeXtVLADModel forward pass."""
+    rows = batch * frames
+    shapes, vlad_dim = [], 0
+    for size, clusters, groups in zip((RGB, AUDIO), stream_shares(hp["nextvlad_cluster_size"]),
+                                      stream_shares(hp["groups"])):
+        wide = hp["expansion"] * size
+        width = wide // groups
+        shapes += [(rows, size, wide, True),               # expansion (input = data)
+                   (rows, wide, groups, False),            # group attention
+                   (rows, wide, groups * clusters, False),  # cluster assignment
+                   (batch * width, frames * groups, clusters, False)]  # residual sums, per video
+        vlad_dim += width * clusters
+    hidden, reduced = hp["nextvlad_hidden_size"], hp["nextvlad_hidden_size"] // hp[
+        "gating_reduction"]
+    shapes += [(batch, vlad_dim, hidden, False), (batch, hidden, reduced, False),
+               (batch, reduced, hidden, False), (batch, hidden, classes, False)]
+    return shapes
+
+
+def netvlad_matmuls(batch, frames, classes, hp):
+    rows = batch * frames
+    shapes, vlad_dim = [], 0
+    for size, clusters in zip((RGB, AUDIO), stream_shares(hp["netvlad_cluster_size"])):
+        shapes += [(rows, size, clusters, False),  # input BN has parameters: its input grad runs
+                   (batch * size, frames, clusters, False)]
+        vlad_dim += size * clusters
+    hidden, mixtures = hp["netvlad_hidden_size"], hp["moe_num_mixtures"]
+    shapes += [(batch, vlad_dim, hidden, False), (batch, hidden, hidden, False),
+               (batch, hidden, classes * (mixtures + 1), False),
+               (batch, hidden, classes * mixtures, False), (batch, classes, classes, False)]
+    return shapes
+
+
+MATMULS = {"NeXtVLADModel": nextvlad_matmuls, "NetVLADModelLF": netvlad_matmuls}
+
+
+def flops(shapes, training):
+    """Forward: 2mkn per matmul. Training adds the weight gradient (2mkn) and the input gradient
+    (2mkn) except where the input is the data, which needs no gradient."""
+    total = 0
+    for m, k, n, input_is_data in shapes:
+        total += 2 * m * k * n
+        if training:
+            total += 2 * m * k * n * (1 if input_is_data else 2)
+    return total
+
+
+def median_seconds(function, steps):
+    function()  # compile / warm up
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_rate(size, steps=5):
+    a = tf.random.normal([size, size])
+    b = tf.random.normal([size, size])
+    product = tf.function(lambda: tf.matmul(a, b))
+    seconds = median_seconds(lambda: product().numpy(), steps)
+    return 2 * size ** 3 / seconds
+
+
+def time_model(name, batch, frames, classes, steps):
+    hp = {h: hparams_lib.default_value(name, h) for h in frame_level_models.hparam_names(name)}
+    model = frame_level_models.build(name, classes)
+    inputs = {"rgb": tf.random.normal([batch, frames, RGB]),
+              "audio": tf.random.normal([batch, frames, AUDIO]),
+              "num_frames": tf.fill([batch], frames)}
+    labels = tf.cast(tf.random.uniform([batch, classes]) < 0.01, tf.float32)
+    optimizer = keras.optimizers.Adam(2e-4)
+
+    @tf.function
+    def infer():
+        return model(inputs, training=False)["predictions"]
+
+    @tf.function
+    def train_step():
+        with tf.GradientTape() as tape:
+            predictions = model(inputs, training=True)["predictions"]
+            loss = tf.reduce_mean(tf.reduce_sum(
+                keras.backend.binary_crossentropy(labels, predictions), axis=1))
+        variables = model.trainable_variables
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    results = {"params": model.count_params()}
+    shapes = MATMULS[name](batch, frames, classes, hp)
+    for mode, function in (("inference", lambda: infer().numpy()),
+                           ("training", lambda: train_step().numpy())):
+        rate_before = matmul_rate(FLAGS.matmul_size)
+        seconds = median_seconds(function, steps)
+        rate = (rate_before + matmul_rate(FLAGS.matmul_size)) / 2
+        work = flops(shapes, mode == "training")
+        results[mode] = {"seconds": seconds, "gflop": work / 1e9,
+                         "matmul_gflops": rate / 1e9, "model_gflops": work / seconds / 1e9,
+                         "efficiency": work / rate / seconds}
+        print(f"{name} {mode}: {seconds:.3f} s per batch, {work / 1e9:.1f} GFLOP, "
+              f"{work / seconds / 1e9:.1f} GFLOP/s vs matmul {rate / 1e9:.1f} GFLOP/s "
+              f"-> efficiency {work / rate / seconds:.2f}", flush=True)
+    return results
+
+
+def write_outputs(report, output_dir):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, "model_zoo.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(report, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+    names = list(report["models"])
+    figure, axis = plt.subplots(figsize=(1.5 + 2.2 * len(names), 3.5))
+    width = 0.38
+    for offset, mode in ((-width / 2, "inference"), (width / 2, "training")):
+        values = [report["models"][name][mode]["efficiency"] for name in names]
+        bars = axis.bar([i + offset for i in range(len(names))], values, width, label=mode)
+        axis.bar_label(bars, fmt="%.2f")
+    axis.axhline(0.85, color="gray", linestyle="--", linewidth=1, label="target 0.85")
+    axis.set_xticks(range(len(names)), names)
+    axis.set_ylabel("matmul-FLOP time / measured time")
+    axis.set_title(f"batch {report['batch_size']} x {report['frames']} frames, "
+                   f"{report['cpu_count']} CPUs")
+    axis.legend(loc="lower right")
+    figure.tight_layout()
+    png = os.path.join(output_dir, "model_zoo.png")
+    figure.savefig(png + ".tmp.png", dpi=100)
+    os.replace(png + ".tmp.png", png)
+    plt.close(figure)
+    return path, png
+
+
+def main(argv):
+    del argv
+    unknown = [name for name in FLAGS.models if name not in MATMULS]
+    if unknown:
+        raise app.UsageError(f"--models: no FLOP count for {unknown}; choose from "
+                             f"{', '.join(MATMULS)}")
+    report = {"batch_size": FLAGS.batch_size, "frames": FLAGS.frames,
+              "num_classes": FLAGS.num_classes, "cpu_count": os.cpu_count(),
+              "tensorflow": tf.__version__, "models": {}}
+    for name in FLAGS.models:
+        report["models"][name] = time_model(name, FLAGS.batch_size, FLAGS.frames,
+                                            FLAGS.num_classes, FLAGS.steps)
+    for path in write_outputs(report, FLAGS.output_dir):
+        print("wrote", path)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,263 @@
+"""The training library: flags, learning-rate schedule, clipping, loss, resume, NaN stop."""
+import math
+import os
+
+import numpy as np
+import pytest
+from absl import flags
+
+import yt8m  # noqa: F401
+import tensorflow as tf
+import tf_keras as keras
+
+from frame_level_models import hparams
+from yt8m.data import records
+from yt8m.training import checkpoints
+from yt8m.training import flags as training_flags
+from yt8m.training import objective
+from yt8m.training import trainer
+from yt8m.training.model_flags import ModelFlagsMismatchError
+from yt8m.training.optimizers import make_optimizer
+from yt8m.training.schedules import examples_staircase_decay
+from yt8m.losses import get_label_loss
+
+import training_helpers as helpers
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return helpers.make_small_dataset(tmp_path_factory.mktemp("data"))
+
+
+def _parse_train_flags(argv):
+    flag_values = flags.FlagValues()
+    training_flags.define_train_flags(flag_values)
+    hparams.define_flags(flag_values, pruning=False)
+    flag_values(["train.py", *argv])
+    return flag_values, training_flags.train_config_from_flags(
+        flag_values, hparams.hparams_from_flags(flag_values, flag_values.model))
+
+
+def test_train_flag_defaults_are_the_starters():
+    _, config = _parse_train_flags([])
+    assert (config.train_dir, config.model, config.batch_size) == (
+        "/tmp/yt8m_model/", "LogisticModel", 1024)
+    assert (config.base_learning_rate, config.learning_rate_decay,
+            config.learning_rate_decay_examples) == (0.01, 0.95, 4000000)
+    assert (config.num_epochs, config.max_steps, config.regularization_penalty) == (5, None, 1.0)
+    assert (config.label_loss, config.optimizer, config.clip_gradient_norm) == (
+        "CrossEntropyLoss", "AdamOptimizer", 1.0)
+    assert (config.export_model_steps, config.start_new_model) == (1000, False)
+    assert (config.data.feature_names, config.data.feature_sizes) == (("mean_rgb",), (1024,))
+    assert (config.data.frame_features, config.data.segment_labels) == (False, False)
+    assert (config.data.num_classes, config.data.max_frames, config.data.num_readers) == (
+        3862, 300, 8)
+
+
+def test_train_flags_become_the_config_and_the_models_hparams():
+    flag_values, config = _parse_train_flags([
+        "--train_dir=/runs/a", "--train_data_pattern=/d/train*", "--feature_names=rgb, audio",
+        "--feature_sizes=1024,128", "--frame_features", "--model=NeXtVLADModel",
+        "--batch_size=16", "--max_steps=7", "--num_classes=10", "--max_frames=50", "--groups=4",
+        "--netvlad_cluster_size=99", "--label_loss=HingeLoss", "--num_cpu_devices=2"])
+    assert config.data.feature_names == ("rgb", "audio")
+    assert config.data.feature_sizes == (1024, 128)
+    assert (config.data.num_classes, config.data.max_frames) == (10, 50)
+    assert (config.train_dir, config.train_data_pattern) == ("/runs/a", "/d/train*")
+    assert (config.batch_size, config.max_steps, config.label_loss) == (16, 7, "HingeLoss")
+    # Only the hparams NeXtVLAD uses are recorded (netvlad_cluster_size is NetVLAD's).
+    assert config.model_hparams["groups"] == 4
+    assert "netvlad_cluster_size" not in config.model_hparams
+    assert flag_values.num_cpu_devices == 2
+
+
+@pytest.mark.parametrize("names,sizes,message", [
+    ("rgb,audio", "1024", "--feature_names has 2 names ('rgb,audio') but --feature_sizes has 1 "
+                          "sizes ('1024'); give one size per feature"),
+    ("rgb", "big", "--feature_sizes='big': 'big' is not an integer"),
+    ("rgb,rgb", "1,1", "--feature_names='rgb,rgb' repeats a name"),
+])
+def test_feature_flag_errors_name_the_flags(names, sizes, message):
+    with pytest.raises(ValueError) as error:
+        training_flags.parse_feature_flags(names, sizes)
+    assert str(error.value) == message
+
+
+def test_learning_rate_decays_by_staircase_on_examples_seen():
+    # base 0.01, x0.5 every 1000 examples, 64 examples a step: 1000/64 = 15.625 steps per decay.
+    schedule = examples_staircase_decay(0.01, 0.5, 1000, 64)
+    expected = {0: 0.01, 15: 0.01,          # 960 examples
+                16: 0.005,                  # 1024 examples: floor(1.024) = 1
+                31: 0.005,                  # 1984
+                32: 0.0025,                 # 2048
+                160: 0.01 * 0.5 ** 10}      # 10240 examples
+    for step, learning_rate in expected.items():
+        assert float(schedule(step)) == pytest.approx(learning_rate, rel=1e-6), step
+
+
+def test_gradient_clipping_is_per_variable_not_global():
+    optimizer = make_optimizer("GradientDescentOptimizer", 1.0, clip_gradient_norm=1.0)
+    big, small = tf.Variable([0.0, 0.0]), tf.Variable([0.0, 0.0])
+    optimizer.apply_gradients([(tf.constant([3.0, 4.0]), big), (tf.constant([0.3, 0.4]), small)])
+    # Per variable: [3, 4] (norm 5) becomes [0.6, 0.8]; [0.3, 0.4] (norm 0.5) is left alone.
+    # A global-norm clip would have scaled both by 1 / sqrt(25.25).
+    np.testing.assert_allclose(big.numpy(), [-0.6, -0.8], rtol=1e-6)
+    np.testing.assert_allclose(small.numpy(), [-0.3, -0.4], rtol=1e-6)
+
+
+def test_unknown_optimizer_lists_choices():
+    with pytest.raises(ValueError, match=r"--optimizer='Lion' is not one of: AdamOptimizer, "):
+        make_optimizer("Lion", 0.1, 1.0)
+
+
+def test_training_loss_is_label_plus_penalty_times_model_losses_plus_auxiliary():
+    inputs = keras.Input(shape=(3,))
+    logits = keras.layers.Dense(2, kernel_regularizer=keras.regularizers.l2(0.5))(inputs)
+    model = keras.Model(inputs, {"predictions": keras.layers.Activation("sigmoid")(logits),
+                                 "logits": logits})
+    model.auxiliary_loss = lambda labels, outputs, weights: tf.reduce_sum(labels) * 0.125
+    x = np.array([[1.0, -2.0, 0.5], [0.0, 1.0, 1.0]], np.float32)
+    y = np.array([[1.0, 0.0], [1.0, 1.0]], np.float32)
+    losses = objective.training_loss(model, model(x), tf.constant(y), None,
+                                     get_label_loss("CrossEntropyLoss"),
+                                     regularization_penalty=3.0)
+    kernel, bias = (w.numpy() for w in model.layers[1].weights)
+    z = x @ kernel + bias
+    label = np.mean(np.sum(np.logaddexp(0.0, z) - y * z, axis=1))  # BCE from logits
+    regularization = 0.5 * np.sum(kernel ** 2)
+    auxiliary = 3 * 0.125
+    assert float(losses["label_loss"]) == pytest.approx(label, rel=1e-5)
+    assert float(losses["regularization_loss"]) == pytest.approx(regularization, rel=1e-5)
+    assert float(losses["auxiliary_loss"]) == pytest.approx(auxiliary)
+    assert float(losses["total_loss"]) == pytest.approx(
+        label + 3.0 * regularization + auxiliary, rel=1e-5)
+
+
+def _weights(model):
+    return [w.numpy() for w in model.weights]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data_dir, tmp_path_factory):
+    """14 steps in one go (3 epochs of 42 videos at batch 4 = 30 steps: crosses an epoch end)."""
+    train_dir = tmp_path_factory.mktemp("uninterrupted")
+    run = trainer.Trainer(helpers.train_config(train_dir, data_dir, max_steps=14))
+    result = run.run()
+    return train_dir, run, result
+
+
+def test_resume_equals_uninterrupted_training(data_dir, tmp_path, uninterrupted):
+    _, reference, reference_result = uninterrupted
+    first = trainer.Trainer(helpers.train_config(tmp_path, data_dir, max_steps=9))
+    assert first.run().step == 9
+    resumed = trainer.Trainer(helpers.train_config(tmp_path, data_dir, max_steps=14))
+    assert resumed.restored_from.endswith("ckpt-9")
+    assert resumed.step == 9
+    # The same learning rate as the uninterrupted run at step 9: 0.01 * 0.5^floor(9*4/8).
+    assert float(resumed.learning_rate(resumed.step)) == pytest.approx(0.01 * 0.5 ** 4)
+    result = resumed.run()
+    assert (result.step, reference_result.step) == (14, 14)
+    assert result.stop_reason == "max_steps"
+    assert result.last_loss == reference_result.last_loss
+    for got, want in zip(_weights(resumed.model), _weights(reference.model)):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(resumed.optimizer.variables, reference.optimizer.variables):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_a_different_model_is_refused_unless_start_new_model(data_dir, tmp_path):
+    trainer.train(helpers.train_config(tmp_path, data_dir, max_steps=2))
+    other = helpers.train_config(tmp_path, data_dir, model="MoeModel", max_steps=2)
+    with pytest.raises(ModelFlagsMismatchError) as error:
+        trainer.Trainer(other)
+    assert str(error.value) == (
+        f"Model flags do not match the existing {tmp_path}/model_flags.json:\n"
+        "  model: 'LogisticModel' in the file, 'MoeModel' now\n"
+        "Delete the file, change --train_dir, or pass --start_new_model.")
+    fresh = trainer.Trainer(helpers.train_config(tmp_path, data_dir, model="MoeModel",
+                                                 max_steps=2, start_new_model=True))
+    assert (fresh.restored_from, fresh.step) == ("", 0)
+    assert fresh.run().checkpoint.endswith("ckpt-2")
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, uninterrupted):
+    train_dir, reference, _ = uninterrupted
+    nan_file = str(tmp_path / "nan.tfrecord")
+    with tf.io.TFRecordWriter(nan_file) as writer:
+        for index in range(8):
+            example = records.make_video_example(
+                f"nan{index}", [1], {"mean_rgb": np.full(1024, np.nan), "mean_audio": np.zeros(128)})
+            writer.write(example.SerializeToString())
+    good = checkpoints.latest_checkpoint(str(train_dir))
+    config = helpers.train_config(train_dir, data_dir, train_data_pattern=nan_file, max_steps=20)
+    with pytest.raises(trainer.NonFiniteLossError) as error:
+        trainer.train(config)
+    assert str(error.value) == (f"Loss is nan at step 15; stopped without saving. The last good "
+                                f"checkpoint is {good}.")
+    assert checkpoints.latest_checkpoint(str(train_dir)) == good
+    model = checkpoints.load_model(str(train_dir))
+    for got, want in zip(_weights(model), _weights(reference.model)):
+        np.testing.assert_array_equal(got, want)
+    assert not any(math.isnan(float(np.sum(w))) for w in _weights(model))
+    assert os.path.basename(good) == "ckpt-14"
+
+
+def _read_until(process, predicate, deadline_lines=5000):
+    """Reads the merged output line by line until predicate(line) holds; returns all lines."""
+    lines = []
+    for _ in range(deadline_lines):
+        line = process.stdout.readline()
+        if not line:
+            process.kill()
+            raise AssertionError("train.py ended early:\n" + "".join(lines[-40:]))
+        lines.append(line)
+        if predicate(line):
+            return lines
+    process.kill()
+    raise AssertionError("expected line never came:\n" + "".join(lines[-40:]))
+
+
+def test_killed_run_resumes_at_the_saved_step_and_sigterm_saves(data_dir, tmp_path):
+    import re
+    import signal
+    train_dir = tmp_path / "run"
+    command = helpers.python_command(
+        "train.py", f"--train_dir={train_dir}",
+        f"--train_data_pattern={helpers.pattern(data_dir, 'frame', 'train')}",
+        "--frame_features", "--feature_names=rgb,audio", "--feature_sizes=1024,128",
+        "--model=FrameLevelLogisticModel", f"--num_classes={helpers.NUM_CLASSES}",
+        f"--max_frames={helpers.MAX_FRAMES}", "--num_cpu_devices=2", "--batch_size=2",
+        "--base_learning_rate=0.01", "--learning_rate_decay=0.9",
+        "--learning_rate_decay_examples=8", "--num_epochs=1000", "--export_model_steps=3",
+        "--log_every_steps=1", "--num_readers=2", "--shuffle_seed=5")
+    first = helpers.start(command)
+    _read_until(first, lambda line: re.search(r"Saved checkpoint .*ckpt-6$", line.strip()))
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    saved_step = checkpoints.checkpoint_step(checkpoints.latest_checkpoint(str(train_dir)))
+    assert saved_step >= 6 and saved_step % 3 == 0
+
+    second = helpers.start(command)
+    resumed = re.compile(r"Resumed from (\S+) at step (\d+) \(learning rate ([0-9.e-]+)\)")
+    lines = _read_until(second, resumed.search)
+    path, step, learning_rate = resumed.search(lines[-1]).groups()
+    assert (path, int(step)) == (str(train_dir / f"ckpt-{saved_step}"), saved_step)
+    # Two replicas x batch 2 = 4 examples a step; decay x0.9 every 8 examples.
+    expected_rate = 0.01 * 0.9 ** math.floor(saved_step * 4 / 8)
+    assert float(learning_rate) == pytest.approx(expected_rate, rel=1e-5)
+    progress = re.compile(r"step (\d+) \| loss \S+ \| learning rate ([0-9.e-]+) \|")
+    lines = _read_until(second, progress.search)
+    first_step, first_rate = progress.search(lines[-1]).groups()
+    assert int(first_step) == saved_step + 1  # the step after the checkpoint, not step 1
+    assert float(first_rate) == pytest.approx(expected_rate, rel=1e-5)
+
+    second.send_signal(signal.SIGTERM)
+    output = second.communicate(timeout=120)[0]
+    assert second.returncode == 0, output
+    assert "Received SIGTERM: saving a checkpoint after this step, then exiting." in output
+    stopped = re.search(r"stopped at step (\d+) \(signal SIGTERM\); checkpoint (\S+)", output)
+    assert stopped, output
+    final_step = int(stopped.group(1))
+    assert final_step > saved_step
+    assert stopped.group(2) == str(train_dir / f"ckpt-{final_step}")
+    assert checkpoints.latest_checkpoint(str(train_dir)) == stopped.group(2)

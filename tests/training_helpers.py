@@ -1,0 +1,62 @@
+"""Shared by the training/eval/inference tests: a tiny synthetic data set and tiny configs."""
+import dataclasses
+import os
+import re
+import subprocess
+import sys
+
+import yt8m  # noqa: F401
+from yt8m import synthetic
+from yt8m.training.config import DataConfig, TrainConfig
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_CLASSES = 6
+MAX_FRAMES = 24
+VIDEO_DATA = DataConfig(feature_names=("mean_rgb", "mean_audio"), feature_sizes=(1024, 128),
+                        frame_features=False, num_classes=NUM_CLASSES, num_readers=2)
+FRAME_DATA = DataConfig(feature_names=("rgb", "audio"), feature_sizes=(1024, 128),
+                        frame_features=True, num_classes=NUM_CLASSES, max_frames=MAX_FRAMES,
+                        num_readers=2)
+
+
+def make_small_dataset(root):
+    """60 frame-level videos (42 train, 9 validate, 9 test) of 10-24 frames, 6 classes, and 12
+    segment-rated videos; about a second to write."""
+    synthetic.generate(str(root), num_videos=60, num_classes=NUM_CLASSES, seed=3, num_shards=2,
+                       min_frames=10, max_frames=MAX_FRAMES, num_segment_videos=12)
+    return str(root)
+
+
+def pattern(data_dir, level, split):
+    return os.path.join(data_dir, level, f"{split}*.tfrecord")
+
+
+def train_config(train_dir, data_dir, frame_level=False, **overrides):
+    """A tiny, reproducible TrainConfig (LogisticModel on video-level means by default)."""
+    level = "frame" if frame_level else "video"
+    config = TrainConfig(
+        train_dir=str(train_dir), train_data_pattern=pattern(data_dir, level, "train"),
+        data=FRAME_DATA if frame_level else VIDEO_DATA,
+        model="FrameLevelLogisticModel" if frame_level else "LogisticModel",
+        batch_size=4, base_learning_rate=0.01, learning_rate_decay=0.5,
+        learning_rate_decay_examples=8, num_epochs=3, max_steps=6, export_model_steps=1000,
+        log_every_steps=2, shuffle_seed=11, distribution_strategy="one_device")
+    return dataclasses.replace(config, **overrides)
+
+
+def python_command(script, *args):
+    return [sys.executable, os.path.join(REPO, script), *args]
+
+
+def start(command):
+    """Starts a subprocess with the test environment (single-threaded TF, no GPU)."""
+    environment = dict(os.environ, TF_NUM_INTEROP_THREADS="1", TF_NUM_INTRAOP_THREADS="1",
+                       CUDA_VISIBLE_DEVICES="", PYTHONPATH=REPO)
+    return subprocess.Popen(command, cwd=REPO, env=environment, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def last_error_line(output):
+    """The `<program>: error: ...` line of a failed entry point."""
+    lines = [line for line in output.splitlines() if re.match(r"^\w+\.py: error: ", line)]
+    return lines[-1] if lines else ""

@@ -1,0 +1,279 @@
+"""Offline distillation: the teachers' outputs computed once over a data set, stored by video id.
+
+    python -m yt8m.distillation.teacher_cache --teacher_dirs=runs/a,runs/b,export/ensemble \
+        --data_pattern='data/frame/train*.tfrecord' --cache_dir=cache/ab
+
+Layout of a cache directory (written in a temporary directory, then renamed into place):
+
+    teacher_cache.json        teachers (path, description, embedding size), num_classes, dtype,
+                              the number of videos and the data pattern
+    ids.txt                   one video id per line; line i is row i of every array
+    teacher_<t>.logits.bin    [num_videos, num_classes] raw little-endian float32 (or float16)
+    teacher_<t>.embedding.bin [num_videos, embedding size], for teachers with an embedding output
+
+Only raw logits (and embeddings) are stored: temperatures, teacher weights and the softmax or
+sigmoid form are chosen at training time. Training reads the arrays memory-mapped, so a cache larger
+than memory works; a lookup copies only the batch's rows.
+"""
+import json
+import os
+import shutil
+import tempfile
+import time
+
+import numpy as np
+from absl import flags
+from absl import logging
+
+import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
+import tensorflow as tf
+
+from yt8m.distillation import teachers as teachers_lib
+from yt8m.training import files
+from yt8m.training import inputs
+from yt8m.training import model_flags as model_flags_lib
+from yt8m.training.config import DataConfig
+
+CACHE_FILE = "teacher_cache.json"
+IDS_FILE = "ids.txt"
+FORMAT_VERSION = 1
+DTYPES = ("float32", "float16")
+
+
+def _storage_dtype(dtype):
+    return np.dtype(dtype).newbyteorder("<")
+
+
+def _array_file(teacher_index, output):
+    return f"teacher_{teacher_index}.{output}.bin"
+
+
+def data_config_for(teacher, num_readers=1):
+    """What the teacher reads: its train dir's data settings, or the export's (rgb, audio)."""
+    if isinstance(teacher, teachers_lib.TrainDirTeacher):
+        return inputs.data_config_from_model_flags(
+            model_flags_lib.read_model_flags(teacher.path), segment_labels=False,
+            num_readers=num_readers)
+    from yt8m.export import serving
+    return DataConfig(feature_names=tuple(serving.FEATURE_NAMES),
+                      feature_sizes=tuple(serving.FEATURE_SIZES[n] for n in serving.FEATURE_NAMES),
+                      frame_features=True, num_classes=teacher.num_classes,
+                      max_frames=int(teacher.loaded.max_frames.numpy()), num_readers=num_readers)
+
+
+def _outputs_function(teachers):
+    """tf.function: features -> per teacher (logits, embedding or None)."""
+
+    @tf.function(reduce_retracing=True)
+    def compute(features):
+        results = []
+        for teacher in teachers:
+            outputs = teacher(features)
+            results.append((outputs["logits"], outputs.get("embedding")))
+        return results
+
+    return compute
+
+
+def write_teacher_cache(teacher_paths, data_pattern, cache_dir, batch_size=256, num_readers=1,
+                        dtype="float32", overwrite=False, teachers=None):
+    """Runs every teacher over every video of `data_pattern` and writes the cache (see the module
+    doc). `teachers` may pass already loaded teachers (one per path). Returns the cache record."""
+    if not teacher_paths:
+        raise ValueError("--teacher_dirs is empty: give the teachers whose outputs to cache")
+    if dtype not in DTYPES:
+        raise ValueError(f"--dtype={dtype!r}: choose one of {', '.join(DTYPES)}")
+    if not cache_dir:
+        raise ValueError("--cache_dir is empty: give the directory to write the cache into")
+    if tf.io.gfile.exists(cache_dir) and not overwrite:
+        raise FileExistsError(f"--cache_dir={cache_dir!r} exists; pass --overwrite to replace it")
+    teachers = list(teachers) if teachers is not None else [
+        teachers_lib.load_teacher(path) for path in teacher_paths]
+    data = data_config_for(teachers[0], num_readers)
+    teachers_lib.check_teachers(teachers, data.num_classes, data.feature_names,
+                                data.frame_features)
+    dataset = inputs.evaluation_dataset(inputs.require_files(data_pattern, "--data_pattern"), data,
+                                        batch_size)
+    compute = _outputs_function(teachers)
+
+    parent = os.path.dirname(os.path.abspath(cache_dir))
+    os.makedirs(parent, exist_ok=True)
+    temp_dir = tempfile.mkdtemp(prefix=f".{os.path.basename(cache_dir)}.tmp-", dir=parent)
+    try:
+        record = _write_arrays(temp_dir, teachers, teacher_paths, dataset, data, compute, dtype)
+        record["data_pattern"] = data_pattern
+        files.write_json_atomically(os.path.join(temp_dir, CACHE_FILE), record)
+        _move_into_place(temp_dir, cache_dir)
+    except BaseException:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
+    return record
+
+
+def _write_arrays(directory, teachers, teacher_paths, dataset, data, compute, dtype):
+    handles = {}
+    seen = set()
+    count = 0
+    started = time.time()
+    try:
+        ids_handle = open(os.path.join(directory, IDS_FILE), "w", encoding="utf-8")
+        handles[IDS_FILE] = ids_handle
+        for batch in dataset:
+            ids = [value.decode("utf-8") for value in batch["id"].numpy()]
+            for video_id in ids:
+                if video_id in seen:
+                    raise ValueError(f"--data_pattern holds video id {video_id!r} twice; a cache "
+                                     "is keyed by id, so ids must be unique")
+                if not video_id or "\n" in video_id:
+                    raise ValueError(f"--data_pattern holds an empty or multi-line video id "
+                                     f"{video_id!r}")
+                seen.add(video_id)
+            ids_handle.write("".join(f"{video_id}\n" for video_id in ids))
+            for index, (logits, embedding) in enumerate(compute(inputs.model_inputs(batch, data))):
+                for output, value in (("logits", logits), ("embedding", embedding)):
+                    if value is None:
+                        continue
+                    name = _array_file(index, output)
+                    if name not in handles:
+                        handles[name] = open(os.path.join(directory, name), "wb")
+                    handles[name].write(np.asarray(value.numpy(), _storage_dtype(dtype))
+                                        .tobytes())
+            count += len(ids)
+    finally:
+        for handle in handles.values():
+            handle.close()
+    if count == 0:
+        raise ValueError("--data_pattern holds no video: nothing to cache")
+    logging.info("Cached %d teacher(s) over %d videos in %.1f s", len(teachers), count,
+                 time.time() - started)
+    return {"format": FORMAT_VERSION, "num_videos": count, "num_classes": data.num_classes,
+            "dtype": dtype, "feature_names": list(data.feature_names),
+            "teachers": [{"path": path, "description": teacher.description,
+                          "embedding_size": teacher.embedding_size}
+                         for path, teacher in zip(teacher_paths, teachers)]}
+
+
+def _move_into_place(temp_dir, cache_dir):
+    if os.path.exists(cache_dir):  # --overwrite: swap, then delete the old cache
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(cache_dir)}.old-",
+                               dir=os.path.dirname(os.path.abspath(cache_dir)))
+        os.rename(cache_dir, os.path.join(old, "cache"))
+        os.rename(temp_dir, cache_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(temp_dir, cache_dir)
+
+
+class TeacherCache:
+    """A cache directory opened for reading: `lookup(ids)` gives the teachers' outputs."""
+
+    def __init__(self, cache_dir):
+        path = os.path.join(cache_dir, CACHE_FILE)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"--teacher_cache={cache_dir!r} has no {CACHE_FILE}: it is not "
+                                    "a cache written by yt8m.distillation.teacher_cache")
+        with open(path, encoding="utf-8") as handle:
+            self.record = json.load(handle)
+        if self.record.get("format") != FORMAT_VERSION:
+            raise ValueError(f"{path}: unknown cache format {self.record.get('format')!r}")
+        self.cache_dir = cache_dir
+        self.num_videos = int(self.record["num_videos"])
+        self.num_classes = int(self.record["num_classes"])
+        self.teacher_paths = [teacher["path"] for teacher in self.record["teachers"]]
+        self.embedding_sizes = [teacher["embedding_size"] for teacher in self.record["teachers"]]
+        with open(os.path.join(cache_dir, IDS_FILE), encoding="utf-8") as handle:
+            ids = handle.read().splitlines()
+        if len(ids) != self.num_videos:
+            raise ValueError(f"{cache_dir}/{IDS_FILE} lists {len(ids)} ids, {CACHE_FILE} says "
+                             f"{self.num_videos}: the cache is damaged")
+        self.rows = {video_id.encode("utf-8"): row for row, video_id in enumerate(ids)}
+        self.arrays = []
+        for index, size in enumerate(self.embedding_sizes):
+            arrays = {"logits": self._open(index, "logits", self.num_classes)}
+            if size is not None:
+                arrays["embedding"] = self._open(index, "embedding", int(size))
+            self.arrays.append(arrays)
+
+    @property
+    def num_teachers(self):
+        return len(self.arrays)
+
+    def _open(self, index, output, width):
+        path = os.path.join(self.cache_dir, _array_file(index, output))
+        dtype = _storage_dtype(self.record["dtype"])
+        expected = self.num_videos * width * dtype.itemsize
+        if not os.path.exists(path) or os.path.getsize(path) != expected:
+            raise ValueError(f"{path} is missing or not {expected} bytes "
+                             f"([{self.num_videos}, {width}] {self.record['dtype']}): the cache is "
+                             "damaged")
+        return np.memmap(path, dtype=dtype, mode="r", shape=(self.num_videos, width))
+
+    def row_indices(self, ids):
+        """numpy int64 rows of the video ids (bytes); an unknown id is an error naming the cache."""
+        rows = np.empty(len(ids), np.int64)
+        for position, video_id in enumerate(ids):
+            row = self.rows.get(bytes(video_id))
+            if row is None:
+                raise KeyError(f"video id {bytes(video_id).decode('utf-8', 'replace')!r} is not in "
+                               f"--teacher_cache={self.cache_dir!r} (written over "
+                               f"{self.record.get('data_pattern')!r})")
+            rows[position] = row
+        return rows
+
+    def lookup_numpy(self, ids):
+        """[{'logits': [B, V] float32, 'embedding': [B, D] float32 (where cached)}, per teacher]."""
+        rows = self.row_indices(ids)
+        return [{key: np.asarray(array[rows], np.float32) for key, array in arrays.items()}
+                for arrays in self.arrays]
+
+    def lookup(self, ids):
+        """The same as lookup_numpy, inside TensorFlow (a tf.numpy_function over the mapped
+        files): ids string [B] -> per teacher {'logits', 'predictions', 'embedding'?}."""
+        keys = [(index, key) for index, arrays in enumerate(self.arrays) for key in arrays]
+
+        def fetch(id_values):
+            found = self.lookup_numpy(id_values)
+            return [found[index][key] for index, key in keys]
+
+        values = tf.numpy_function(fetch, [ids], [tf.float32] * len(keys), stateful=False)
+        results = [{} for _ in self.arrays]
+        for (index, key), value in zip(keys, values):
+            width = self.num_classes if key == "logits" else int(self.embedding_sizes[index])
+            value.set_shape([None, width])
+            results[index][key] = value
+        for result in results:
+            result["predictions"] = tf.sigmoid(result["logits"])
+        return results
+
+
+# ----------------------------------------------------------------------------- command line
+
+def define_flags(flag_values=flags.FLAGS):
+    fv = flag_values
+    flags.DEFINE_list("teacher_dirs", [], "Teachers: train dirs of train.py or ensembles exported "
+                      "by export_ensemble.py.", flag_values=fv)
+    flags.DEFINE_string("data_pattern", "", "Glob of the TFRecord files to cache the teachers' "
+                        "outputs for (the student's training data).", flag_values=fv)
+    flags.DEFINE_string("cache_dir", "", "Directory to write (must not exist unless --overwrite).",
+                        flag_values=fv)
+    flags.DEFINE_integer("batch_size", 256, "Videos per batch.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("num_readers", 1, "Files read in parallel.", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_enum("dtype", "float32", list(DTYPES), "Storage type of the cached arrays "
+                      "(float16 halves the size).", flag_values=fv)
+    flags.DEFINE_bool("overwrite", False, "Replace an existing --cache_dir.", flag_values=fv)
+
+
+def main():
+    values = flags.FLAGS
+    record = write_teacher_cache(values.teacher_dirs, values.data_pattern, values.cache_dir,
+                                 values.batch_size, values.num_readers, values.dtype,
+                                 values.overwrite)
+    print(f"teacher_cache: wrote {record['num_videos']} videos x {len(record['teachers'])} "
+          f"teacher(s) to {values.cache_dir}", flush=True)
+
+
+if __name__ == "__main__":
+    from yt8m.training import cli
+    define_flags()
+    cli.run(main, "teacher_cache", more_user_errors=(FileExistsError,))
