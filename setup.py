@@ -21,5 +21,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3.5"],
+        # Batch inference on Apache Beam (yt8m.beam_inference). The tfrecord extra brings a CRC
+        # implementation ReadFromTFRecord needs; google-crc32c is the fast one.
+        "beam": ["apache-beam[tfrecord]>=2.77,<3", "google-crc32c>=1.5"],
     },
 )

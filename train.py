@@ -1,11 +1,14 @@
 """Trains a YouTube-8M model: `python train.py --train_dir=... --train_data_pattern=...`.
 
-A thin entry point: flags (yt8m.training.flags and the model hyper-parameters of
-frame_level_models.hparams) -> yt8m.training.trainer.train. See docs/training.md.
+A thin entry point: flags (yt8m.training.flags, the model hyper-parameters of
+frame_level_models.hparams and the distillation flags of yt8m.distillation.distill_flags) ->
+yt8m.training.trainer.train. See docs/training.md and docs/distillation_toolkit.md.
 """
 from absl import flags
 
 import yt8m  # noqa: F401
+from yt8m.distillation import distill_flags
+from yt8m.distillation import training_setup
 from yt8m.training import cli
 from yt8m.training import flags as training_flags
 
@@ -14,6 +17,7 @@ from frame_level_models import hparams
 FLAGS = flags.FLAGS
 training_flags.define_train_flags()
 hparams.define_flags(pruning=False)
+distill_flags.define_flags()
 
 
 def main():
@@ -25,7 +29,10 @@ def main():
     check_model_choice(FLAGS.model, FLAGS.frame_features)
     config = training_flags.train_config_from_flags(
         FLAGS, model_hparams=hparams.hparams_from_flags(FLAGS, model_name=FLAGS.model))
-    result = trainer.train(config)
+    # Distillation: the student's config (k frames) and the wrapper the steps train.
+    config, training_model_factory = training_setup.prepare(
+        config, distill_flags.config_from_flags(FLAGS))
+    result = trainer.train(config, training_model_factory=training_model_factory)
     print(f"train.py: stopped at step {result.step} ({result.stop_reason}); "
           f"checkpoint {result.checkpoint}", flush=True)
 

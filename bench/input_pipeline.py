@@ -12,17 +12,24 @@ Measured, each over whole passes of the files after one warm-up pass:
   uint8    yt8m.data.frame_dataset(dequantize=False): uint8 [B, 300, size] codes
   float32  yt8m.data.frame_dataset(): dequantized float32 [B, 300, size]
 Reported: examples/s (wall clock, best pass and median) and the process CPU time per example,
-which moves less than the wall clock when other jobs share the machine.
+which moves less than the wall clock when other jobs share the machine; "CPU-bound ceiling" =
+cores / CPU seconds per example, the rate if the pipeline had every core to itself (an estimate).
+Writes <output>.json, <output>.md and <output>.png (bar chart against the targets).
 """
 import json
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 
+import matplotlib
 import numpy as np
 from absl import app, flags, logging
+
+matplotlib.use("Agg")
+from matplotlib import pyplot  # noqa: E402  (after choosing the headless backend)
 
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
@@ -117,23 +124,49 @@ def measure(make_dataset, passes):
     runs = [_one_pass(dataset) for _ in range(passes)]
     examples, nbytes = runs[0][0], runs[0][1]
     rates = [examples / wall for _, _, wall, _ in runs]
+    cpu_seconds = min(cpu for *_, cpu in runs) / examples
     return {"examples": examples, "examples_per_s_best": max(rates),
             "examples_per_s_median": statistics.median(rates),
-            "cpu_ms_per_example": min(cpu for *_, cpu in runs) / examples * 1e3,
+            "cpu_ms_per_example": cpu_seconds * 1e3,
+            "cpu_bound_ceiling_examples_per_s": (os.cpu_count() or 1) / cpu_seconds,
             "output_mb_per_s_best": max(nbytes / wall for _, _, wall, _ in runs) / 1e6}
 
 
 def markdown_table(results, command):
     lines = [f"`{command}`", "",
              "| pipeline | examples/s (best) | examples/s (median) | CPU ms / example | "
-             "MB/s out | target |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+             "CPU-bound ceiling, examples/s | MB/s out | target |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, row in results.items():
         target = TARGETS.get(name)
         lines.append(f"| {name} | {row['examples_per_s_best']:.0f} | "
                      f"{row['examples_per_s_median']:.0f} | {row['cpu_ms_per_example']:.3f} | "
+                     f"{row['cpu_bound_ceiling_examples_per_s']:.0f} | "
                      f"{row['output_mb_per_s_best']:.0f} | {target or ''} |")
     return "\n".join(lines) + "\n"
+
+
+def plot(results, path):
+    """Bars: measured examples/s and the CPU-bound ceiling per pipeline; ticks: the targets."""
+    names = list(results)
+    x = np.arange(len(names))
+    figure, axes = pyplot.subplots(figsize=(6.5, 3.8))
+    axes.bar(x - 0.2, [results[n]["examples_per_s_best"] for n in names], 0.4,
+             label="measured (best pass, wall clock)")
+    axes.bar(x + 0.2, [results[n]["cpu_bound_ceiling_examples_per_s"] for n in names], 0.4,
+             label=f"CPU-bound ceiling ({os.cpu_count()} cores / CPU time)")
+    for i, name in enumerate(names):
+        if name in TARGETS:
+            axes.hlines(TARGETS[name], i - 0.45, i + 0.45, colors="black", linestyles="dashed",
+                        label="target" if name == "float32" else None)
+    axes.set_xticks(x, names)
+    axes.set_ylabel("examples / s")
+    axes.set_title("Frame reader throughput (batch of 80, 60-300 frames)")
+    axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3)
+    figure.tight_layout()
+    figure.savefig(path + ".tmp.png", dpi=110)
+    pyplot.close(figure)
+    os.replace(path + ".tmp.png", path)
 
 
 def _atomic_write(path, text):
@@ -166,14 +199,13 @@ def main(argv):
         if FLAGS.data_dir is None:
             shutil.rmtree(data_dir, ignore_errors=True)
 
-    command = "python bench/input_pipeline.py " + " ".join(
-        f"--{name}={FLAGS[name].value}" for name in ("num_videos", "batch_size", "passes")
-        if FLAGS[name].present)
-    table = markdown_table(results, command.strip())
+    command = " ".join(["python bench/input_pipeline.py"] + sys.argv[1:])
+    table = markdown_table(results, command)
     info = (f"{results[next(iter(results))]['examples']} videos, {shard_bytes / 1e6:.0f} MB of "
             f"shards ({source}), {os.cpu_count()} CPU cores, batch {FLAGS.batch_size}\n")
     print(info + table)
     _atomic_write(FLAGS.output + ".md", info + "\n" + table)
+    plot(results, FLAGS.output + ".png")
     _atomic_write(FLAGS.output + ".json", json.dumps(
         {"command": command, "shards": source, "shard_bytes": shard_bytes,
          "cpu_count": os.cpu_count(), "batch_size": FLAGS.batch_size, "results": results},

@@ -43,7 +43,7 @@ flags.DEFINE_integer("video_epochs", 40, "Epochs of the video-level models.")
 flags.DEFINE_integer("batch_size", 64, "Training batch size.")
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate of the frame-level models.")
 flags.DEFINE_float("video_learning_rate", 1e-2, "Adam learning rate of the video-level models.")
-flags.DEFINE_float("bn_momentum", 0.99,
+flags.DEFINE_float("bn_momentum", 0.9,
                    "Momentum of every batch norm of the models. The references' 0.999 needs "
                    "thousands of steps before the moving statistics (used at evaluation) are "
                    "right; a demo run has a few hundred.")

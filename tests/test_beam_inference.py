@@ -1,6 +1,7 @@
-"""Beam batch inference (yt8m.beam_inference) on the DirectRunner against numpy references and the
-video-level CSV writer that inference.py uses."""
+"""Beam batch inference (yt8m.beam_inference) on the DirectRunner, with SavedModels written by the
+real exporter, against numpy references and the reader + CSV writer that inference.py uses."""
 import os
+import re
 import subprocess
 import sys
 
@@ -10,56 +11,70 @@ from absl import flags
 
 import yt8m  # noqa: F401
 import tensorflow as tf
+import tf_keras as keras
 
 pytest.importorskip("apache_beam")
 
+import frame_level_models  # noqa: E402
 from yt8m import beam_inference  # noqa: E402
 from yt8m.data import records  # noqa: E402
+from yt8m.export import exporter  # noqa: E402
+from yt8m.export.saved_model_predictor import load_saved_model_predictor  # noqa: E402
 from yt8m.inference import submission  # noqa: E402
+from yt8m.training import checkpoints  # noqa: E402
+from yt8m.training import files  # noqa: E402
+from yt8m.training import inputs  # noqa: E402
 
 NUM_CLASSES = 12
 MAX_FRAMES = 12
+BATCH_SIZE = 3
 WHITELIST = (0, 2, 3, 5, 7, 8, 11)
+NEVER_CLASS = 11  # the video model never ranks it: its row in the segment CSV stays empty
 RUNNER_ARGS = ["--runner=DirectRunner", "--direct_num_workers=1"]
 
 
-class TinyFrameModel(tf.Module):
-    """Masked frame mean -> dense -> sigmoid, exported with the SPEC 7 serving signature."""
+class LogisticReference:
+    """A FrameLevelLogisticModel train dir with random weights, exported by export_ensemble, and
+    the same arithmetic in float64 numpy (mean of the valid frames -> x W + b -> sigmoid)."""
 
-    def __init__(self, seed, never_class=None):
-        super().__init__()
+    def __init__(self, root, name, max_frames, seed, never_class=None):
         rng = np.random.default_rng(seed)
-        self.weights = rng.normal(0.0, 0.3, (1024 + 128, NUM_CLASSES)).astype(np.float32)
+        self.kernel = rng.normal(0.0, 0.3, (1024 + 128, NUM_CLASSES)).astype(np.float32)
         self.bias = rng.normal(0.0, 0.5, NUM_CLASSES).astype(np.float32)
-        if never_class is not None:  # a class no video ranks among its top ones
+        if never_class is not None:
             self.bias[never_class] = -30.0
-        self.w = tf.Variable(self.weights)
-        self.b = tf.Variable(self.bias)
-
-    @tf.function(input_signature=[tf.TensorSpec([None, None, 1024], tf.float32),
-                                  tf.TensorSpec([None, None, 128], tf.float32),
-                                  tf.TensorSpec([None], tf.int32)])
-    def serve(self, rgb, audio, num_frames):
-        mask = tf.sequence_mask(num_frames, tf.shape(rgb)[1], tf.float32)[:, :, None]
-        frames = tf.concat([rgb, audio], axis=-1) * mask
-        count = tf.maximum(tf.cast(num_frames, tf.float32), 1.0)[:, None]
-        return {"predictions": tf.sigmoid(tf.reduce_sum(frames, 1) / count @ self.w + self.b)}
+        train_dir = str(root / f"{name}_train")
+        files.write_json_atomically(os.path.join(train_dir, "model_flags.json"), {
+            "model": "FrameLevelLogisticModel", "feature_names": "rgb,audio",
+            "feature_sizes": "1024,128", "frame_features": True, "num_classes": NUM_CLASSES,
+            "max_frames": max_frames, "label_loss": "CrossEntropyLoss", "hparams": {}})
+        model = frame_level_models.build("FrameLevelLogisticModel", NUM_CLASSES,
+                                         feature_names="rgb,audio", feature_sizes="1024,128")
+        (kernel,) = [v for v in model.variables if v.name.endswith("kernel:0")]
+        (bias,) = [v for v in model.variables if v.name.endswith("bias:0")]
+        kernel.assign(self.kernel)
+        bias.assign(self.bias)
+        checkpoints.make_checkpoint_manager(
+            tf.train.Checkpoint(model=model, optimizer=keras.optimizers.Adam()), train_dir,
+            1).save(checkpoint_number=1)
+        self.saved_model_dir = str(root / name)
+        exporter.export_ensemble(exporter.ExportConfig(members=[train_dir],
+                                                       output_dir=self.saved_model_dir))
 
     def numpy_predictions(self, features):
-        """The same arithmetic in float64 numpy on one video's (unpadded) dequantized frames."""
+        """One video's (unpadded, already truncated) dequantized frames -> [V] float64."""
         frames = np.concatenate([features["rgb"], features["audio"]], axis=1).astype(np.float64)
         mean = frames.mean(axis=0) if len(frames) else np.zeros(1152)
-        return 1.0 / (1.0 + np.exp(-(mean @ self.weights + self.bias)))
+        return 1.0 / (1.0 + np.exp(-(mean @ self.kernel + self.bias)))
 
 
 def _write_shards(directory, rng):
-    """Two shards, 7 videos of 0..23 frames (some longer than MAX_FRAMES, one empty)."""
+    """Two shards, 9 videos of 0..23 frames (some longer than MAX_FRAMES, one empty)."""
     videos = []
-    lengths = [[23, 5, 0, 10], [12, 7, 16]]
-    for shard, shard_lengths in enumerate(lengths):
+    for shard, lengths in enumerate([[23, 5, 0, 10], [12, 7, 16, 3, 9]]):
         path = os.path.join(directory, f"test{shard}.tfrecord")
         with tf.io.TFRecordWriter(path) as writer:
-            for index, length in enumerate(shard_lengths):
+            for index, length in enumerate(lengths):
                 video_id = f"v{shard}{index}"
                 codes = {"rgb": rng.integers(0, 256, (length, 1024), dtype=np.uint8),
                          "audio": rng.integers(0, 256, (length, 128), dtype=np.uint8)}
@@ -72,21 +87,19 @@ def _write_shards(directory, rng):
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("beam")
-    rng = np.random.default_rng(7)
     data_dir = root / "data"
     data_dir.mkdir()
-    videos = _write_shards(str(data_dir), rng)
-    video_model, segment_model = TinyFrameModel(1, never_class=11), TinyFrameModel(2)
-    for name, model in (("video_model", video_model), ("segment_model", segment_model)):
-        tf.saved_model.save(model, str(root / name), signatures={"serving_default": model.serve})
+    videos = _write_shards(str(data_dir), np.random.default_rng(7))
+    video_model = LogisticReference(root, "video_model", MAX_FRAMES, 1, NEVER_CLASS)
+    segment_model = LogisticReference(root, "segment_model", records.SEGMENT_SIZE, 2)
     whitelist_file = root / "segment_label_ids.csv"
     whitelist_file.write_text("Index\n" + "".join(f"{index}\n" for index in WHITELIST))
     config = beam_inference.BeamInferenceConfig(
         input_data_pattern=str(data_dir / "test*.tfrecord"),
-        saved_model_dir=str(root / "video_model"),
+        saved_model_dir=video_model.saved_model_dir,
         output_file=str(root / "out" / "videos.csv"),
-        top_k=5, max_frames=MAX_FRAMES, batch_size=3,
-        segment_saved_model_dir=str(root / "segment_model"),
+        top_k=5, batch_size=BATCH_SIZE,  # max_frames: the export's own (MAX_FRAMES)
+        segment_saved_model_dir=segment_model.saved_model_dir,
         segment_output_file=str(root / "out" / "segments.csv"),
         segment_label_ids=str(whitelist_file),
         segment_candidates=4, segment_top_k=3)
@@ -109,31 +122,18 @@ def test_video_csv_has_one_header_and_the_rows_of_the_inference_writer(workspace
     lines = _csv_lines(config.output_file)
     assert lines[0] == "VideoId,LabelConfidencePairs"
     assert lines.count("VideoId,LabelConfidencePairs") == 1
-    # inference.py's writer, fed batches padded here (not by the Beam code) and the same
-    # SavedModel called with as many rows (3): every row must be byte-identical.
-    loaded = tf.saved_model.load(config.saved_model_dir).signatures["serving_default"]
-    batches = []
-    for first in range(0, len(videos), config.batch_size):
-        chunk = videos[first:first + config.batch_size]
-        batch = {"id": [video_id for video_id, _ in chunk],
-                 "num_frames": np.zeros(config.batch_size, np.int32),
-                 "rgb": np.zeros((config.batch_size, MAX_FRAMES, 1024), np.float32),
-                 "audio": np.zeros((config.batch_size, MAX_FRAMES, 128), np.float32)}
-        for row, (_, codes) in enumerate(chunk):
-            frames = min(len(codes["rgb"]), MAX_FRAMES)
-            batch["num_frames"][row] = frames
-            for name, value in _dequantized(codes).items():
-                batch[name][row, :frames] = value[:frames]
-        batches.append(batch)
+    assert len(lines) == len(videos) + 1
+    # inference.py's pipeline: its reader (tf.data, file order, batches of 3: 9 videos fill
+    # them all), its SavedModel predictor and its CSV writer. Every row must be byte-identical.
+    predict, data_config = load_saved_model_predictor(config.saved_model_dir)
+    assert data_config.max_frames == MAX_FRAMES
     reference_file = workspace["root"] / "reference.csv"
-    submission.write_video_submission(
-        str(reference_file), batches,
-        lambda batch: loaded(rgb=batch["rgb"], audio=batch["audio"],
-                             num_frames=batch["num_frames"])["predictions"],
-        top_k=config.top_k)
+    dataset = inputs.inference_dataset(
+        inputs.require_files(config.input_data_pattern, "--input_data_pattern"), data_config,
+        BATCH_SIZE)
+    submission.write_video_submission(str(reference_file), dataset, predict, config.top_k)
     reference = _csv_lines(reference_file)
     assert sorted(lines[1:]) == sorted(reference[1:])
-    assert len(lines) == len(videos) + 1
 
 
 def test_video_rows_match_numpy_arithmetic(workspace):
@@ -179,7 +179,7 @@ def test_segment_csv_ranks_top_segments_per_whitelisted_class(workspace):
         rows[int(cls)] = segments.split(" ") if segments else []
     expected = _expected_segment_rows(workspace)
     assert set(rows) == set(WHITELIST)  # also classes no video ranked get their (empty) row
-    assert rows[11] == []
+    assert rows[NEVER_CLASS] == []
     assert max(len(segments) for segments in rows.values()) == 3  # the --segment_top_k cut
     assert rows == expected
 
@@ -221,19 +221,14 @@ def test_bad_configuration_names_the_flag(workspace, tmp_path):
              "--segment_saved_model_dir is set but --segment_output_file is empty"),
             (dict(top_k=0), "--top_k must be >= 1, got 0")):
         bad = beam_inference.BeamInferenceConfig(**{**vars(config), **changes})
-        with pytest.raises((ValueError, FileNotFoundError), match="^" + _escaped(message)):
+        with pytest.raises((ValueError, FileNotFoundError), match="^" + re.escape(message)):
             beam_inference.validate(bad)
     whitelist = tmp_path / "ids.csv"
     whitelist.write_text("Class\n1\n")
-    with pytest.raises(ValueError, match=_escaped(
+    with pytest.raises(ValueError, match=re.escape(
             f"--segment_label_ids='{whitelist}': the first line must be the header 'Index', "
             "got 'Class'")):
         beam_inference.read_segment_whitelist(str(whitelist))
-
-
-def _escaped(text):
-    import re
-    return re.escape(text)
 
 
 def test_command_line_writes_the_same_csv(workspace, tmp_path):
@@ -243,7 +238,7 @@ def test_command_line_writes_the_same_csv(workspace, tmp_path):
         [sys.executable, "-m", "yt8m.beam_inference",
          f"--input_data_pattern={config.input_data_pattern}",
          f"--saved_model_dir={config.saved_model_dir}", f"--output_file={output}",
-         "--top_k=5", f"--max_frames={MAX_FRAMES}", *RUNNER_ARGS],
+         "--top_k=5", f"--batch_size={BATCH_SIZE}", *RUNNER_ARGS],
         capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(_csv_lines(output)) == sorted(_csv_lines(config.output_file))

@@ -264,7 +264,8 @@ def _error_message(dataset):
 
 def test_pattern_matching_no_file_names_the_pattern(tmp_path):
     pattern = str(tmp_path / "missing*.tfrecord")
-    with pytest.raises(FileNotFoundError, match=re.escape(f"No file matches the pattern '{pattern}'")):
+    expected = re.escape(f"No file matches the pattern '{pattern}'")
+    with pytest.raises(FileNotFoundError, match=expected):
         data.frame_dataset(pattern, 2)
 
 
@@ -295,12 +296,19 @@ def test_label_out_of_range_names_file_and_video(tmp_path):
                                                  _video("too_big", [2, 10], 2, rng)[0]])
     message = _error_message(data.frame_dataset(path, 4, num_classes=V, feature_names=NAMES,
                                                 feature_sizes=SIZES))
-    assert f"{path}: video too_big: label 10 is outside [0, 10)" in message
+    assert f"{path}: video too_big: label 10 is outside [0, num_classes=10)" in message
     video_path = _write(tmp_path / "video_labels.tfrecord", [records.make_video_example(
         "neg", [-1], {"mean_rgb": np.zeros(8), "mean_audio": np.zeros(4)})])
     message = _error_message(data.video_dataset(video_path, 4, num_classes=V,
                                                 feature_sizes=SIZES))
-    assert f"{video_path}: video neg: label -1 is outside [0, 10)" in message
+    assert f"{video_path}: video neg: label -1 is outside [0, num_classes=10)" in message
+
+
+def test_video_feature_of_wrong_length_names_the_file(tmp_path):
+    path = _write(tmp_path / "short_mean.tfrecord", [records.make_video_example(
+        "short", [1], {"mean_rgb": np.zeros(7), "mean_audio": np.zeros(4)})])
+    message = _error_message(data.video_dataset(path, 4, num_classes=V, feature_sizes=SIZES))
+    assert f"Name: {path}, Key: mean_rgb, Index: 0.  Number of float values != expected" in message
 
 
 def test_unequal_feature_lengths_and_missing_id_are_named(tmp_path):

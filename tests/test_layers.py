@@ -94,9 +94,17 @@ def test_frame_batch_norm_statistics_skip_padded_frames():
     randomize_batch_norms(layer, rng)
     mask = valid_mask()
     for training in (False, True):
+        moving_mean = layer.batch_norm.moving_mean.numpy().astype(np.float64)
+        moving_var = layer.batch_norm.moving_variance.numpy().astype(np.float64)
         got = run(layer, garbage, training)
         expected = bn_ref(garbage.astype(np.float64), layer.batch_norm, training, mask)
         np.testing.assert_allclose(got[mask], expected[mask], **TOL)
+    # The training call moved the statistics towards the valid frames' moments (momentum 0.999).
+    valid = clean[mask].astype(np.float64)
+    np.testing.assert_allclose(layer.batch_norm.moving_mean.numpy(),
+                               0.999 * moving_mean + 0.001 * valid.mean(0), **TOL)
+    np.testing.assert_allclose(layer.batch_norm.moving_variance.numpy(),
+                               0.999 * moving_var + 0.001 * valid.var(0), **TOL)
 
 
 def test_random_frame_sampler_training_only():

@@ -228,3 +228,23 @@ def test_registered_mixnextvlad_has_three_nextvlad_branches():
         len(b.variables) for b in model.branch_models)  # own weights per branch
     outputs = model(batch(), training=False)
     assert outputs["branch_logits"].shape == (3, 3, V)
+
+
+def test_placed_gradients_equal_the_tape_gradients():
+    # Explicit devices (the one CPU here) switch compute_gradients to tf.gradients in a graph.
+    leaves = [frame_level_models.build("FrameLevelLogisticModel", V, **FEATURES) for _ in range(2)]
+    model = MixtureModel(leaves, V, temperature=2.0, distill_lambda=4.0,
+                         branch_devices=["/device:CPU:0"] * 2)
+    assert model.is_model_parallel
+    labels = tf.constant(np.eye(3, V, dtype=np.float32))
+
+    @tf.function
+    def both_gradients(inputs):
+        with tf.GradientTape(persistent=True) as tape:
+            loss = _total_loss(model, inputs, labels)
+        variables = model.trainable_variables
+        return model.compute_gradients(tape, loss, variables), tape.gradient(loss, variables)
+
+    placed, plain = both_gradients(batch())
+    for a, b in zip(placed, plain):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)

@@ -9,6 +9,7 @@ import pytest
 
 import yt8m  # noqa: F401
 import tensorflow as tf
+import tf_keras as keras
 
 from yt8m.distillation import extract
 from yt8m.distillation import mixture_models
@@ -83,7 +84,7 @@ def trained_tree(tmp_path_factory):
                                 feature_sizes="16,8", **hparams)
     for seed in (1, 2):  # move the BN statistics away from their initial values
         tree(inputs(seed), training=True)
-    optimizer = tree.configure_optimizer(tf.keras.optimizers.Adam(1e-3))
+    optimizer = tree.configure_optimizer(keras.optimizers.Adam(1e-3))
     optimizer.build(tree.trainable_variables)
     manager = checkpoints.make_checkpoint_manager(
         tf.train.Checkpoint(model=tree, optimizer=optimizer), train_dir, max_to_keep=2)

@@ -203,6 +203,19 @@ def test_reverse_whitening_option(tmp_path):
         frame_level_models.build("NeXtVLADModel", NUM_CLASSES, pca_eigenvalues_file=str(path))
 
 
+def test_models_clone_and_save_with_their_config(small_models, tmp_path):
+    """Every custom layer serialises its config (clone_model, .keras files, tfmot rely on it)."""
+    model = small_models["NetVLADModelLF"]
+    batch = frame_batch(np.random.default_rng(12))
+    expected = model(batch)["predictions"].numpy()
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    np.testing.assert_array_equal(clone(batch)["predictions"].numpy(), expected)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    np.testing.assert_array_equal(loaded(batch)["predictions"].numpy(), expected)
+
+
 # ---------------------------------------------------------------- parameter counts
 
 def test_paper_configurations_parameter_counts():

@@ -20,10 +20,10 @@ FRAME_DATA = DataConfig(feature_names=("rgb", "audio"), feature_sizes=(1024, 128
 
 
 def make_small_dataset(root):
-    """60 frame-level videos (42 train, 9 validate, 9 test) of 10-24 frames, 6 classes, and 12
-    segment-rated videos; about a second to write."""
+    """60 frame-level videos (42 train, 9 validate, 9 test) of 20-30 frames (models keep 24),
+    6 classes, and 12 segment-rated videos; about a second to write."""
     synthetic.generate(str(root), num_videos=60, num_classes=NUM_CLASSES, seed=3, num_shards=2,
-                       min_frames=10, max_frames=MAX_FRAMES, num_segment_videos=12)
+                       min_frames=20, max_frames=30, num_segment_videos=12)
     return str(root)
 
 

@@ -148,6 +148,9 @@ class _LoadedServingModel:
                 f"{PREDICTIONS_OUTPUT!r} (SPEC 7); it takes {sorted(input_specs)} and returns "
                 f"{sorted(self.signature.structured_outputs)}")
         self.feature_sizes = {name: int(input_specs[name].shape[-1]) for name in FEATURE_NAMES}
+        # export_ensemble.py records the frames its members read; other SavedModels may not.
+        recorded = getattr(self.saved_model, "max_frames", None)
+        self.max_frames = int(recorded.numpy()) if recorded is not None else None
 
     def predict(self, inputs):
         outputs = self.signature(**{name: tf.constant(value) for name, value in inputs.items()})
@@ -166,7 +169,9 @@ class SavedModelHandler(beam_inference_base.ModelHandler):
     otherwise change in the last digits with however the runner happened to group elements.
     """
 
-    def __init__(self, saved_model_dir, max_frames, batch_size=32):
+    def __init__(self, saved_model_dir, max_frames=0, batch_size=32):
+        """max_frames: frames per video fed to the model; 0 takes the SavedModel's own
+        `max_frames` (export_ensemble.py records it), else the YouTube-8M 300."""
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)
         self.saved_model_dir = saved_model_dir
         self.max_frames = max_frames
@@ -176,8 +181,11 @@ class SavedModelHandler(beam_inference_base.ModelHandler):
         logging.info("Loading SavedModel %s", self.saved_model_dir)
         return _LoadedServingModel(self.saved_model_dir)
 
+    def frames_for(self, model):
+        return self.max_frames or model.max_frames or records.DEFAULT_MAX_FRAMES
+
     def run_inference(self, batch, model, inference_args=None):
-        inputs = padded_batch(batch, model.feature_sizes, self.max_frames,
+        inputs = padded_batch(batch, model.feature_sizes, self.frames_for(model),
                               max(self.batch_size, len(batch)))
         predictions = model.predict(inputs)[:len(batch)]
         return [beam_inference_base.PredictionResult(frames, row)
@@ -278,7 +286,7 @@ class BeamInferenceConfig:
     saved_model_dir: str
     output_file: str
     top_k: int = 20
-    max_frames: int = records.DEFAULT_MAX_FRAMES
+    max_frames: int = 0                   # 0: the SavedModel's own max_frames (else 300)
     batch_size: int = 32
     segment_saved_model_dir: str = ""     # set to rank segments too
     segment_output_file: str = ""
@@ -306,8 +314,10 @@ def validate(config):
     _require_saved_model(config.saved_model_dir, "--saved_model_dir")
     if not config.output_file:
         raise ValueError("--output_file is empty: give the path of the CSV to write")
-    for flag, value in (("--top_k", config.top_k), ("--max_frames", config.max_frames),
-                        ("--batch_size", config.batch_size),
+    if config.max_frames < 0:
+        raise ValueError(f"--max_frames must be >= 0 (0: the SavedModel's own), got "
+                         f"{config.max_frames}")
+    for flag, value in (("--top_k", config.top_k), ("--batch_size", config.batch_size),
                         ("--segment_candidates", config.segment_candidates),
                         ("--segment_top_k", config.segment_top_k)):
         if value < 1:
@@ -406,8 +416,8 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_integer("top_k", _DEFAULTS.top_k, "Classes per video in the CSV.",
                          flag_values=fv)
     flags.DEFINE_integer("max_frames", _DEFAULTS.max_frames, "Frames per video fed to the model "
-                         "(truncate / zero-pad); use the value the model was trained with.",
-                         flag_values=fv)
+                         "(truncate / zero-pad); 0: the max_frames the export records (else "
+                         "300).", flag_values=fv)
     flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Videos (or segments) per model "
                          "call; short batches are padded so scores never depend on the grouping.",
                          flag_values=fv)

@@ -102,7 +102,8 @@ class Config:
         need(self.num_videos >= 1, "num_videos", "must be at least 1")
         need(self.num_classes >= 2, "num_classes", "must be at least 2")
         need(self.num_shards >= 1, "num_shards", "must be at least 1")
-        need(self.min_frames >= 10, "min_frames", "must be at least 10 (one class event needs 5)")
+        need(self.min_frames >= 4 * SEGMENT, "min_frames",
+             f"must be at least {4 * SEGMENT} (each label needs that many frames)")
         need(self.max_frames >= self.min_frames, "max_frames", "must be >= --min_frames")
         for name in ("validate_fraction", "test_fraction"):
             need(0.0 <= getattr(self, name) < 1.0, name, "must be in [0, 1)")

@@ -33,13 +33,46 @@ def slim_l2(penalty):
     return keras.regularizers.l2(penalty / 2.0)
 
 
+@keras.utils.register_keras_serializable(package="yt8m")
+class MaskedBatchNormalization(keras.layers.BatchNormalization,
+                               tfmot.sparsity.keras.PrunableLayer):
+    """keras BatchNormalization whose masked batch moments cost two matrix-vector products.
+
+    Keras computes masked moments with tf.nn.weighted_moments (several full-size temporaries, and
+    as many in the gradient); here sum(x) and sum(x^2) over the valid rows are `mask @ x` and
+    `mask @ x^2`, which made a masked training-mode BN ~1.8x faster on [20, 300, 1024] frames.
+    x is shifted by the moving mean first (a constant), so E[x^2] - E[x]^2 does not cancel
+    catastrophically once the moving mean tracks the data.
+    """
+
+    def get_prunable_weights(self):  # tfmot knows only the exact Keras class: nothing to prune
+        return []
+
+    def _no_sync_calculate_mean_and_var(self, inputs, reduction_axes, keep_dims, mask=None):
+        if mask is None:
+            return super()._no_sync_calculate_mean_and_var(inputs, reduction_axes, keep_dims)
+        channels = tf.shape(inputs)[-1]
+        shift = tf.stop_gradient(tf.cast(self.moving_mean, inputs.dtype))
+        rows = tf.reshape(inputs, [-1, channels]) - shift
+        weights = tf.reshape(tf.cast(mask, inputs.dtype), [1, -1])
+        count = tf.maximum(tf.reduce_sum(weights), 1.0)
+        shifted_mean = tf.matmul(weights, rows)[0] / count
+        mean_square = tf.matmul(weights, tf.square(rows))[0] / count
+        variance = tf.maximum(mean_square - tf.square(shifted_mean), 0.0)
+        mean = shifted_mean + shift
+        if keep_dims:
+            shape = tf.concat([tf.ones([tf.rank(inputs) - 1], tf.int32), [channels]], 0)
+            mean, variance = tf.reshape(mean, shape), tf.reshape(variance, shape)
+        return mean, variance
+
+
 def batch_norm(name):
-    """BatchNormalization with the slim defaults (momentum 0.999, epsilon 1e-3, centre and scale).
+    """Batch norm with the slim defaults (momentum 0.999, epsilon 1e-3, centre and scale).
 
     Not fused: frame-level callers pass a mask so padded frames stay out of the batch statistics.
     """
-    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, fused=False,
-                                           name=name)
+    return MaskedBatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, fused=False,
+                                    name=name)
 
 
 def frame_mask(num_frames, frames, dtype=tf.float32):

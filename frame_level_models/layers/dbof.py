@@ -28,13 +28,14 @@ class DbofPooling(common.Layer):
 
     def build(self, input_shape):
         feature_size = int(input_shape[0][-1])
+        self.feature_size = feature_size
         self.cluster_kernel = self.add_weight("cluster_kernel", [feature_size, self.cluster_size],
                                               initializer=common.fan_in_normal())
         if self.add_batch_norm:
             self.input_bn = common.batch_norm("input_bn")
-            self.input_bn.build([None, None, feature_size])
+            self.input_bn.build([None, feature_size])
             self.cluster_bn = common.batch_norm("cluster_bn")
-            self.cluster_bn.build([None, None, self.cluster_size])
+            self.cluster_bn.build([None, self.cluster_size])
         else:
             self.cluster_bias = self.add_weight(
                 "cluster_bias", [self.cluster_size],
@@ -43,19 +44,22 @@ class DbofPooling(common.Layer):
 
     def call(self, inputs, training=None):
         frames, num_frames = inputs
-        mask = common.bool_frame_mask(num_frames, frames)
+        batch, length = tf.shape(frames)[0], tf.shape(frames)[1]
+        mask = tf.reshape(common.bool_frame_mask(num_frames, frames), [-1])  # [B*T]
+        rows = tf.reshape(frames, [-1, self.feature_size])
         if self.add_batch_norm:
-            frames = self.input_bn(frames, training=training, mask=mask)
-        activation = tf.einsum("btn,nk->btk", frames, self.cluster_kernel)
+            rows = self.input_bn(rows, training=training, mask=mask)
+        activation = tf.matmul(rows, self.cluster_kernel)
         if self.add_batch_norm:
             activation = self.cluster_bn(activation, training=training, mask=mask)
         else:
-            activation = activation + self.cluster_bias
+            activation = tf.nn.bias_add(activation, self.cluster_bias)
         # ReLU6 output is >= 0, so zeroing padded frames keeps them out of the max as well.
-        activation = tf.nn.relu6(activation) * tf.cast(mask, frames.dtype)[:, :, None]
+        activation = tf.nn.relu6(activation) * tf.cast(mask, frames.dtype)[:, None]
+        activation = tf.reshape(activation, [batch, length, self.cluster_size])
         if self.pooling_method == "max":
             return tf.reduce_max(activation, axis=1)
-        count = tf.maximum(tf.reduce_sum(tf.cast(mask, frames.dtype), 1, keepdims=True), 1.0)
+        count = tf.maximum(tf.cast(num_frames, frames.dtype), 1.0)[:, None]
         return tf.reduce_sum(activation, axis=1) / count
 
     def get_config(self):

@@ -32,7 +32,7 @@ class NetVLAD(common.Layer):
                                               initializer=common.fan_in_normal())
         if self.add_batch_norm:
             self.cluster_bn = common.batch_norm("cluster_bn")
-            self.cluster_bn.build([None, None, self.cluster_size])
+            self.cluster_bn.build([None, self.cluster_size])
         else:
             self.cluster_bias = self.add_weight(
                 "cluster_bias", [self.cluster_size],
@@ -43,15 +43,17 @@ class NetVLAD(common.Layer):
 
     def call(self, inputs, training=None):
         frames, num_frames = inputs
-        mask = common.bool_frame_mask(num_frames, frames)
-        activation = tf.einsum("btd,dk->btk", frames, self.cluster_kernel)
+        batch, length = tf.shape(frames)[0], tf.shape(frames)[1]
+        mask = tf.reshape(common.bool_frame_mask(num_frames, frames), [-1])  # [B*T]
+        activation = tf.matmul(tf.reshape(frames, [-1, self.feature_size]), self.cluster_kernel)
         if self.add_batch_norm:
             activation = self.cluster_bn(activation, training=training, mask=mask)
         else:
-            activation = activation + self.cluster_bias
-        assignment = tf.nn.softmax(activation) * tf.cast(mask, frames.dtype)[:, :, None]
+            activation = tf.nn.bias_add(activation, self.cluster_bias)
+        assignment = tf.nn.softmax(activation) * tf.cast(mask, frames.dtype)[:, None]
+        assignment = tf.reshape(assignment, [batch, length, self.cluster_size])
         # sum_i a_ik x_id - C_dk sum_i a_ik, as one batched matmul over the frames.
-        vlad = tf.einsum("btk,btd->bdk", assignment, frames)
+        vlad = tf.matmul(frames, assignment, transpose_a=True)  # [B, D, K]
         vlad -= self.centroids * tf.reduce_sum(assignment, axis=1, keepdims=True)
         vlad = common.l2_normalize(vlad, axis=1)
         vlad = tf.reshape(vlad, [-1, self.feature_size * self.cluster_size])

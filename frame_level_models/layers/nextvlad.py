@@ -5,6 +5,9 @@ alpha_gk = softmax_K(BN(x' W_c)) with W_c: lambda*N x G*K (no bias), per (frame,
 a = alpha_gk * alpha_g; x' split into G groups of width D = lambda*N/G;
 v[d, k] = sum over frames and groups of a (x'_group[d] - C[d, k]); intra-normalise over d;
 flatten [K*D]; BN (no global L2 normalisation).
+
+Frames are flattened to [B*T, ...] rows so the dense steps are plain 2-D matmuls (+ bias add, which
+TF fuses into the matmul on CPU) and the residual sums one batched matmul per video.
 """
 import yt8m  # noqa: F401
 import tensorflow as tf
@@ -36,6 +39,7 @@ class NeXtVLAD(common.Layer):
         if expanded % self.groups:
             raise ValueError(f"NeXtVLAD: expansion*feature_size = {expanded} is not divisible by "
                              f"groups={self.groups}")
+        self.feature_size = feature_size
         self.group_size = expanded // self.groups
         groups, clusters = self.groups, self.cluster_size
         self.expansion_kernel = self.add_weight("expansion_kernel", [feature_size, expanded],
@@ -47,7 +51,7 @@ class NeXtVLAD(common.Layer):
         self.cluster_kernel = self.add_weight("cluster_kernel", [expanded, groups * clusters],
                                               initializer=common.he_normal())
         self.cluster_bn = common.batch_norm("cluster_bn")
-        self.cluster_bn.build([None, None, groups * clusters])
+        self.cluster_bn.build([None, groups * clusters])
         self.centroids = self.add_weight("centroids", [self.group_size, clusters],
                                          initializer=common.he_normal())
         self.output_bn = common.batch_norm("vlad_bn")
@@ -56,17 +60,18 @@ class NeXtVLAD(common.Layer):
 
     def call(self, inputs, training=None):
         frames, num_frames = inputs
-        mask = common.bool_frame_mask(num_frames, frames)
         batch, length = tf.shape(frames)[0], tf.shape(frames)[1]
         groups, clusters, width = self.groups, self.cluster_size, self.group_size
-        expanded = tf.einsum("btn,ne->bte", frames, self.expansion_kernel) + self.expansion_bias
-        attention = tf.sigmoid(tf.einsum("bte,eg->btg", expanded, self.attention_kernel)
-                               + self.attention_bias)
-        attention *= tf.cast(mask, frames.dtype)[:, :, None]
-        activation = tf.einsum("bte,ec->btc", expanded, self.cluster_kernel)
-        activation = self.cluster_bn(activation, training=training, mask=mask)
-        activation = tf.nn.softmax(tf.reshape(activation, [batch, length, groups, clusters]))
-        assignment = activation * attention[:, :, :, None]
+        mask = tf.reshape(common.bool_frame_mask(num_frames, frames), [-1])  # [B*T]
+        rows = tf.reshape(frames, [-1, self.feature_size])
+        expanded = tf.nn.bias_add(tf.matmul(rows, self.expansion_kernel), self.expansion_bias)
+        attention = tf.sigmoid(tf.nn.bias_add(tf.matmul(expanded, self.attention_kernel),
+                                              self.attention_bias))
+        attention *= tf.cast(mask, frames.dtype)[:, None]
+        activation = self.cluster_bn(tf.matmul(expanded, self.cluster_kernel),
+                                     training=training, mask=mask)
+        activation = tf.nn.softmax(tf.reshape(activation, [-1, groups, clusters]))
+        assignment = activation * attention[:, :, None]  # [B*T, G, K]
         # Frames x groups become one axis: the sum over both is one batched matmul per video.
         assignment = tf.reshape(assignment, [batch, length * groups, clusters])
         grouped = tf.reshape(expanded, [batch, length * groups, width])

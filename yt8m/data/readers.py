@@ -10,6 +10,7 @@ a parse per record. Every check names the file (and the video id where it is kno
 Segment readers parse batches of videos, cut them into segments, then re-batch the segments.
 """
 import dataclasses
+import typing
 
 import numpy as np
 
@@ -58,8 +59,8 @@ def _multi_hot(labels, num_classes, filenames, video_ids):
     def problem(row):
         in_row = tf.equal(labels.indices[:, 0], tf.cast(row, tf.int64)) & out_of_range
         value = tf.boolean_mask(labels.values, in_row)[0]
-        return tf.strings.join(["label ", as_text(value), " is outside [0, ", as_text(num_classes),
-                                ") (num_classes=", as_text(num_classes), ")"])
+        return tf.strings.join(["label ", as_text(value), " is outside [0, num_classes=",
+                                str(num_classes), ")"])
     check = check_rows(bad_rows, filenames, video_ids, problem)
     with tf.control_dependencies([check]):
         hot = tf.sparse.to_indicator(labels, num_classes)
@@ -82,14 +83,14 @@ def _check_frames(strings, lengths, feature_names, feature_sizes, filenames, vid
         def problem(row, name=name, size=size, byte_counts=byte_counts, wrong=wrong):
             frame = tf.argmax(tf.cast(wrong[row], tf.int32), output_type=tf.int32)
             return tf.strings.join([
-                "feature ", name, " frame ", as_text(frame), " has ", as_text(byte_counts[row, frame]),
-                " bytes, expected ", str(size)])
+                "feature ", name, " frame ", as_text(frame), " has ",
+                as_text(byte_counts[row, frame]), " bytes, expected ", str(size)])
         checks.append(check_rows(tf.reduce_any(wrong, axis=1), filenames, video_ids, problem))
         if name != first:
             def unequal(row, name=name):
                 return tf.strings.join([
-                    "feature ", name, " has ", as_text(lengths[name][row]), " frames but ", first,
-                    " has ", as_text(lengths[first][row])])
+                    "feature ", name, " has ", as_text(lengths[name][row]), " frames but ",
+                    first, " has ", as_text(lengths[first][row])])
             checks.append(check_rows(tf.not_equal(lengths[name], lengths[first]), filenames,
                                       video_ids, unequal))
     return checks
@@ -135,6 +136,15 @@ def _fixed_frames(frame_strings, size, max_frames):
 # Frame level
 
 
+class _ParsedVideos(typing.NamedTuple):
+    context: dict     # parsed context features
+    strings: dict     # feature name -> [B, T] per-frame byte strings ("" past a video's end)
+    lengths: dict     # feature name -> int32 [B] frames in the record
+    video_ids: tf.Tensor
+    labels: tf.Tensor  # float32 multi-hot [B, V]
+    checks: list       # ops that fail on bad input; outputs must depend on them
+
+
 class _FrameParser:
     """Batched SequenceExample parse: features, num_frames, multi-hot labels, with checks."""
 
@@ -146,7 +156,7 @@ class _FrameParser:
         self.sequence_features = _frame_features(self.feature_names)
 
     def parse(self, filenames, serialized):
-        """-> (context, frame strings, frame lengths, video ids, labels, checks)."""
+        """Parses a batch of serialized SequenceExamples -> _ParsedVideos."""
         context, strings, lengths = tf.io.parse_sequence_example(
             serialized, context_features=self.context_features,
             sequence_features=self.sequence_features, example_names=filenames)
@@ -156,8 +166,7 @@ class _FrameParser:
         checks = [id_check, label_check] + _check_frames(
             strings, lengths, self.feature_names, self.feature_sizes, filenames, video_ids)
         lengths = {name: tf.cast(length, tf.int32) for name, length in lengths.items()}
-        return context, strings, lengths, video_ids, labels, checks
-
+        return _ParsedVideos(context, strings, lengths, video_ids, labels, checks)
 
 
 def _check_feature_args(feature_names, feature_sizes):
@@ -244,15 +253,15 @@ def frame_dataset(file_pattern, batch_size, num_classes=records.DEFAULT_NUM_CLAS
     parser = _FrameParser(num_classes, feature_names, feature_sizes)
 
     def parse_batch(filenames, serialized):
-        _, strings, lengths, video_ids, labels, checks = parser.parse(filenames, serialized)
-        num_frames = tf.minimum(lengths[feature_names[0]], max_frames)
-        batch = {"id": video_ids}
+        videos = parser.parse(filenames, serialized)
+        num_frames = tf.minimum(videos.lengths[feature_names[0]], max_frames)
+        batch = {"id": videos.video_ids}
         for name, size in zip(feature_names, feature_sizes):
-            codes = _fixed_frames(strings[name], size, max_frames)
+            codes = _fixed_frames(videos.strings[name], size, max_frames)
             batch[name] = _dequantize_padded_fused(codes, num_frames) if dequantize else codes
         batch["num_frames"] = num_frames
-        batch["labels"] = labels
-        return after(checks, batch)
+        batch["labels"] = videos.labels
+        return after(videos.checks, batch)
 
     reading = _Reading(shuffle, num_epochs, seed, skip_corrupted, num_parallel_reads,
                        shuffle_buffer_size)
@@ -409,24 +418,25 @@ def segment_dataset(file_pattern, batch_size, num_classes=records.DEFAULT_NUM_CL
                           extra_context=_segment_context() if rated else None)
 
     def parse_segments(filenames, serialized):
-        context, strings, lengths, video_ids, labels, checks = parser.parse(filenames, serialized)
-        video_frames = lengths[feature_names[0]]
+        videos = parser.parse(filenames, serialized)
+        strings, video_ids = videos.strings, videos.video_ids
+        video_frames = videos.lengths[feature_names[0]]
         if max_frames is not None:  # frames past it must not leak into a segment's codes
             video_frames = tf.minimum(video_frames, max_frames)
             strings = {name: value[:, :max_frames] for name, value in strings.items()}
         if rated:
             seg_rows, seg_starts, targets, more_checks = _rated_segments(
-                context, video_frames, filenames, video_ids, num_classes, segment_size)
+                videos.context, video_frames, filenames, video_ids, num_classes, segment_size)
         else:
             seg_rows, seg_starts, targets, more_checks = _all_segments(
-                video_frames, labels, segment_size)
+                video_frames, videos.labels, segment_size)
         batch = {"id": tf.gather(video_ids, seg_rows), "segment_start": seg_starts}
         for name, size in zip(feature_names, feature_sizes):
             batch[name], num_frames = _gather_segments(
                 strings[name], seg_rows, seg_starts, video_frames, size, segment_size, dequantize)
         batch["num_frames"] = num_frames
         batch.update(targets)
-        return after(checks + more_checks, batch)
+        return after(videos.checks + more_checks, batch)
 
     reading = _Reading(shuffle, num_epochs, seed, skip_corrupted, num_parallel_reads,
                        shuffle_buffer_size)

@@ -140,6 +140,11 @@ class MixtureModel(keras.Model):
     def branch_devices(self):
         return self._branch_devices
 
+    @property
+    def is_model_parallel(self):
+        """True when the branches are placed on devices of their own."""
+        return any(self._branch_devices)
+
     def gate_inputs(self, inputs):
         """The concatenated features averaged over each video's valid frames (padding ignored)."""
         features = tf.concat([tf.cast(inputs[name], tf.float32) for name in self._feature_names],
@@ -205,16 +210,19 @@ class MixtureModel(keras.Model):
 
         Inside a tf.function this uses tf.gradients, which colocates gradients with their forward
         ops (GradientTape.gradient leaves them unplaced: they would all run on the first device).
-        Eagerly it falls back to the tape. The trainer calls this instead of tape.gradient.
+        Eagerly, or when nothing is placed, it is plain tape.gradient. The trainer calls this
+        instead of tape.gradient.
         """
-        if tf.inside_function():
+        if self.is_model_parallel and tf.inside_function():
             return tf.gradients(loss, variables)
         return tape.gradient(loss, variables)
 
     def configure_optimizer(self, optimizer):
-        """Returns `optimizer` set to clip and update each variable on the variable's device (the
-        trainer calls this once, before the first step)."""
-        return placement.place_updates_on_variable_devices(optimizer)
+        """Returns `optimizer`, set (when the tree is placed) to clip and update each variable on
+        the variable's device. The trainer calls this once, before the first step."""
+        if self.is_model_parallel:
+            placement.place_updates_on_variable_devices(optimizer)
+        return optimizer
 
     def subtree(self, path):
         """The branch at `path` (a sequence of 0-based branch indices, root first)."""

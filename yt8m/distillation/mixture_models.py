@@ -6,7 +6,7 @@
   named by `mixture_base_model`.
 
 The leaves are built by `frame_level_models.build` with every hparam that is not a mixture hparam,
-so a leaf is exactly the standalone zoo model of the same name and hparams; `leaf_model_flags`
+so a leaf is exactly the standalone zoo model of the same name and hparams; `node_model_flags`
 describes any node of a trained tree as a model of its own (what extract.py writes).
 """
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)

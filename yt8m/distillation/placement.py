@@ -73,8 +73,9 @@ def check_strategy_allows_placement(devices):
     raise ValueError(
         f"A MOD tree placed on several devices ({', '.join(sorted(set(devices)))}) cannot be built "
         f"under {type(strategy).__name__}: that strategy puts every variable on its own device(s). "
-        "Build it outside any strategy scope (train.py: --distribution_strategy=none), or pass "
-        "--mod_devices with a single device.")
+        "Build it outside any strategy scope (several machines: "
+        "yt8m.training.multi_worker.make_model_parallel_step), or pass --mod_devices with a "
+        "single device.")
 
 
 class _UpdatesOnVariableDevices:

@@ -1,0 +1,152 @@
+"""train.py / eval.py / inference.py as programs: bad input fails with exit code 1 and one clear
+message naming the flag or path, writing nothing; good input works end to end.
+
+Every program run is a subprocess (about 5 s of TensorFlow start-up each), so all of them are
+started together by one module fixture and the tests only read their results.
+"""
+import os
+
+import pytest
+
+import yt8m  # noqa: F401
+from yt8m.training import trainer
+
+import training_helpers as helpers
+
+NO_FILES = "/nonexistent/train*.tfrecord"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Trains two tiny train dirs in-process, then runs every program case in parallel."""
+    root = tmp_path_factory.mktemp("cli")
+    data_dir = helpers.make_small_dataset(root / "data")
+    logistic_dir, moe_dir = str(root / "logistic"), str(root / "moe")
+    trainer.train(helpers.train_config(logistic_dir, data_dir, max_steps=2))
+    trainer.train(helpers.train_config(moe_dir, data_dir, model="MoeModel", max_steps=2))
+    no_checkpoint_dir = root / "no_checkpoint"
+    no_checkpoint_dir.mkdir()
+    with open(os.path.join(logistic_dir, "model_flags.json")) as handle:
+        model_flags = handle.read()
+    (no_checkpoint_dir / "model_flags.json").write_text(model_flags)
+
+    video = ["--feature_names=mean_rgb,mean_audio", "--feature_sizes=1024,128",
+             f"--num_classes={helpers.NUM_CLASSES}"]
+    train_args = [f"--train_data_pattern={helpers.pattern(data_dir, 'video', 'train')}",
+                  "--max_steps=1", "--batch_size=4", *video]
+    validate = f"--eval_data_pattern={helpers.pattern(data_dir, 'video', 'validate')}"
+    test_files = f"--input_data_pattern={helpers.pattern(data_dir, 'video', 'test')}"
+    outputs = {name: str(root / f"{name}.csv") for name in ("good", "no_ckpt", "no_files")}
+    cases = {
+        "unknown_model": ("train.py", f"--train_dir={root / 'a'}", "--model=NoSuchModel",
+                          *train_args),
+        "feature_mismatch": ("train.py", f"--train_dir={root / 'b'}", *train_args,
+                             "--feature_sizes=1024"),
+        "no_train_files": ("train.py", f"--train_dir={root / 'c'}", *train_args,
+                           f"--train_data_pattern={NO_FILES}"),
+        "other_model": ("train.py", f"--train_dir={logistic_dir}", "--model=MoeModel",
+                        *train_args),
+        "eval_no_checkpoint": ("eval.py", f"--train_dir={no_checkpoint_dir}", validate,
+                               "--run_once"),
+        "eval_foreign_checkpoint": ("eval.py", f"--train_dir={logistic_dir}", validate,
+                                    f"--checkpoint={moe_dir}/ckpt-2"),
+        "eval_not_a_train_dir": ("eval.py", f"--train_dir={root / 'nothing'}", validate,
+                                 "--run_once"),
+        "inference_no_checkpoint": ("inference.py", f"--train_dir={no_checkpoint_dir}",
+                                    test_files, f"--output_file={outputs['no_ckpt']}"),
+        "inference_no_files": ("inference.py", f"--train_dir={logistic_dir}",
+                               f"--input_data_pattern={NO_FILES}",
+                               f"--output_file={outputs['no_files']}"),
+        "eval_good": ("eval.py", f"--train_dir={logistic_dir}", validate, "--run_once"),
+        "inference_good": ("inference.py", f"--train_dir={logistic_dir}", test_files,
+                           f"--output_file={outputs['good']}"),
+    }
+    processes = {name: helpers.start(helpers.python_command(*args))
+                 for name, args in cases.items()}
+    results = {}
+    for name, process in processes.items():
+        output = process.communicate(timeout=300)[0]
+        results[name] = (process.returncode, output)
+    return {"results": results, "root": root, "logistic_dir": logistic_dir, "moe_dir": moe_dir,
+            "no_checkpoint_dir": str(no_checkpoint_dir), "outputs": outputs,
+            "model_flags": model_flags}
+
+
+def _failure(runs, name):
+    code, output = runs["results"][name]
+    assert code == 1, output
+    assert "Traceback" not in output, output
+    return helpers.last_error_line(output)
+
+
+def test_unknown_model_lists_the_choices(runs):
+    assert _failure(runs, "unknown_model") == (
+        "train.py: error: --model='NoSuchModel' is not a known model; choose one of: "
+        "LogisticModel, MoeModel, FrameLevelLogisticModel, DbofModel, LstmModel, NetVLADModelLF, "
+        "NeXtVLADModel")
+    assert not os.path.exists(runs["root"] / "a" / "model_flags.json")
+
+
+def test_feature_names_and_sizes_of_different_lengths(runs):
+    assert _failure(runs, "feature_mismatch") == (
+        "train.py: error: --feature_names has 2 names ('mean_rgb,mean_audio') but "
+        "--feature_sizes has 1 sizes ('1024'); give one size per feature")
+
+
+def test_a_data_pattern_matching_no_file(runs):
+    assert _failure(runs, "no_train_files").startswith(
+        f"train.py: error: --train_data_pattern='{NO_FILES}' matches no file")
+    assert not os.path.exists(runs["root"] / "c")
+    assert _failure(runs, "inference_no_files").startswith(
+        f"inference.py: error: --input_data_pattern='{NO_FILES}' matches no file")
+    assert not os.path.exists(runs["outputs"]["no_files"])
+
+
+def test_continuing_a_train_dir_with_another_model_is_refused(runs):
+    code, output = runs["results"]["other_model"]
+    assert code == 1, output
+    path = os.path.join(runs["logistic_dir"], "model_flags.json")
+    assert (f"train.py: error: Model flags do not match the existing {path}:\n"
+            "  hparams.l2_penalty: None in the file" in output)
+    assert "  model: 'LogisticModel' in the file, 'MoeModel' now\n" in output
+    assert "Delete the file, change --train_dir, or pass --start_new_model." in output
+    with open(path) as handle:
+        assert handle.read() == runs["model_flags"]  # untouched
+
+
+def test_eval_and_inference_need_a_checkpoint(runs):
+    message = (f"--train_dir={runs['no_checkpoint_dir']!r} holds no checkpoint (train.py writes "
+               "ckpt-<step>.index files there)")
+    assert _failure(runs, "eval_no_checkpoint") == f"eval.py: error: {message}"
+    assert _failure(runs, "inference_no_checkpoint") == f"inference.py: error: {message}"
+    assert not os.path.exists(runs["outputs"]["no_ckpt"])
+    assert not os.path.exists(os.path.join(runs["no_checkpoint_dir"], "eval"))
+
+
+def test_eval_needs_a_train_dir(runs):
+    assert _failure(runs, "eval_not_a_train_dir") == (
+        f"eval.py: error: --train_dir={str(runs['root'] / 'nothing')!r} has no model_flags.json: "
+        "it is not a directory written by train.py")
+
+
+def test_a_checkpoint_of_another_model_is_refused(runs):
+    line = _failure(runs, "eval_foreign_checkpoint")
+    path = os.path.join(runs["logistic_dir"], "model_flags.json")
+    assert line.startswith(
+        f"eval.py: error: checkpoint {runs['moe_dir']}/ckpt-2 does not hold the weights of model "
+        f"'LogisticModel' described by {path}: ")
+    assert not os.path.exists(os.path.join(runs["logistic_dir"], "eval", "metrics_step_2.json"))
+
+
+def test_eval_and_inference_programs_work(runs):
+    code, output = runs["results"]["eval_good"]
+    assert code == 0, output
+    metrics_file = os.path.join(runs["logistic_dir"], "eval", "metrics_step_2.json")
+    assert f"eval.py: step 2: GAP " in output and f"({metrics_file})" in output
+    assert os.path.exists(metrics_file)
+    code, output = runs["results"]["inference_good"]
+    assert code == 0, output
+    assert f"inference.py: wrote 9 videos to {runs['outputs']['good']}" in output
+    with open(runs["outputs"]["good"]) as handle:
+        lines = handle.read().splitlines()
+    assert lines[0] == "VideoId,LabelConfidencePairs" and len(lines) == 10
