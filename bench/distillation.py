@@ -11,7 +11,7 @@ Trains, with the project's trainer (yt8m.training.trainer) on a synthetic YouTub
 and writes results.json, results.md (table: parameters, training examples/s, GAP, MAP) and
 results.png under --output_dir.
 
-    .venv/bin/python bench/distillation.py                     # full run (see docs/online_distillation.md)
+    .venv/bin/python bench/distillation.py             # full run (docs/online_distillation.md)
     .venv/bin/python bench/distillation.py --quick             # minutes: checks that it works
 
 Everything is scaled to a shared 2-core CPU (see the flags); speeds are indicative. The references'

@@ -14,21 +14,15 @@ import os
 import sys
 
 import yt8m  # noqa: F401
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from yt8m import losses
+from yt8m.distillation import mixture_models
 from yt8m.training import distribution
-
-distribution.configure_cpu_devices(2)  # before the strategy starts TensorFlow's runtime
-
-from yt8m.training import multi_worker  # noqa: E402
-
-STRATEGY = multi_worker.make_multi_worker_strategy(startup_timeout_secs=180)
-
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
-
-from yt8m import losses  # noqa: E402
-from yt8m.distillation import mixture_models  # noqa: E402
-from yt8m.training import objective  # noqa: E402
+from yt8m.training import multi_worker
+from yt8m.training import objective
 
 NUM_CLASSES = 4
 GLOBAL_BATCH = 8
@@ -60,13 +54,17 @@ def loss_function(model):
 
 
 def main(output_dir):
-    index = multi_worker.worker_index(STRATEGY)
+    # Both before anything starts TensorFlow's runtime (the test imports this file for its
+    # builders only, so nothing of this runs at import).
+    distribution.configure_cpu_devices(2)
+    strategy = multi_worker.make_multi_worker_strategy(startup_timeout_secs=180)
+    index = multi_worker.worker_index(strategy)
     model = build_model(seed=100 + index)  # different initial values on each worker
     before = [variable.numpy() for variable in model.variables]
-    multi_worker.broadcast_from_chief(STRATEGY, model.variables)
+    multi_worker.broadcast_from_chief(strategy, model.variables)
     initial = [variable.numpy() for variable in model.variables]
     optimizer = model.configure_optimizer(keras.optimizers.Adam(0.01))
-    step = multi_worker.make_model_parallel_step(STRATEGY, model, optimizer,
+    step = multi_worker.make_model_parallel_step(strategy, model, optimizer,
                                                  loss_function(model))
     features, labels = global_batch()
     share = slice(index * GLOBAL_BATCH // 2, (index + 1) * GLOBAL_BATCH // 2)
@@ -87,7 +85,7 @@ def main(output_dir):
         sys.stdout.flush()
         os._exit(0)  # dies without a goodbye; worker 0's next collective finds no peer
     try:
-        with multi_worker.lost_worker_errors(STRATEGY, output_dir):
+        with multi_worker.lost_worker_errors(strategy, output_dir):
             for _ in range(100):
                 step(*mine)
     except multi_worker.WorkerLostError as error:

@@ -274,6 +274,8 @@ def test_bad_arguments_are_named():
         data.frame_dataset("unused", 2, feature_names=("rgb",), feature_sizes=(1024, 128))
     with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
         data.video_dataset("unused", 0)
+    with pytest.raises(ValueError, match="num_epochs must be a positive integer, got 0"):
+        data.frame_dataset("unused", 2, num_epochs=0)
     with pytest.raises(ValueError, match="mode must be 'rated' or 'all', got 'some'"):
         data.segment_dataset("unused", 2, mode="some")
 

@@ -295,9 +295,8 @@ def test_int8_export_within_tolerance(exports, train_dirs):
     # Each int8 weight is within half a quantization step of the float32 weight.
     original = _reference_models(train_dirs)["logistic"].get_layer("logistic").kernel.numpy()
     reader = tf.train.load_checkpoint(os.path.join(export_dir, "variables", "variables"))
-    name = next(name for name in codes if "logistic" in name and "member_0" in name)
-    stored = reader.get_tensor(name)
-    scales = reader.get_tensor(name.replace("/codes/", "/scales/"))
+    stored = reader.get_tensor("members/0/stored_weights/0/codes/.ATTRIBUTES/VARIABLE_VALUE")
+    scales = reader.get_tensor("members/0/stored_weights/0/scales/.ATTRIBUTES/VARIABLE_VALUE")
     np.testing.assert_allclose(scales, np.abs(original).max(axis=0) / 127, rtol=1e-6)
     assert np.all(np.abs(stored * scales - original) <= scales / 2 + 1e-7)
 

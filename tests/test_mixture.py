@@ -20,7 +20,7 @@ def np_log_softmax(x):
 
 
 def np_kl(teacher, student, temperature):
-    """Per example: sum_c p_c (log p_c - log q_c), p = softmax(teacher/T), q = softmax(student/T)."""
+    """Per example: sum_c p_c (log p_c - log q_c), p = softmax(teacher/T), q = softmax(z/T)."""
     log_p = np_log_softmax(teacher / temperature)
     log_q = np_log_softmax(student / temperature)
     return (np.exp(log_p) * (log_p - log_q)).sum(axis=-1)

@@ -201,11 +201,16 @@ def _validator(parse_batch):
 class _Reading:
     """The options every reader shares: which records, in which order, and what to do when bad."""
     shuffle: bool
-    num_epochs: object
-    seed: object
+    num_epochs: typing.Optional[int]        # None: repeat forever
+    seed: typing.Optional[int]
     skip_corrupted: bool
-    num_parallel_reads: object
-    shuffle_buffer_size: object
+    num_parallel_reads: typing.Optional[int]
+    shuffle_buffer_size: typing.Optional[int]
+
+    def __post_init__(self):
+        for name in ("num_epochs", "num_parallel_reads", "shuffle_buffer_size"):
+            if getattr(self, name) is not None:
+                _check_positive(name, getattr(self, name))
 
     @property
     def deterministic(self):
@@ -230,7 +235,8 @@ class _Reading:
         """Batches of `batch_size` records, each parsed by `parse_batch(filenames, records)`."""
         _check_positive("batch_size", batch_size)
         return (self.named_records(file_pattern, parse_batch, batch_size)
-                .batch(batch_size, drop_remainder=drop_remainder)
+                .batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE,
+                       deterministic=self.deterministic)
                 .map(parse_batch, num_parallel_calls=AUTOTUNE, deterministic=self.deterministic)
                 .prefetch(AUTOTUNE))
 
@@ -441,7 +447,8 @@ def segment_dataset(file_pattern, batch_size, num_classes=records.DEFAULT_NUM_CL
     reading = _Reading(shuffle, num_epochs, seed, skip_corrupted, num_parallel_reads,
                        shuffle_buffer_size)
     segments = (reading.named_records(file_pattern, parse_segments, batch_size)
-                .batch(_SEGMENT_PARSE_VIDEOS)
+                .batch(_SEGMENT_PARSE_VIDEOS, num_parallel_calls=AUTOTUNE,
+                       deterministic=reading.deterministic)
                 .map(parse_segments, num_parallel_calls=AUTOTUNE,
                      deterministic=reading.deterministic)
                 .unbatch())

@@ -6,7 +6,7 @@ MixtureModels, which makes a MOD tree a mixture of mixtures (mod_tree.py builds 
   gate      w = softmax(dense(BN(mean of the valid frames), m))        [B, m]
   mixture   z = sum_i w_i z_i,  predictions = sigmoid(z)
   loss      BCE(y, sigmoid(z))                        (the trainer's label loss)
-            + sum_i BCE(y, sigmoid(z_i))              (`auxiliary_loss`, recursively for sub-mixtures)
+            + sum_i BCE(y, sigmoid(z_i))         (`auxiliary_loss`, recursively for sub-mixtures)
             + lambda * mean_batch sum_i KL(softmax(z/T) || softmax(z_i/T))   (skipped when T = 0)
 
 Outputs: `predictions`, `logits`, `gate_weights` [B, m], `branch_logits` [B, m, V]; a sub-mixture's
@@ -59,7 +59,7 @@ def input_specs(model):
 
 
 class MixtureGate(common.Layer):
-    """w = softmax(dense(BN(x), m)): one weight per branch and video. No bias: BN gives the shift."""
+    """w = softmax(dense(BN(x), m)): a weight per branch and video. No bias: BN gives the shift."""
 
     def __init__(self, num_branches, l2_penalty=0.0, **kwargs):
         super().__init__(**kwargs)

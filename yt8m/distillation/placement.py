@@ -1,9 +1,10 @@
 """Which device each top-level sub-tree of a MOD tree lives on (model parallelism, SPEC 4 and 8).
 
 A sub-tree's weights are created under its `tf.device` and its forward ops run there (see
-`MixtureModel.call`); `MixtureModel.compute_gradients` then puts the gradient ops next to the forward
-ops. This module only decides the devices: round-robin over the visible accelerators (or, without
-any, over the logical CPUs), or the list given by `--mod_devices`.
+`MixtureModel.call`); `MixtureModel.compute_gradients` then puts the gradient ops next to the
+forward ops, and `place_updates_on_variable_devices` the optimizer's updates next to the variables.
+The devices: round-robin over the visible accelerators (without any, over the logical CPUs), or the
+list given by `--mod_devices`.
 """
 import contextlib
 
@@ -57,7 +58,7 @@ def assign_round_robin(devices, count):
 
 
 def device_scope(device):
-    """tf.device(device), or no scope at all for None (tf.device(None) would clear an outer scope)."""
+    """tf.device(device), or no scope for None (tf.device(None) would clear an outer scope)."""
     return tf.device(device) if device else contextlib.nullcontext()
 
 
