@@ -1,4 +1,5 @@
-"""Evaluates the checkpoints of a train dir: `python eval.py --train_dir=... --eval_data_pattern=...`.
+"""Evaluates the checkpoints of a train dir:
+`python eval.py --train_dir=... --eval_data_pattern=...`.
 
 Waits for new checkpoints unless --run_once; writes TensorBoard summaries and
 train_dir/eval/metrics_step_<step>.json. See docs/training.md.

@@ -9,6 +9,7 @@ from absl import flags
 import yt8m  # noqa: F401
 from yt8m.distillation import distill_flags
 from yt8m.distillation import training_setup
+from yt8m.segments import finetune
 from yt8m.training import cli
 from yt8m.training import flags as training_flags
 
@@ -18,6 +19,7 @@ FLAGS = flags.FLAGS
 training_flags.define_train_flags()
 hparams.define_flags(pruning=False)
 distill_flags.define_flags()
+finetune.define_flags()
 
 
 def main():
@@ -26,12 +28,18 @@ def main():
     distribution.configure_cpu_devices(FLAGS.num_cpu_devices)
     from yt8m.training import trainer
     from yt8m.training.model_builder import check_model_choice
-    check_model_choice(FLAGS.model, FLAGS.frame_features)
-    config = training_flags.train_config_from_flags(
-        FLAGS, model_hparams=hparams.hparams_from_flags(FLAGS, model_name=FLAGS.model))
+    if FLAGS.finetune_from:  # model, inputs and hparams come from the source train dir
+        config = finetune.config_from_flags(FLAGS)
+    else:
+        check_model_choice(FLAGS.model, FLAGS.frame_features)
+        config = training_flags.train_config_from_flags(
+            FLAGS, model_hparams=hparams.hparams_from_flags(FLAGS, model_name=FLAGS.model))
     # Distillation: the student's config (k frames) and the wrapper the steps train.
     config, training_model_factory = training_setup.prepare(
         config, distill_flags.config_from_flags(FLAGS))
+    if FLAGS.finetune_from:  # warm start (a fresh train dir only), then any distillation wrapper
+        training_model_factory = finetune.warm_start_factory(config, FLAGS.finetune_from,
+                                                             training_model_factory)
     result = trainer.train(config, training_model_factory=training_model_factory)
     print(f"train.py: stopped at step {result.step} ({result.stop_reason}); "
           f"checkpoint {result.checkpoint}", flush=True)

@@ -24,7 +24,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 import frame_level_models
-from yt8m import losses, metrics, synthetic
+from yt8m import data, losses, metrics, synthetic
 from yt8m.data import records
 
 FLAGS = flags.FLAGS
@@ -42,6 +42,9 @@ flags.DEFINE_integer("frame_epochs", 8, "Epochs of the frame-level models.")
 flags.DEFINE_integer("video_epochs", 40, "Epochs of the video-level models.")
 flags.DEFINE_integer("batch_size", 64, "Training batch size.")
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate of the frame-level models.")
+flags.DEFINE_float("learning_rate_decay", 0.85,
+                   "Learning rate factor per epoch (the references decay by 0.8 every few "
+                   "million examples; a demo epoch is a few thousand).")
 flags.DEFINE_float("video_learning_rate", 1e-2, "Adam learning rate of the video-level models.")
 flags.DEFINE_float("bn_momentum", 0.9,
                    "Momentum of every batch norm of the models. The references' 0.999 needs "
@@ -62,57 +65,39 @@ MODEL_HPARAMS = {
     "NeXtVLADModel": {"nextvlad_cluster_size": 32, "nextvlad_hidden_size": 256, "groups": 8,
                       "expansion": 2, "drop_rate": 0.5},
 }
-MAX_FRAMES = records.DEFAULT_MAX_FRAMES
 
 
 # ------------------------------------------------------------------------------------- data
 
-def _parse_frame_record(serialized):
-    context, sequence = tf.io.parse_single_sequence_example(
-        serialized,
-        context_features={"id": tf.io.FixedLenFeature([], tf.string),
-                          "labels": tf.io.VarLenFeature(tf.int64)},
-        sequence_features={name: tf.io.FixedLenSequenceFeature([], tf.string)
-                           for name in records.DEFAULT_FEATURE_NAMES})
-    features = {name: tf.io.decode_raw(sequence[name], tf.uint8)[:MAX_FRAMES]
-                for name in records.DEFAULT_FEATURE_NAMES}
-    return context["id"], tf.sparse.to_dense(context["labels"]), features["rgb"], features["audio"]
-
-
-def _parse_video_record(serialized):
-    parsed = tf.io.parse_single_example(serialized, {
-        "id": tf.io.FixedLenFeature([], tf.string),
-        "mean_rgb": tf.io.FixedLenFeature([1024], tf.float32),
-        "mean_audio": tf.io.FixedLenFeature([128], tf.float32)})
-    return parsed["id"], parsed["mean_rgb"], parsed["mean_audio"]
-
-
 class Split:
-    """One split in memory: uint8 frames (truncated to 300), means, noisy and clean labels."""
+    """One split in memory, read with the project's readers: uint8 frames (first 300), the
+    video-level means, the written (noisy) labels and the clean labels the generator planted."""
 
-    def __init__(self, files, config, split_name):
-        ids, self.rgb, self.audio, labels = [], [], [], []
-        dataset = tf.data.TFRecordDataset(files["frame"]).map(_parse_frame_record,
-                                                              num_parallel_calls=2)
-        for video_id, video_labels, rgb, audio in dataset.as_numpy_iterator():
-            ids.append(video_id.decode())
-            labels.append(video_labels)
-            self.rgb.append(rgb)
-            self.audio.append(audio)
-        self.ids = ids
-        self.num_frames = np.array([len(r) for r in self.rgb], np.int32)
+    def __init__(self, data_dir, config, split_name):
         num_classes = config.num_classes
-        self.labels = _multi_hot(labels, num_classes)
-        means = {video_id.decode(): (rgb, audio) for video_id, rgb, audio in
-                 tf.data.TFRecordDataset(files["video"]).map(_parse_video_record)
-                 .as_numpy_iterator()}
-        self.mean_rgb = np.stack([means[i][0] for i in ids])
-        self.mean_audio = np.stack([means[i][1] for i in ids])
+        self.ids, self.rgb, self.audio, labels = [], [], [], []
+        for batch in data.frame_dataset(os.path.join(data_dir, "frame", f"{split_name}*.tfrecord"),
+                                        64, num_classes, dequantize=False).as_numpy_iterator():
+            for row, count in enumerate(batch["num_frames"]):
+                self.ids.append(batch["id"][row].decode())
+                self.rgb.append(batch["rgb"][row, :count])
+                self.audio.append(batch["audio"][row, :count])
+            labels.append(batch["labels"])
+        self.labels = np.concatenate(labels)
+        self.num_frames = np.array([len(r) for r in self.rgb], np.int32)
+        means = {}
+        for batch in data.video_dataset(os.path.join(data_dir, "video", f"{split_name}*.tfrecord"),
+                                        256, num_classes).as_numpy_iterator():
+            for row, video_id in enumerate(batch["id"]):
+                means[video_id.decode()] = (batch["mean_rgb"][row], batch["mean_audio"][row])
+        self.mean_rgb = np.stack([means[i][0] for i in self.ids])
+        self.mean_audio = np.stack([means[i][1] for i in self.ids])
         world = synthetic.build_world(config)
         prefix = synthetic.SPLITS[split_name][1]
-        self.clean_labels = _multi_hot(
-            [synthetic.plan_video(world, config, split_name, int(i[len(prefix):])).true_labels
-             for i in ids], num_classes)
+        self.clean_labels = np.zeros_like(self.labels)
+        for row, video_id in enumerate(self.ids):
+            plan = synthetic.plan_video(world, config, split_name, int(video_id[len(prefix):]))
+            self.clean_labels[row, plan.true_labels] = 1.0
 
     def __len__(self):
         return len(self.ids)
@@ -138,24 +123,19 @@ class Split:
         return {"mean_rgb": self.mean_rgb[indices], "mean_audio": self.mean_audio[indices]}
 
 
-def _multi_hot(label_lists, num_classes):
-    dense = np.zeros((len(label_lists), num_classes), np.float32)
-    for row, labels in enumerate(label_lists):
-        dense[row, np.asarray(labels, np.int64)] = 1.0
-    return dense
-
-
 # ------------------------------------------------------------------------------------- training
 
 def train_and_evaluate(name, train, validate, epochs, seed):
-    tf.keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(seed)
     model = frame_level_models.build(name, train.labels.shape[1], **MODEL_HPARAMS[name])
     for layer in model.submodules:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = FLAGS.bn_momentum
     frame_level = frame_level_models.is_frame_level(name)
-    optimizer = keras.optimizers.Adam(FLAGS.learning_rate if frame_level
-                                      else FLAGS.video_learning_rate)
+    steps_per_epoch = len(train) // FLAGS.batch_size
+    optimizer = keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(
+        FLAGS.learning_rate if frame_level else FLAGS.video_learning_rate,
+        decay_steps=steps_per_epoch, decay_rate=FLAGS.learning_rate_decay, staircase=True))
     label_loss = losses.CrossEntropyLoss()
 
     @tf.function(reduce_retracing=True)
@@ -257,9 +237,7 @@ def main(argv):
                       "videos_per_second": summary["videos_per_second"]}
     splits = {}
     for split in ("train", "validate"):
-        files = {kind: sorted(tf.io.gfile.glob(os.path.join(data_dir, kind, f"{split}*.tfrecord")))
-                 for kind in ("frame", "video")}
-        splits[split] = Split(files, config, split)
+        splits[split] = Split(data_dir, config, split)
     logging.info("loaded %d train and %d validate videos", len(splits["train"]),
                  len(splits["validate"]))
 
@@ -273,7 +251,8 @@ def main(argv):
               "train_videos": len(splits["train"]), "validate_videos": len(splits["validate"]),
               "flags": {name: FLAGS[name].value for name in
                         ("frame_epochs", "video_epochs", "batch_size", "learning_rate",
-                         "video_learning_rate", "train_frames", "bn_momentum")},
+                         "learning_rate_decay", "video_learning_rate", "train_frames",
+                         "bn_momentum")},
               "results": results}
     _write_atomically(os.path.join(FLAGS.output_dir, "results.json"),
                       lambda temp: open(temp, "w").write(json.dumps(report, indent=2) + "\n"))

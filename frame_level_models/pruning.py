@@ -13,7 +13,6 @@ is a model variable, so checkpoints carry it.
 import numpy as np
 
 import yt8m  # noqa: F401
-import tensorflow as tf
 import tf_keras as keras
 import tensorflow_model_optimization as tfmot
 # The wrapper class is not exported by tfmot.sparsity.keras; strip_pruning uses the same one.
@@ -104,4 +103,3 @@ def prune_from_hparams(model, target_sparsity=0.0, **schedule):
 
 __all__ = ["prune", "strip", "apply_masks", "set_step", "sparsity", "prunable_weights",
            "pruning_layers", "prune_from_hparams"]
-del tf

@@ -269,8 +269,11 @@ def test_cached_soft_labels_equal_on_the_fly_ones(workspace, batch):
 
 def test_graph_edge_weights_stay_non_negative_and_learn(workspace, batch):
     root, data_dir = workspace["root"], workspace["data"]
-    distill = DistillConfig(mode="graph", teacher_dirs=tuple(workspace["teachers"]),
-                            graph_distance="kl", temperature=2.0)
+    # Three teachers (the logistic one twice) give the representation graph three vertices
+    # (pairs 0-1, 0-2, 1-2): with two it has one, whose softmax-normalised weight is always 1.
+    teacher_dirs = tuple(workspace["teachers"]) + (workspace["teachers"][0],)
+    distill = DistillConfig(mode="graph", teacher_dirs=teacher_dirs, graph_distance="kl",
+                            temperature=2.0)
     config, factory = training_setup.prepare(_config(root, "graph", data_dir), distill)
     run = trainer.Trainer(config, training_model_factory=factory)
     wrapper = run.training_model
@@ -283,7 +286,7 @@ def test_graph_edge_weights_stay_non_negative_and_learn(workspace, batch):
     gradients = tape.gradient(loss, [g.edge_logits for g in graphs])
     # Logits graph: only the teacher -> student column is used (serial: no teacher -> teacher).
     assert np.abs(gradients[0].numpy()[:, -1]).sum() > 0
-    assert np.abs(gradients[1].numpy()).sum() > 0
+    assert (np.abs(gradients[1].numpy()) > 0).all()
 
     run.run()
     for graph in graphs:

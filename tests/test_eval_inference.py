@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import yt8m  # noqa: F401
-import tensorflow as tf
 
 from yt8m import evaluation
 from yt8m.data import readers

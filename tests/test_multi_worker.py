@@ -85,6 +85,13 @@ def _start_workers(workspace, train_dir, pattern, max_steps, run_name):
     return workers
 
 
+def _diagnosis(log):
+    """What a failed worker said: its error lines and the end of its log."""
+    errors = [line for line in log.splitlines()
+              if re.search(r"Error|error:|Traceback", line) and "WARNING" not in line]
+    return "\n".join(errors[:30]) + "\n...\n" + log[-1500:]
+
+
 def _finish(workers, deadline):
     """Waits for the workers (killing any still running at the deadline); returns their logs."""
     outputs = []
@@ -132,7 +139,7 @@ def runs(tmp_path_factory):
 
 def test_lost_worker_stops_the_job_with_a_clear_message(runs):
     returncode, log = runs["run1"][0]
-    assert returncode == 1, log[-3000:]
+    assert returncode == 1, _diagnosis(log)
     last_line = log.strip().splitlines()[-1]
     pattern = (r"train\.py: error: multi-worker training lost a worker \(\w+Error: .*\); "
                r"worker 0 stops, and so does every other worker\. Restart all workers with the "
@@ -144,7 +151,7 @@ def test_lost_worker_stops_the_job_with_a_clear_message(runs):
 def test_restarted_workers_resume_and_both_finish(runs):
     train_dir, final_step = runs["train_dir"], runs["final_step"]
     for index, (returncode, log) in enumerate(runs["run2"]):
-        assert returncode == 0, f"worker {index}:\n{log[-3000:]}"
+        assert returncode == 0, f"worker {index}:\n{_diagnosis(log)}"
         assert f"Resumed from {runs['resumed_from']} at step {runs['resumed_step']}" in log
         # Each worker reports the checkpoint the chief wrote.
         assert log.strip().splitlines()[-1] == (
@@ -261,7 +268,7 @@ def _worker_arrays(output_dir, index, prefix):
 
 def test_model_parallel_workers_hold_one_model(model_parallel_run):
     output_dir, outputs = model_parallel_run
-    assert outputs[1][0] == 0, outputs[1][1][-3000:]
+    assert outputs[1][0] == 0, _diagnosis(outputs[1][1])
     with open(output_dir / "worker0.json") as handle:
         report = json.load(handle)
     # Each worker placed its two sub-trees on its own two devices.
@@ -317,7 +324,7 @@ def test_model_parallel_steps_equal_averaged_gradients_of_the_halves(model_paral
 def test_a_lost_model_parallel_worker_is_reported(model_parallel_run):
     output_dir, outputs = model_parallel_run
     returncode, log = outputs[0]
-    assert returncode == 3, log[-3000:]
+    assert returncode == 3, _diagnosis(log)
     assert re.search(
         r"^multi-worker training lost a worker \(\w+Error: .+\); worker 0 stops, and so does every "
         r"other worker\. Restart all workers with the same TF_CONFIG and flags: training starts "

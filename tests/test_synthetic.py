@@ -11,7 +11,7 @@ import pytest
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
-from yt8m import synthetic
+from yt8m import data, synthetic
 from yt8m.data import records
 
 OPTIONS = dict(num_videos=60, num_classes=12, seed=3, num_shards=2, min_frames=40, max_frames=330,
@@ -126,6 +126,30 @@ def test_frame_and_video_records(dataset):
             all_ids.append(frame["id"])
     assert len(set(all_ids)) == len(all_ids)
     assert min(lengths) >= 40 and max(lengths) <= 330 and max(lengths) > 300
+
+
+def test_project_readers_accept_the_files(dataset):
+    """yt8m.data readers: shapes, truncation to 300 frames, labels and rated segments."""
+    output_dir, _, config, world = dataset
+    (frames,) = data.frame_dataset(os.path.join(output_dir, "frame", "train*.tfrecord"), 64,
+                                   num_classes=12).as_numpy_iterator()
+    assert frames["rgb"].shape == (42, 300, 1024) and frames["audio"].shape == (42, 300, 128)
+    plans = [synthetic.plan_video(world, config, "train", _index(i.decode(), "train"))
+             for i in frames["id"]]
+    np.testing.assert_array_equal(frames["num_frames"], [min(p.num_frames, 300) for p in plans])
+    for row, plan in enumerate(plans):
+        assert np.flatnonzero(frames["labels"][row]).tolist() == plan.labels.tolist()
+    (videos,) = data.video_dataset(os.path.join(output_dir, "video", "train*.tfrecord"), 64,
+                                   num_classes=12).as_numpy_iterator()
+    assert videos["id"].tolist() == frames["id"].tolist()
+    np.testing.assert_array_equal(videos["labels"], frames["labels"])
+    segments = list(data.segment_dataset(os.path.join(output_dir, "segment", "validate*.tfrecord"),
+                                         1000, num_classes=12).as_numpy_iterator())[0]
+    ratings = [_parse_frame_record(r)["segments"]
+               for r in _split_records(output_dir, "segment", "validate")]
+    assert segments["label_weights"].sum() == sum(len(r[0]) for r in ratings)
+    assert segments["labels"].sum() == sum(sum(r[2]) for r in ratings)
+    assert segments["rgb"].shape[1:] == (5, 1024)
 
 
 def _shows(projections, class_id, world, threshold):

@@ -186,7 +186,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, u
     with tf.io.TFRecordWriter(nan_file) as writer:
         for index in range(8):
             example = records.make_video_example(
-                f"nan{index}", [1], {"mean_rgb": np.full(1024, np.nan), "mean_audio": np.zeros(128)})
+                f"nan{index}", [1],
+                {"mean_rgb": np.full(1024, np.nan), "mean_audio": np.zeros(128)})
             writer.write(example.SerializeToString())
     good = checkpoints.latest_checkpoint(str(train_dir))
     config = helpers.train_config(train_dir, data_dir, train_data_pattern=nan_file, max_steps=20)

@@ -7,7 +7,6 @@ loop, the inference writer), composed in one process. A video-level LogisticMode
 means is trained too, as the baseline the synthetic data set is built to defeat (SPEC 9): the
 frame-level model should beat it clearly. Sized to finish in a few minutes on 2 CPU cores.
 """
-import json
 import os
 import time
 
@@ -102,16 +101,20 @@ def run_demo(output_dir):
         "submission": submission_file, "submission_videos": num_videos,
         "seconds": round(time.time() - started, 1)}
     write_json_atomically(os.path.join(output_dir, "summary.json"), summary)
+    def scores(results):
+        return (f"GAP {results['gap']:.4f}  MAP {results['map']:.4f}  "
+                f"Hit@1 {results['hit_at_one']:.4f}")
+
     print(f"""
 yt8m demo finished in {summary['seconds']:.0f} s
-  NeXtVLADModel (frames)      GAP {nextvlad['gap']:.4f}  MAP {nextvlad['map']:.4f}  Hit@1 {nextvlad['hit_at_one']:.4f}
-  LogisticModel (frame means) GAP {baseline['gap']:.4f}  MAP {baseline['map']:.4f}  Hit@1 {baseline['hit_at_one']:.4f}
-  data set:          {data_dir}
-  NeXtVLAD train dir: {nextvlad_dir}  (checkpoints, TensorBoard events, eval/metrics_step_*.json)
-  baseline train dir: {baseline_dir}
-  submission CSV:    {submission_file} ({num_videos} videos)
-  summary:           {os.path.join(output_dir, 'summary.json')}
-  TensorBoard:       tensorboard --logdir {output_dir}
+  NeXtVLADModel (frames)       {scores(nextvlad)}
+  LogisticModel (frame means)  {scores(baseline)}
+  data set:            {data_dir}
+  NeXtVLAD train dir:  {nextvlad_dir}  (checkpoints, TensorBoard events, eval/metrics_step_*.json)
+  baseline train dir:  {baseline_dir}
+  submission CSV:      {submission_file} ({num_videos} videos)
+  summary:             {os.path.join(output_dir, 'summary.json')}
+  TensorBoard:         tensorboard --logdir {output_dir}
 """, flush=True)
     return summary
 

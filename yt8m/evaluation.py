@@ -83,7 +83,7 @@ class _Evaluator:
         self.model = build_model(self.model_flags)
         self.label_loss = get_label_loss(self.model_flags["label_loss"])
         self.eval_step = make_eval_step(self.model, self.data_config, self.label_loss)
-        self.writer = tf.summary.create_file_writer(eval_dir(self.config.train_dir))
+        self.writer = None  # created with the first results: a failed run leaves no eval dir
 
     def evaluate(self, checkpoint_path):
         config = self.config
@@ -98,6 +98,8 @@ class _Evaluator:
         results.update(step=step, checkpoint=checkpoint_path,
                        eval_data_pattern=config.eval_data_pattern,
                        segment_labels=config.segment_labels, top_k=config.top_k)
+        if self.writer is None:
+            self.writer = tf.summary.create_file_writer(eval_dir(config.train_dir))
         with self.writer.as_default():
             for name in ("gap", "map", "hit_at_one", "perr", "loss"):
                 tf.summary.scalar(name, results[name], step=step)

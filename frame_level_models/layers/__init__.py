@@ -1,4 +1,5 @@
 """Keras layers of the model zoo, one module per layer family."""
+from frame_level_models.layers.common import MaskedBatchNormalization
 from frame_level_models.layers.frame_ops import (FrameBatchNorm, FrameL2Normalize, MaskedMean,
                                                  RandomFrameSampler, ReverseWhitening,
                                                  SplitFeatures)

@@ -29,7 +29,8 @@ def define_flags(flag_values=flags.FLAGS):
                       "sum 1); default equal.", flag_values=fv)
     flags.DEFINE_string("teacher_cache", _DEFAULT.teacher_cache,
                         "Read the teachers' outputs from this cache (python -m "
-                        "yt8m.distillation.teacher_cache) instead of running them.",
+                        "yt8m.distillation.teacher_cache) instead of running them; "
+                        "--teacher_dirs then picks and orders teachers among the cached ones.",
                         flag_values=fv)
     flags.DEFINE_integer("student_frames", _DEFAULT.student_frames,
                          "The student sees this many frames per video, at training and inference "
@@ -71,6 +72,9 @@ def define_flags(flag_values=flags.FLAGS):
                        lower_bound=0.0, flag_values=fv)
     flags.DEFINE_bool("graph_learn_edges", _DEFAULT.graph_learn_edges,
                       "graph: learn the edge weights (else uniform).", flag_values=fv)
+    flags.DEFINE_float("graph_rep_temperature", _DEFAULT.graph_rep_temperature,
+                       "graph: temperature T_k of the representation graph's vertices "
+                       "(softmax of the L2-normalised bilinear features).", flag_values=fv)
     flags.DEFINE_float("graph_bandwidth", _DEFAULT.graph_bandwidth,
                        "graph: Gaussian kernel sigma of the MMD.", flag_values=fv)
 
@@ -106,4 +110,5 @@ def config_from_flags(flag_values=flags.FLAGS):
         lam=fv.distill_lambda, form=fv.distill_form, pred_distance=fv.distill_pred_distance,
         rep_weight=fv.distill_rep_weight, pred_weight=fv.distill_pred_weight,
         graph_distance=fv.graph_distance, graph_rep_weight=fv.graph_rep_weight,
-        graph_learn_edges=fv.graph_learn_edges, graph_bandwidth=fv.graph_bandwidth)
+        graph_learn_edges=fv.graph_learn_edges, graph_rep_temperature=fv.graph_rep_temperature,
+        graph_bandwidth=fv.graph_bandwidth)

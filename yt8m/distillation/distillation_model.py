@@ -43,21 +43,25 @@ class LiveTeachers:
 
 
 class CachedTeachers:
-    """Teachers' outputs read from a teacher cache by video id (offline distillation)."""
+    """Teachers' outputs read from a teacher cache by video id (offline distillation).
+
+    `indices` picks (and orders) teachers among the cached ones; default all of them.
+    """
 
     extra_batch_keys = (VIDEO_ID,)
 
-    def __init__(self, cache):
+    def __init__(self, cache, indices=None):
         self.cache = cache
-        self.embedding_sizes = list(cache.embedding_sizes)
-        self.descriptions = [f"cached teacher {path} ({cache.cache_dir})"
-                             for path in cache.teacher_paths]
+        self.indices = list(range(cache.num_teachers) if indices is None else indices)
+        self.embedding_sizes = [cache.embedding_sizes[i] for i in self.indices]
+        self.descriptions = [f"cached teacher {cache.teacher_paths[i]} ({cache.cache_dir})"
+                             for i in self.indices]
 
     def __len__(self):
-        return self.cache.num_teachers
+        return len(self.indices)
 
     def __call__(self, features):
-        return self.cache.lookup(features[VIDEO_ID])
+        return self.cache.lookup(features[VIDEO_ID], self.indices)
 
 
 class DistillationModel(keras.Model):

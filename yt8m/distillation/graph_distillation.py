@@ -29,13 +29,16 @@ class GraphDistillationModel(DistillationModel):
       teacher_source: LiveTeachers / CachedTeachers (frozen teachers).
       num_classes: V. student_embedding_size: size of the student's `embedding` (for G_r).
       temperature, lam: T and lambda. form: "softmax" or "sigmoid". distance: "kl" or "emd".
-      rep_weight: weight of G_r (0: no representation graph). bandwidth: MMD kernel sigma.
+      rep_weight: weight of G_r (0: no representation graph). rep_temperature: T_k of its
+        vertices, D_k = softmax(V_k / T_k). bandwidth: MMD kernel sigma. V_k is L2-normalised,
+        so its entries are ~1/sqrt(d): T_k = 1 leaves every D_k nearly uniform and the MMD near 0;
+        the defaults (0.02, 0.1) suit embeddings of ~10^3 dimensions.
       learn_edges: train the edge weights (else they stay uniform).
     """
 
     def __init__(self, student, teacher_source, num_classes, student_embedding_size=None,
                  temperature=3.0, lam=0.5, form="softmax", distance="emd", rep_weight=1.0,
-                 bandwidth=1.0, learn_edges=True, **kwargs):
+                 rep_temperature=0.02, bandwidth=0.1, learn_edges=True, **kwargs):
         num_teachers = len(teacher_source)
         if num_teachers < 1:
             raise ValueError("graph distillation needs at least one teacher")
@@ -61,7 +64,8 @@ class GraphDistillationModel(DistillationModel):
             require_embeddings([student_embedding_size], "the representation graph",
                                [f"the student {student.name}"])
             self.representation_graph = graph_lib.RepresentationGraph(
-                num_teachers, bandwidth=bandwidth, name="representation_graph")
+                num_teachers, vertex_temperatures=rep_temperature, bandwidth=bandwidth,
+                name="representation_graph")
             self.representation_graph.build(
                 [tf.TensorShape([None, int(size)]) for size in teacher_source.embedding_sizes]
                 + [tf.TensorShape([None, int(student_embedding_size)])])

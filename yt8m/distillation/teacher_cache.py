@@ -220,27 +220,31 @@ class TeacherCache:
             rows[position] = row
         return rows
 
-    def lookup_numpy(self, ids):
-        """[{'logits': [B, V] float32, 'embedding': [B, D] float32 (where cached)}, per teacher]."""
+    def lookup_numpy(self, ids, indices=None):
+        """[{'logits': [B, V] float32, 'embedding': [B, D] float32 (where cached)}, per teacher
+        of `indices` (default all)]."""
         rows = self.row_indices(ids)
-        return [{key: np.asarray(array[rows], np.float32) for key, array in arrays.items()}
-                for arrays in self.arrays]
+        indices = range(self.num_teachers) if indices is None else indices
+        return [{key: np.asarray(array[rows], np.float32)
+                 for key, array in self.arrays[index].items()} for index in indices]
 
-    def lookup(self, ids):
+    def lookup(self, ids, indices=None):
         """The same as lookup_numpy, inside TensorFlow (a tf.numpy_function over the mapped
         files): ids string [B] -> per teacher {'logits', 'predictions', 'embedding'?}."""
-        keys = [(index, key) for index, arrays in enumerate(self.arrays) for key in arrays]
+        indices = list(range(self.num_teachers) if indices is None else indices)
+        keys = [(position, index, key) for position, index in enumerate(indices)
+                for key in self.arrays[index]]
 
         def fetch(id_values):
-            found = self.lookup_numpy(id_values)
-            return [found[index][key] for index, key in keys]
+            found = self.lookup_numpy(id_values, indices)
+            return [found[position][key] for position, _, key in keys]
 
         values = tf.numpy_function(fetch, [ids], [tf.float32] * len(keys), stateful=False)
-        results = [{} for _ in self.arrays]
-        for (index, key), value in zip(keys, values):
+        results = [{} for _ in indices]
+        for (position, index, key), value in zip(keys, values):
             width = self.num_classes if key == "logits" else int(self.embedding_sizes[index])
             value.set_shape([None, width])
-            results[index][key] = value
+            results[position][key] = value
         for result in results:
             result["predictions"] = tf.sigmoid(result["logits"])
         return results

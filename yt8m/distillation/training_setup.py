@@ -46,7 +46,8 @@ class DistillConfig:
     graph_distance: str = "emd"         # --graph_distance: kl | emd
     graph_rep_weight: float = 1.0       # --graph_rep_weight (0: no representation graph)
     graph_learn_edges: bool = True      # --graph_learn_edges
-    graph_bandwidth: float = 1.0        # --graph_bandwidth (MMD kernel sigma)
+    graph_rep_temperature: float = 0.02  # --graph_rep_temperature (T_k of its vertices)
+    graph_bandwidth: float = 0.1        # --graph_bandwidth (MMD kernel sigma)
 
 
 def check(config):
@@ -83,6 +84,8 @@ def check(config):
         raise ValueError(f"--distill_lambda={config.lam}: must be in [0, 1]")
     if config.graph_bandwidth <= 0:
         raise ValueError(f"--graph_bandwidth={config.graph_bandwidth}: must be > 0")
+    if config.graph_rep_temperature <= 0:
+        raise ValueError(f"--graph_rep_temperature={config.graph_rep_temperature}: must be > 0")
     parallel = config.mode == "teacher_student" and config.training == "parallel"
     if config.training == "parallel" and config.mode != "teacher_student":
         raise ValueError("--distill_training=parallel is a teacher_student set-up (multi_teacher "
@@ -133,18 +136,26 @@ def teacher_source(config, data):
     if config.teacher_cache:
         from yt8m.distillation.teacher_cache import TeacherCache
         cache = TeacherCache(config.teacher_cache)
-        if config.teacher_dirs and list(config.teacher_dirs) != cache.teacher_paths:
-            raise ValueError(f"--teacher_dirs={','.join(config.teacher_dirs)} differ from the "
-                             f"teachers of --teacher_cache={config.teacher_cache!r} "
-                             f"({','.join(cache.teacher_paths)}); drop --teacher_dirs or "
-                             "rewrite the cache")
+        indices = None
+        if config.teacher_dirs:  # a choice among the cached teachers
+            unknown = [path for path in config.teacher_dirs if path not in cache.teacher_paths]
+            if unknown:
+                raise ValueError(f"--teacher_dirs {','.join(unknown)} are not among the teachers "
+                                 f"of --teacher_cache={config.teacher_cache!r} "
+                                 f"({','.join(cache.teacher_paths)})")
+            indices = [cache.teacher_paths.index(path) for path in config.teacher_dirs]
         if cache.num_classes != data.num_classes:
             raise ValueError(f"--teacher_cache={config.teacher_cache!r} holds {cache.num_classes} "
                              f"classes, the student {data.num_classes} (--num_classes)")
-        if config.teacher_weights and len(config.teacher_weights) != cache.num_teachers:
+        source = CachedTeachers(cache, indices)
+        if config.teacher_weights and len(config.teacher_weights) != len(source):
             raise ValueError(f"--teacher_weights has {len(config.teacher_weights)} weights for "
-                             f"the {cache.num_teachers} teachers of --teacher_cache")
-        return CachedTeachers(cache)
+                             f"the {len(source)} teachers of --teacher_cache")
+        if config.mode == "teacher_student" and len(source) != 1:
+            raise ValueError(f"--distill_mode=teacher_student takes one teacher; "
+                             f"--teacher_cache={config.teacher_cache!r} holds {len(source)}: "
+                             "choose one with --teacher_dirs")
+        return source
     loaded = [teachers_lib.load_teacher(path) for path in config.teacher_dirs]
     teachers_lib.check_teachers(loaded, data.num_classes, data.feature_names, data.frame_features)
     return LiveTeachers(loaded)
@@ -199,7 +210,8 @@ def make_training_model(student, train_config, config, label_loss):
     return GraphDistillationModel(
         student, source, data.num_classes, student_embedding, temperature=config.temperature,
         lam=config.lam, form=config.form, distance=config.graph_distance,
-        rep_weight=config.graph_rep_weight, bandwidth=config.graph_bandwidth,
+        rep_weight=config.graph_rep_weight, rep_temperature=config.graph_rep_temperature,
+        bandwidth=config.graph_bandwidth,
         learn_edges=config.graph_learn_edges, name="graph_distillation")
 
 

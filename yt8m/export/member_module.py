@@ -26,7 +26,7 @@ NUM_FRAMES = "num_frames"
 VIDEO_LEVEL_PREFIX = "mean_"
 
 
-class _Untracked:
+class Untracked:
     """Holds Python objects on a tf.Module without making them part of its SavedModel."""
 
     def __init__(self, **values):
@@ -82,12 +82,29 @@ def masked_frame_mean(frames, num_frames):
     return total / count
 
 
-def model_input_names(model):
-    structure = model.input
+def model_input_names(model_flags):
+    """The model's input keys (docs/design.md): the feature names, plus num_frames at frame level.
+
+    Read from model_flags.json rather than the model, as subclassed models (the mixtures) have
+    no symbolic inputs to inspect.
+    """
+    names = [name.strip() for name in str(model_flags.get("feature_names", "")).split(",")
+             if name.strip()]
+    if not names:
+        raise ValueError("model_flags.json names no feature_names")
+    return names + ([NUM_FRAMES] if model_flags.get("frame_features", True) else [])
+
+
+def _fixed_frame_counts(model):
+    """{input name: T} for the frame inputs of a functional model with a fixed T."""
+    try:
+        structure = model.input
+    except AttributeError:  # a subclassed model: it takes any T
+        return {}
     if not isinstance(structure, dict):
-        raise ValueError(f"model {model.name!r} does not take a dict of named inputs; the "
-                         "exporter feeds models by feature name (docs/design.md)")
-    return sorted(structure)
+        return {}
+    return {name: tensor.shape[1] for name, tensor in structure.items()
+            if tensor.shape.rank == 3 and tensor.shape[1] is not None}
 
 
 class MemberModule(tf.Module):
@@ -109,8 +126,9 @@ class MemberModule(tf.Module):
                 kept.append(variable)
         self.stored_weights = stored
         self.float32_variables = kept
-        self._held = _Untracked(model=model, replaced=replaced,
-                                input_names=model_input_names(model))
+        self._held = Untracked(model=model, replaced=replaced,
+                               input_names=model_input_names(model_flags),
+                               fixed_frames=_fixed_frame_counts(model))
 
     @property
     def model(self):
@@ -123,7 +141,6 @@ class MemberModule(tf.Module):
 
     def _model_inputs(self, frames, num_frames):
         """Builds the model's input dict from full-length frames (any T) and num_frames."""
-        structure = self.model.input
         inputs = {}
         fitted_frames = None
         for input_name in self._held.input_names:
@@ -139,8 +156,8 @@ class MemberModule(tf.Module):
                 raise ValueError(
                     f"member {self.member_name!r}: model input {input_name!r} is not one of the "
                     f"served features {sorted(frames)}")
-            length = structure[input_name].shape[1]
-            fitted = _fit_frames(frames[feature][:, :self.max_frames], length)
+            fitted = _fit_frames(frames[feature][:, :self.max_frames],
+                                 self._held.fixed_frames.get(input_name))
             inputs[input_name] = fitted
             fitted_frames = fitted
         if NUM_FRAMES in self._held.input_names:

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from yt8m.data import readers
 from yt8m.data import records
+from yt8m.export.member_module import Untracked
 
 FEATURE_NAMES = records.DEFAULT_FEATURE_NAMES
 FEATURE_SIZES = dict(zip(records.DEFAULT_FEATURE_NAMES, records.DEFAULT_FEATURE_SIZES))
@@ -72,14 +73,17 @@ class EnsembleModule(tf.Module):
         self.member_weights = tf.Variable([float(weight) for weight in weights],
                                           dtype=tf.float32, trainable=False,
                                           name="member_weights")
+        # The functions are held untracked: as tracked attributes tf.saved_model.save would trace
+        # them a second time; the signatures are what the export serves.
         # autograph=False: no Python control flow depends on tensors here, and converting every
         # layer's code takes seconds per signature.
-        self.serving_default = tf.function(self._serve_frames, input_signature=frame_signature(),
-                                           autograph=False)
-        self.serve_examples = tf.function(
-            self._serve_examples,
-            input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLE_BYTES)],
-            autograph=False)
+        self._functions = Untracked(
+            serving_default=tf.function(self._serve_frames, input_signature=frame_signature(),
+                                        autograph=False),
+            serve_examples=tf.function(
+                self._serve_examples,
+                input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLE_BYTES)],
+                autograph=False))
 
     def predict(self, frames, num_frames):
         """Weighted sum of the members' predictions (low-precision weights)."""
@@ -106,8 +110,8 @@ class EnsembleModule(tf.Module):
         return outputs
 
     def signatures(self):
-        return {SERVING_DEFAULT: self.serving_default.get_concrete_function(),
-                SERVE_EXAMPLES: self.serve_examples.get_concrete_function()}
+        return {SERVING_DEFAULT: self._functions.serving_default.get_concrete_function(),
+                SERVE_EXAMPLES: self._functions.serve_examples.get_concrete_function()}
 
     def saved_bytes(self):
         return sum(member.saved_bytes() for member in self.members)

@@ -1,4 +1,5 @@
-"""What the thin entry points share: bad input ends with one clear line on stderr and exit code 1."""
+"""What the thin entry points share: bad input ends with one clear line on stderr and exit
+code 1."""
 import sys
 import traceback
 

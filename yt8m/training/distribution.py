@@ -1,7 +1,8 @@
-"""tf.distribute set-up: logical CPU devices, strategy choice, and feeding global batches to replicas.
+"""tf.distribute set-up: logical CPU devices, strategy choice, feeding global batches to replicas.
 
 Batches come from a plain tf.data iterator (checkpointable, so resume continues at the same
-position of the epoch) and are split across replicas here; `strategy.experimental_distribute_dataset`
+position of the epoch) and are split across replicas here;
+`strategy.experimental_distribute_dataset`
 would prefetch to devices but its iterator cannot be saved in a checkpoint.
 """
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
@@ -64,7 +65,7 @@ def is_chief(strategy):
 
 
 def distribute_batch(strategy, batch):
-    """Splits a global batch (nest of tensors with a leading batch axis) evenly over the replicas."""
+    """Splits a global batch (nest of tensors with a leading batch axis) evenly over replicas."""
     num_replicas = strategy.num_replicas_in_sync
     if num_replicas == 1:
         return strategy.experimental_distribute_values_from_function(lambda _: batch)

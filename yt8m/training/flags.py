@@ -24,7 +24,7 @@ def _csv(values):
 
 
 def parse_feature_flags(feature_names, feature_sizes):
-    """'rgb,audio' and '1024,128' -> (('rgb', 'audio'), (1024, 128)), with errors naming the flags."""
+    """'rgb,audio' and '1024,128' -> (('rgb', 'audio'), (1024, 128)); errors name the flags."""
     names = tuple(name.strip() for name in feature_names.split(",") if name.strip())
     if not names:
         raise ValueError("--feature_names is empty; give comma-separated names such as rgb,audio")
@@ -70,7 +70,8 @@ def define_train_flags(flag_values=flags.FLAGS):
     fv = flag_values
     define_data_flags(fv)
     flags.DEFINE_string("train_dir", _TRAIN.train_dir,
-                        "Directory for checkpoints, summaries and model_flags.json.", flag_values=fv)
+                        "Directory for checkpoints, summaries and model_flags.json.",
+                        flag_values=fv)
     flags.DEFINE_string("train_data_pattern", _TRAIN.train_data_pattern,
                         "Glob of the training TFRecord files.", flag_values=fv)
     flags.DEFINE_bool("segment_labels", _DATA.segment_labels,

@@ -12,7 +12,8 @@ import tensorflow as tf
 
 
 def model_predictions(outputs):
-    """Models return a dict with `predictions` (and `logits` where defined); accept a bare tensor."""
+    """Models return a dict with `predictions` (and `logits` where defined); a bare tensor is
+    taken as the predictions."""
     if isinstance(outputs, dict):
         return outputs["predictions"], outputs.get("logits")
     return outputs, None

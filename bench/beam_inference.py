@@ -1,0 +1,124 @@
+"""Batch inference on one machine: inference.py's path (tf.data reader -> SavedModel -> CSV) versus
+the Beam pipeline (yt8m.beam_inference) on the DirectRunner, same export, same videos.
+
+    .venv/bin/python bench/beam_inference.py --num_videos=512 --model=NetVLADModelLF
+
+Writes random frame-level shards and a train dir with randomly initialised weights (speed does
+not depend on training), exports it with export_ensemble, runs both paths, checks their rows are
+identical, and prints one JSON line: videos/s of each path. The numbers are indicative: they
+depend on the machine and on what else runs on it.
+"""
+import json
+import os
+import shutil
+import time
+
+from absl import app
+from absl import flags
+
+import yt8m  # noqa: F401
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+import frame_level_models
+from yt8m import beam_inference
+from yt8m.data import records
+from yt8m.export import exporter
+from yt8m.export.saved_model_predictor import load_saved_model_predictor
+from yt8m.inference import submission
+from yt8m.training import checkpoints
+from yt8m.training import files
+from yt8m.training import inputs
+
+flags.DEFINE_integer("num_videos", 512, "Videos to predict.")
+flags.DEFINE_integer("num_shards", 4, "TFRecord files they are spread over.")
+flags.DEFINE_integer("num_classes", 3862, "Vocabulary size.")
+flags.DEFINE_integer("max_frames", 300, "Frames per video at most (lengths are 60..max_frames).")
+flags.DEFINE_string("model", "FrameLevelLogisticModel", "Zoo model to export (random weights).")
+flags.DEFINE_integer("batch_size", 32, "Videos per model call on both paths.")
+flags.DEFINE_integer("direct_num_workers", 1, "DirectRunner worker processes.")
+flags.DEFINE_string("output_dir", "bench/output/beam_inference", "Scratch and results.")
+FLAGS = flags.FLAGS
+
+
+def write_shards(data_dir, num_videos, num_shards, max_frames, seed=0):
+    rng = np.random.default_rng(seed)
+    os.makedirs(data_dir, exist_ok=True)
+    writers = [tf.io.TFRecordWriter(os.path.join(data_dir, f"test{shard:03d}.tfrecord"))
+               for shard in range(num_shards)]
+    for index in range(num_videos):
+        length = int(rng.integers(min(60, max_frames), max_frames + 1))
+        codes = {"rgb": rng.integers(0, 256, (length, 1024), dtype=np.uint8),
+                 "audio": rng.integers(0, 256, (length, 128), dtype=np.uint8)}
+        writers[index % num_shards].write(
+            records.make_sequence_example(f"video{index:06d}", [], codes).SerializeToString())
+    for writer in writers:
+        writer.close()
+    return os.path.join(data_dir, "test*.tfrecord")
+
+
+def export_random_model(work_dir, model_name, num_classes, max_frames):
+    train_dir = os.path.join(work_dir, "train")
+    files.write_json_atomically(os.path.join(train_dir, "model_flags.json"), {
+        "model": model_name, "feature_names": "rgb,audio", "feature_sizes": "1024,128",
+        "frame_features": True, "num_classes": num_classes, "max_frames": max_frames,
+        "label_loss": "CrossEntropyLoss", "hparams": {}})
+    model = frame_level_models.build(model_name, num_classes, feature_names="rgb,audio",
+                                     feature_sizes="1024,128")
+    checkpoints.make_checkpoint_manager(
+        tf.train.Checkpoint(model=model, optimizer=keras.optimizers.Adam()), train_dir,
+        1).save(checkpoint_number=1)
+    export_dir = os.path.join(work_dir, "export")
+    exporter.export_ensemble(exporter.ExportConfig(members=[train_dir], output_dir=export_dir))
+    return export_dir
+
+
+def run_inference_path(pattern, export_dir, output_file, batch_size):
+    predict, data_config = load_saved_model_predictor(export_dir)
+    dataset = inputs.inference_dataset(inputs.require_files(pattern, "pattern"), data_config,
+                                       batch_size)
+    return submission.write_video_submission(output_file, dataset, predict, 20)
+
+
+def main(argv):
+    del argv
+    work_dir = FLAGS.output_dir
+    shutil.rmtree(work_dir, ignore_errors=True)
+    pattern = write_shards(os.path.join(work_dir, "data"), FLAGS.num_videos, FLAGS.num_shards,
+                           FLAGS.max_frames)
+    export_dir = export_random_model(work_dir, FLAGS.model, FLAGS.num_classes, FLAGS.max_frames)
+
+    start = time.time()
+    run_inference_path(pattern, export_dir, os.path.join(work_dir, "inference.csv"),
+                       FLAGS.batch_size)
+    inference_secs = time.time() - start
+
+    config = beam_inference.BeamInferenceConfig(
+        input_data_pattern=pattern, saved_model_dir=export_dir,
+        output_file=os.path.join(work_dir, "beam.csv"), batch_size=FLAGS.batch_size)
+    start = time.time()
+    beam_inference.run(config, ["--runner=DirectRunner",
+                                f"--direct_num_workers={FLAGS.direct_num_workers}",
+                                "--direct_running_mode=multi_processing"
+                                if FLAGS.direct_num_workers > 1 else
+                                "--direct_running_mode=in_memory"])
+    beam_secs = time.time() - start
+
+    def rows(name):
+        with open(os.path.join(work_dir, name)) as handle:
+            return sorted(handle.read().splitlines()[1:])
+
+    identical = rows("inference.csv") == rows("beam.csv")
+    print(json.dumps({
+        "model": FLAGS.model, "num_videos": FLAGS.num_videos, "batch_size": FLAGS.batch_size,
+        "direct_num_workers": FLAGS.direct_num_workers,
+        "inference_path_videos_per_s": round(FLAGS.num_videos / inference_secs, 1),
+        "beam_direct_runner_videos_per_s": round(FLAGS.num_videos / beam_secs, 1),
+        "rows_identical": identical}), flush=True)
+    if not identical:
+        raise SystemExit("the two paths wrote different rows")
+
+
+if __name__ == "__main__":
+    app.run(main)

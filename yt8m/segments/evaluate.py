@@ -1,0 +1,79 @@
+"""Segment MAP@K of a `Class,Segments` CSV against segment-rated TFRecords (SPEC 2):
+
+    python -m yt8m.segments.evaluate --submission_file=segments.csv \
+        --eval_data_pattern='segment/validate*.tfrecord' --segment_label_ids=segment_label_ids.csv
+
+Prints MAP@K and, with --output_json, writes it with the per-class APs (atomically). The metric
+itself is `yt8m.metrics.segment_map_at_k`; this module only reads the two inputs.
+"""
+import dataclasses
+
+from absl import flags
+
+import yt8m  # noqa: F401
+
+from yt8m import metrics
+from yt8m.segments import ratings as ratings_lib
+from yt8m.segments import submission as submission_lib
+from yt8m.training import files
+
+
+@dataclasses.dataclass
+class SegmentEvaluation:
+    map_at_k: float
+    k: int
+    num_classes: int          # classes that count (whitelisted, with a positive rating)
+    num_rated_pairs: int
+    class_aps: dict           # class -> AP
+
+    def as_json(self):
+        return {"segment_map_at_k": self.map_at_k, "k": self.k, "num_classes": self.num_classes,
+                "num_rated_pairs": self.num_rated_pairs,
+                "class_aps": {str(cls): ap for cls, ap in self.class_aps.items()}}
+
+
+def evaluate_submission(submission_file, eval_data_pattern, segment_label_ids="",
+                        k=metrics.SEGMENT_MAP_K):
+    """MAP@K of the CSV on the ratings of `eval_data_pattern` (whitelist: optional CSV path)."""
+    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+        raise ValueError(f"--top_k must be a positive integer, got {k!r}")
+    submission = submission_lib.read_segment_submission(submission_file)
+    ratings = ratings_lib.read_segment_ratings(eval_data_pattern)
+    whitelist = (submission_lib.read_segment_whitelist(segment_label_ids)
+                 if segment_label_ids else None)
+    aps = metrics.segment_average_precisions(submission, ratings, k=k, whitelist=whitelist)
+    value = sum(aps.values()) / len(aps) if aps else 0.0
+    return SegmentEvaluation(float(value), k, len(aps), len(ratings), aps)
+
+
+def define_flags(flag_values=flags.FLAGS):
+    fv = flag_values
+    flags.DEFINE_string("submission_file", "", "The Class,Segments CSV to score.", flag_values=fv)
+    flags.DEFINE_string("eval_data_pattern", "", "Glob of the segment-rated TFRecords.",
+                        flag_values=fv)
+    flags.DEFINE_string("segment_label_ids", "", "Whitelist CSV (header Index); empty: every "
+                        "rated class counts.", flag_values=fv)
+    flags.DEFINE_integer("top_k", metrics.SEGMENT_MAP_K, "K of MAP@K.", flag_values=fv)
+    flags.DEFINE_string("output_json", "", "Also write the result (with per-class APs) here.",
+                        flag_values=fv)
+
+
+def main():
+    from yt8m.training import cli
+    define_flags()
+    fv = flags.FLAGS
+
+    def run():
+        if not fv.submission_file:
+            raise ValueError("--submission_file is empty: give the Class,Segments CSV to score")
+        result = evaluate_submission(fv.submission_file, fv.eval_data_pattern,
+                                     fv.segment_label_ids, fv.top_k)
+        if fv.output_json:
+            files.write_json_atomically(fv.output_json, result.as_json())
+        print(f"segment MAP@{result.k}: {result.map_at_k:.6f} over {result.num_classes} classes "
+              f"({result.num_rated_pairs} rated pairs)", flush=True)
+    cli.run(run, "yt8m.segments.evaluate")
+
+
+if __name__ == "__main__":
+    main()

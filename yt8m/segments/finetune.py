@@ -1,0 +1,137 @@
+"""Segment finetuning: `train.py --finetune_from=VIDEO_TRAIN_DIR --segment_labels ...`.
+
+The segment model is the video-level model itself, warm started from the newest checkpoint of
+--finetune_from and trained on rated 5-frame segments (`--segment_labels`: only the rated class of
+a segment carries label loss). The model name, its inputs and its hyper-parameters come from the
+source's model_flags.json; hparam flags given on the command line override them (e.g.
+--drop_rate, --l2_penalty and, for mixtures, --cl_temperature / --cl_lambda where train.py defines
+them). With --segment_labels the new train dir records max_frames=5, so an export of it pads
+segments to 5 frames, not 300.
+
+--mod_finetune_settings fills every flag not given with the MOD paper's finetune values (SPEC 4).
+A resumed finetune run restores its own checkpoint; the warm start only fills a fresh train dir.
+"""
+import dataclasses
+import os
+
+from absl import flags
+from absl import logging
+
+import yt8m  # noqa: F401
+import tensorflow as tf
+
+from yt8m.data import records
+from yt8m.training import checkpoints
+from yt8m.training import flags as training_flags
+from yt8m.training import model_flags as model_flags_lib
+
+# MOD (2019) finetune settings: train flags and model hparams.
+MOD_TRAIN_SETTINGS = {"base_learning_rate": 2e-4, "learning_rate_decay": 0.8,
+                      "learning_rate_decay_examples": 1_000_000, "batch_size": 512,
+                      "num_epochs": 10}
+MOD_HPARAM_SETTINGS = {"drop_rate": 0.75, "l2_penalty": 1e-4, "cl_temperature": 20.0,
+                       "cl_lambda": 400.0}
+# Flags that describe the model and its inputs: taken from the source, must not contradict it.
+_SOURCE_FLAGS = ("model", "feature_names", "feature_sizes", "frame_features", "num_classes")
+
+
+def define_flags(flag_values=flags.FLAGS):
+    flags.DEFINE_string("finetune_from", "",
+                        "Warm start from the newest checkpoint of this train dir (a video-level "
+                        "model); its model, inputs and hparams are reused (hparam flags given "
+                        "here override them).", flag_values=flag_values)
+    flags.DEFINE_bool("mod_finetune_settings", False,
+                      "With --finetune_from: every flag not given takes the MOD paper's finetune "
+                      "value (lr 2e-4 x 0.8 per 1M examples, batch 512, 10 epochs, drop_rate "
+                      "0.75, l2_penalty 1e-4, mixtures T=20 lambda=400).", flag_values=flag_values)
+
+
+def _given(flag_values, name):
+    return name in flag_values and flag_values[name].present
+
+
+def _flag_text(value):
+    return ",".join(str(v) for v in value) if isinstance(value, (tuple, list)) else value
+
+
+def finetune_hparams(model_name, source_hparams, flag_values, mod_settings):
+    """The source's hparams, overridden by hparam flags given on the command line, else (with
+    mod_settings) by the MOD values of the hparams the model has."""
+    from frame_level_models import registry  # the zoo: imported when a finetune is set up
+    hparams = dict(source_hparams)
+    for name in sorted(set(hparams) | set(registry.hparam_names(model_name))):
+        if _given(flag_values, name):
+            hparams[name] = flag_values[name].value
+        elif mod_settings and name in MOD_HPARAM_SETTINGS:
+            hparams[name] = MOD_HPARAM_SETTINGS[name]
+    return hparams
+
+
+def _check_source(source_dir, source, flag_values):
+    for name in _SOURCE_FLAGS:
+        if _given(flag_values, name):
+            given, recorded = flag_values[name].value, source[name]
+            if str(_flag_text(given)) != str(_flag_text(recorded)):
+                raise ValueError(f"--{name}={_flag_text(given)!r} contradicts --finetune_from="
+                                 f"{source_dir!r}, whose model has {name}="
+                                 f"{_flag_text(recorded)!r}; leave --{name} out")
+    if flag_values.segment_labels and not source["frame_features"]:
+        raise ValueError(f"--finetune_from={source_dir!r} holds the video-level model "
+                         f"{source['model']!r}; segment finetuning needs a frame-level model")
+
+
+def config_from_flags(flag_values=flags.FLAGS):
+    """The TrainConfig of a finetune run (train.py with --finetune_from)."""
+    source_dir = flag_values.finetune_from
+    if not tf.io.gfile.exists(model_flags_lib.model_flags_path(source_dir)):
+        raise FileNotFoundError(f"--finetune_from={source_dir!r} has no "
+                                f"{model_flags_lib.MODEL_FLAGS_FILE}: it is not a train dir "
+                                "written by train.py")
+    if os.path.abspath(source_dir) == os.path.abspath(flag_values.train_dir):
+        raise ValueError(f"--train_dir and --finetune_from are both {source_dir!r}: finetune into "
+                         "a new train dir")
+    checkpoints.latest_checkpoint(source_dir)  # fail now, not after building the data pipeline
+    source = model_flags_lib.read_model_flags(source_dir)
+    _check_source(source_dir, source, flag_values)
+    mod_settings = flag_values.mod_finetune_settings
+    if mod_settings:
+        for name, value in MOD_TRAIN_SETTINGS.items():
+            if not _given(flag_values, name):
+                flag_values[name].value = value
+    config = training_flags.train_config_from_flags(
+        flag_values, model_hparams=finetune_hparams(source["model"], source.get("hparams", {}),
+                                                    flag_values, mod_settings))
+    if _given(flag_values, "max_frames"):
+        max_frames = flag_values.max_frames
+    elif flag_values.segment_labels:
+        max_frames = records.SEGMENT_SIZE  # what the segment model sees, and what an export pads to
+    else:
+        max_frames = int(source["max_frames"])
+    data = dataclasses.replace(
+        config.data, feature_names=tuple(source["feature_names"].split(",")),
+        feature_sizes=tuple(int(size) for size in source["feature_sizes"].split(",")),
+        frame_features=bool(source["frame_features"]), num_classes=int(source["num_classes"]),
+        max_frames=max_frames)
+    label_loss = (config.label_loss if _given(flag_values, "label_loss")
+                  else source.get("label_loss", config.label_loss))
+    return dataclasses.replace(config, model=source["model"], data=data, label_loss=label_loss)
+
+
+def warm_start(model, source_dir):
+    """Restores the model weights of the newest checkpoint of `source_dir`; returns its path."""
+    path = checkpoints.latest_checkpoint(source_dir)
+    checkpoints.restore_model_weights(model, path, f"the model of --finetune_from={source_dir!r}")
+    logging.info("Warm start: weights from %s", path)
+    return path
+
+
+def warm_start_factory(config, source_dir, inner_factory=None):
+    """A training_model_factory for trainer.train: warm starts a fresh train dir's model from
+    `source_dir`, then applies `inner_factory` (e.g. a distillation wrapper), if any."""
+    def factory(model):
+        fresh = (config.start_new_model
+                 or tf.train.latest_checkpoint(config.train_dir) is None)
+        if fresh:
+            warm_start(model, source_dir)
+        return inner_factory(model) if inner_factory is not None else model
+    return factory

@@ -1,0 +1,222 @@
+"""Segment inference (the MOD recipe, SPEC 4): test shards -> `Class,Segments` CSV.
+
+    python -m yt8m.segments.inference --video_model=runs/video --segment_model=runs/segment \
+        --input_data_pattern='segment/test*.tfrecord' --segment_label_ids=segment_label_ids.csv \
+        --output_file=segments.csv
+
+Pass 1: the video model predicts every video; its top --segment_candidates classes (kept if
+whitelisted) are that video's candidates. Pass 2: the segment model scores every full 5-frame
+segment (starts 0, 5, 10, ...); for each candidate class c the segment's score is
+P_vid(c)^w * P_seg(c)^(1-w); each class keeps its best --segment_top_k segments (bounded buffers,
+yt8m.segments.top_k). Without --segment_model every segment gets its video's score (the "dummy
+prediction" baseline of the MOD paper). Either model may be a train dir or an exported SavedModel.
+"""
+import dataclasses
+
+from absl import flags
+from absl import logging
+
+import yt8m  # noqa: F401
+import numpy as np
+
+from yt8m.data import readers
+from yt8m.data import records
+from yt8m.segments import fusion
+from yt8m.segments import models
+from yt8m.segments import submission
+from yt8m.segments import top_k as top_k_lib
+from yt8m.training import inputs
+
+
+@dataclasses.dataclass
+class SegmentInferenceConfig:
+    input_data_pattern: str = ""
+    video_model: str = ""
+    segment_model: str = ""          # empty: the dummy prediction (video scores for every segment)
+    output_file: str = ""
+    segment_label_ids: str = ""      # whitelist CSV; empty: every class
+    segment_candidates: int = 20
+    video_score_weight: float = 0.05
+    segment_top_k: int = 100000
+    batch_size: int = 64             # videos per batch of the video model
+    segment_batch_size: int = 512    # segments per batch of the segment model
+    num_readers: int = 1
+
+
+@dataclasses.dataclass
+class SegmentInferenceResult:
+    num_videos: int
+    num_segments: int       # full segments scored
+    num_rows: int           # class rows written
+
+
+def _text(value):
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def video_candidates(files, predict, data_config, batch_size, num_candidates, whitelist):
+    """{video id: (candidate classes, video scores)}, in reading order."""
+    candidates = {}
+    for batch in inputs.inference_dataset(files, data_config, batch_size):
+        predictions = np.asarray(predict(batch))
+        if predictions.shape[1] != data_config.num_classes:
+            raise ValueError(f"--video_model predicts {predictions.shape[1]} classes, expected "
+                             f"{data_config.num_classes}")
+        rows = fusion.candidate_classes(predictions, num_candidates, whitelist)
+        for video_id, row in zip(batch["id"].numpy(), rows):
+            video_id = _text(video_id)
+            if video_id in candidates:
+                raise ValueError(f"--input_data_pattern: video {video_id!r} appears twice")
+            candidates[video_id] = row
+    return candidates
+
+
+def _segment_batches(files, data_config, batch_size):
+    return readers.segment_dataset(
+        files, batch_size, num_classes=data_config.num_classes, mode="all",
+        feature_names=data_config.feature_names, feature_sizes=data_config.feature_sizes,
+        num_parallel_reads=data_config.num_readers)
+
+
+def rank_segments(batches, candidates, segment_predict, video_score_weight, segment_top_k,
+                  num_classes):
+    """Feeds every full segment's fused candidate scores into a PerClassTopK.
+
+    batches: segment batches (`segment_dataset` mode "all"); segment_predict: batch -> [B, V], or
+    None for the dummy prediction. Returns (PerClassTopK, number of segments scored).
+    """
+    ranked = top_k_lib.PerClassTopK(segment_top_k)
+    video_numbers = {video_id: number for number, video_id in enumerate(candidates)}
+    num_segments = 0
+    for batch in batches:
+        full = np.flatnonzero(batch["num_frames"].numpy() == records.SEGMENT_SIZE)
+        if not full.size:
+            continue
+        predictions = None
+        if segment_predict is not None:
+            predictions = np.asarray(segment_predict(batch))
+            if predictions.shape[1] != num_classes:
+                raise ValueError(f"--segment_model predicts {predictions.shape[1]} classes but "
+                                 f"--video_model {num_classes}")
+        video_ids = batch["id"].numpy()
+        starts = batch["segment_start"].numpy()
+        classes, video_scores, segment_scores, keys = [], [], [], []
+        for row in full:
+            video_id = _text(video_ids[row])
+            if video_id not in candidates:
+                raise ValueError(f"video {video_id!r} was not seen by the video model")
+            cls, scores = candidates[video_id]
+            classes.append(cls)
+            video_scores.append(scores)
+            segment_scores.append(scores if predictions is None else predictions[row, cls])
+            keys.append(np.full(cls.size, top_k_lib.segment_keys(video_numbers[video_id],
+                                                                 starts[row])))
+        num_segments += full.size
+        classes = np.concatenate(classes)
+        fused = fusion.fuse(np.concatenate(video_scores), np.concatenate(segment_scores),
+                            video_score_weight)
+        ranked.add(classes, fused, np.concatenate(keys))
+        logging.log_every_n(logging.INFO, "%d segments scored", 50, num_segments)
+    return ranked, num_segments
+
+
+def submission_rows(ranked, video_ids, classes):
+    """(class, [(video id, start), ...]) rows for `classes`, best segment first."""
+    for cls in classes:
+        _, keys = ranked.top(cls)
+        numbers, starts = top_k_lib.split_keys(keys)
+        yield cls, [(video_ids[n], int(s)) for n, s in zip(numbers, starts)]
+
+
+def run_segment_inference(config):
+    """Writes config.output_file; returns a SegmentInferenceResult."""
+    if not config.output_file:
+        raise ValueError("--output_file is empty: give the path of the segment CSV to write")
+    fusion.check_video_score_weight(config.video_score_weight)
+    for flag, value in (("--segment_candidates", config.segment_candidates),
+                        ("--segment_top_k", config.segment_top_k),
+                        ("--batch_size", config.batch_size),
+                        ("--segment_batch_size", config.segment_batch_size)):
+        if value <= 0:
+            raise ValueError(f"{flag} must be positive, got {value}")
+    files = inputs.require_files(config.input_data_pattern, "--input_data_pattern")
+    video_predict, video_data = models.load_predictor(config.video_model, "--video_model",
+                                                      config.num_readers)
+    whitelist = None
+    if config.segment_label_ids:
+        whitelist = submission.read_segment_whitelist(config.segment_label_ids,
+                                                      num_classes=video_data.num_classes)
+    segment_predict, segment_data = None, video_data
+    if config.segment_model:
+        segment_predict, segment_data = models.load_predictor(
+            config.segment_model, "--segment_model", config.num_readers)
+        if segment_data.num_classes != video_data.num_classes:
+            raise ValueError(f"--segment_model has {segment_data.num_classes} classes but "
+                             f"--video_model {video_data.num_classes}")
+
+    candidates = video_candidates(files, video_predict, video_data, config.batch_size,
+                                  config.segment_candidates,
+                                  None if whitelist is None else set(whitelist))
+    logging.info("%d videos: candidates from the video model", len(candidates))
+    ranked, num_segments = rank_segments(
+        _segment_batches(files, segment_data, config.segment_batch_size), candidates,
+        segment_predict, config.video_score_weight, config.segment_top_k,
+        video_data.num_classes)
+    classes = whitelist if whitelist is not None else ranked.classes()
+    num_rows = submission.write_segment_submission(
+        config.output_file, submission_rows(ranked, list(candidates), classes))
+    logging.info("Wrote %d classes (%d segments scored) to %s", num_rows, num_segments,
+                 config.output_file)
+    return SegmentInferenceResult(len(candidates), num_segments, num_rows)
+
+
+# ------------------------------------------------------------------------------------ command
+
+_DEFAULT = SegmentInferenceConfig()
+
+
+def define_flags(flag_values=flags.FLAGS):
+    fv = flag_values
+    flags.DEFINE_string("input_data_pattern", "", "Glob of the frame-level TFRecords to rank.",
+                        flag_values=fv)
+    flags.DEFINE_string("video_model", "", "Video-level model (candidates): a train dir or a "
+                        "SavedModel directory.", flag_values=fv)
+    flags.DEFINE_string("segment_model", "", "Finetuned 5-frame segment model: a train dir or a "
+                        "SavedModel directory. Empty: every segment gets its video's scores.",
+                        flag_values=fv)
+    flags.DEFINE_string("output_file", "", "Segment CSV to write (atomically).", flag_values=fv)
+    flags.DEFINE_string("segment_label_ids", "", "Whitelist CSV (header Index); empty: every "
+                        "class.", flag_values=fv)
+    flags.DEFINE_integer("segment_candidates", _DEFAULT.segment_candidates,
+                         "Candidate classes per video: the video model's top N.", flag_values=fv)
+    flags.DEFINE_float("video_score_weight", _DEFAULT.video_score_weight,
+                       "w of the fused score P_vid^w * P_seg^(1-w).", flag_values=fv)
+    flags.DEFINE_integer("segment_top_k", _DEFAULT.segment_top_k,
+                         "Segments kept per class.", flag_values=fv)
+    flags.DEFINE_integer("batch_size", _DEFAULT.batch_size, "Videos per video-model batch.",
+                         flag_values=fv)
+    flags.DEFINE_integer("segment_batch_size", _DEFAULT.segment_batch_size,
+                         "Segments per segment-model batch.", flag_values=fv)
+    flags.DEFINE_integer("num_readers", _DEFAULT.num_readers, "Files read in parallel.",
+                         flag_values=fv)
+
+
+def config_from_flags(flag_values=flags.FLAGS):
+    return SegmentInferenceConfig(**{field.name: flag_values[field.name].value
+                                     for field in dataclasses.fields(SegmentInferenceConfig)})
+
+
+def main():
+    from yt8m.training import cli
+    define_flags()
+
+    def run():
+        result = run_segment_inference(config_from_flags())
+        print(f"yt8m.segments.inference: {result.num_videos} videos, {result.num_segments} "
+              f"segments scored, {result.num_rows} classes written to "
+              f"{flags.FLAGS.output_file}", flush=True)
+    cli.run(run, "yt8m.segments.inference")
+
+
+if __name__ == "__main__":
+    main()
