@@ -29,10 +29,13 @@ from yt8m.export import member_module
 from yt8m.export import members as members_lib
 from yt8m.export import precision as precision_lib
 from yt8m.export import requests
+from yt8m.export import saved_model_predictor
 from yt8m.export import serving
 from yt8m.export import tuning
+from yt8m.inference import video_inference
 from yt8m.training import checkpoints
 from yt8m.training import files
+from yt8m.training.config import InferenceConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.dirname(sys.executable)
@@ -230,6 +233,8 @@ def test_checkpoint_selection(train_dirs):
         members_lib.parse_selection("300:100", "--average_checkpoints")
     with pytest.raises(ValueError, match=r"cannot read checkpoint selection 'first:2'"):
         members_lib.parse_member(logistic + "@first:2", default)
+    with pytest.raises(ValueError, match=r"--members lists .*logistic@latest more than once"):
+        members_lib.parse_members([logistic, logistic + "@latest"], default)
 
 
 # ---------------------------------------------------------------------------------- exports
@@ -346,6 +351,32 @@ def test_saved_model_cli_run(exports, tmp_path):
                                    expected[name].numpy(), atol=1e-6)
 
 
+def test_inference_csv_from_saved_model(exports, train_dirs, validation, tmp_path):
+    pattern, videos = validation
+    export_dir, _ = exports[precision_lib.FLOAT32]
+    predict, data_config = saved_model_predictor.load_saved_model_predictor(export_dir)
+    assert (data_config.num_classes, data_config.max_frames) == (NUM_CLASSES, MAX_FRAMES)
+    output_file = str(tmp_path / "submission.csv")
+    config = InferenceConfig(train_dir="", input_data_pattern=pattern, output_file=output_file,
+                             top_k=3, batch_size=4)
+    assert video_inference.run_inference(config, predict, data_config) == len(videos)
+    frames, num_frames = _padded_inputs(videos)
+    expected = _reference_predictions(_reference_models(train_dirs), frames, num_frames)
+    with open(output_file) as handle:
+        lines = handle.read().splitlines()
+    assert lines[0] == "VideoId,LabelConfidencePairs" and len(lines) == len(videos) + 1
+    for line, (video_id, _, _), scores in zip(lines[1:], videos, expected):
+        row_id, pairs = line.split(",")
+        values = pairs.split(" ")
+        assert row_id == video_id
+        assert [int(c) for c in values[0::2]] == list(np.argsort(-scores, kind="stable")[:3])
+        np.testing.assert_allclose([float(v) for v in values[1::2]],
+                                   np.sort(scores)[::-1][:3], rtol=1e-5)
+    with pytest.raises(FileNotFoundError, match=r"--saved_model_dir='.*' holds no "
+                                                r"saved_model\.pb"):
+        saved_model_predictor.load_saved_model_predictor(str(tmp_path))
+
+
 # ------------------------------------------------------------------------- budget, failures
 
 
@@ -428,35 +459,51 @@ def test_subsets_under_budget_are_the_maximal_ones():
     assert result.members == [1, 2] and result.gap == pytest.approx(1.0)
 
 
-def test_tuned_export_reports_gaps(train_dirs, validation, workdir):
+def test_members_selected_under_budget(train_dirs, validation, workdir):
     pattern, videos = validation
     dirs, _ = train_dirs
+    names = ["logistic", "video", "netvlad"]
+    # Each member counts its float16 variables plus a 1 MiB graph allowance: two fit in 2.5 MB.
     report = exporter.export_ensemble(exporter.ExportConfig(
-        members=[dirs["logistic"], dirs["video"]], output_dir=str(workdir / "tuned"),
-        precision="float16", min_low_precision_elements=MIN_ELEMENTS, tune_weights_on=pattern))
-    assert report["tuning"]["tuned_gap"] >= report["tuning"]["equal_weights_gap"]
+        members=[dirs[name] for name in names], output_dir=str(workdir / "selected"),
+        precision="float16", min_low_precision_elements=MIN_ELEMENTS, tune_weights_on=pattern,
+        select_under_budget=True, size_budget_mb=2.5))
+    candidates = report["selection"]["candidates"]
+    assert sorted(sorted(c["members"]) for c in candidates) == sorted(
+        sorted([dirs[a], dirs[b]]) for a, b in [("logistic", "video"), ("logistic", "netvlad"),
+                                                ("video", "netvlad")])
+    best = max(candidates, key=lambda candidate: candidate["gap"])
+    assert report["selection"]["chosen"] == best["members"]
+    # The export's float32 GAP on the same data is the tuned GAP of the chosen pair.
+    assert report["gap_float32"] == pytest.approx(best["gap"], abs=1e-6)
+    assert report["verified_videos"] == len(videos)
     assert sum(report["weights"].values()) == pytest.approx(1.0)
-    assert report["gap_float32"] == pytest.approx(report["tuning"]["tuned_gap"], abs=1e-6)
+    with pytest.raises(ValueError, match=r"--select_under_budget needs --tune_weights_on"):
+        exporter.export_ensemble(exporter.ExportConfig(
+            members=[dirs["video"]], output_dir=str(workdir / "never"), select_under_budget=True))
 
 
 # ----------------------------------------------------------------------------------- the CLI
 
 
-def test_cli_exports(train_dirs, workdir):
+def test_cli_exports_with_tuned_weights(train_dirs, validation, workdir):
     dirs, _ = train_dirs
     output_dir = workdir / "cli_export"
     command = [sys.executable, os.path.join(REPO, "export_ensemble.py"),
-               f"--members={dirs['logistic']}@last:2,{dirs['video']}", "--weights=0.7,0.3",
-               "--float16", f"--min_low_precision_elements={MIN_ELEMENTS}",
-               f"--output_dir={output_dir}"]
+               f"--members={dirs['logistic']}@last:2,{dirs['video']}", "--float16",
+               f"--tune_weights_on={validation[0]}",
+               f"--min_low_precision_elements={MIN_ELEMENTS}", f"--output_dir={output_dir}"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=240)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "Exported a float16 ensemble of 2 member(s)" in result.stdout
+    assert "Exported a float16 ensemble of" in result.stdout
     with open(output_dir / "export_report.json") as handle:
         report = json.load(handle)
-    assert list(report["weights"].values()) == pytest.approx([0.7, 0.3])
+    assert f"GAP on {validation[0]}: float32 {report['gap_float32']:.5f}" in result.stdout
     assert [checkpoints.checkpoint_step(path) for path in report["members"][0]["checkpoints"]] \
         == [200, 300]
+    assert report["tuning"]["tuned_gap"] >= report["tuning"]["equal_weights_gap"]
+    assert report["gap_float32"] == pytest.approx(report["tuning"]["tuned_gap"], abs=1e-6)
+    assert sum(report["weights"].values()) == pytest.approx(1.0)
 
 
 def _config_from(argv):

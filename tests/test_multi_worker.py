@@ -140,12 +140,11 @@ def runs(tmp_path_factory):
 def test_lost_worker_stops_the_job_with_a_clear_message(runs):
     returncode, log = runs["run1"][0]
     assert returncode == 1, _diagnosis(log)
-    last_line = log.strip().splitlines()[-1]
-    pattern = (r"train\.py: error: multi-worker training lost a worker \(\w+Error: .*\); "
+    pattern = (r"^train\.py: error: multi-worker training lost a worker \(\w+Error: .*\); "
                r"worker 0 stops, and so does every other worker\. Restart all workers with the "
                r"same TF_CONFIG and flags: training resumes from "
-               + re.escape(runs["train_dir"]) + r"/ckpt-\d+\.")
-    assert re.fullmatch(pattern, last_line), last_line
+               + re.escape(runs["train_dir"]) + r"/ckpt-\d+\.$")
+    assert re.search(pattern, log, re.MULTILINE), _diagnosis(log)
 
 
 def test_restarted_workers_resume_and_both_finish(runs):
@@ -153,10 +152,10 @@ def test_restarted_workers_resume_and_both_finish(runs):
     for index, (returncode, log) in enumerate(runs["run2"]):
         assert returncode == 0, f"worker {index}:\n{_diagnosis(log)}"
         assert f"Resumed from {runs['resumed_from']} at step {runs['resumed_step']}" in log
-        # Each worker reports the checkpoint the chief wrote.
-        assert log.strip().splitlines()[-1] == (
-            f"train.py: stopped at step {final_step} (max_steps); checkpoint "
-            f"{train_dir}/ckpt-{final_step}")
+        # Each worker reports the checkpoint the chief wrote. (A worker still exiting when the
+        # chief has gone may log the chief's coordination service as unreachable after this.)
+        assert (f"\ntrain.py: stopped at step {final_step} (max_steps); checkpoint "
+                f"{train_dir}/ckpt-{final_step}\n") in log, _diagnosis(log)
     # Only the chief wrote into train_dir; worker 1's scratch saves are gone.
     names = os.listdir(train_dir)
     assert not [name for name in names if name.startswith(multi_worker.SCRATCH_PREFIX)], names

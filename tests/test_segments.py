@@ -128,7 +128,7 @@ def test_whitelist_file(tmp_path):
     path.write_text("Index\n5\n2\n\n9\n")
     assert submission.read_segment_whitelist(str(path)) == (2, 5, 9)
     with pytest.raises(ValueError, match=re.escape(
-            f"--segment_label_ids={str(path)!r} line 4: class 9 is outside [0, "
+            f"--segment_label_ids={str(path)!r} line 5: class 9 is outside [0, "
             "num_classes=8)")):
         submission.read_segment_whitelist(str(path), num_classes=8)
     path.write_text("5\n2\n")

@@ -185,7 +185,9 @@ def test_classes_are_planted_in_a_minority_of_frames(dataset):
 def test_twins_share_atoms_and_frame_mean_structure(dataset):
     _, _, config, world = dataset
     twins = np.flatnonzero(world.twin >= 0)
-    assert len(twins) == 2 * int(0.8 * 12 // 2)  # twin_fraction 0.8 of 12 classes: 4 pairs
+    assert len(twins) == 2 * int(0.8 * (12 // 2))  # twin_fraction 0.8 of 6 rank pairs: 4 pairs
+    for class_id in twins:
+        assert abs(world.twin[class_id] - class_id) == 1  # neighbours in frequency rank
     for class_id in twins:
         twin = world.twin[class_id]
         assert world.twin[twin] == class_id

@@ -87,9 +87,9 @@ class Config:
     modes_per_class: int = 2        # atom pairs per class (several looks of one class)
     num_background_atoms: int = 32  # objects that belong to no class
     lone_atoms_per_video: float = 4.0   # background shots showing one such object (Poisson mean)
-    rgb_atom_norm: float = 4.0      # length of an atom vector (features are ~0.4 per dimension)
-    audio_atom_norm: float = 2.5
-    style_scale: float = 0.25       # per-video offset, per dimension
+    rgb_atom_norm: float = 8.0      # length of an atom vector (0.25 per dimension)
+    audio_atom_norm: float = 4.0    # (0.35 per dimension)
+    style_scale: float = 0.15       # per-video offset, per dimension
     scene_scale: float = 0.25       # per-shot scene, per dimension
     shot_noise_scale: float = 0.1
     frame_noise_scale: float = 0.15
@@ -177,15 +177,18 @@ def build_world(config):
 
     # Twins: class X shows atoms A and B in the same frames, its twin Y shows the same atoms in
     # different frames. Both have the same frame mean, so only frame-level models tell them apart.
-    order = rng.permutation(num_classes)
-    num_twin_pairs = int(config.twin_fraction * num_classes) // 2
+    # Twins are neighbours in frequency rank, so the class prior cannot tell them apart either.
+    num_pairs = num_classes // 2
+    twin_pairs = np.sort(rng.choice(num_pairs, int(config.twin_fraction * num_pairs),
+                                    replace=False))
     together = np.ones(num_classes, bool)
     twin = np.full(num_classes, -1, np.int64)
-    together[order[1:2 * num_twin_pairs:2]] = False
-    twin[order[0:2 * num_twin_pairs:2]] = order[1:2 * num_twin_pairs:2]
-    twin[order[1:2 * num_twin_pairs:2]] = order[0:2 * num_twin_pairs:2]
+    for pair in twin_pairs:
+        first, second = 2 * pair, 2 * pair + 1
+        twin[first], twin[second] = second, first
+        together[second if rng.random() < 0.5 else first] = False
     # Each look of each class gets two atoms of its own; twins share theirs.
-    owners = [c for c in order if together[c]]
+    owners = np.flatnonzero(together)
     rgb_modes = np.zeros((num_classes, modes, 2), np.int64)
     for number, owner in enumerate(owners):
         rgb_modes[owner] = np.arange(2 * modes * number, 2 * modes * (number + 1)).reshape(modes, 2)
@@ -313,7 +316,8 @@ def plan_video(world, config, split, index):
     vertical = rng.choice(len(world.vertical_prior), p=world.vertical_prior)
     weights = world.class_prior * np.where(world.in_vertical(vertical), config.vertical_affinity, 1.0)
 
-    # Every label needs frames of its own: at most one label per 2 * 7 frames.
+    # Every label needs frames of its own (an "apart" event takes two 5-frame shots at least):
+    # at most one label per 20 frames keeps the planted shots within max_planted_fraction.
     max_labels = min(config.max_labels_per_video, num_frames // (4 * SEGMENT))
     num_labels = min(max_labels, 1 + int(rng.poisson(config.mean_labels_per_video - 1.0)))
     true_labels = np.sort(_sample_classes(rng, weights, num_labels))

@@ -99,6 +99,11 @@ def parse_members(texts, default_selection=CheckpointSelection(LATEST)):
     specs = [parse_member(text, default_selection) for text in texts]
     if not specs:
         raise ValueError("--members is empty: give at least one TRAIN_DIR")
+    described = [spec.describe() for spec in specs]
+    repeated = sorted({text for text in described if described.count(text) > 1})
+    if repeated:
+        raise ValueError(f"--members lists {', '.join(repeated)} more than once (give it a "
+                         "larger weight instead)")
     return specs
 
 

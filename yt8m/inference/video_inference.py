@@ -10,21 +10,24 @@ from yt8m.training import inputs
 from yt8m.training import model_flags as model_flags_lib
 
 
-def run_inference(config, predict=None):
+def run_inference(config, predict=None, data_config=None):
     """Writes config.output_file from the files of config.input_data_pattern.
 
     Args:
       config: InferenceConfig.
       predict: optional predictor (batch -> predictions); default: the newest checkpoint of
         config.train_dir (or config.checkpoint).
+      data_config: optional DataConfig of the files; default: from config.train_dir's
+        model_flags.json (a SavedModel predictor brings its own, see inference.py).
     Returns:
       The number of videos written.
     """
     if not config.output_file:
         raise ValueError("--output_file is empty: give the path of the CSV to write")
-    model_flags = model_flags_lib.read_model_flags(config.train_dir)
-    data_config = inputs.data_config_from_model_flags(model_flags, segment_labels=False,
-                                                      num_readers=config.num_readers)
+    if data_config is None:
+        model_flags = model_flags_lib.read_model_flags(config.train_dir)
+        data_config = inputs.data_config_from_model_flags(model_flags, segment_labels=False,
+                                                          num_readers=config.num_readers)
     input_files = inputs.require_files(config.input_data_pattern, "--input_data_pattern")
     if predict is None:
         checkpoint_path = checkpoints.require_checkpoint(config.train_dir, config.checkpoint)
