@@ -31,8 +31,12 @@ from matplotlib import pyplot  # noqa: E402  (after choosing the headless backen
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
+import frame_level_models
 from yt8m import synthetic
+from yt8m.data import records
+from yt8m.export import budget
 from yt8m.export import exporter
+from yt8m.export import member_module
 from yt8m.export import precision as precision_lib
 from yt8m.export import serving
 from yt8m.export import validation_data
@@ -49,6 +53,8 @@ flags.DEFINE_integer("batch_size", 32, "Batch size of training and of the speed 
 flags.DEFINE_integer("speed_batches", 8, "Validation batches timed per pass.")
 flags.DEFINE_integer("passes", 3, "Timed passes (after one warm-up pass).")
 flags.DEFINE_string("output", "bench/output/export", "Output path without extension.")
+flags.DEFINE_bool("scale_sizes", True, "Also compute the variable bytes of paper-scale models "
+                  "(V=3862) at each precision (built in memory, not trained or written).")
 
 MAX_FRAMES = 120
 FRAME_DATA = DataConfig(feature_names=("rgb", "audio"), feature_sizes=(1024, 128),
@@ -62,6 +68,11 @@ MEMBERS = {
 }
 MEMBER_SPECS = ("nextvlad@last:2", "netvlad")
 WEIGHTS = (0.6, 0.4)
+# Paper-scale members whose sizes are computed (not exported): NeXtVLAD's paper configuration and a
+# Gated NetVLAD K32-H1024 (the float16 paper's "H" model family).
+SCALE_MODELS = {"NeXtVLADModel (8G 128K x2 2048H)": ("NeXtVLADModel", {}),
+                "NetVLADModelLF K32-H1024": ("NetVLADModelLF", {"netvlad_cluster_size": 32,
+                                                                "netvlad_hidden_size": 1024})}
 TARGETS = {"float16_size_ratio": 0.52, "float16_gap_change": 0.0005, "speed_ratio": 0.9}
 
 
@@ -111,6 +122,21 @@ def _speed(export_dir, batches):
     return max(rates), statistics.median(cpu)
 
 
+def _scale_sizes():
+    """{model: {precision: MB}} from the same byte count the budget check uses."""
+    sizes = {}
+    for label, (model_name, hparams) in SCALE_MODELS.items():
+        model = frame_level_models.build(model_name, records.DEFAULT_NUM_CLASSES,
+                                         feature_names="rgb,audio", feature_sizes="1024,128",
+                                         **hparams)
+        by_precision = budget.sizes_by_precision(member_module.unique_variables(model),
+                                                 precision_lib.DEFAULT_MIN_ELEMENTS)
+        sizes[label] = {"parameters": model.count_params(),
+                        **{name: value / 2 ** 20 for name, value in by_precision.items()}}
+        del model
+    return sizes
+
+
 def _plot(rows, path):
     precisions = [row["precision"] for row in rows]
     figure, axes = pyplot.subplots(1, 3, figsize=(13, 3.8))
@@ -131,6 +157,16 @@ def _plot(rows, path):
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     pyplot.close(figure)
+
+
+def _scale_markdown(sizes):
+    lines = ["| model (V=3862) | parameters | float32 MB | float16 MB (ratio) | int8 MB (ratio) |",
+             "|---|---|---|---|---|"]
+    for label, row in sizes.items():
+        lines.append(f"| {label} | {row['parameters'] / 1e6:.1f}M | {row['float32']:.1f} | "
+                     f"{row['float16']:.1f} ({row['float16'] / row['float32']:.3f}) | "
+                     f"{row['int8']:.1f} ({row['int8'] / row['float32']:.3f}) |")
+    return "\n".join(lines) + "\n"
 
 
 def _markdown(rows, command):
@@ -185,10 +221,15 @@ def main(argv):
               "weights": WEIGHTS, "targets": TARGETS, "rows": rows,
               "load_average": os.getloadavg(), "cpu_count": os.cpu_count()}
     os.makedirs(os.path.dirname(FLAGS.output) or ".", exist_ok=True)
+    text = _markdown(rows, command)
+    if FLAGS.scale_sizes:
+        result["scale_sizes_mb"] = _scale_sizes()
+        text += ("\nVariable bytes at paper scale (computed by yt8m.export.budget, as the budget "
+                 "check does; not written):\n\n" + _scale_markdown(result["scale_sizes_mb"]))
     files.write_json_atomically(FLAGS.output + ".json", result)
-    files.write_text_atomically(FLAGS.output + ".md", _markdown(rows, command))
+    files.write_text_atomically(FLAGS.output + ".md", text)
     _plot(rows, FLAGS.output + ".png")
-    print(_markdown(rows, command))
+    print(text)
 
 
 if __name__ == "__main__":
