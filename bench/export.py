@@ -22,7 +22,6 @@ import statistics
 import time
 
 import matplotlib
-import numpy as np
 from absl import app, flags, logging
 
 matplotlib.use("Agg")

@@ -23,6 +23,7 @@ import frame_level_models
 from yt8m import metrics
 from yt8m.data import records
 from yt8m.export import budget
+from yt8m.export import demo
 from yt8m.export import exporter
 from yt8m.export import flags as export_flags
 from yt8m.export import member_module
@@ -32,6 +33,7 @@ from yt8m.export import requests
 from yt8m.export import saved_model_predictor
 from yt8m.export import serving
 from yt8m.export import tuning
+from yt8m.export import validation_data
 from yt8m.inference import video_inference
 from yt8m.training import checkpoints
 from yt8m.training import files
@@ -375,6 +377,21 @@ def test_inference_csv_from_saved_model(exports, train_dirs, validation, tmp_pat
     with pytest.raises(FileNotFoundError, match=r"--saved_model_dir='.*' holds no "
                                                 r"saved_model\.pb"):
         saved_model_predictor.load_saved_model_predictor(str(tmp_path))
+
+
+def test_demo_export_serves_one_rest_request(train_dirs, workdir):
+    dirs, _ = train_dirs
+    result = demo.demo_export([dirs["video"]], str(workdir / "demo"),
+                              min_low_precision_elements=MIN_ELEMENTS)
+    assert result["report"]["precision"] == "float16" and result["video_id"] == "random"
+    # The request is the random video of the verification (seed 0): compare with the plain model.
+    frames, num_frames = validation_data.random_videos(1, MAX_FRAMES)
+    model = _reference_models(train_dirs)["video"]
+    means = {f"mean_{name}": values.numpy()[:, :num_frames[0]].mean(axis=1)
+             for name, values in frames.items()}
+    expected = model(means)["predictions"].numpy()[0]
+    assert result["top_classes"] == list(np.argsort(-expected, kind="stable"))
+    np.testing.assert_allclose(result["top_scores"], np.sort(expected)[::-1], atol=1e-3)
 
 
 # ------------------------------------------------------------------------- budget, failures

@@ -7,9 +7,7 @@ and verify (max abs difference against the float32 ensemble, GAP before and afte
 export_report.json -> rename the temp dir to output_dir. Any failure removes the temp dir.
 """
 import dataclasses
-import json
 import os
-import shutil
 import uuid
 from typing import Optional, Sequence
 
@@ -259,7 +257,8 @@ def export_ensemble(config):
     finally:
         if tf.io.gfile.exists(temp_dir):
             tf.io.gfile.rmtree(temp_dir)
-    logging.info("Export report:\n%s", json.dumps(report, indent=2))
+    logging.info("Exported %s (report: %s)", config.output_dir,
+                 os.path.join(config.output_dir, REPORT_FILE))
     return report
 
 

@@ -36,7 +36,9 @@ from absl import logging
 
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
-from tensorflow.python.distribute import collective_all_reduce_strategy
+from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+from tensorflow.python.distribute import multi_worker_util
+from tensorflow.python.eager import context
 
 from yt8m.training import checkpoints
 from yt8m.training import distribution
@@ -128,6 +130,20 @@ def cluster_task_from_tf_config(environ=None):
                                             for job, addresses in cluster.items()})
 
 
+def _configure_coordination_service(task, startup_timeout_secs):
+    """The coordination service the strategy would configure itself, plus a bound on how long
+    it waits for every worker to register (TensorFlow exposes no public setting for it; its
+    default waits for ever). Must run before TensorFlow's runtime starts."""
+    cluster_spec = tf.train.ClusterSpec(task.cluster)
+    context.context().configure_coordination_service(
+        service_type="standalone",
+        service_leader=multi_worker_util.coordination_leader(cluster_spec),
+        coordinated_jobs=[coordination_config_pb2.CoordinatedJob(name=job,
+                                                                 num_tasks=len(task.cluster[job]))
+                          for job in _WORKER_JOBS if job in task.cluster],
+        cluster_register_timeout_in_ms=int(startup_timeout_secs * 1000))
+
+
 def make_multi_worker_strategy(startup_timeout_secs=DEFAULT_STARTUP_TIMEOUT_SECS):
     """MultiWorkerMirroredStrategy over the cluster in TF_CONFIG.
 
@@ -135,10 +151,7 @@ def make_multi_worker_strategy(startup_timeout_secs=DEFAULT_STARTUP_TIMEOUT_SECS
     NCCL between GPUs and gRPC rings between hosts (CommunicationImplementation.AUTO).
     """
     task = cluster_task_from_tf_config()
-    # The strategy's constructor waits for the cluster with this class-level timeout; TensorFlow
-    # has no public argument for it (its default, 0, waits for ever).
-    extended = collective_all_reduce_strategy.CollectiveAllReduceExtended
-    extended._check_health_initial_timeout = startup_timeout_secs  # pylint: disable=protected-access
+    _configure_coordination_service(task, startup_timeout_secs)
     logging.info("Joining the cluster as %s of %d workers: %s", task.name, task.num_workers,
                  task.cluster)
     options = tf.distribute.experimental.CommunicationOptions(
