@@ -17,6 +17,7 @@ from absl import flags
 
 import yt8m  # noqa: F401
 from yt8m.data import records
+from yt8m.distillation import mixture_hparams
 
 CLASSIFIER_NAMES = ("LogisticModel", "MoeModel")
 POOLING_METHODS = ("max", "average")
@@ -89,7 +90,7 @@ MODEL_HPARAMS = (
     HParam("pca_eigenvalues_file", "string", "",
            "NeXtVLAD reverse whitening: a .npy of the rgb PCA eigenvalues (one per rgb "
            "dimension); rgb frames are multiplied by sqrt(eigenvalue). Empty: off."),
-)
+) + tuple(HParam(**row) for row in mixture_hparams.MIXTURE_HPARAM_ROWS)
 
 PRUNING_HPARAMS = (
     HParam("pruning_target_sparsity", "float", 0.0,

@@ -8,7 +8,7 @@ would prefetch to devices but its iterator cannot be saved in a checkpoint.
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
-STRATEGIES = ("default", "mirrored", "one_device", "multi_worker")
+STRATEGIES = ("default", "mirrored", "one_device", "multi_worker", "none")
 
 
 def configure_cpu_devices(num_devices):
@@ -38,11 +38,15 @@ def make_strategy(name="default"):
     mirrored: MirroredStrategy over all local GPUs, or over all logical CPUs without GPUs.
     one_device: OneDeviceStrategy on the first GPU, else the first CPU.
     multi_worker: MultiWorkerMirroredStrategy over the machines in TF_CONFIG (multi_worker.py).
+    none: TensorFlow's default (no-op) strategy: variables go where `tf.device` puts them, which a
+      MOD tree spread over several devices in one process needs (model parallelism).
     """
     if name == "multi_worker":  # first: listing devices would start TensorFlow's runtime, and
         # collectives must be configured before that
         from yt8m.training import multi_worker  # it imports this module
         return multi_worker.make_multi_worker_strategy()
+    if name == "none":
+        return tf.distribute.get_strategy()
     gpus = tf.config.list_logical_devices("GPU")
     cpus = tf.config.list_logical_devices("CPU")
     devices = [device.name for device in (gpus or cpus)]

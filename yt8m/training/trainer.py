@@ -107,6 +107,10 @@ class Trainer:
                                    else self.model)
             self.optimizer = make_optimizer(config.optimizer, self.learning_rate,
                                             config.clip_gradient_norm)
+            # A model-parallel model runs each variable's update on that variable's device.
+            configure_optimizer = getattr(self.training_model, "configure_optimizer", None)
+            if configure_optimizer is not None:
+                self.optimizer = configure_optimizer(self.optimizer)
             # Create the slots now, so a restore fills them immediately and the checkpoint always
             # has the same structure.
             self.optimizer.build(self.training_model.trainable_variables)
@@ -173,7 +177,11 @@ class Trainer:
                                              self.label_loss, self.config.regularization_penalty)
             scaled_loss = losses["total_loss"] / self.num_replicas
         variables = self.training_model.trainable_variables
-        gradients = tape.gradient(scaled_loss, variables)
+        # A model placed over several devices (MOD tree) computes each sub-tree's gradients on
+        # that sub-tree's device.
+        compute_gradients = getattr(self.training_model, "compute_gradients", None)
+        gradients = (compute_gradients(tape, scaled_loss, variables) if compute_gradients
+                     else tape.gradient(scaled_loss, variables))
         self.optimizer.apply_gradients(zip(gradients, variables))
         predictions, _ = objective.model_predictions(outputs)
         if label_weights is not None:  # segment mode: only the rated classes count
