@@ -1,10 +1,11 @@
 """Model-zoo speed against this machine's float32 matmul rate.
 
 For each model (default: NeXtVLADModel in the paper configuration, batch 80 x 300 frames) it times
-a compiled inference call and a compiled training step (forward, backward, Adam), counts the
-matmul FLOPs of that work analytically, and divides the time a perfect matmul engine would need
-(FLOPs / measured matmul rate) by the measured time: efficiency 1.0 means the model runs as fast
-as its matmuls alone would at the machine's large-matmul rate.
+a compiled inference call, a compiled forward + backward pass ("gradients") and a compiled training
+step (forward, backward and the Adam update, whose element-wise work is not in the FLOP count). It
+counts the matmul FLOPs of that work analytically and divides the time a perfect matmul engine
+would need (FLOPs / measured matmul rate) by the measured time: efficiency 1.0 means the model runs
+as fast as its matmuls alone would at the machine's large-matmul rate.
 
     .venv/bin/python bench/model_zoo.py                       # NeXtVLADModel, batch 80 x 300
     .venv/bin/python bench/model_zoo.py --models=NeXtVLADModel,NetVLADModelLF --steps=3
@@ -34,6 +35,12 @@ flags.DEFINE_integer("batch_size", 80, "Videos per batch (NeXtVLAD paper: 80).")
 flags.DEFINE_integer("frames", 300, "Frames per video, all valid.")
 flags.DEFINE_integer("num_classes", 3862, "Vocabulary size.")
 flags.DEFINE_integer("steps", 3, "Timed calls per measurement (the best one is reported).")
+flags.DEFINE_enum("optimizer", "fused_adam", ["fused_adam", "adam"],
+                  "fused_adam: keras.optimizers.legacy.Adam (one fused kernel per variable); adam: "
+                  "keras.optimizers.Adam (several element-wise ops per variable, ~3x the time).")
+flags.DEFINE_integer("inter_op_threads", 0,
+                     "TF inter-op threads (0: TF's default). 1 keeps two large matmuls from "
+                     "running at once and oversubscribing the cores.")
 flags.DEFINE_integer("matmul_size", 4096, "Side of the square matmul that measures the rate.")
 flags.DEFINE_string("output_dir", os.path.join(os.path.dirname(__file__), "output"),
                     "Where model_zoo.json and model_zoo.png go.")
@@ -123,31 +130,43 @@ def time_model(name, batch, frames, classes, steps):
               "audio": tf.random.normal([batch, frames, AUDIO]),
               "num_frames": tf.fill([batch], frames)}
     labels = tf.cast(tf.random.uniform([batch, classes]) < 0.01, tf.float32)
-    optimizer = keras.optimizers.Adam(2e-4)
+    optimizer = (keras.optimizers.legacy.Adam(2e-4) if FLAGS.optimizer == "fused_adam"
+                 else keras.optimizers.Adam(2e-4))
 
     @tf.function
     def infer():
         return model(inputs, training=False)["predictions"]
 
-    @tf.function
-    def train_step():
+    def loss_and_gradients():
         with tf.GradientTape() as tape:
             predictions = model(inputs, training=True)["predictions"]
             loss = tf.reduce_mean(tf.reduce_sum(
                 keras.backend.binary_crossentropy(labels, predictions), axis=1))
-        variables = model.trainable_variables
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss, tape.gradient(loss, model.trainable_variables)
+
+    @tf.function
+    def gradients_only():
+        loss, gradients = loss_and_gradients()
+        # Consume every gradient cheaply so none is pruned from the graph.
+        return loss + tf.add_n([gradient[0, ...] if gradient.shape.rank == 1 else
+                                gradient[0, 0] for gradient in gradients]) * 0.0
+
+    @tf.function
+    def train_step():
+        loss, gradients = loss_and_gradients()
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return loss
 
     results = {"params": model.count_params()}
     shapes = MATMULS[name](batch, frames, classes, hp)
     for mode, function in (("inference", lambda: infer().numpy()),
+                           ("gradients", lambda: gradients_only().numpy()),
                            ("training", lambda: train_step().numpy())):
         before = matmul_rates(FLAGS.matmul_size)
         seconds, median, cpu_seconds = best_seconds(function, steps)
         after = matmul_rates(FLAGS.matmul_size)
         rate, cpu_rate = max(before[0], after[0]), max(before[1], after[1])
-        work = flops(shapes, mode == "training")
+        work = flops(shapes, mode != "inference")
         results[mode] = {"seconds": seconds, "median_seconds": median, "cpu_seconds": cpu_seconds,
                          "gflop": work / 1e9, "matmul_gflops": rate / 1e9,
                          "model_gflops": work / seconds / 1e9,
@@ -173,21 +192,19 @@ def write_outputs(report, output_dir):
 
     names = list(report["models"])
     figure, axis = plt.subplots(figsize=(2.5 + 2.5 * len(names), 4))
-    bars_spec = [("inference", "efficiency", "inference (wall)"),
-                 ("inference", "cpu_efficiency", "inference (CPU time)"),
-                 ("training", "efficiency", "training (wall)"),
-                 ("training", "cpu_efficiency", "training (CPU time)")]
-    width = 0.2
+    bars_spec = [(mode, key, f"{mode} ({kind})") for mode in ("inference", "gradients", "training")
+                 for key, kind in (("efficiency", "wall"), ("cpu_efficiency", "CPU time"))]
+    width = 0.13
     for index, (mode, key, label) in enumerate(bars_spec):
         values = [report["models"][name][mode][key] for name in names]
-        offset = (index - 1.5) * width
+        offset = (index - 2.5) * width
         bars = axis.bar([i + offset for i in range(len(names))], values, width, label=label)
         axis.bar_label(bars, fmt="%.2f", fontsize=8)
     axis.axhline(0.85, color="gray", linestyle="--", linewidth=1, label="target 0.85")
     axis.set_xticks(range(len(names)), names)
     axis.set_ylabel("matmul-FLOP time / measured time")
     axis.set_title(f"batch {report['batch_size']} x {report['frames']} frames, "
-                   f"{report['cpu_count']} CPUs")
+                   f"{report['cpu_count']} CPUs, {report['optimizer']}")
     axis.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     png = os.path.join(output_dir, "model_zoo.png")
@@ -203,7 +220,10 @@ def main(argv):
     if unknown:
         raise app.UsageError(f"--models: no FLOP count for {unknown}; choose from "
                              f"{', '.join(MATMULS)}")
-    report = {"batch_size": FLAGS.batch_size, "frames": FLAGS.frames,
+    if FLAGS.inter_op_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
+    report = {"optimizer": FLAGS.optimizer, "inter_op_threads": FLAGS.inter_op_threads,
+              "batch_size": FLAGS.batch_size, "frames": FLAGS.frames,
               "num_classes": FLAGS.num_classes, "cpu_count": os.cpu_count(),
               "tensorflow": tf.__version__, "models": {}}
     for name in FLAGS.models:

@@ -4,6 +4,7 @@ import tf_keras as keras
 
 from frame_level_models import model_parts
 from frame_level_models.layers import common
+from frame_level_models.layers.dense import WideDense
 from frame_level_models.layers.dbof import DbofPooling
 from frame_level_models.registry import register
 
@@ -22,7 +23,7 @@ def dbof_model(inputs, num_classes, names, sizes, hp):
                                   name=f"{name}_dbof")([stream, num_frames]))
     activation = model_parts.concat(pooled, "dbof_concat")
     # Starter: hidden weights drawn with stddev 1/sqrt(cluster_size); a bias only without BN.
-    activation = keras.layers.Dense(
+    activation = WideDense(
         hp.dbof_hidden_size, use_bias=not hp.dbof_add_batch_norm,
         kernel_initializer=keras.initializers.RandomNormal(stddev=hp.dbof_cluster_size ** -0.5),
         name="hidden")(activation)

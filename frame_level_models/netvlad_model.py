@@ -9,6 +9,7 @@ import tf_keras as keras
 
 from frame_level_models import model_parts
 from frame_level_models.layers import common
+from frame_level_models.layers.dense import WideDense
 from frame_level_models.layers.frame_ops import FrameBatchNorm, FrameL2Normalize, SplitFeatures
 from frame_level_models.layers.gating import ContextGating
 from frame_level_models.layers.netvlad import NetVLAD
@@ -34,7 +35,7 @@ def netvlad_model(inputs, num_classes, names, sizes, hp):
     activation = model_parts.concat(pooled, "netvlad_concat")
     with_bn = hp.netvlad_add_batch_norm and hp.netvlad_relu
     # Willow drew the hidden weights with stddev 1/sqrt(cluster_size).
-    activation = keras.layers.Dense(
+    activation = WideDense(
         hp.netvlad_hidden_size, use_bias=not with_bn,
         kernel_initializer=keras.initializers.RandomNormal(
             stddev=hp.netvlad_cluster_size ** -0.5), name="hidden")(activation)

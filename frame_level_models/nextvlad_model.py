@@ -8,6 +8,7 @@ import tf_keras as keras
 
 from frame_level_models import model_parts
 from frame_level_models.layers import common
+from frame_level_models.layers.dense import WideDense
 from frame_level_models.layers.frame_ops import ReverseWhitening, load_eigenvalues
 from frame_level_models.layers.gating import SEGating
 from frame_level_models.layers.nextvlad import NeXtVLAD
@@ -33,7 +34,7 @@ def nextvlad_model(inputs, num_classes, names, sizes, hp):
     activation = model_parts.concat(pooled, "nextvlad_concat")
     if hp.drop_rate > 0:
         activation = keras.layers.Dropout(hp.drop_rate, name="dropout")(activation)
-    activation = keras.layers.Dense(hp.nextvlad_hidden_size, use_bias=False,
+    activation = WideDense(hp.nextvlad_hidden_size, use_bias=False,
                                     kernel_initializer=common.he_normal(),
                                     name="hidden")(activation)
     activation = common.batch_norm("hidden_bn")(activation)

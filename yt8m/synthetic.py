@@ -654,7 +654,7 @@ def define_flags():
         value = getattr(defaults, name)
         define = flags.DEFINE_integer if isinstance(value, int) else flags.DEFINE_float
         define(name, value, help_text)
-    flags.DEFINE_integer("num_workers", 1, _RUN_FLAG_HELP["num_workers"])
+    flags.DEFINE_integer("num_workers", 2, _RUN_FLAG_HELP["num_workers"])
     flags.mark_flag_as_required("output_dir")
 
 

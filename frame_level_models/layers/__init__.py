@@ -7,6 +7,7 @@ from frame_level_models.layers.gating import ContextGating, SEGating
 from frame_level_models.layers.logistic import LogisticClassifier
 from frame_level_models.layers.moe import MoeClassifier
 from frame_level_models.layers.dbof import DbofPooling
+from frame_level_models.layers.dense import WideDense
 from frame_level_models.layers.lstm import LstmEncoder
 from frame_level_models.layers.netvlad import NetVLAD
 from frame_level_models.layers.nextvlad import NeXtVLAD
