@@ -57,7 +57,7 @@ def main(output_dir):
     # Both before anything starts TensorFlow's runtime (the test imports this file for its
     # builders only, so nothing of this runs at import).
     distribution.configure_cpu_devices(2)
-    strategy = multi_worker.make_multi_worker_strategy(startup_timeout_secs=180)
+    strategy = multi_worker.make_multi_worker_strategy()
     index = multi_worker.worker_index(strategy)
     model = build_model(seed=100 + index)  # different initial values on each worker
     before = [variable.numpy() for variable in model.variables]

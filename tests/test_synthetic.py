@@ -296,6 +296,20 @@ def test_output_dir_that_is_a_file(tmp_path):
         synthetic.generate(str(path), num_videos=3)
 
 
+def test_refuses_to_mix_with_stale_shards(tmp_path):
+    synthetic.generate(str(tmp_path), num_videos=8, num_classes=4, num_shards=2,
+                       min_frames=20, max_frames=30, num_segment_videos=0)
+    with pytest.raises(ValueError) as error:  # one shard per split now: train0001 would stay
+        synthetic.generate(str(tmp_path), num_videos=8, num_classes=4, num_shards=1,
+                           min_frames=20, max_frames=30, num_segment_videos=0)
+    assert str(error.value) == (
+        f"--output_dir={str(tmp_path)!r} holds shards this run would not overwrite "
+        "(frame/train0001.tfrecord, video/train0001.tfrecord); use an empty directory")
+    # The same settings again overwrite every shard in place.
+    synthetic.generate(str(tmp_path), num_videos=8, num_classes=4, num_shards=2,
+                       min_frames=20, max_frames=30, num_segment_videos=0)
+
+
 def test_command_line(tmp_path):
     command = [sys.executable, "-m", "yt8m.synthetic", f"--output_dir={tmp_path}",
                "--num_videos=4", "--num_classes=5", "--num_shards=1", "--min_frames=20",

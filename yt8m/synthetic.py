@@ -12,7 +12,8 @@ module. It writes exactly the public layouts (SPEC section 1) under `output_dir`
 The generative model (docs/synthetic.md) is built so that the video mean is not enough (SPEC
 section 9): most classes come in twins made of the same two appearance "atoms", one showing them in
 the *same* frames, the other in *different* frames; both give the same frame mean. Everything is a
-function of (seed, split, video index), so a seed always gives the same bytes, whatever the sharding.
+function of (seed, split, video index), so a seed always gives the same bytes, whatever the
+sharding or the number of worker processes.
 
 Run: python -m yt8m.synthetic --output_dir=/tmp/yt8m_synth --num_videos=1000 --num_classes=100
 """
@@ -44,10 +45,10 @@ SPLITS = {
     "segment_validate": (3, "sgv", "segment", "validate"),
     "segment_test": (4, "sgt", "segment", "test"),
 }
-_WORLD_STREAM = 1000
-# Longer than any video's frame block (records.DEFAULT_MAX_FRAMES-ish videos of up to a few
-# thousand frames), so windows at random offsets rarely overlap much.
-_NOISE_POOL_SIZE = 1 << 23  # seed stream of the class/atom definitions, distinct from every split
+_WORLD_STREAM = 1000  # seed stream of the class/atom definitions, distinct from every split
+# Frame noise is read from this many shared normals (32 MB), ~20x a long video's frame block, so
+# windows at random offsets rarely overlap much.
+_NOISE_POOL_SIZE = 1 << 23
 
 # Event kinds of a video's timeline (one appearance per shot).
 BACKGROUND, CLASS_EVENT, LONE_ATOM = "background", "class", "lone_atom"
@@ -294,7 +295,8 @@ def _shrink_to_budget(events, budget):
         scale = budget / total()
         for event in events:
             for shot in event:
-                shot.length = max(3 if shot.kind == LONE_ATOM else SEGMENT, int(shot.length * scale))
+                shortest = 3 if shot.kind == LONE_ATOM else SEGMENT
+                shot.length = max(shortest, int(shot.length * scale))
     for kind in (LONE_ATOM, CLASS_EVENT):
         for index in reversed(range(len(events))):
             if total() <= budget:
@@ -314,7 +316,8 @@ def plan_video(world, config, split, index):
     rng = _rng(config.seed, stream, index, 0)
     num_frames = int(rng.integers(config.min_frames, config.max_frames + 1))
     vertical = rng.choice(len(world.vertical_prior), p=world.vertical_prior)
-    weights = world.class_prior * np.where(world.in_vertical(vertical), config.vertical_affinity, 1.0)
+    affinity = np.where(world.in_vertical(vertical), config.vertical_affinity, 1.0)
+    weights = world.class_prior * affinity
 
     # Every label needs frames of its own (an "apart" event takes two 5-frame shots at least):
     # at most one label per 20 frames keeps the planted shots within max_planted_fraction.
@@ -355,7 +358,8 @@ def _render_stream(rng, plan, config, world, atoms, scenes, atom_norm):
     lengths = np.array([shot.length for shot in plan.shots])
     video_scenes = rng.choice(len(scenes), size=3, replace=False)
     shot_scenes = video_scenes[rng.integers(3, size=num_shots)]
-    shot_vectors = (scenes[shot_scenes] * (config.scene_scale * rng.uniform(0.6, 1.2, (num_shots, 1)))
+    scene_weights = config.scene_scale * rng.uniform(0.6, 1.2, (num_shots, 1))
+    shot_vectors = (scenes[shot_scenes] * scene_weights
                     + config.shot_noise_scale * rng.standard_normal((num_shots, size), np.float32)
                     + config.style_scale * rng.standard_normal(size, np.float32))
     # Atoms are added one by one rather than by a matrix product, whose float rounding can
@@ -368,7 +372,8 @@ def _render_stream(rng, plan, config, world, atoms, scenes, atom_norm):
     # for every value was the generator's main cost.
     pool = world.noise_pool
     offset = int(rng.integers(len(pool) - frames.size))
-    frames += np.float32(config.frame_noise_scale) * pool[offset:offset + frames.size].reshape(frames.shape)
+    noise = pool[offset:offset + frames.size].reshape(frames.shape)
+    frames += np.float32(config.frame_noise_scale) * noise
     return records.quantize(frames)
 
 
@@ -532,6 +537,33 @@ def _write_split(world, config, split, output_dir, train_counts, executor):
     return paths, ratings
 
 
+def _planned_shards(config):
+    """Relative paths of every shard `config` writes."""
+    planned = set()
+    for split, (_, _, directory, stem) in SPLITS.items():
+        for shard in range(len(_shard_ranges(config.split_sizes()[split], config.num_shards))):
+            name = f"{stem}{shard:04d}.tfrecord"
+            planned.add(os.path.join(directory, name))
+            if directory == "frame":
+                planned.add(os.path.join("video", name))
+    return planned
+
+
+def _check_no_stale_shards(output_dir, config):
+    """Refuses a directory holding shards this run would not overwrite: readers globbing
+    `frame/train*` would mix them with the new ones."""
+    existing = {os.path.join(directory, name)
+                for directory in ("frame", "video", "segment")
+                if os.path.isdir(os.path.join(output_dir, directory))
+                for name in os.listdir(os.path.join(output_dir, directory))
+                if name.endswith(".tfrecord")}
+    stale = sorted(existing - _planned_shards(config))
+    if stale:
+        raise ValueError(f"--output_dir={output_dir!r} holds shards this run would not "
+                         f"overwrite ({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}); "
+                         "use an empty directory")
+
+
 def vocabulary_csv(world, train_counts):
     out = io.StringIO()
     out.write(records.VOCABULARY_HEADER + "\n")
@@ -566,6 +598,7 @@ def generate(output_dir, num_workers=1, **options):
         raise ValueError("--output_dir must be set")
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise ValueError(f"--output_dir={output_dir!r} exists and is not a directory")
+    _check_no_stale_shards(output_dir, config)
     for directory in ("frame", "video", "segment"):
         os.makedirs(os.path.join(output_dir, directory), exist_ok=True)
 
@@ -664,8 +697,8 @@ def main(argv):
         raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
     options = {name: getattr(flags.FLAGS, name) for name in _FLAG_HELP}
     summary = generate(flags.FLAGS.output_dir, num_workers=flags.FLAGS.num_workers, **options)
-    print(json.dumps({key: summary[key] for key in
-                      ("output_dir", "num_videos", "segment_ratings", "seconds", "videos_per_second")}))
+    keys = ("output_dir", "num_videos", "segment_ratings", "seconds", "videos_per_second")
+    print(json.dumps({key: summary[key] for key in keys}))
 
 
 if __name__ == "__main__":

@@ -29,8 +29,13 @@ SEGMENT_WHITELIST_HEADER = "Index"
 
 def quantize(features):
     """float features -> uint8 codes exactly as the public files store them."""
-    clipped = np.clip(np.asarray(features, np.float64), MIN_QUANTIZED_VALUE, MAX_QUANTIZED_VALUE)
-    return np.round((clipped - MIN_QUANTIZED_VALUE) * (255.0 / _QUANTIZED_RANGE)).astype(np.uint8)
+    # In place on one float64 copy: the generator quantizes every frame it writes.
+    values = np.array(features, np.float64)
+    np.clip(values, MIN_QUANTIZED_VALUE, MAX_QUANTIZED_VALUE, out=values)
+    values -= MIN_QUANTIZED_VALUE
+    values *= 255.0 / _QUANTIZED_RANGE
+    np.rint(values, out=values)
+    return values.astype(np.uint8)
 
 
 def dequantize_np(codes):

@@ -6,7 +6,6 @@ GPU on GPU workers) and all-reduces the gradients with collective ops.
 
 What this module adds around the strategy (the trainer calls it at a few marked points):
 - TF_CONFIG is checked up front, with errors that say what is wrong;
-- waiting for the other workers at start-up is bounded;
 - only the chief writes into train_dir; the other workers still take part in every save (saving
   may read variables whose value is an all-reduce) but write to a scratch directory that is
   deleted right away;
@@ -23,8 +22,9 @@ same step.
 
 Model parallelism inside a worker (MOD trees over the worker's devices) cannot live under the
 strategy's scope (the strategy would put every variable on its replica device). Such a model is
-built outside the scope on every worker; `broadcast_from_chief` makes the copies equal and
-`all_reduce_mean` averages the gradients over the workers before each worker applies them.
+built outside the scope on every worker and trained with `make_model_parallel_step`:
+`broadcast_from_chief` makes the copies equal and `all_reduce_mean` averages the gradients over
+the workers before each worker applies them.
 """
 import contextlib
 import dataclasses
@@ -36,9 +36,6 @@ from absl import logging
 
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
-from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
-from tensorflow.python.distribute import multi_worker_util
-from tensorflow.python.eager import context
 
 from yt8m.training import checkpoints
 from yt8m.training import distribution
@@ -49,7 +46,6 @@ TF_CONFIG = "TF_CONFIG"
 # location has to be configured) and delete it after each save. The leading dot keeps it out of
 # checkpoint and TensorBoard globs.
 SCRATCH_PREFIX = ".scratch-"
-DEFAULT_STARTUP_TIMEOUT_SECS = 900
 _WORKER_JOBS = ("chief", "worker")
 # What a collective raises when a peer is gone: its connection reset (Unavailable), the health
 # check gave up on it (Unavailable, or Cancelled for collectives aborted because of it), or a
@@ -130,41 +126,21 @@ def cluster_task_from_tf_config(environ=None):
                                             for job, addresses in cluster.items()})
 
 
-def _configure_coordination_service(task, startup_timeout_secs):
-    """The coordination service the strategy would configure itself, plus a bound on how long
-    it waits for every worker to register (TensorFlow exposes no public setting for it; its
-    default waits for ever). Must run before TensorFlow's runtime starts."""
-    cluster_spec = tf.train.ClusterSpec(task.cluster)
-    context.context().configure_coordination_service(
-        service_type="standalone",
-        service_leader=multi_worker_util.coordination_leader(cluster_spec),
-        coordinated_jobs=[coordination_config_pb2.CoordinatedJob(name=job,
-                                                                 num_tasks=len(task.cluster[job]))
-                          for job in _WORKER_JOBS if job in task.cluster],
-        cluster_register_timeout_in_ms=int(startup_timeout_secs * 1000))
-
-
-def make_multi_worker_strategy(startup_timeout_secs=DEFAULT_STARTUP_TIMEOUT_SECS):
+def make_multi_worker_strategy():
     """MultiWorkerMirroredStrategy over the cluster in TF_CONFIG.
 
-    Waits at most `startup_timeout_secs` (0: for ever) for all workers to join. Collectives use
-    NCCL between GPUs and gRPC rings between hosts (CommunicationImplementation.AUTO).
+    Must be called before TensorFlow's runtime starts (collectives are configured at start-up).
+    The constructor waits for every worker of TF_CONFIG to join, for as long as it takes (inside
+    TensorFlow's runtime, holding the GIL: no Python timeout can interrupt it; bound it with the
+    launcher, e.g. a Kubernetes Job deadline). Collectives use NCCL between GPUs and gRPC rings
+    between hosts (CommunicationImplementation.AUTO).
     """
     task = cluster_task_from_tf_config()
-    _configure_coordination_service(task, startup_timeout_secs)
-    logging.info("Joining the cluster as %s of %d workers: %s", task.name, task.num_workers,
-                 task.cluster)
+    logging.info("Joining the cluster as %s of %d workers: %s (waiting for all of them)",
+                 task.name, task.num_workers, task.cluster)
     options = tf.distribute.experimental.CommunicationOptions(
         implementation=tf.distribute.experimental.CommunicationImplementation.AUTO)
-    try:
-        strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
-    except RuntimeError as error:
-        if "Timeout waiting for the cluster" not in str(error):
-            raise
-        raise WorkerLostError(
-            f"{task.name}: not every worker of {TF_CONFIG} ({task.cluster}) joined within "
-            f"{startup_timeout_secs} s; start train.py with the same flags on each of them "
-            "(each with its own task index)") from None
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     logging.info("%s: %d replicas in sync over %d workers", task.name,
                  strategy.num_replicas_in_sync, task.num_workers)
     return strategy
