@@ -335,3 +335,24 @@ def test_lstm_encoder_stops_at_last_valid_frame():
     # forget-gate bias starts at 1 (starter BasicLSTMCell forget_bias=1.0)
     np.testing.assert_array_equal(layer.lstms[0].cell.bias.numpy()[units:2 * units], 1.0)
     assert len(layer.get_prunable_weights()) == 4
+
+
+def test_wide_dense_gradients():
+    """WideDense computes x W + b and the usual gradients (its input gradient is rearranged)."""
+    rng = np.random.default_rng(12)
+    x = tf.constant(rng.normal(size=(3, 7)).astype(np.float32))
+    upstream = rng.normal(size=(3, 5)).astype(np.float32)
+    layer = layers.WideDense(5)
+    layer.build((None, 7))
+    layer.bias.assign(rng.normal(size=5))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x)
+        loss = tf.reduce_sum(y * upstream)
+    dx, dw, db = tape.gradient(loss, [x, layer.kernel, layer.bias])
+    w, xs = layer.kernel.numpy(), x.numpy()
+    np.testing.assert_allclose(y.numpy(), xs @ w + layer.bias.numpy(), **TOL)
+    np.testing.assert_allclose(dx.numpy(), upstream @ w.T, **TOL)
+    np.testing.assert_allclose(dw.numpy(), xs.T @ upstream, **TOL)
+    np.testing.assert_allclose(db.numpy(), upstream.sum(0), **TOL)
+    assert layer.get_prunable_weights() == [layer.kernel]

@@ -3,10 +3,11 @@
     python -m yt8m.beam_inference --input_data_pattern='test*.tfrecord' \
         --saved_model_dir=export/ --output_file=predictions.csv [--runner=DataflowRunner ...]
 
-The pipeline reads frame-level SequenceExamples, pads each video to --max_frames, batches videos
-(Beam's BatchElements, through RunInference) and calls the SavedModel's `serving_default`
-signature (SPEC 7: rgb, audio, num_frames -> predictions). It writes the video-level submission
-(SPEC 3) as one file with its header, row for row what inference.py writes (same formatter).
+The pipeline reads frame-level SequenceExamples, pads each video to the export's max_frames (or
+--max_frames), batches videos (Beam's BatchElements, through RunInference) and calls the
+SavedModel's `serving_default` signature (SPEC 7: rgb, audio, num_frames -> predictions). It
+writes the video-level submission (SPEC 3) as one file with its header, row for row what
+inference.py writes for the same export and batch size (same formatter).
 
 With --segment_saved_model_dir it also ranks 5-frame segments (the MOD recipe, SPEC 4): the video
 model's top --segment_candidates classes are the candidates, the segment model scores every full
