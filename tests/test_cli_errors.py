@@ -2,7 +2,8 @@
 message naming the flag or path, writing nothing; good input works end to end.
 
 Every program run is a subprocess (about 5 s of TensorFlow start-up each), so all of them are
-started together by one module fixture and the tests only read their results.
+started together by one fixture (once per session, also under xdist) and the tests only read
+their results.
 """
 import os
 
@@ -22,8 +23,11 @@ NO_FILES = "/nonexistent/train*.tfrecord"
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
+    return helpers.once_per_session(tmp_path_factory, "cli_runs", _run_programs)
+
+
+def _run_programs(root):
     """Trains two tiny train dirs in-process, then runs every program case in parallel."""
-    root = tmp_path_factory.mktemp("cli")
     data_dir = helpers.make_small_dataset(root / "data")
     logistic_dir, moe_dir = str(root / "logistic"), str(root / "moe")
     trainer.train(helpers.train_config(logistic_dir, data_dir, max_steps=2))
@@ -66,7 +70,7 @@ def runs(tmp_path_factory):
     for name, process in processes.items():
         output = process.communicate(timeout=300)[0]
         results[name] = (process.returncode, output)
-    return {"results": results, "root": root, "logistic_dir": logistic_dir, "moe_dir": moe_dir,
+    return {"results": results, "root": str(root), "logistic_dir": logistic_dir, "moe_dir": moe_dir,
             "no_checkpoint_dir": str(no_checkpoint_dir), "outputs": outputs,
             "model_flags": model_flags}
 
@@ -84,7 +88,7 @@ def test_unknown_model_lists_the_choices(runs):
         + ", ".join(frame_level_models.MODEL_NAMES))
     assert frame_level_models.MODEL_NAMES[:3] == (
         "LogisticModel", "MoeModel", "FrameLevelLogisticModel")
-    assert not os.path.exists(runs["root"] / "a" / "model_flags.json")
+    assert not os.path.exists(os.path.join(runs["root"], "a", "model_flags.json"))
 
 
 def test_feature_names_and_sizes_of_different_lengths(runs):
@@ -96,7 +100,7 @@ def test_feature_names_and_sizes_of_different_lengths(runs):
 def test_a_data_pattern_matching_no_file(runs):
     assert _failure(runs, "no_train_files").startswith(
         f"train.py: error: --train_data_pattern='{NO_FILES}' matches no file")
-    assert not os.path.exists(runs["root"] / "c")
+    assert not os.path.exists(os.path.join(runs["root"], "c"))
 
 
 def test_continuing_a_train_dir_with_another_model_is_refused(runs):
@@ -145,7 +149,7 @@ def test_eval_and_inference_programs_work(runs):
 # The same checks in-process (the library raises what the programs print).
 
 def test_eval_needs_a_directory_written_by_train_py(runs):
-    missing = str(runs["root"] / "nothing")
+    missing = os.path.join(runs["root"], "nothing")
     with pytest.raises(FileNotFoundError) as error:
         evaluation.run_evaluation(EvalConfig(train_dir=missing, eval_data_pattern=NO_FILES))
     assert str(error.value) == (f"--train_dir={missing!r} has no model_flags.json: it is not a "
@@ -153,7 +157,7 @@ def test_eval_needs_a_directory_written_by_train_py(runs):
 
 
 def test_inference_input_pattern_matching_no_file(runs):
-    output_file = str(runs["root"] / "never.csv")
+    output_file = os.path.join(runs["root"], "never.csv")
     with pytest.raises(FileNotFoundError) as error:
         video_inference.run_inference(InferenceConfig(
             train_dir=runs["logistic_dir"], input_data_pattern=NO_FILES, output_file=output_file))

@@ -1,5 +1,7 @@
 """Shared by the training/eval/inference tests: a tiny synthetic data set and tiny configs."""
 import dataclasses
+import fcntl
+import json
 import os
 import re
 import subprocess
@@ -60,3 +62,23 @@ def last_error_line(output):
     """The `<program>: error: ...` line of a failed entry point."""
     lines = [line for line in output.splitlines() if re.match(r"^\w+\.py: error: ", line)]
     return lines[-1] if lines else ""
+
+
+def once_per_session(tmp_path_factory, name, produce):
+    """produce(directory) -> JSON-able result, run once per test session even under xdist.
+
+    pytest-xdist gives every worker its own module fixtures; expensive ones (a batch of program
+    runs) would run once per worker. The first worker to get the lock produces the result in the
+    session's shared temp dir, the others read it.
+    """
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return produce(tmp_path_factory.mktemp(name))
+    shared = tmp_path_factory.getbasetemp().parent  # the session's dir, above the workers' dirs
+    result_file = shared / f"{name}.json"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not result_file.exists():
+            directory = shared / name
+            directory.mkdir(exist_ok=True)
+            result_file.write_text(json.dumps(produce(directory)))
+    return json.loads(result_file.read_text())
