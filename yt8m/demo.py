@@ -17,6 +17,7 @@ from absl import logging
 import yt8m  # noqa: F401
 from yt8m import evaluation
 from yt8m import synthetic
+from yt8m.export.demo import demo_export
 from yt8m.inference import video_inference
 from yt8m.training import trainer
 from yt8m.training.config import DataConfig, EvalConfig, InferenceConfig, TrainConfig
@@ -68,7 +69,7 @@ def _evaluate(train_dir, pattern):
 def run_demo(output_dir):
     started = time.time()
     data_dir = os.path.join(output_dir, "data")
-    _banner(f"1/4 synthetic data set -> {data_dir}")
+    _banner(f"1/5 synthetic data set -> {data_dir}")
     synthetic.generate(data_dir, num_videos=FLAGS.num_videos, num_classes=FLAGS.num_classes,
                        seed=FLAGS.seed, num_shards=4, min_frames=60, max_frames=150,
                        num_segment_videos=0)
@@ -76,25 +77,32 @@ def run_demo(output_dir):
     video = os.path.join(data_dir, "video", "{}*.tfrecord")
 
     nextvlad_dir = os.path.join(output_dir, "nextvlad")
-    _banner(f"2/4 training NeXtVLADModel for {FLAGS.train_steps} steps -> {nextvlad_dir}")
+    _banner(f"2/5 training NeXtVLADModel for {FLAGS.train_steps} steps -> {nextvlad_dir}")
     _train(nextvlad_dir, frame.format("train"), "NeXtVLADModel", FRAME_DATA, NEXTVLAD_HPARAMS,
            FLAGS.train_steps, base_learning_rate=2e-3)
     baseline_dir = os.path.join(output_dir, "logistic_baseline")
-    _banner(f"2b/4 baseline: video-level LogisticModel on frame means -> {baseline_dir}")
+    _banner(f"2b/5 baseline: video-level LogisticModel on frame means -> {baseline_dir}")
     _train(baseline_dir, video.format("train"), "LogisticModel", VIDEO_DATA, {},
            FLAGS.train_steps, base_learning_rate=1e-2)
 
-    _banner("3/4 evaluating on frame/validate")
+    _banner("3/5 evaluating on frame/validate")
     nextvlad = _evaluate(nextvlad_dir, frame.format("validate"))
     baseline = _evaluate(baseline_dir, video.format("validate"))
 
     submission_file = os.path.join(output_dir, "submission.csv")
-    _banner(f"4/4 submission for frame/test -> {submission_file}")
+    _banner(f"4/5 submission for frame/test -> {submission_file}")
     num_videos = video_inference.run_inference(InferenceConfig(
         train_dir=nextvlad_dir, input_data_pattern=frame.format("test"),
         output_file=submission_file, batch_size=64, num_readers=2))
 
+    export_dir = os.path.join(output_dir, "export")
+    _banner(f"5/5 float16 ensemble of both models -> {export_dir}; reload, serve one request")
+    served = demo_export([nextvlad_dir, baseline_dir], export_dir,
+                         eval_data_pattern=frame.format("validate"))
+
     summary = {
+        "export": {"dir": served["export_dir"], "video_id": served["video_id"],
+                   "labels": served["labels"], "top_classes": served["top_classes"][:5]},
         "nextvlad": {key: nextvlad[key] for key in ("gap", "map", "hit_at_one", "perr", "step")},
         "logistic_baseline": {key: baseline[key]
                               for key in ("gap", "map", "hit_at_one", "perr", "step")},
@@ -113,6 +121,8 @@ yt8m demo finished in {summary['seconds']:.0f} s
   NeXtVLAD train dir:  {nextvlad_dir}  (checkpoints, TensorBoard events, eval/metrics_step_*.json)
   baseline train dir:  {baseline_dir}
   submission CSV:      {submission_file} ({num_videos} videos)
+  float16 SavedModel:  {served['export_dir']}
+  served one request:  video {served['video_id']} labels {served['labels']} -> top classes {served['top_classes'][:5]}
   summary:             {os.path.join(output_dir, 'summary.json')}
   TensorBoard:         tensorboard --logdir {output_dir}
 """, flush=True)
