@@ -23,7 +23,7 @@ HPARAMS = ("lstm_cells", "lstm_layers", "hlstm_block_frames", "video_level_class
 
 
 class HierarchicalLstmEncoder(common.Layer):
-    """[frames [B, T, N], num_frames [B]] -> [B, cells]: LSTM over blocks of LSTM block encodings."""
+    """[frames [B, T, N], num_frames [B]] -> [B, cells]: an LSTM over LSTM block encodings."""
 
     def __init__(self, cells=1024, num_layers=2, block_frames=20, **kwargs):
         super().__init__(**kwargs)

@@ -79,6 +79,11 @@ class DistillationModel(keras.Model):
         object.__setattr__(self, "label_loss_weight", float(label_loss_weight))
         input_names = set(student.input_names) if hasattr(student, "input_names") else None
         object.__setattr__(self, "_student_input_names", input_names)
+        # A student placing sub-models on devices (MOD trees) keeps its gradient and update
+        # placement (the trainer looks these hooks up on the model it trains).
+        for hook in ("compute_gradients", "configure_optimizer"):
+            if hasattr(student, hook):
+                object.__setattr__(self, hook, getattr(student, hook))
 
     @property
     def extra_batch_keys(self):

@@ -99,6 +99,9 @@ def write_teacher_cache(teacher_paths, data_pattern, cache_dir, batch_size=256, 
     parent = os.path.dirname(os.path.abspath(cache_dir))
     os.makedirs(parent, exist_ok=True)
     temp_dir = tempfile.mkdtemp(prefix=f".{os.path.basename(cache_dir)}.tmp-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temp_dir, 0o777 & ~umask)  # mkdtemp's 0700 would hide the cache from other users
     try:
         record = _write_arrays(temp_dir, teachers, teacher_paths, dataset, data, compute, dtype)
         record["data_pattern"] = data_pattern

@@ -138,12 +138,13 @@ def teacher_source(config, data):
         cache = TeacherCache(config.teacher_cache)
         indices = None
         if config.teacher_dirs:  # a choice among the cached teachers
-            unknown = [path for path in config.teacher_dirs if path not in cache.teacher_paths]
+            cached = [os.path.abspath(path) for path in cache.teacher_paths]
+            unknown = [path for path in config.teacher_dirs if os.path.abspath(path) not in cached]
             if unknown:
                 raise ValueError(f"--teacher_dirs {','.join(unknown)} are not among the teachers "
                                  f"of --teacher_cache={config.teacher_cache!r} "
                                  f"({','.join(cache.teacher_paths)})")
-            indices = [cache.teacher_paths.index(path) for path in config.teacher_dirs]
+            indices = [cached.index(os.path.abspath(path)) for path in config.teacher_dirs]
         if cache.num_classes != data.num_classes:
             raise ValueError(f"--teacher_cache={config.teacher_cache!r} holds {cache.num_classes} "
                              f"classes, the student {data.num_classes} (--num_classes)")
