@@ -11,7 +11,7 @@ Trains, with the project's trainer (yt8m.training.trainer) on a synthetic YouTub
 and writes results.json, results.md (table: parameters, training examples/s, GAP, MAP) and
 results.png under --output_dir.
 
-    .venv/bin/python bench/distillation.py             # full run (docs/online_distillation.md)
+    .venv/bin/python bench/distillation.py                  # full run (docs/online_distillation.md)
     .venv/bin/python bench/distillation.py --quick             # minutes: checks that it works
 
 Everything is scaled to a shared 2-core CPU (see the flags); speeds are indicative. The references'
@@ -42,11 +42,13 @@ flags.DEFINE_string("output_dir", "bench/output/distillation",
                     "Where the data set, the train dirs and the results go.")
 flags.DEFINE_bool("quick", False, "A few-minute run at toy scale that checks the benchmark works "
                   "(overrides the scale flags below).")
-flags.DEFINE_integer("num_videos", 1500, "Synthetic videos (train + validate).")
+flags.DEFINE_integer("num_videos", 4000, "Synthetic videos (train + validate).")
 flags.DEFINE_integer("num_classes", 50, "Vocabulary size.")
 flags.DEFINE_integer("min_frames", 40, "Shortest synthetic video.")
 flags.DEFINE_integer("max_frames", 100, "Longest synthetic video (and the readers' max_frames).")
-flags.DEFINE_integer("seed", 0, "Generator and training seed.")
+flags.DEFINE_list("seeds", ["0", "1"], "Generator and training seeds: every run is repeated "
+                  "per seed (own data set and initialisation) and the table shows the mean and "
+                  "the spread.")
 flags.DEFINE_string("generator_options", "{}", "JSON object of more yt8m.synthetic.Config fields.")
 flags.DEFINE_integer("epochs", 6, "Training epochs of every model.")
 flags.DEFINE_integer("batch_size", 32, "Training batch size.")
@@ -61,7 +63,7 @@ flags.DEFINE_integer("expansion", 2, "NeXtVLAD lambda (paper 2).")
 flags.DEFINE_integer("hidden_size", 128, "NeXtVLAD H (paper 2048).")
 flags.DEFINE_float("drop_rate", 0.5, "Dropout before the hidden layer.")
 flags.DEFINE_list("temperatures", ["0", "1", "10", "20"], "MixNeXtVLAD temperatures.")
-flags.DEFINE_string("mod_tree", "2x3", "MOD tree shape (paper 4x3; smaller to fit the CPU).")
+flags.DEFINE_string("mod_tree", "4x3", "MOD tree shape (paper: 4x3).")
 flags.DEFINE_float("mod_temperature", 20.0, "T of both MOD levels (lambda = T^2), as the paper.")
 flags.DEFINE_list("runs", [], "Only these run labels (default: all).")
 flags.DEFINE_bool("reuse", True, "Keep the results of runs already done with the same settings.")
@@ -111,11 +113,11 @@ def _runs(scale):
     return runs
 
 
-def _data(scale):
+def _data(scale, seed):
     """Generates (or reuses) the synthetic set; returns its directory."""
     options = dict(num_videos=scale["num_videos"], num_classes=scale["num_classes"],
                    min_frames=scale["min_frames"], max_frames=scale["max_frames"],
-                   seed=FLAGS.seed, validate_fraction=0.2, test_fraction=0.0,
+                   seed=seed, validate_fraction=0.2, test_fraction=0.0,
                    num_segment_videos=0, num_shards=2, **json.loads(FLAGS.generator_options))
     digest = hashlib.sha1(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
     data_dir = os.path.join(FLAGS.output_dir, f"data_{digest}")
@@ -144,9 +146,9 @@ def _evaluate(train_dir, data_dir):
             results["num_examples"]}
 
 
-def _train_and_evaluate(run, scale, data_dir):
-    train_dir = os.path.join(FLAGS.output_dir, "runs", _slug(run.label))
-    settings = {"model": run.model, "hparams": run.hparams, "scale": scale,
+def _train_and_evaluate(run, scale, data_dir, seed):
+    train_dir = os.path.join(FLAGS.output_dir, "runs", f"seed_{seed}", _slug(run.label))
+    settings = {"model": run.model, "hparams": run.hparams, "scale": scale, "seed": seed,
                 "learning_rate": FLAGS.learning_rate, "bn_momentum": FLAGS.bn_momentum,
                 "data_dir": data_dir}
     result_path = os.path.join(train_dir, "bench_result.json")
@@ -163,7 +165,7 @@ def _train_and_evaluate(run, scale, data_dir):
         model=run.model, model_hparams=run.hparams, start_new_model=True,
         batch_size=scale["batch_size"], base_learning_rate=FLAGS.learning_rate,
         num_epochs=scale["epochs"], export_model_steps=10 ** 9, save_checkpoint_secs=10 ** 9,
-        keep_checkpoint_max=1, log_every_steps=20, shuffle_seed=FLAGS.seed)
+        keep_checkpoint_max=1, log_every_steps=20, shuffle_seed=seed)
     started = time.time()
     run_trainer = trainer.Trainer(config)
     _set_bn_momentum(run_trainer.model, FLAGS.bn_momentum)
@@ -177,9 +179,9 @@ def _train_and_evaluate(run, scale, data_dir):
     return train_dir, result
 
 
-def _extracted(label, source_dir, path, data_dir):
+def _extracted(label, source_dir, path, data_dir, seed):
     """Cuts `path` out of the tree in source_dir and evaluates it alone."""
-    output_dir = os.path.join(FLAGS.output_dir, "runs", _slug(label))
+    output_dir = os.path.join(FLAGS.output_dir, "runs", f"seed_{seed}", _slug(label))
     if os.path.exists(output_dir):
         shutil.rmtree(output_dir)  # the source may have been retrained: cut again
     extract.extract(source_dir, path, output_dir)
@@ -190,35 +192,70 @@ def _extracted(label, source_dir, path, data_dir):
             **_evaluate(output_dir, data_dir)}
 
 
-def _table(results, scale):
-    lines = ["| Model | Base models | Trainable parameters | Train examples/s | GAP | MAP |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for r in results:
-        rate = r["train_examples_per_second"]
-        lines.append(f"| {r['label']} | {r['base_models']} | {r['parameters']:,} | "
-                     f"{'(in tree)' if rate is None else f'{rate:.1f}'} | {r['gap']:.4f} | "
-                     f"{r['map']:.4f} |")
+def _summaries(per_seed):
+    """{seed: [result, ...]} -> one row per label with the mean and range over the seeds."""
+    rows = {}
+    for seed, results in per_seed.items():
+        for r in results:
+            row = rows.setdefault(r["label"], {key: r[key] for key in (
+                "label", "base_models", "parameters")} | {"gap": [], "map": [], "rate": []})
+            row["gap"].append(r["gap"])
+            row["map"].append(r["map"])
+            if r["train_examples_per_second"] is not None:
+                row["rate"].append(r["train_examples_per_second"])
+    for row in rows.values():
+        for metric in ("gap", "map"):
+            values = row[metric]
+            row[metric + "_mean"] = sum(values) / len(values)
+            row[metric + "_spread"] = (max(values) - min(values)) / 2
+        row["rate_mean"] = sum(row["rate"]) / len(row["rate"]) if row["rate"] else None
+    return list(rows.values())
+
+
+def _table(rows, scale, seeds):
+    many = len(seeds) > 1
+
+    def cell(row, metric):
+        text = f"{row[metric + '_mean']:.4f}"
+        return text + (f" ± {row[metric + '_spread']:.4f}" if many else "")
+
+    lines = ["| Model | Base models | Trainable parameters | Train examples/s | GAP | MAP |"
+             + (" GAP per seed |" if many else ""),
+             "| --- | ---: | ---: | ---: | ---: | ---: |" + (" --- |" if many else "")]
+    for row in rows:
+        rate = row["rate_mean"]
+        lines.append(f"| {row['label']} | {row['base_models']} | {row['parameters']:,} | "
+                     f"{'(in tree)' if rate is None else f'{rate:.1f}'} | {cell(row, 'gap')} | "
+                     f"{cell(row, 'map')} |"
+                     + (" " + ", ".join(f"{value:.4f}" for value in row["gap"]) + " |"
+                        if many else ""))
     lines.append("")
     lines.append(f"Scale: {json.dumps(scale, sort_keys=True)}; learning rate "
-                 f"{FLAGS.learning_rate}, BN momentum {FLAGS.bn_momentum}, seed {FLAGS.seed}.")
+                 f"{FLAGS.learning_rate}, BN momentum {FLAGS.bn_momentum}, seeds "
+                 f"{','.join(map(str, seeds))}" + (" (mean ± half the range over the seeds)"
+                                                    if many else "") + ".")
     return "\n".join(lines) + "\n"
 
 
-def _plot(results, path):
+def _plot(rows, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    labels = [r["label"] for r in results]
-    figure, axes = plt.subplots(1, 2, figsize=(12, 0.5 * len(results) + 1.5), sharey=True)
+    labels = [row["label"] for row in rows]
+    figure, axes = plt.subplots(1, 2, figsize=(12, 0.5 * len(rows) + 1.5), sharey=True)
     for axis, metric in zip(axes, ("gap", "map")):
-        values = [r[metric] for r in results]
-        bars = axis.barh(range(len(results)), values, color="tab:blue")
-        for bar, r in zip(bars, results):
-            axis.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
-                      f" {r[metric]:.3f} ({r['parameters'] / 1e6:.2f}M)", va="center", fontsize=8)
-        axis.set_xlabel(f"validation {metric.upper()} (trainable parameters)")
-        axis.set_xlim(0, max(values) * 1.35 if max(values) > 0 else 1)
-    axes[0].set_yticks(range(len(results)), labels)
+        means = [row[metric + "_mean"] for row in rows]
+        spreads = [row[metric + "_spread"] for row in rows]
+        bars = axis.barh(range(len(rows)), means, xerr=spreads, color="tab:blue", capsize=3)
+        for bar, row in zip(bars, rows):
+            axis.text(bar.get_width() + row[metric + "_spread"],
+                      bar.get_y() + bar.get_height() / 2,
+                      f" {row[metric + '_mean']:.3f} ({row['parameters'] / 1e6:.2f}M)",
+                      va="center", fontsize=8)
+        axis.set_xlabel(f"validation {metric.upper()} (trainable parameters); bars: seed range")
+        low = min(means) - 3 * max(max(spreads), 0.01)
+        axis.set_xlim(max(0.0, low), max(means) + (max(means) - max(0.0, low)) * 0.6)
+    axes[0].set_yticks(range(len(rows)), labels)
     axes[0].invert_yaxis()
     figure.suptitle("Online distillation on synthetic YouTube-8M (bench/distillation.py)")
     figure.tight_layout()
@@ -228,17 +265,14 @@ def _plot(results, path):
     plt.close(figure)
 
 
-def main(argv):
-    del argv
-    scale = _scale()
-    os.makedirs(FLAGS.output_dir, exist_ok=True)
-    data_dir = _data(scale)
+def _run_seed(scale, seed):
+    data_dir = _data(scale, seed)
     results, train_dirs = [], {}
     for run in _runs(scale):
         if FLAGS.runs and run.label not in FLAGS.runs:
             continue
-        logging.info("=== %s", run.label)
-        train_dirs[run.label], result = _train_and_evaluate(run, scale, data_dir)
+        logging.info("=== seed %d: %s", seed, run.label)
+        train_dirs[run.label], result = _train_and_evaluate(run, scale, data_dir, seed)
         results.append(result)
         logging.info("%s: GAP %.4f MAP %.4f, %.1f examples/s", run.label, result["gap"],
                      result["map"], result["train_examples_per_second"])
@@ -247,12 +281,27 @@ def main(argv):
         candidates = [key for key in train_dirs if key.startswith(source)]
         if candidates:
             results.append(_extracted(label, train_dirs[candidates[-1]],
-                                      (0, 0) if source == "MODNeXtVLAD" else (0,), data_dir))
+                                      (0, 0) if source == "MODNeXtVLAD" else (0,), data_dir,
+                                      seed))
+    return results
+
+
+def main(argv):
+    del argv
+    scale = _scale()
+    seeds = [int(seed) for seed in FLAGS.seeds]
+    if not seeds:
+        raise app.UsageError("--seeds is empty: give at least one seed")
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    per_seed = {seed: _run_seed(scale, seed) for seed in seeds}
+    rows = _summaries(per_seed)
     files.write_json_atomically(os.path.join(FLAGS.output_dir, "results.json"),
-                                {"scale": scale, "results": results})
-    table = _table(results, scale)
+                                {"scale": scale, "seeds": seeds, "summary": rows,
+                                 "results": {str(seed): results
+                                             for seed, results in per_seed.items()}})
+    table = _table(rows, scale, seeds)
     files.write_text_atomically(os.path.join(FLAGS.output_dir, "results.md"), table)
-    _plot(results, os.path.join(FLAGS.output_dir, "results.png"))
+    _plot(rows, os.path.join(FLAGS.output_dir, "results.png"))
     print(table)
 
 

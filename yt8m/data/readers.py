@@ -17,7 +17,7 @@ import numpy as np
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
-from yt8m.data import records
+from yt8m.data import bucketing, records
 from yt8m.data.checks import after, as_text, check_rows, raise_if
 from yt8m.data.record_stream import list_files, named_records
 
@@ -246,12 +246,15 @@ def frame_dataset(file_pattern, batch_size, num_classes=records.DEFAULT_NUM_CLAS
                   feature_names=records.DEFAULT_FEATURE_NAMES,
                   feature_sizes=records.DEFAULT_FEATURE_SIZES, shuffle=False, num_epochs=1, *,
                   dequantize=True, skip_corrupted=False, num_parallel_reads=None, seed=None,
-                  drop_remainder=False, shuffle_buffer_size=None):
+                  drop_remainder=False, shuffle_buffer_size=None, frame_buckets=()):
     """Frame-level SequenceExamples -> batches of dicts (see docs/design.md "Batches").
 
     Yields `id` string [B], one [B, max_frames, size] tensor per feature (float32 dequantized, or
     the uint8 codes with `dequantize=False`), `num_frames` int32 [B] and `labels` float32 [B, V].
     `num_epochs=None` repeats forever. Order is deterministic unless `shuffle` without `seed`.
+    `frame_buckets` (bucket upper bounds, e.g. (60, 120, 180, 240, 300); empty: off) batches
+    videos of similar length together and cuts the frame axis to the bucket's bound instead of
+    max_frames (yt8m.data.bucketing): same values per video, less padding, another order.
     """
     feature_names, feature_sizes = _check_feature_args(feature_names, feature_sizes)
     _check_positive("max_frames", max_frames)
@@ -271,7 +274,12 @@ def frame_dataset(file_pattern, batch_size, num_classes=records.DEFAULT_NUM_CLAS
 
     reading = _Reading(shuffle, num_epochs, seed, skip_corrupted, num_parallel_reads,
                        shuffle_buffer_size)
-    return reading.batches(file_pattern, parse_batch, batch_size, drop_remainder)
+    bounds = bucketing.parse_boundaries(frame_buckets, max_frames, flag_name="frame_buckets")
+    if not bounds:
+        return reading.batches(file_pattern, parse_batch, batch_size, drop_remainder)
+    # Parse in full batches as usual (keeping the remainder: the buckets regroup every video).
+    parsed = reading.batches(file_pattern, parse_batch, batch_size, drop_remainder=False)
+    return bucketing.bucket_batches(parsed, batch_size, bounds, feature_names, drop_remainder)
 
 
 # ----------------------------------------------------------------------------------------------
