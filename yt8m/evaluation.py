@@ -126,7 +126,8 @@ def run_evaluation(config):
     """Evaluates checkpoints as configured (EvalConfig); returns the list of results dicts."""
     model_flags = model_flags_lib.read_model_flags(config.train_dir)
     data_config = inputs.data_config_from_model_flags(
-        model_flags, segment_labels=config.segment_labels, num_readers=config.num_readers)
+        model_flags, segment_labels=config.segment_labels, num_readers=config.num_readers,
+        frame_buckets=config.frame_buckets)
     eval_files = inputs.require_files(config.eval_data_pattern, "--eval_data_pattern")
     if config.run_once or config.checkpoint:
         # Fail before building the model when there is nothing to evaluate.

@@ -1,6 +1,8 @@
 """inference.py's job: test shards -> predictor -> video-level submission CSV."""
 from absl import logging
 
+import dataclasses
+
 import yt8m  # noqa: F401
 
 from yt8m.inference import predictors
@@ -27,7 +29,10 @@ def run_inference(config, predict=None, data_config=None):
     if data_config is None:
         model_flags = model_flags_lib.read_model_flags(config.train_dir)
         data_config = inputs.data_config_from_model_flags(model_flags, segment_labels=False,
+                                                          frame_buckets=config.frame_buckets,
                                                           num_readers=config.num_readers)
+    elif config.frame_buckets:  # a SavedModel predictor's own DataConfig
+        data_config = dataclasses.replace(data_config, frame_buckets=config.frame_buckets)
     input_files = inputs.require_files(config.input_data_pattern, "--input_data_pattern")
     if predict is None:
         checkpoint_path = checkpoints.require_checkpoint(config.train_dir, config.checkpoint)

@@ -20,6 +20,7 @@ class DataConfig:
     num_classes: int = 3862
     max_frames: int = 300
     num_readers: int = 8
+    frame_buckets: tuple = ()  # bucket upper bounds in frames; () pads every video to max_frames
 
 
 @dataclasses.dataclass
@@ -61,6 +62,7 @@ class EvalConfig:
     run_once: bool = False
     checkpoint: Optional[str] = None
     eval_timeout_secs: Optional[float] = None  # stop waiting for new checkpoints after this long
+    frame_buckets: tuple = ()
 
 
 @dataclasses.dataclass
@@ -72,3 +74,4 @@ class InferenceConfig:
     batch_size: int = 8192
     num_readers: int = 1
     checkpoint: Optional[str] = None
+    frame_buckets: tuple = ()

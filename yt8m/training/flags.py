@@ -47,6 +47,28 @@ def parse_feature_flags(feature_names, feature_sizes):
     return names, tuple(sizes)
 
 
+def parse_frame_buckets(values, flag_name="--frame_buckets"):
+    """['60', '120'] -> (60, 120); errors name the flag (range checks: yt8m.data.bucketing)."""
+    bounds = []
+    for value in values:
+        try:
+            bounds.append(int(value))
+        except ValueError:
+            raise ValueError(f"{flag_name}={','.join(values)!r}: {value!r} is not an integer "
+                             "number of frames") from None
+    return tuple(bounds)
+
+
+def define_frame_bucket_flag(flag_values=flags.FLAGS):
+    flags.DEFINE_list("frame_buckets", list(_DATA.frame_buckets),
+                      "Length bucketing for frame-level data: comma-separated bucket upper bounds "
+                      "in frames (e.g. 60,120,180,240,300; max_frames is added). Videos of one "
+                      "bucket are batched together and padded to its bound instead of "
+                      "max_frames: same predictions, less padded work, another video order. "
+                      "Empty: off (every video padded to max_frames, as the starter code).",
+                      flag_values=flag_values)
+
+
 def define_data_flags(flag_values=flags.FLAGS):
     fv = flag_values
     flags.DEFINE_string("feature_names", _csv(_DATA.feature_names),
@@ -64,6 +86,7 @@ def define_data_flags(flag_values=flags.FLAGS):
     flags.DEFINE_integer("max_frames", _DATA.max_frames,
                          "Frames kept per video (truncate / zero-pad).", lower_bound=1,
                          flag_values=fv)
+    define_frame_bucket_flag(fv)
 
 
 def define_train_flags(flag_values=flags.FLAGS):
@@ -163,6 +186,7 @@ def define_eval_flags(flag_values=flags.FLAGS):
     flags.DEFINE_float("eval_timeout_secs", _EVAL.eval_timeout_secs,
                        "Stop after waiting this long for a new checkpoint (default: forever).",
                        flag_values=fv)
+    define_frame_bucket_flag(fv)
 
 
 def define_inference_flags(flag_values=flags.FLAGS):
@@ -182,17 +206,21 @@ def define_inference_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string("checkpoint", _INFERENCE.checkpoint,
                         "Use this checkpoint path instead of the newest in --train_dir.",
                         flag_values=fv)
+    define_frame_bucket_flag(fv)
 
 
 def _values(flag_values, names):
-    return {name: flag_values[name].value for name in names}
+    values = {name: flag_values[name].value for name in names}
+    if "frame_buckets" in values:
+        values["frame_buckets"] = parse_frame_buckets(values["frame_buckets"])
+    return values
 
 
 def train_config_from_flags(flag_values=flags.FLAGS, model_hparams=None):
     names, sizes = parse_feature_flags(flag_values.feature_names, flag_values.feature_sizes)
     data = DataConfig(feature_names=names, feature_sizes=sizes,
                       **_values(flag_values, ("frame_features", "segment_labels", "num_classes",
-                                              "max_frames", "num_readers")))
+                                              "max_frames", "num_readers", "frame_buckets")))
     simple = [field.name for field in dataclasses.fields(TrainConfig)
               if field.name not in ("data", "model_hparams")]
     return TrainConfig(data=data, model_hparams=dict(model_hparams or {}),

@@ -4,7 +4,7 @@ a reader batch to the model's input dict.
 import yt8m  # noqa: F401
 import tensorflow as tf
 
-from yt8m.data import readers
+from yt8m.data import bucketing, readers
 from yt8m.training.config import DataConfig
 
 NUM_FRAMES = "num_frames"
@@ -20,8 +20,9 @@ def require_files(pattern, flag_name):
         raise FileNotFoundError(f"{flag_name}={pattern!r} matches no file ({error})") from None
 
 
-def data_config_from_model_flags(model_flags, segment_labels, num_readers):
-    """The DataConfig a train dir's model reads (feature names/sizes come from model_flags.json)."""
+def data_config_from_model_flags(model_flags, segment_labels, num_readers, frame_buckets=()):
+    """The DataConfig a train dir's model reads (feature names/sizes come from model_flags.json;
+    bucketing is a reading choice of the caller, not part of the model)."""
     return DataConfig(
         feature_names=tuple(model_flags["feature_names"].split(",")),
         feature_sizes=tuple(int(size) for size in model_flags["feature_sizes"].split(",")),
@@ -29,13 +30,18 @@ def data_config_from_model_flags(model_flags, segment_labels, num_readers):
         segment_labels=bool(segment_labels),
         num_classes=int(model_flags["num_classes"]),
         max_frames=int(model_flags["max_frames"]),
-        num_readers=int(num_readers))
+        num_readers=int(num_readers),
+        frame_buckets=tuple(frame_buckets))
 
 
 def _dataset(files, data, batch_size, *, shuffle, num_epochs, seed, dequantize, drop_remainder):
     common = dict(num_classes=data.num_classes, feature_names=data.feature_names,
                   feature_sizes=data.feature_sizes, shuffle=shuffle, num_epochs=num_epochs,
                   seed=seed, drop_remainder=drop_remainder, num_parallel_reads=data.num_readers)
+    if data.frame_buckets and (data.segment_labels or not data.frame_features):
+        raise ValueError("--frame_buckets applies to frame-level videos (--frame_features); "
+                         "segments (--segment_labels) and video-level means have no frame axis "
+                         "to bucket")
     if data.segment_labels:
         if not data.frame_features:
             raise ValueError("--segment_labels needs frame-level data and a frame-level model "
@@ -43,8 +49,10 @@ def _dataset(files, data, batch_size, *, shuffle, num_epochs, seed, dequantize, 
         return readers.segment_dataset(files, batch_size, mode="rated", dequantize=dequantize,
                                        **common)
     if data.frame_features:
-        return readers.frame_dataset(files, batch_size, max_frames=data.max_frames,
-                                     dequantize=dequantize, **common)
+        return readers.frame_dataset(
+            files, batch_size, max_frames=data.max_frames, dequantize=dequantize,
+            frame_buckets=bucketing.parse_boundaries(data.frame_buckets, data.max_frames),
+            **common)
     return readers.video_dataset(files, batch_size, **common)
 
 

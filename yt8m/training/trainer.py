@@ -137,11 +137,14 @@ class Trainer:
 
     def _input_signature(self, files):
         config = self.config
-        return json.dumps({"files": files, "global_batch_size": self.global_batch_size,
-                           "num_epochs": config.num_epochs, "shuffle_seed": config.shuffle_seed,
-                           "segment_labels": config.data.segment_labels,
-                           "max_frames": config.data.max_frames,
-                           "dequantize_in_step": config.dequantize_in_step}, sort_keys=True)
+        signature = {"files": files, "global_batch_size": self.global_batch_size,
+                     "num_epochs": config.num_epochs, "shuffle_seed": config.shuffle_seed,
+                     "segment_labels": config.data.segment_labels,
+                     "max_frames": config.data.max_frames,
+                     "dequantize_in_step": config.dequantize_in_step}
+        if config.data.frame_buckets:  # absent when off: older checkpoints still match
+            signature["frame_buckets"] = list(config.data.frame_buckets)
+        return json.dumps(signature, sort_keys=True)
 
     @property
     def step(self):
