@@ -19,23 +19,19 @@ BN momentum 0.999 needs thousands of steps before the moving statistics used at 
 so every batch norm runs at --bn_momentum (0.99) here.
 """
 import dataclasses
-import hashlib
 import json
 import math
 import os
 import re
 import shutil
-import time
 
 from absl import app, flags, logging
 
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
-import tf_keras as keras
 
-from yt8m import evaluation, synthetic
+import training_runs
 from yt8m.distillation import extract
-from yt8m.training import checkpoints, files, trainer
-from yt8m.training.config import DataConfig, EvalConfig, TrainConfig
+from yt8m.training import checkpoints, files
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", "bench/output/distillation",
@@ -115,35 +111,11 @@ def _runs(scale):
 
 def _data(scale, seed):
     """Generates (or reuses) the synthetic set; returns its directory."""
-    options = dict(num_videos=scale["num_videos"], num_classes=scale["num_classes"],
-                   min_frames=scale["min_frames"], max_frames=scale["max_frames"],
-                   seed=seed, validate_fraction=0.2, test_fraction=0.0,
-                   num_segment_videos=0, num_shards=2, **json.loads(FLAGS.generator_options))
-    digest = hashlib.sha1(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
-    data_dir = os.path.join(FLAGS.output_dir, f"data_{digest}")
-    config_path = os.path.join(data_dir, "generator_config.json")
-    if not os.path.exists(config_path):
-        logging.info("Generating %s", options)
-        synthetic.generate(data_dir, num_workers=2, **options)
-    return data_dir
-
-
-def _set_bn_momentum(model, momentum):
-    for module in model.submodules:
-        if isinstance(module, keras.layers.BatchNormalization):
-            module.momentum = momentum
-
-
-def _trainable_parameters(model):
-    return int(sum(variable.shape.num_elements() for variable in model.trainable_variables))
-
-
-def _evaluate(train_dir, data_dir):
-    results = evaluation.run_evaluation(EvalConfig(
-        train_dir=train_dir, eval_data_pattern=os.path.join(data_dir, "frame", "validate*"),
-        run_once=True, batch_size=64, num_readers=2))[0]
-    return {"gap": results["gap"], "map": results["map"], "num_eval_examples":
-            results["num_examples"]}
+    return training_runs.synthetic_data(
+        FLAGS.output_dir, num_videos=scale["num_videos"], num_classes=scale["num_classes"],
+        min_frames=scale["min_frames"], max_frames=scale["max_frames"], seed=seed,
+        validate_fraction=0.2, test_fraction=0.0, num_segment_videos=0, num_shards=2,
+        **json.loads(FLAGS.generator_options))
 
 
 def _train_and_evaluate(run, scale, data_dir, seed):
@@ -151,31 +123,13 @@ def _train_and_evaluate(run, scale, data_dir, seed):
     settings = {"model": run.model, "hparams": run.hparams, "scale": scale, "seed": seed,
                 "learning_rate": FLAGS.learning_rate, "bn_momentum": FLAGS.bn_momentum,
                 "data_dir": data_dir}
-    result_path = os.path.join(train_dir, "bench_result.json")
-    if FLAGS.reuse and os.path.exists(result_path):
-        previous = files.read_json(result_path)
-        if previous.get("settings") == settings:
-            logging.info("Reusing %s", result_path)
-            return train_dir, previous
-    config = TrainConfig(
-        train_dir=train_dir, train_data_pattern=os.path.join(data_dir, "frame", "train*"),
-        data=DataConfig(feature_names=("rgb", "audio"), feature_sizes=(1024, 128),
-                        frame_features=True, num_classes=scale["num_classes"],
-                        max_frames=scale["max_frames"], num_readers=2),
-        model=run.model, model_hparams=run.hparams, start_new_model=True,
-        batch_size=scale["batch_size"], base_learning_rate=FLAGS.learning_rate,
-        num_epochs=scale["epochs"], export_model_steps=10 ** 9, save_checkpoint_secs=10 ** 9,
-        keep_checkpoint_max=1, log_every_steps=20, shuffle_seed=seed)
-    started = time.time()
-    run_trainer = trainer.Trainer(config)
-    _set_bn_momentum(run_trainer.model, FLAGS.bn_momentum)
-    outcome = run_trainer.run()
-    result = {"label": run.label, "model": run.model, "base_models": run.base_models,
-              "parameters": _trainable_parameters(run_trainer.model),
-              "train_examples_per_second": outcome.examples_per_second,
-              "steps": outcome.step, "train_seconds": time.time() - started,
-              **_evaluate(train_dir, data_dir), "settings": settings}
-    files.write_json_atomically(result_path, result)
+    result = training_runs.train_and_evaluate(
+        train_dir, data_dir, model=run.model, hparams=run.hparams, frame_level=True,
+        num_classes=scale["num_classes"], max_frames=scale["max_frames"],
+        batch_size=scale["batch_size"], learning_rate=FLAGS.learning_rate,
+        epochs=scale["epochs"], bn_momentum=FLAGS.bn_momentum, seed=seed, settings=settings,
+        reuse=FLAGS.reuse)
+    result.update(label=run.label, base_models=run.base_models)
     return train_dir, result
 
 
@@ -188,8 +142,8 @@ def _extracted(label, source_dir, path, data_dir, seed):
     model = checkpoints.load_model(output_dir)
     return {"label": label, "model": "NeXtVLADModel (cut from " + os.path.basename(source_dir)
             + " at " + "/".join(map(str, path)) + ")", "base_models": 1,
-            "parameters": _trainable_parameters(model), "train_examples_per_second": None,
-            **_evaluate(output_dir, data_dir)}
+            "parameters": training_runs.trainable_parameters(model),
+            "train_examples_per_second": None, **training_runs.evaluate(output_dir, data_dir)}
 
 
 def _summaries(per_seed):

@@ -1,133 +1,88 @@
-"""Model-zoo speed against this machine's float32 matmul rate.
+"""Model-zoo benchmark, three parts (--parts):
 
-For each model (default: NeXtVLADModel in the paper configuration, batch 80 x 300 frames) it times
-a compiled inference call, a compiled forward + backward pass ("gradients") and a compiled training
-step (forward, backward and the Adam update, whose element-wise work is not in the FLOP count). It
-counts the matmul FLOPs of that work analytically and divides the time a perfect matmul engine
-would need (FLOPs / measured matmul rate) by the measured time: efficiency 1.0 means the model runs
-as fast as its matmuls alone would at the machine's large-matmul rate.
+speed      NeXtVLADModel in the paper configuration (batch 80 x 300 frames, 3862 classes) against
+           this machine's float32 matmul rate. It times a compiled inference call, a compiled
+           forward + backward pass ("gradients") and a compiled training step (with the Adam
+           update, whose element-wise work is not in the FLOP count), counts the matmul FLOPs
+           analytically (zoo_flops.py) and divides the time a perfect matmul engine would need
+           by the measured time: efficiency 1.0 = as fast as the matmuls alone. Times are the
+           best of --steps calls after a warm-up; the matmul rate is measured right before and
+           after each timing and the higher one used; a second efficiency uses process CPU
+           seconds for both (the one to read on a shared machine).
+quality    every zoo model trained for the same budget on one synthetic set (zoo_quality.py):
+           parameters, validation GAP/MAP/Hit@1, training and inference examples/s.
+bucketing  the paper NeXtVLAD on 60-300-frame synthetic videos, padded to 300 frames vs bucketed
+           by num_frames (--frame_buckets), inference and training (zoo_bucketing.py): speed-up,
+           examples/s against the padded ideal, and the largest prediction difference.
 
-    .venv/bin/python bench/model_zoo.py                       # NeXtVLADModel, batch 80 x 300
-    .venv/bin/python bench/model_zoo.py --models=NeXtVLADModel,NetVLADModelLF --steps=3
+    .venv/bin/python bench/model_zoo.py                              # all three parts
+    .venv/bin/python bench/model_zoo.py --parts=speed --models=NeXtVLADModel,NetVLADModelLF
 
-Writes bench/output/model_zoo.json and bench/output/model_zoo.png. Times are the best of --steps
-calls (after a warm-up call), for the model and for the matmul alike; the matmul rate is measured
-right before and after each model timing and the higher one used. A second efficiency uses process
-CPU seconds instead of wall seconds for both: on a shared, oversubscribed machine it is the one to
-read (wall-clock ratios then mostly measure the other processes). Numbers are indicative.
+Writes model_zoo.json / model_zoo.png (speed), zoo_quality.{json,md,png} and
+zoo_bucketing.{json,png} under --output_dir (bench/output).
 """
-import json
 import os
-import statistics
-import time
 
 from absl import app, flags
 
-import yt8m  # noqa: F401
+import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 import tf_keras as keras
 
 import frame_level_models
+import training_runs
+import zoo_bucketing
+import zoo_flops
+import zoo_quality
 from frame_level_models import hparams as hparams_lib
+from yt8m.data import bucketing
+from yt8m.training import files
 
-flags.DEFINE_list("models", ["NeXtVLADModel"], "Models to time (NeXtVLADModel, NetVLADModelLF).")
-flags.DEFINE_integer("batch_size", 80, "Videos per batch (NeXtVLAD paper: 80).")
-flags.DEFINE_integer("frames", 300, "Frames per video, all valid.")
-flags.DEFINE_integer("num_classes", 3862, "Vocabulary size.")
-flags.DEFINE_integer("steps", 3, "Timed calls per measurement (the best one is reported).")
+PARTS = ("speed", "quality", "bucketing")
+flags.DEFINE_list("parts", list(PARTS), f"Parts to run: {', '.join(PARTS)}.")
+# speed
+flags.DEFINE_list("models", ["NeXtVLADModel"], "speed: models to time (NeXtVLADModel, "
+                  "NetVLADModelLF).")
+flags.DEFINE_integer("batch_size", 80, "speed and bucketing: videos per batch (NeXtVLAD paper: "
+                     "80).")
+flags.DEFINE_integer("frames", 300, "speed: frames per video, all valid; bucketing: max_frames.")
+flags.DEFINE_integer("num_classes", 3862, "speed and bucketing: vocabulary size of the model.")
+flags.DEFINE_integer("steps", 3, "speed: timed calls per measurement (the best one is reported).")
 flags.DEFINE_enum("optimizer", "fused_adam", ["fused_adam", "adam"],
-                  "fused_adam: keras.optimizers.legacy.Adam (one fused kernel per variable); adam: "
-                  "keras.optimizers.Adam (several element-wise ops per variable, ~3x the time).")
+                  "speed: fused_adam: keras.optimizers.legacy.Adam (one fused kernel per "
+                  "variable); adam: keras.optimizers.Adam (several element-wise ops per "
+                  "variable, ~3x the time).")
 flags.DEFINE_integer("inter_op_threads", 0,
                      "TF inter-op threads (0: TF's default). 1 keeps two large matmuls from "
                      "running at once and oversubscribing the cores.")
 flags.DEFINE_integer("matmul_size", 4096, "Side of the square matmul that measures the rate.")
+# quality
+flags.DEFINE_integer("quality_videos", 3000, "quality: synthetic videos (80% train).")
+flags.DEFINE_integer("quality_classes", 60, "quality: vocabulary size.")
+flags.DEFINE_integer("quality_epochs", 5, "quality: epochs of every model.")
+flags.DEFINE_integer("quality_batch_size", 64, "quality: training batch size.")
+flags.DEFINE_float("frame_learning_rate", 1e-3, "quality: Adam learning rate, frame level.")
+flags.DEFINE_float("video_learning_rate", 1e-2, "quality: Adam learning rate, video level.")
+flags.DEFINE_integer("train_frames", 48, "quality: random frames per training video.")
+flags.DEFINE_float("bn_momentum", 0.99, "quality: batch-norm momentum (0.999 needs thousands "
+                   "of steps to settle).")
+flags.DEFINE_list("quality_models", [], "quality: only these models (default: the whole zoo).")
+flags.DEFINE_bool("reuse", True, "quality: keep results of runs done with the same settings.")
+# bucketing
+flags.DEFINE_integer("bucketing_videos", 480, "bucketing: synthetic videos of 60-300 frames.")
+flags.DEFINE_list("frame_buckets", ["100", "140", "180", "220", "260", "300"],
+                  "bucketing: bucket upper bounds in frames.")
+flags.DEFINE_integer("seed", 0, "Generator and training seed.")
 flags.DEFINE_string("output_dir", os.path.join(os.path.dirname(__file__), "output"),
-                    "Where model_zoo.json and model_zoo.png go.")
+                    "Where the results go.")
 FLAGS = flags.FLAGS
-
-RGB, AUDIO = 1024, 128
-
-
-def stream_shares(value):
-    """rgb gets `value`, audio value // 2 (model_parts.stream_share)."""
-    return value, max(value // 2, 1)
-
-
-def nextvlad_matmuls(batch, frames, classes, hp):
-    """(m, k, n, input_is_data) of every matmul of one NeXtVLADModel forward pass."""
-    rows = batch * frames
-    shapes, vlad_dim = [], 0
-    for size, clusters, groups in zip((RGB, AUDIO), stream_shares(hp["nextvlad_cluster_size"]),
-                                      stream_shares(hp["groups"])):
-        wide = hp["expansion"] * size
-        width = wide // groups
-        shapes += [(rows, size, wide, True),               # expansion (input = data)
-                   (rows, wide, groups, False),            # group attention
-                   (rows, wide, groups * clusters, False),  # cluster assignment
-                   (batch * width, frames * groups, clusters, False)]  # residual sums, per video
-        vlad_dim += width * clusters
-    hidden, reduced = hp["nextvlad_hidden_size"], hp["nextvlad_hidden_size"] // hp[
-        "gating_reduction"]
-    shapes += [(batch, vlad_dim, hidden, False), (batch, hidden, reduced, False),
-               (batch, reduced, hidden, False), (batch, hidden, classes, False)]
-    return shapes
-
-
-def netvlad_matmuls(batch, frames, classes, hp):
-    rows = batch * frames
-    shapes, vlad_dim = [], 0
-    for size, clusters in zip((RGB, AUDIO), stream_shares(hp["netvlad_cluster_size"])):
-        shapes += [(rows, size, clusters, False),  # input BN has parameters: its input grad runs
-                   (batch * size, frames, clusters, False)]
-        vlad_dim += size * clusters
-    hidden, mixtures = hp["netvlad_hidden_size"], hp["moe_num_mixtures"]
-    shapes += [(batch, vlad_dim, hidden, False), (batch, hidden, hidden, False),
-               (batch, hidden, classes * (mixtures + 1), False),
-               (batch, hidden, classes * mixtures, False), (batch, classes, classes, False)]
-    return shapes
-
-
-MATMULS = {"NeXtVLADModel": nextvlad_matmuls, "NetVLADModelLF": netvlad_matmuls}
-
-
-def flops(shapes, training):
-    """Forward: 2mkn per matmul. Training adds the weight gradient (2mkn) and the input gradient
-    (2mkn) except where the input is the data, which needs no gradient."""
-    total = 0
-    for m, k, n, input_is_data in shapes:
-        total += 2 * m * k * n
-        if training:
-            total += 2 * m * k * n * (1 if input_is_data else 2)
-    return total
-
-
-def best_seconds(function, steps):
-    """(best wall seconds, median wall seconds, best process CPU seconds) of `steps` calls."""
-    function()  # compile / warm up
-    walls, cpus = [], []
-    for _ in range(steps):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        function()
-        walls.append(time.perf_counter() - start)
-        cpus.append(time.process_time() - start_cpu)
-    return min(walls), statistics.median(walls), min(cpus)
-
-
-def matmul_rates(size, steps=5):
-    """float32 FLOP/s of a size^3 matmul: per wall second and per process CPU second."""
-    a = tf.random.normal([size, size])
-    b = tf.random.normal([size, size])
-    product = tf.function(lambda: tf.matmul(a, b))
-    wall, _, cpu = best_seconds(lambda: product().numpy(), steps)
-    return 2 * size ** 3 / wall, 2 * size ** 3 / cpu
 
 
 def time_model(name, batch, frames, classes, steps):
     hp = {h: hparams_lib.default_value(name, h) for h in frame_level_models.hparam_names(name)}
     model = frame_level_models.build(name, classes)
-    inputs = {"rgb": tf.random.normal([batch, frames, RGB]),
-              "audio": tf.random.normal([batch, frames, AUDIO]),
+    inputs = {"rgb": tf.random.normal([batch, frames, zoo_flops.RGB]),
+              "audio": tf.random.normal([batch, frames, zoo_flops.AUDIO]),
               "num_frames": tf.fill([batch], frames)}
     labels = tf.cast(tf.random.uniform([batch, classes]) < 0.01, tf.float32)
     optimizer = (keras.optimizers.legacy.Adam(2e-4) if FLAGS.optimizer == "fused_adam"
@@ -158,15 +113,15 @@ def time_model(name, batch, frames, classes, steps):
         return loss
 
     results = {"params": model.count_params()}
-    shapes = MATMULS[name](batch, frames, classes, hp)
+    shapes = zoo_flops.MATMULS[name](batch, frames, classes, hp)
     for mode, function in (("inference", lambda: infer().numpy()),
                            ("gradients", lambda: gradients_only().numpy()),
                            ("training", lambda: train_step().numpy())):
-        before = matmul_rates(FLAGS.matmul_size)
-        seconds, median, cpu_seconds = best_seconds(function, steps)
-        after = matmul_rates(FLAGS.matmul_size)
+        before = zoo_flops.matmul_rates(FLAGS.matmul_size)
+        seconds, median, cpu_seconds = zoo_flops.best_seconds(function, steps)
+        after = zoo_flops.matmul_rates(FLAGS.matmul_size)
         rate, cpu_rate = max(before[0], after[0]), max(before[1], after[1])
-        work = flops(shapes, mode != "inference")
+        work = zoo_flops.flops(shapes, mode != "inference")
         results[mode] = {"seconds": seconds, "median_seconds": median, "cpu_seconds": cpu_seconds,
                          "gflop": work / 1e9, "matmul_gflops": rate / 1e9,
                          "model_gflops": work / seconds / 1e9,
@@ -179,24 +134,46 @@ def time_model(name, batch, frames, classes, steps):
     return results
 
 
-def write_outputs(report, output_dir):
+def _figure(*args, **kwargs):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt.subplots(*args, **kwargs)
 
-    os.makedirs(output_dir, exist_ok=True)
-    path = os.path.join(output_dir, "model_zoo.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(report, f, indent=2)
-    os.replace(path + ".tmp", path)
 
-    # CPU-time efficiencies only: on this shared machine the wall-clock ones (in the JSON) swing
+def _save(figure, path):
+    figure.tight_layout()
+    figure.savefig(path + ".tmp.png", dpi=100)
+    os.replace(path + ".tmp.png", path)
+    figure.clf()
+    print("wrote", path)
+
+
+def _write_json(report, path):
+    files.write_json_atomically(path, report)
+    print("wrote", path)
+
+
+def run_speed(output_dir):
+    unknown = [name for name in FLAGS.models if name not in zoo_flops.MATMULS]
+    if unknown:
+        raise app.UsageError(f"--models: no FLOP count for {unknown}; choose from "
+                             f"{', '.join(zoo_flops.MATMULS)}")
+    report = {"optimizer": FLAGS.optimizer, "inter_op_threads": FLAGS.inter_op_threads,
+              "batch_size": FLAGS.batch_size, "frames": FLAGS.frames,
+              "num_classes": FLAGS.num_classes, "cpu_count": os.cpu_count(),
+              "tensorflow": tf.__version__, "models": {}}
+    for name in FLAGS.models:
+        report["models"][name] = time_model(name, FLAGS.batch_size, FLAGS.frames,
+                                            FLAGS.num_classes, FLAGS.steps)
+    _write_json(report, os.path.join(output_dir, "model_zoo.json"))
+
+    # CPU-time efficiencies only: on a shared machine the wall-clock ones (in the JSON) swing
     # with the other processes, the CPU-time ones stay put.
     names = list(report["models"])
-    figure, axis = plt.subplots(figsize=(3 + 2.5 * len(names), 4))
-    modes = ("inference", "gradients", "training")
+    figure, axis = _figure(figsize=(3 + 2.5 * len(names), 4))
     width = 0.25
-    for index, mode in enumerate(modes):
+    for index, mode in enumerate(("inference", "gradients", "training")):
         values = [report["models"][name][mode]["cpu_efficiency"] for name in names]
         bars = axis.bar([i + (index - 1) * width for i in range(len(names))], values, width,
                         label=mode)
@@ -207,31 +184,64 @@ def write_outputs(report, output_dir):
     axis.set_title(f"batch {report['batch_size']} x {report['frames']} frames, "
                    f"{report['cpu_count']} CPUs, {report['optimizer']}")
     axis.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-    figure.tight_layout()
-    png = os.path.join(output_dir, "model_zoo.png")
-    figure.savefig(png + ".tmp.png", dpi=100)
-    os.replace(png + ".tmp.png", png)
-    plt.close(figure)
-    return path, png
+    _save(figure, os.path.join(output_dir, "model_zoo.png"))
+
+
+def run_quality(output_dir):
+    rows = zoo_quality.run(
+        os.path.join(output_dir, "zoo_quality"), num_videos=FLAGS.quality_videos,
+        num_classes=FLAGS.quality_classes, epochs=FLAGS.quality_epochs,
+        batch_size=FLAGS.quality_batch_size, frame_learning_rate=FLAGS.frame_learning_rate,
+        video_learning_rate=FLAGS.video_learning_rate, train_frames=FLAGS.train_frames,
+        bn_momentum=FLAGS.bn_momentum, seed=FLAGS.seed, models=FLAGS.quality_models,
+        reuse=FLAGS.reuse)
+    _write_json({"rows": rows}, os.path.join(output_dir, "zoo_quality.json"))
+    table = zoo_quality.table(rows) + (
+        f"\n{FLAGS.quality_videos} synthetic videos (80% train, 20% validate), "
+        f"{FLAGS.quality_classes} classes, 60-360 frames (models keep 300); "
+        f"{FLAGS.quality_epochs} epochs, batch {FLAGS.quality_batch_size}, Adam "
+        f"{FLAGS.frame_learning_rate:g} (frame) / {FLAGS.video_learning_rate:g} (video), "
+        f"{FLAGS.train_frames} random training frames, BN momentum {FLAGS.bn_momentum}, "
+        f"seed {FLAGS.seed}.\n")
+    files.write_text_atomically(os.path.join(output_dir, "zoo_quality.md"), table)
+    print(table)
+    figure, axes = _figure(1, 2, figsize=(12, 0.6 * len(rows) + 1.5))
+    zoo_quality.plot(rows, axes)
+    figure.suptitle(f"Model zoo, same budget ({FLAGS.quality_epochs} epochs) on synthetic "
+                    "YouTube-8M (bench/model_zoo.py --parts=quality)", fontsize=10)
+    _save(figure, os.path.join(output_dir, "zoo_quality.png"))
+
+
+def run_bucketing(output_dir):
+    boundaries = bucketing.parse_boundaries(FLAGS.frame_buckets, FLAGS.frames)
+    data_dir = zoo_bucketing_data(output_dir)
+    report = zoo_bucketing.run(data_dir, "NeXtVLADModel", FLAGS.batch_size, FLAGS.frames,
+                               FLAGS.num_classes, boundaries, FLAGS.matmul_size)
+    _write_json(report, os.path.join(output_dir, "zoo_bucketing.json"))
+    figure, axis = _figure(figsize=(7, 4.5))
+    zoo_bucketing.plot(report, axis)
+    _save(figure, os.path.join(output_dir, "zoo_bucketing.png"))
+
+
+def zoo_bucketing_data(output_dir):
+    return training_runs.synthetic_data(
+        os.path.join(output_dir, "zoo_bucketing"), num_videos=FLAGS.bucketing_videos,
+        num_classes=60, min_frames=60, max_frames=FLAGS.frames, seed=FLAGS.seed,
+        validate_fraction=0.0, test_fraction=0.0, num_segment_videos=0, num_shards=2)
 
 
 def main(argv):
     del argv
-    unknown = [name for name in FLAGS.models if name not in MATMULS]
+    unknown = [part for part in FLAGS.parts if part not in PARTS]
     if unknown:
-        raise app.UsageError(f"--models: no FLOP count for {unknown}; choose from "
-                             f"{', '.join(MATMULS)}")
+        raise app.UsageError(f"--parts: unknown {unknown}; choose from {', '.join(PARTS)}")
     if FLAGS.inter_op_threads:
         tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
-    report = {"optimizer": FLAGS.optimizer, "inter_op_threads": FLAGS.inter_op_threads,
-              "batch_size": FLAGS.batch_size, "frames": FLAGS.frames,
-              "num_classes": FLAGS.num_classes, "cpu_count": os.cpu_count(),
-              "tensorflow": tf.__version__, "models": {}}
-    for name in FLAGS.models:
-        report["models"][name] = time_model(name, FLAGS.batch_size, FLAGS.frames,
-                                            FLAGS.num_classes, FLAGS.steps)
-    for path in write_outputs(report, FLAGS.output_dir):
-        print("wrote", path)
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    runners = {"speed": run_speed, "quality": run_quality, "bucketing": run_bucketing}
+    for part in PARTS:
+        if part in FLAGS.parts:
+            runners[part](FLAGS.output_dir)
 
 
 if __name__ == "__main__":

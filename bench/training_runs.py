@@ -1,0 +1,120 @@
+"""What the training benchmarks share: a cached synthetic data set, one train-and-evaluate run with
+the project's trainer and evaluation (results cached by their settings), inference throughput.
+
+Imported by bench/model_zoo.py and bench/distillation.py (run from the repository root, so this
+directory is on sys.path).
+"""
+import hashlib
+import json
+import os
+import time
+
+from absl import logging
+
+import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
+import tf_keras as keras
+
+from yt8m import evaluation, synthetic
+from yt8m.inference import predictors
+from yt8m.training import checkpoints, files, inputs, trainer
+from yt8m.training.config import DataConfig, EvalConfig, TrainConfig
+
+FRAME_FEATURES = (("rgb", "audio"), (1024, 128))
+VIDEO_FEATURES = (("mean_rgb", "mean_audio"), (1024, 128))
+
+
+def synthetic_data(output_dir, **options):
+    """Generates (or reuses) a yt8m.synthetic set with `options` under output_dir; its path."""
+    digest = hashlib.sha1(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
+    data_dir = os.path.join(output_dir, f"data_{digest}")
+    if not os.path.exists(os.path.join(data_dir, "generator_config.json")):
+        logging.info("Generating %s", options)
+        synthetic.generate(data_dir, num_workers=2, **options)
+    return data_dir
+
+
+def data_config(frame_level, num_classes, max_frames=300, frame_buckets=()):
+    names, sizes = FRAME_FEATURES if frame_level else VIDEO_FEATURES
+    return DataConfig(feature_names=names, feature_sizes=sizes, frame_features=frame_level,
+                      num_classes=num_classes, max_frames=max_frames, num_readers=2,
+                      frame_buckets=tuple(frame_buckets))
+
+
+def split_pattern(data_dir, frame_level, split):
+    return os.path.join(data_dir, "frame" if frame_level else "video", f"{split}*")
+
+
+def set_bn_momentum(model, momentum):
+    """The references' 0.999 needs thousands of steps to settle; short benchmark runs use less."""
+    for module in model.submodules:
+        if isinstance(module, keras.layers.BatchNormalization):
+            module.momentum = momentum
+
+
+def trainable_parameters(model):
+    return int(sum(variable.shape.num_elements() for variable in model.trainable_variables))
+
+
+def evaluate(train_dir, data_dir, frame_level=True, batch_size=64):
+    results = evaluation.run_evaluation(EvalConfig(
+        train_dir=train_dir, eval_data_pattern=split_pattern(data_dir, frame_level, "validate"),
+        run_once=True, batch_size=batch_size, num_readers=2))[0]
+    return {"gap": results["gap"], "map": results["map"], "hit_at_one": results["hit_at_one"],
+            "num_eval_examples": results["num_examples"]}
+
+
+def inference_examples_per_second(train_dir, data_dir, frame_level, batch_size=64):
+    """Examples/s of a checkpoint predicting the validate split through the inference input
+    pipeline (second pass; the first one traces)."""
+    model = checkpoints.load_model(train_dir)
+    model_flags = files.read_json(os.path.join(train_dir, "model_flags.json"))
+    config = inputs.data_config_from_model_flags(model_flags, segment_labels=False,
+                                                 num_readers=2)
+    predict = predictors.model_predictor(model, config)
+    dataset = inputs.inference_dataset(
+        inputs.require_files(split_pattern(data_dir, frame_level, "validate"), "validate"),
+        config, batch_size)
+    for _ in range(2):
+        started, count = time.perf_counter(), 0
+        for batch in dataset:
+            predict(batch).numpy()
+            count += int(batch["id"].shape[0])
+        seconds = time.perf_counter() - started
+    return count / seconds
+
+
+def train_and_evaluate(train_dir, data_dir, *, model, hparams, frame_level, num_classes,
+                       max_frames, batch_size, learning_rate, epochs, bn_momentum, seed,
+                       settings, reuse=True, measure_inference=False):
+    """Trains `model` with the project's trainer, evaluates it on the validate split.
+
+    Returns the result dict (parameters, training examples/s, GAP, MAP, ...). With `reuse`, a
+    result already in train_dir for the same `settings` (any JSON-able description of the run)
+    is returned without training again.
+    """
+    result_path = os.path.join(train_dir, "bench_result.json")
+    if reuse and os.path.exists(result_path):
+        previous = files.read_json(result_path)
+        if previous.get("settings") == settings:
+            logging.info("Reusing %s", result_path)
+            return previous
+    config = TrainConfig(
+        train_dir=train_dir, train_data_pattern=split_pattern(data_dir, frame_level, "train"),
+        data=data_config(frame_level, num_classes, max_frames), model=model,
+        model_hparams=dict(hparams), start_new_model=True, batch_size=batch_size,
+        base_learning_rate=learning_rate, num_epochs=epochs, export_model_steps=10 ** 9,
+        save_checkpoint_secs=10 ** 9, keep_checkpoint_max=1, log_every_steps=20,
+        shuffle_seed=seed)
+    started = time.time()
+    run_trainer = trainer.Trainer(config)
+    set_bn_momentum(run_trainer.model, bn_momentum)
+    outcome = run_trainer.run()
+    result = {"model": model, "parameters": trainable_parameters(run_trainer.model),
+              "train_examples_per_second": outcome.examples_per_second, "steps": outcome.step,
+              "train_seconds": time.time() - started,
+              **evaluate(train_dir, data_dir, frame_level), "settings": settings}
+    if measure_inference:
+        result["inference_examples_per_second"] = inference_examples_per_second(
+            train_dir, data_dir, frame_level)
+    files.write_json_atomically(result_path, result)
+    return result
