@@ -86,6 +86,12 @@ def plot(rows, axes):
         bars = axes[1].barh([p + offset for p in positions], [r[key] for r in rows], width,
                             label=label)
         axes[1].bar_label(bars, fmt="%.0f", fontsize=7)
+    # Same rows, same order as the left panel; headroom on the log axis for the bar labels.
+    axes[1].set_yticks(list(positions), names, fontsize=8)
+    axes[1].invert_yaxis()
     axes[1].set_xscale("log")
+    fastest = max(max(r["train_examples_per_second"], r["inference_examples_per_second"])
+                  for r in rows)
+    axes[1].set_xlim(right=fastest * 3)
     axes[1].set_xlabel("examples/s (log scale)")
     axes[1].legend(fontsize=8, loc="lower right")
