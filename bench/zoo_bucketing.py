@@ -1,9 +1,10 @@
 """Length bucketing against padding to max_frames, through the real frame reader.
 
-A synthetic set of 60-300-frame videos is read twice per mode with `yt8m.data.frame_dataset`:
+A synthetic set of 60-300-frame videos is read 1 + `passes` times per mode with `yt8m.data.frame_dataset`:
 padded (every batch [B, 300, ...]) and bucketed (`frame_buckets`, each batch cut to its bucket's
 bound). Inference (compiled `model(training=False)`) and training (forward, backward and a fused
-Adam update) are timed over the second pass; the first one traces. Predictions of the two modes
+Adam update) are timed over `passes` passes per mode after one that traces, the modes
+alternating, and the fastest pass of each mode is reported. Predictions of the two modes
 are compared video by video. Ideal examples/s = matmul rate / matmul FLOPs per example, the
 padded ideal at max_frames and the bucketed one at the frames each batch was cut to.
 """
@@ -39,7 +40,7 @@ def _work(name, batch_shapes, classes, hp, training):
                for size, frames in batch_shapes)
 
 
-def run(data_dir, name, batch_size, max_frames, classes, boundaries, matmul_size):
+def run(data_dir, name, batch_size, max_frames, classes, boundaries, matmul_size, passes=3):
     """Returns {"inference": {...}, "training": {...}, "max_abs_difference": ...}."""
     hp = {h: hparams_lib.default_value(name, h) for h in frame_level_models.hparam_names(name)}
     model = frame_level_models.build(name, classes)
@@ -77,18 +78,26 @@ def run(data_dir, name, batch_size, max_frames, classes, boundaries, matmul_size
         return call
 
     report = {"model": name, "batch_size": batch_size, "max_frames": max_frames,
-              "num_classes": classes, "boundaries": list(boundaries)}
-    rate = None
+              "num_classes": classes, "boundaries": list(boundaries), "timed_passes": passes}
     for phase, training in (("inference", False), ("training", True)):
+        functions = {mode: (lambda batch: train_step(batch).numpy()) if training else
+                     predict_and_keep(mode) for mode in MODES}
+        for mode in MODES:
+            _timed_pass(functions[mode], dataset(mode))  # traces every bucket's shape
+        # Modes alternate pass by pass, so a slower spell of a shared machine hits both; the
+        # fastest pass of each mode is kept.
+        best = {}
+        before = zoo_flops.matmul_rates(matmul_size)
+        for _ in range(passes):
+            for mode in MODES:
+                timed = _timed_pass(functions[mode], dataset(mode))
+                if mode not in best or timed[1] < best[mode][1]:
+                    best[mode] = timed
+        after = zoo_flops.matmul_rates(matmul_size)
+        rate, cpu_rate = max(before[0], after[0]), max(before[1], after[1])
         report[phase] = {}
         for mode in MODES:
-            function = (lambda batch: train_step(batch).numpy()) if training else \
-                predict_and_keep(mode)
-            _timed_pass(function, dataset(mode))  # traces every bucket's shape
-            before = zoo_flops.matmul_rates(matmul_size)
-            examples, wall, cpu, batch_shapes = _timed_pass(function, dataset(mode))
-            after = zoo_flops.matmul_rates(matmul_size)
-            rate, cpu_rate = max(before[0], after[0]), max(before[1], after[1])
+            examples, wall, cpu, batch_shapes = best[mode]
             padded_work = _work(name, [(size, max_frames) for size, _ in batch_shapes], classes,
                                 hp, training)
             work = _work(name, batch_shapes, classes, hp, training)
