@@ -126,7 +126,7 @@ def time_model(name, batch, frames, classes, steps):
         after = zoo_flops.matmul_rates(FLAGS.matmul_size)
         rate, cpu_rate = max(before[0], after[0]), max(before[1], after[1])
         work = zoo_flops.flops(shapes, mode != "inference")
-        # The yardstick: a training step costs 3x the forward FLOPs. The exact count
+        # The usual rule of thumb: a training step costs 3x the forward FLOPs. The exact count
         # (`work`) is lower (~2.6x) because the data needs no input gradient.
         rule_of_thumb = zoo_flops.flops(shapes, False) * (1 if mode == "inference" else 3)
         results[mode] = {"seconds": seconds, "median_seconds": median, "cpu_seconds": cpu_seconds,
