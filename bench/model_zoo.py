@@ -118,6 +118,7 @@ def time_model(name, batch, frames, classes, steps):
 
     results = {"params": model.count_params()}
     shapes = zoo_flops.MATMULS[name](batch, frames, classes, hp)
+    forward_work = zoo_flops.flops(shapes, False)
     for mode, function in (("inference", lambda: infer().numpy()),
                            ("gradients", lambda: gradients_only().numpy()),
                            ("training", lambda: train_step().numpy())):
@@ -128,21 +129,21 @@ def time_model(name, batch, frames, classes, steps):
         work = zoo_flops.flops(shapes, mode != "inference")
         # The usual rule of thumb: a training step costs 3x the forward FLOPs. The exact count
         # (`work`) is lower (~2.6x) because the data needs no input gradient.
-        rule_of_thumb = zoo_flops.flops(shapes, False) * (1 if mode == "inference" else 3)
-        results[mode] = {"seconds": seconds, "median_seconds": median, "cpu_seconds": cpu_seconds,
-                         "gflop": work / 1e9, "matmul_gflops": rate / 1e9,
-                         "model_gflops": work / seconds / 1e9,
-                         "efficiency": work / rate / seconds,
-                         "cpu_efficiency": work / cpu_rate / cpu_seconds,
-                         "gflop_3x_forward": rule_of_thumb / 1e9,
-                         "efficiency_3x_forward": rule_of_thumb / rate / seconds,
-                         "cpu_efficiency_3x_forward": rule_of_thumb / cpu_rate / cpu_seconds}
-        print(f"{name} {mode}: {seconds:.3f} s per batch, {work / 1e9:.1f} GFLOP, "
-              f"{work / seconds / 1e9:.1f} GFLOP/s vs matmul {rate / 1e9:.1f} GFLOP/s -> "
-              f"efficiency {work / rate / seconds:.2f} (per CPU second: "
-              f"{work / cpu_rate / cpu_seconds:.2f}); counting 3x forward FLOPs: "
-              f"{rule_of_thumb / rate / seconds:.2f} ({rule_of_thumb / cpu_rate / cpu_seconds:.2f})",
-              flush=True)
+        rule_of_thumb = forward_work * (1 if mode == "inference" else 3)
+        r = results[mode] = {
+            "seconds": seconds, "median_seconds": median, "cpu_seconds": cpu_seconds,
+            "gflop": work / 1e9, "matmul_gflops": rate / 1e9,
+            "model_gflops": work / seconds / 1e9,
+            "efficiency": work / rate / seconds,
+            "cpu_efficiency": work / cpu_rate / cpu_seconds,
+            "gflop_3x_forward": rule_of_thumb / 1e9,
+            "efficiency_3x_forward": rule_of_thumb / rate / seconds,
+            "cpu_efficiency_3x_forward": rule_of_thumb / cpu_rate / cpu_seconds}
+        print(f"{name} {mode}: {seconds:.3f} s per batch, {r['gflop']:.1f} GFLOP, "
+              f"{r['model_gflops']:.1f} GFLOP/s vs matmul {r['matmul_gflops']:.1f} GFLOP/s -> "
+              f"efficiency {r['efficiency']:.2f} (per CPU second: {r['cpu_efficiency']:.2f}); "
+              f"counting 3x forward FLOPs: {r['efficiency_3x_forward']:.2f} "
+              f"({r['cpu_efficiency_3x_forward']:.2f})", flush=True)
     return results
 
 
@@ -185,6 +186,7 @@ def run_speed(output_dir):
     names = list(report["models"])
     figure, axis = _figure(figsize=(4 + 3 * len(names), 4))
     width = 0.14
+    mode_colors = {"inference": "C0", "gradients": "C1", "training": "C2"}
     bars_per_model = (("inference", "cpu_efficiency", "inference"),
                       ("gradients", "cpu_efficiency", "gradients"),
                       ("training", "cpu_efficiency", "training"),
@@ -194,8 +196,8 @@ def run_speed(output_dir):
         values = [report["models"][name][mode][key] for name in names]
         hatched = key.endswith("3x_forward")
         bars = axis.bar([i + (index - 2) * width for i in range(len(names))], values, width,
-                        label=label, color=f"C{1 + index % 3}" if hatched else f"C{index}",
-                        hatch="//" if hatched else None, alpha=0.6 if hatched else 1.0)
+                        label=label, color=mode_colors[mode], hatch="//" if hatched else None,
+                        alpha=0.6 if hatched else 1.0)
         axis.bar_label(bars, fmt="%.2f", fontsize=7)
     axis.axhline(0.85, color="gray", linestyle="--", linewidth=1, label="target 0.85")
     axis.set_xticks(range(len(names)), names)

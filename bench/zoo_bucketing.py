@@ -1,12 +1,12 @@
 """Length bucketing against padding to max_frames, through the real frame reader.
 
-A synthetic set of 60-300-frame videos is read 1 + `passes` times per mode with `yt8m.data.frame_dataset`:
-padded (every batch [B, 300, ...]) and bucketed (`frame_buckets`, each batch cut to its bucket's
-bound). Inference (compiled `model(training=False)`) and training (forward, backward and a fused
-Adam update) are timed over `passes` passes per mode after one that traces, the modes
-alternating, and the fastest pass of each mode is reported. Predictions of the two modes
-are compared video by video. Ideal examples/s = matmul rate / matmul FLOPs per example, the
-padded ideal at max_frames and the bucketed one at the frames each batch was cut to.
+A synthetic set of 60-300-frame videos is read 1 + `passes` times per mode with
+`yt8m.data.frame_dataset`: padded (every batch [B, 300, ...]) and bucketed (`frame_buckets`, each
+batch cut to its bucket's bound). Inference (compiled `model(training=False)`) and training
+(forward, backward and a fused Adam update) are timed over `passes` passes per mode after one
+that traces, the modes alternating, and the fastest pass of each mode is reported. Predictions of
+the two modes are compared video by video. Ideal examples/s = matmul rate / matmul FLOPs per
+example, the padded ideal at max_frames and the bucketed one at the frames each batch was cut to.
 """
 import time
 
