@@ -89,7 +89,8 @@ def dequantize(quantized, max_quantized_value=2.0, min_quantized_value=-2.0):
 
 
 def sequence_mask(num_frames, max_frames):
-    """tf.sequence_mask(num_frames, max_frames, float): [B, max_frames], 1 for frame < num_frames."""
+    """tf.sequence_mask(num_frames, max_frames, float): [B, max_frames], 1 where frame <
+    num_frames."""
     num_frames = np.asarray(num_frames).reshape(-1)
     return (np.arange(max_frames)[None, :] < num_frames[:, None]).astype(np.float64)
 

@@ -274,7 +274,8 @@ def nextvlad_model(nextvlad_cluster_size=64, nextvlad_hidden_size=1024, groups=8
                    gating_reduction=8, video_level_classifier_model="MoeModel", num_mixtures=4,
                    vocab_size=STARTER_VOCAB, prefix="", vlad_scopes=("video_VLAD", "audio_VLAD"),
                    video_size=1024, audio_size=128):
-    """nextvlad.NeXtVLADModel (linrongc flag defaults; the scripts use K=128, H=2048, LogisticModel).
+    """nextvlad.NeXtVLADModel (linrongc flag defaults; the scripts use K=128, H=2048,
+    LogisticModel).
     The audio stream has K/2 clusters and G/2 groups."""
     shapes = {}
     video, video_dim = _nextvlad(prefix + vlad_scopes[0], video_size, nextvlad_cluster_size,

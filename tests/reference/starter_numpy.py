@@ -31,7 +31,8 @@ def starter_input(raw):
 
 def logistic_model(x, weights, scope="fully_connected"):
     """video_level_models.LogisticModel: sigmoid(x W + b) via slim.fully_connected (Xavier init,
-    biases zeros, L2 l2_penalty=1e-8 on W only). Variables <scope>/weights [D, V], <scope>/biases."""
+    biases zeros, L2 l2_penalty=1e-8 on W only). Variables <scope>/weights [D, V],
+    <scope>/biases [V]."""
     return common.sigmoid(common.dense(x, weights, scope))
 
 
@@ -243,7 +244,8 @@ def hinge_loss(predictions, labels, b=1.0):
 
 def softmax_loss(predictions, labels):
     """losses.SoftmaxLoss: labels L1-normalised with the row sum floored at 1e-7; a softmax of the
-    PREDICTIONS (probabilities) across classes; mean over the batch of -sum(y_norm * log softmax)."""
+    PREDICTIONS (probabilities) across classes; mean over the batch of
+    -sum(y_norm * log softmax)."""
     p, y = common.as_float(predictions), common.as_float(labels)
     y_norm = y / np.maximum(np.sum(y, axis=1, keepdims=True), SOFTMAX_LABEL_EPSILON)
     return float(np.mean(-np.sum(y_norm * np.log(common.softmax(p, axis=1)), axis=1)))
@@ -286,7 +288,8 @@ def rmsprop_step(var, grad, rms, mom, lr, decay=0.9, momentum=0.0, epsilon=1e-10
 
 
 def adagrad_step(var, grad, accumulator, lr):
-    """tf.train.AdagradOptimizer (accumulator starts at 0.1): acc += g^2; var -= lr g / sqrt(acc)."""
+    """tf.train.AdagradOptimizer (accumulator starts at 0.1): acc += g^2;
+    var -= lr g / sqrt(acc)."""
     g = common.as_float(grad)
     accumulator = common.as_float(accumulator) + g * g
     return common.as_float(var) - lr * g / np.sqrt(accumulator), accumulator
