@@ -96,8 +96,10 @@ def test_learning_rate_decays_by_staircase_on_examples_seen():
         assert float(schedule(step)) == pytest.approx(learning_rate, rel=1e-6), step
 
 
-def test_gradient_clipping_is_per_variable_not_global():
-    optimizer = make_optimizer("GradientDescentOptimizer", 1.0, clip_gradient_norm=1.0)
+@pytest.mark.parametrize("on_variable_devices", [False, True])  # True: the MOD trees' optimizer
+def test_gradient_clipping_is_per_variable_not_global(on_variable_devices):
+    optimizer = make_optimizer("GradientDescentOptimizer", 1.0, clip_gradient_norm=1.0,
+                               on_variable_devices=on_variable_devices)
     big, small = tf.Variable([0.0, 0.0]), tf.Variable([0.0, 0.0])
     optimizer.apply_gradients([(tf.constant([3.0, 4.0]), big), (tf.constant([0.3, 0.4]), small)])
     # Per variable: [3, 4] (norm 5) becomes [0.6, 0.8]; [0.3, 0.4] (norm 0.5) is left alone.
