@@ -4,7 +4,7 @@
 
 A MOD tree (2 sub-trees of 2 logistic leaves) is built outside the strategy scope with its
 sub-trees on this worker's two logical CPUs, each worker from a different random seed; the
-chief's weights are broadcast, then two steps of `multi_worker.make_model_parallel_step` run on
+chief's weights are broadcast, then two steps of `model_parallel.make_model_parallel_step` run on
 the worker's half of a fixed global batch. Weights and variable devices go to
 OUTPUT_DIR/worker<i>.npz / .json. Then worker 1 exits and worker 0 runs one more step, which
 must end in a WorkerLostError (its message is printed, exit code 3).
@@ -21,8 +21,10 @@ import tf_keras as keras
 from yt8m import losses
 from yt8m.distillation import mixture_models
 from yt8m.training import distribution
+from yt8m.training import model_parallel
 from yt8m.training import multi_worker
 from yt8m.training import objective
+from yt8m.training.optimizers import make_optimizer
 
 NUM_CLASSES = 4
 GLOBAL_BATCH = 8
@@ -63,9 +65,10 @@ def main(output_dir):
     before = [variable.numpy() for variable in model.variables]
     multi_worker.broadcast_from_chief(strategy, model.variables)
     initial = [variable.numpy() for variable in model.variables]
-    optimizer = model.configure_optimizer(keras.optimizers.Adam(0.01))
-    step = multi_worker.make_model_parallel_step(strategy, model, optimizer,
-                                                 loss_function(model))
+    optimizer = make_optimizer("AdamOptimizer", 0.01, 0.0,
+                               on_variable_devices=model.is_model_parallel)
+    step = model_parallel.make_model_parallel_step(strategy, model, optimizer,
+                                                   loss_function(model))
     features, labels = global_batch()
     share = slice(index * GLOBAL_BATCH // 2, (index + 1) * GLOBAL_BATCH // 2)
     mine = ({name: value[share] for name, value in features.items()}, labels[share])

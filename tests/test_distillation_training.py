@@ -15,10 +15,12 @@ import tensorflow as tf
 import frame_level_models
 from frame_level_models import hierarchical_lstm
 from yt8m.distillation import distill_flags
+from yt8m.distillation import modes
 from yt8m.distillation import teacher_cache
 from yt8m.distillation import teachers as teachers_lib
 from yt8m.distillation import training_setup
-from yt8m.distillation.distillation_model import CachedTeachers, LiveTeachers, teacher_key
+from yt8m.distillation.distillation_model import (CachedTeachers, DistillationModel,
+                                                  LiveTeachers, teacher_key)
 from yt8m.distillation.graph_distillation import GraphDistillationModel
 from yt8m.distillation.multi_teacher import SOFT_LABELS, MultiTeacherModel
 from yt8m.distillation.training_setup import DistillConfig
@@ -324,6 +326,62 @@ def test_bad_distillation_settings_name_the_flag(changes, message):
     with pytest.raises(ValueError) as error:
         training_setup.check(DistillConfig(**changes))
     assert str(error.value) == message
+
+
+class _SquaredPredictions(DistillationModel):
+    """A mode without teachers, defined here: loss + weight * mean_batch sum_c p_c^2."""
+
+    def __init__(self, student, weight, **kwargs):
+        super().__init__(student, **kwargs)
+        self.weight = weight
+
+    def distillation_outputs(self, features, student_outputs, training):
+        return {}
+
+    def distillation_loss(self, labels, outputs, label_weights):
+        return self.weight * tf.reduce_mean(tf.reduce_sum(tf.square(outputs["predictions"]), 1))
+
+
+def test_a_mode_registered_here_is_reachable_from_the_training_setup(workspace, batch,
+                                                                      monkeypatch):
+    monkeypatch.setattr(modes, "_MODES", dict(modes._MODES))  # registered for this test only
+    calls = []
+
+    def check(config):
+        if config.teacher_dirs or config.teacher_cache:
+            raise ValueError("--distill_mode=squared_predictions takes no teachers")
+
+    def build(student, train_config, config, label_loss):
+        calls.append((train_config.model, type(label_loss).__name__))
+        return _SquaredPredictions(student, weight=config.temperature, name="squared")
+
+    modes.register(modes.Mode("squared_predictions", build=build, check=check))
+    with pytest.raises(ValueError, match="^--distill_mode=squared_predictions takes no teachers$"):
+        training_setup.check(DistillConfig(mode="squared_predictions", teacher_dirs=("a",)))
+    with pytest.raises(ValueError, match=r"^--distill_lambda=2.0: must be in \[0, 1\]$"):
+        training_setup.check(DistillConfig(mode="squared_predictions", lam=2.0))  # shared checks
+    with pytest.raises(ValueError, match=r"choose one of teacher_student, multi_teacher, graph, "
+                                         r"squared_predictions \(or leave"):
+        training_setup.check(DistillConfig(mode="squared"))
+
+    root, data_dir = workspace["root"], workspace["data"]
+    distill = DistillConfig(mode="squared_predictions", temperature=4.0, student_frames=6)
+    config, factory = training_setup.prepare(_config(root, "registered", data_dir, max_steps=2),
+                                             distill)
+    run = trainer.Trainer(config, training_model_factory=factory)
+    wrapper = run.training_model
+    assert isinstance(wrapper, _SquaredPredictions) and wrapper.student is run.model
+    assert calls == [("FrameLevelLogisticModel", "CrossEntropyLoss")]
+    assert run.model.name == "FrameSkippingModel"  # --student_frames, shared by every mode
+    outputs = wrapper(_features(batch), training=False)
+    p = outputs["predictions"].numpy()
+    losses = objective.training_loss(wrapper, outputs, batch["labels"], None,
+                                     get_label_loss("CrossEntropyLoss"), 0.0)
+    np.testing.assert_allclose(losses["auxiliary_loss"].numpy(),
+                               4.0 * np.mean(np.sum(p ** 2, axis=1)), rtol=1e-5)
+    assert run.run().step == 2
+    with open(os.path.join(config.train_dir, "distillation.json")) as handle:
+        assert json.load(handle)["mode"] == "squared_predictions"
 
 
 def test_distillation_flags_become_the_config():

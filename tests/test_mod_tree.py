@@ -44,8 +44,10 @@ def test_subtrees_weights_forward_backward_and_updates_live_on_their_devices():
     for subtree in report["subtrees"]:
         device = subtree["assigned_device"]
         assert subtree["variable_devices"] == [device], subtree
-        # Every matmul of the sub-tree, forward and gradient, and every Adam update is on it.
-        for key in ("forward_products", "gradient_products", "optimizer_updates"):
+        # Every matmul of the sub-tree, forward and gradient, and every Adam update (its clipping
+        # and arithmetic too) is on it.
+        for key in ("forward_products", "gradient_products", "optimizer_updates",
+                    "optimizer_ops"):
             assert list(subtree[key]) == [device], (key, subtree)
             assert subtree[key][device] > 0
         # 2 leaves x (1 logistic kernel) + gate kernel: 3 kernels + 2 biases + BN gamma/beta.
@@ -84,7 +86,7 @@ def trained_tree(tmp_path_factory):
                                 feature_sizes="16,8", **hparams)
     for seed in (1, 2):  # move the BN statistics away from their initial values
         tree(inputs(seed), training=True)
-    optimizer = tree.configure_optimizer(keras.optimizers.Adam(1e-3))
+    optimizer = keras.optimizers.Adam(1e-3)
     optimizer.build(tree.trainable_variables)
     manager = checkpoints.make_checkpoint_manager(
         tf.train.Checkpoint(model=tree, optimizer=optimizer), train_dir, max_to_keep=2)

@@ -230,6 +230,7 @@ def test_tf_config_errors_say_what_is_wrong():
 
 def test_single_machine_strategies_are_left_alone():
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    assert multi_worker.is_chief(strategy) and multi_worker.is_chief(tf.distribute.get_strategy())
     assert multi_worker.any_worker(strategy, True, False) == (True, False)
     tensors = [tf.constant([1.0, 2.0])]
     assert multi_worker.all_reduce_mean(strategy, tensors)[0] is tensors[0]

@@ -11,6 +11,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from frame_level_models import hparams
+from yt8m.core import training_protocol
 from yt8m.data import records
 from yt8m.training import checkpoints
 from yt8m.training import flags as training_flags
@@ -95,8 +96,10 @@ def test_learning_rate_decays_by_staircase_on_examples_seen():
         assert float(schedule(step)) == pytest.approx(learning_rate, rel=1e-6), step
 
 
-def test_gradient_clipping_is_per_variable_not_global():
-    optimizer = make_optimizer("GradientDescentOptimizer", 1.0, clip_gradient_norm=1.0)
+@pytest.mark.parametrize("on_variable_devices", [False, True])  # True: the MOD trees' optimizer
+def test_gradient_clipping_is_per_variable_not_global(on_variable_devices):
+    optimizer = make_optimizer("GradientDescentOptimizer", 1.0, clip_gradient_norm=1.0,
+                               on_variable_devices=on_variable_devices)
     big, small = tf.Variable([0.0, 0.0]), tf.Variable([0.0, 0.0])
     optimizer.apply_gradients([(tf.constant([3.0, 4.0]), big), (tf.constant([0.3, 0.4]), small)])
     # Per variable: [3, 4] (norm 5) becomes [0.6, 0.8]; [0.3, 0.4] (norm 0.5) is left alone.
@@ -115,10 +118,17 @@ def test_training_loss_is_label_plus_penalty_times_model_losses_plus_auxiliary()
     logits = keras.layers.Dense(2, kernel_regularizer=keras.regularizers.l2(0.5))(inputs)
     model = keras.Model(inputs, {"predictions": keras.layers.Activation("sigmoid")(logits),
                                  "logits": logits})
-    model.auxiliary_loss = lambda labels, outputs, weights: tf.reduce_sum(labels) * 0.125
+
+    class WithAuxiliaryLoss(training_protocol.PlainTrainingModel):
+        def auxiliary_loss(self, labels, outputs, label_weights=None):
+            return tf.reduce_sum(labels) * 0.125
+
     x = np.array([[1.0, -2.0, 0.5], [0.0, 1.0, 1.0]], np.float32)
     y = np.array([[1.0, 0.0], [1.0, 1.0]], np.float32)
-    losses = objective.training_loss(model, model(x), tf.constant(y), None,
+    plain = objective.training_loss(model, model(x), tf.constant(y), None,
+                                    get_label_loss("CrossEntropyLoss"), regularization_penalty=3.0)
+    assert float(plain["auxiliary_loss"]) == 0.0
+    losses = objective.training_loss(WithAuxiliaryLoss(model), model(x), tf.constant(y), None,
                                      get_label_loss("CrossEntropyLoss"),
                                      regularization_penalty=3.0)
     kernel, bias = (w.numpy() for w in model.layers[1].weights)
@@ -131,6 +141,63 @@ def test_training_loss_is_label_plus_penalty_times_model_losses_plus_auxiliary()
     assert float(losses["auxiliary_loss"]) == pytest.approx(auxiliary)
     assert float(losses["total_loss"]) == pytest.approx(
         label + 3.0 * regularization + auxiliary, rel=1e-5)
+
+
+class _KernelDecay(training_protocol.TrainingModel, keras.Model):
+    """A training model of its own around the built model: no label loss, an extra loss term
+    a * ||kernel||^2, half of the tape's gradients, and the video ids passed to its call."""
+
+    label_loss_weight = 0.0
+    extra_batch_keys = ("id",)
+
+    def __init__(self, model, weight):
+        super().__init__()
+        self.inner = model
+        self.weight = weight
+        self.kernel = next(v for v in model.trainable_variables if "kernel" in v.name)
+        object.__setattr__(self, "input_keys", None)
+
+    def call(self, inputs, training=None):
+        object.__setattr__(self, "input_keys", sorted(inputs))  # what the trainer passed
+        return self.inner({k: v for k, v in inputs.items() if k != "id"}, training=training)
+
+    def auxiliary_loss(self, labels, outputs, label_weights=None):
+        return self.weight * tf.reduce_sum(tf.square(self.kernel))
+
+    def compute_gradients(self, tape, loss, variables):
+        return [0.5 * gradient for gradient in tape.gradient(loss, variables)]
+
+
+def test_a_custom_training_model_trains_through_the_protocol(data_dir, tmp_path):
+    weight, learning_rate, steps = 10.0, 0.01, 5
+    config = helpers.train_config(
+        tmp_path / "custom", data_dir, max_steps=steps, optimizer="GradientDescentOptimizer",
+        base_learning_rate=learning_rate, learning_rate_decay=1.0, clip_gradient_norm=0.0,
+        regularization_penalty=0.0)
+    wrappers = []
+
+    def factory(model):
+        wrappers.append(_KernelDecay(model, weight))
+        return wrappers[0]
+
+    run = trainer.Trainer(config, training_model_factory=factory)
+    wrapper = wrappers[0]
+    assert run.training_model is wrapper
+    kernel, bias = wrapper.kernel.numpy(), [v.numpy() for v in run.model.trainable_variables
+                                            if "bias" in v.name]
+    result = run.run()
+    assert result.step == steps
+    assert wrapper.input_keys == ["id", "mean_audio", "mean_rgb"]
+    # Loss a * ||w||^2 alone; gradient halved: 0.5 * 2a w = a w, so SGD gives
+    # w_n = (1 - lr * a)^n w_0, and the loss of the last step is that of w_{n-1}.
+    factor = 1.0 - learning_rate * weight
+    np.testing.assert_allclose(wrapper.kernel.numpy(), kernel * factor ** steps, rtol=1e-5,
+                               atol=1e-9)
+    for before, variable in zip(bias, [v for v in run.model.trainable_variables
+                                       if "bias" in v.name]):
+        np.testing.assert_array_equal(variable.numpy(), before)  # no label loss: no gradient
+    assert result.last_loss == pytest.approx(
+        weight * np.sum(kernel ** 2) * factor ** (2 * (steps - 1)), rel=1e-5)
 
 
 def _weights(model):

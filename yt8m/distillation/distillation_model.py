@@ -3,17 +3,21 @@ wrapper around a student that the trainer steps.
 
 A `DistillationModel` is what the trainer trains in place of the student (`trainer.train(config,
 training_model_factory=...)`): calling it returns the student's outputs (so the trainer's label
-loss and training GAP are the student's) plus the teachers' outputs under `teacher/...` keys; its
-`auxiliary_loss` adds the distillation terms; `label_loss_weight` scales the trainer's label loss
-(0 drops L_CE; 1 - lambda in the multi-teacher and graph losses). The checkpoint's `model` stays the
-student alone, so eval.py, inference.py and export read a student's train dir like any other. What
-the wrapper trains besides the student (projections, graph edge weights, a parallel teacher) is
-saved beside it; frozen teachers are not saved (they are read from their own directories).
+loss and training GAP are the student's) plus the teachers' outputs under `teacher/...` keys. It
+implements the trainer's protocol (yt8m.core.training_protocol): `auxiliary_loss` adds the
+distillation terms to the student's own, `label_loss_weight` scales the trainer's label loss
+(0 drops L_CE; 1 - lambda in the multi-teacher and graph losses), and the gradient computation
+and device placement are the student's (a MOD tree student keeps its placement). The checkpoint's
+`model` stays the student alone, so eval.py, inference.py and export read a student's train dir
+like any other. What the wrapper trains besides the student (projections, graph edge weights, a
+parallel teacher) is saved beside it; frozen teachers are not saved (they are read from their own
+directories).
 """
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 import tf_keras as keras
 
+from yt8m.core.training_protocol import TrainingModel, as_training_model
 from yt8m.distillation import teachers as teachers_lib
 
 NUM_FRAMES = "num_frames"
@@ -64,7 +68,7 @@ class CachedTeachers:
         return self.cache.lookup(features[VIDEO_ID], self.indices)
 
 
-class DistillationModel(keras.Model):
+class DistillationModel(TrainingModel, keras.Model):
     """Base of the training wrappers: holds the student and a teacher source.
 
     Subclasses implement `distillation_outputs(features, student_outputs, training)` (extra output
@@ -79,16 +83,20 @@ class DistillationModel(keras.Model):
         object.__setattr__(self, "label_loss_weight", float(label_loss_weight))
         input_names = set(student.input_names) if hasattr(student, "input_names") else None
         object.__setattr__(self, "_student_input_names", input_names)
-        # A student placing sub-models on devices (MOD trees) keeps its gradient and update
-        # placement (the trainer looks these hooks up on the model it trains).
-        for hook in ("compute_gradients", "configure_optimizer"):
-            if hasattr(student, hook):
-                object.__setattr__(self, hook, getattr(student, hook))
+        # The student's own training behaviour (a mixture's loss terms, a MOD tree's placement).
+        object.__setattr__(self, "_student_training", as_training_model(student))
 
     @property
     def extra_batch_keys(self):
         """Batch entries besides the model inputs that the trainer must pass (cache: video ids)."""
-        return getattr(self.teacher_source, "extra_batch_keys", ())
+        return () if self.teacher_source is None else self.teacher_source.extra_batch_keys
+
+    @property
+    def is_model_parallel(self):
+        return self._student_training.is_model_parallel
+
+    def compute_gradients(self, tape, loss, variables):
+        return self._student_training.compute_gradients(tape, loss, variables)
 
     def student_inputs(self, features):
         if self._student_input_names is None:
@@ -114,11 +122,8 @@ class DistillationModel(keras.Model):
 
     def auxiliary_loss(self, labels, outputs, label_weights=None):
         """The distillation terms, plus the student's own auxiliary loss (a mixture student)."""
-        total = self.distillation_loss(labels, outputs, label_weights)
-        student_loss = getattr(self.student, "auxiliary_loss", None)
-        if student_loss is not None:
-            total += student_loss(labels, outputs, label_weights)
-        return total
+        return (self.distillation_loss(labels, outputs, label_weights)
+                + self._student_training.auxiliary_loss(labels, outputs, label_weights))
 
     def trained_extras(self):
         """Layers/models trained beside the student (their regularisation losses count)."""

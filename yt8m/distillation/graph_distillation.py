@@ -18,6 +18,9 @@ import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
 from yt8m.distillation import graph as graph_lib
+from yt8m.distillation import modes
+from yt8m.distillation import teacher_sources
+from yt8m.distillation import teachers as teachers_lib
 from yt8m.distillation.distillation_model import (DistillationModel, require_embeddings,
                                                   stacked_teacher_outputs, student_logits)
 
@@ -102,3 +105,28 @@ def check_distance(distance):
                          f"{', '.join(graph_lib.DISTANCES)}")
     return distance
 
+
+
+def check(config):
+    """--distill_mode=graph: frozen teachers, and the graphs' settings."""
+    check_distance(config.graph_distance)
+    if config.graph_bandwidth <= 0:
+        raise ValueError(f"--graph_bandwidth={config.graph_bandwidth}: must be > 0")
+    if config.graph_rep_temperature <= 0:
+        raise ValueError(f"--graph_rep_temperature={config.graph_rep_temperature}: must be > 0")
+    teacher_sources.check_frozen_teachers(config)
+
+
+def build(student, train_config, config, label_loss):
+    del label_loss  # the teachers are frozen
+    data = train_config.data
+    return GraphDistillationModel(
+        student, teacher_sources.teacher_source(config, data), data.num_classes,
+        teachers_lib.output_size(student, "embedding"), temperature=config.temperature,
+        lam=config.lam, form=config.form, distance=config.graph_distance,
+        rep_weight=config.graph_rep_weight, rep_temperature=config.graph_rep_temperature,
+        bandwidth=config.graph_bandwidth, learn_edges=config.graph_learn_edges,
+        name="graph_distillation")
+
+
+MODE = modes.Mode("graph", build=build, check=check)

@@ -24,6 +24,7 @@ import tf_keras as keras
 from frame_level_models.layers import common
 from frame_level_models.layers.frame_ops import MaskedMean
 from yt8m import losses as label_losses
+from yt8m.core.training_protocol import TrainingModel
 from yt8m.distillation import losses as distillation_losses
 from yt8m.distillation import placement
 
@@ -84,7 +85,7 @@ class MixtureGate(common.Layer):
                 "l2_penalty": self.l2_penalty}
 
 
-class MixtureModel(keras.Model):
+class MixtureModel(TrainingModel, keras.Model):
     """Gated mixture of `branches` with online distillation from the mixture to each branch.
 
     Args:
@@ -142,7 +143,8 @@ class MixtureModel(keras.Model):
 
     @property
     def is_model_parallel(self):
-        """True when the branches are placed on devices of their own."""
+        """True when the branches are placed on devices of their own (the trainer then clips and
+        updates each variable on its device)."""
         return any(self._branch_devices)
 
     def gate_inputs(self, inputs):
@@ -210,19 +212,11 @@ class MixtureModel(keras.Model):
 
         Inside a tf.function this uses tf.gradients, which colocates gradients with their forward
         ops (GradientTape.gradient leaves them unplaced: they would all run on the first device).
-        Eagerly, or when nothing is placed, it is plain tape.gradient. The trainer calls this
-        instead of tape.gradient.
+        Eagerly, or when nothing is placed, it is plain tape.gradient.
         """
         if self.is_model_parallel and tf.inside_function():
             return tf.gradients(loss, variables)
         return tape.gradient(loss, variables)
-
-    def configure_optimizer(self, optimizer):
-        """Returns `optimizer`, set (when the tree is placed) to clip and update each variable on
-        the variable's device. The trainer calls this once, before the first step."""
-        if self.is_model_parallel:
-            placement.place_updates_on_variable_devices(optimizer)
-        return optimizer
 
     def subtree(self, path):
         """The branch at `path` (a sequence of 0-based branch indices, root first)."""

@@ -13,6 +13,8 @@ which is how an exported ensemble teaches a small student once its outputs are c
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 
 from yt8m.distillation import losses as distillation_losses
+from yt8m.distillation import modes
+from yt8m.distillation import teacher_sources
 from yt8m.distillation.distillation_model import (DistillationModel, stacked_teacher_outputs,
                                                   student_logits)
 
@@ -63,3 +65,13 @@ class MultiTeacherModel(DistillationModel):
         soft = distillation_losses.soft_label_loss(outputs[SOFT_LABELS], student_logits(outputs),
                                                    self.temperature, self.form)
         return self.lam * self.temperature ** 2 * soft
+
+
+def build(student, train_config, config, label_loss):
+    del label_loss  # the teachers are frozen
+    return MultiTeacherModel(student, teacher_sources.teacher_source(config, train_config.data),
+                             config.temperature, config.lam, tuple(config.teacher_weights) or None,
+                             config.form, name="multi_teacher")
+
+
+MODE = modes.Mode("multi_teacher", build=build, check=teacher_sources.check_frozen_teachers)

@@ -2,7 +2,8 @@
 
 A sub-tree's weights are created under its `tf.device` and its forward ops run there (see
 `MixtureModel.call`); `MixtureModel.compute_gradients` then puts the gradient ops next to the
-forward ops, and `place_updates_on_variable_devices` the optimizer's updates next to the variables.
+forward ops, and the trainer's optimizer (yt8m.training.model_parallel) the updates next to the
+variables.
 The devices: round-robin over the visible accelerators (without any, over the logical CPUs), or the
 list given by `--mod_devices`.
 """
@@ -75,39 +76,5 @@ def check_strategy_allows_placement(devices):
         f"A MOD tree placed on several devices ({', '.join(sorted(set(devices)))}) cannot be built "
         f"under {type(strategy).__name__}: that strategy puts every variable on its own device(s). "
         "Build it outside any strategy scope (several machines: "
-        "yt8m.training.multi_worker.make_model_parallel_step), or pass --mod_devices with a "
+        "yt8m.training.model_parallel.make_model_parallel_step), or pass --mod_devices with a "
         "single device.")
-
-
-class _UpdatesOnVariableDevices:
-    """Optimizer mixin: each variable's gradient clipping and update math run on the variable's
-    device. Keras optimizers leave those ops unplaced under the default strategy, so they would all
-    run on the first device and pull every gradient and slot across."""
-
-    def _clip_gradients(self, grads):
-        if not (self.clipnorm and self.clipnorm > 0):
-            return super()._clip_gradients(grads)  # global norms need every gradient together
-        clipped = []
-        for gradient in grads:
-            with device_scope(getattr(gradient, "device", None) or None):
-                clipped.append(super()._clip_gradients([gradient])[0])
-        return clipped
-
-    def _update_step(self, gradient, variable):
-        with tf.device(variable.device):
-            return super()._update_step(gradient, variable)
-
-    def _update_step_xla(self, gradient, variable, key):
-        with tf.device(variable.device):
-            return super()._update_step_xla(gradient, variable, key)
-
-
-def place_updates_on_variable_devices(optimizer):
-    """Makes a tf_keras optimizer run each variable's update on that variable's device (in place:
-    same object, state and checkpoint structure; only the methods above change). Returns it."""
-    if isinstance(optimizer, _UpdatesOnVariableDevices):
-        return optimizer
-    base = type(optimizer)
-    optimizer.__class__ = type(f"DevicePlaced{base.__name__}", (_UpdatesOnVariableDevices, base),
-                               {})
-    return optimizer

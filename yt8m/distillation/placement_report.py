@@ -5,9 +5,11 @@ products and of those products' gradients in a traced training step.
         --mod_tree=2x3 --mod_devices=/CPU:1,/CPU:2
 
 The step is the trainer's: its loss (`yt8m.training.objective.training_loss`), the model's
-`compute_gradients` hook and an Adam update, traced with tf.function. The report (JSON on stdout)
-lists, per top-level sub-tree, the devices of its variables, of its forward MatMul/Einsum ops, of
-their gradient ops and of its optimizer updates. Tiny hyper-parameters keep it fast: it checks
+`compute_gradients` and the trainer's Adam (clipping and updating each variable on its device,
+yt8m.training.model_parallel), traced with tf.function. The report (JSON on stdout) lists, per
+top-level sub-tree, the devices of its variables, of its forward MatMul/Einsum ops, of their
+gradient ops, of its optimizer updates and of every optimizer op computing them (clipping, slot
+updates, Adam's arithmetic). Tiny hyper-parameters keep it fast: it checks
 placement, not speed.
 """
 import collections
@@ -69,7 +71,8 @@ def placement_report(model, batch_size, num_classes):
                                tf.float32) for name, shape in specs.items() if name != "num_frames"}
     batch["num_frames"] = tf.constant(rng.integers(1, frames + 1, size=batch_size), tf.int32)
     labels = tf.constant(rng.integers(0, 2, size=(batch_size, num_classes)), tf.float32)
-    optimizer = model.configure_optimizer(make_optimizer("AdamOptimizer", 1e-3, 1.0))
+    optimizer = make_optimizer("AdamOptimizer", 1e-3, 1.0,
+                               on_variable_devices=model.is_model_parallel)
     optimizer.build(model.trainable_variables)
     label_loss = label_losses.CrossEntropyLoss()
 
@@ -108,9 +111,25 @@ def placement_report(model, batch_size, num_classes):
             if name is not None:
                 owner_of_handle[name] = index
     updates = collections.defaultdict(collections.Counter)
+    update_ops = collections.defaultdict(list)
     for op in graph.get_operations():
         if op.type in UPDATE_OPS and op.inputs and op.inputs[0].name in owner_of_handle:
             updates[owner_of_handle[op.inputs[0].name]][_canonical(op.device)] += 1
+            update_ops[owner_of_handle[op.inputs[0].name]].append(op)
+    # The arithmetic of the optimizer's ops an update depends on (data or control: a slot's update
+    # precedes its read), within the optimizer's name scope: clipping, Adam's formulas. Ops on a
+    # variable handle (reads, writes) run where the variable lives whatever their device says.
+    optimizer_ops = collections.defaultdict(collections.Counter)
+    for index, ops in update_ops.items():
+        seen, pending = set(), list(ops)
+        while pending:
+            op = pending.pop()
+            if op.name in seen or not op.name.startswith(optimizer.name + "/"):
+                continue
+            seen.add(op.name)
+            if not any(tensor.dtype == tf.resource for tensor in [*op.inputs, *op.outputs]):
+                optimizer_ops[index][_canonical(op.device)] += 1
+            pending.extend([tensor.op for tensor in op.inputs] + list(op.control_inputs))
     report = {"loss": loss, "root_gate_variable_devices": sorted(
         {_canonical(v.device) for v in model.gate.variables}), "subtrees": []}
     for index, (subtree, device) in enumerate(zip(subtrees, model.branch_devices)):
@@ -122,6 +141,7 @@ def placement_report(model, batch_size, num_classes):
             "forward_products": dict(forward[index]),
             "gradient_products": dict(backward[index]),
             "optimizer_updates": dict(updates[index]),
+            "optimizer_ops": dict(optimizer_ops[index]),
         })
     return report
 

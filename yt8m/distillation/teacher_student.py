@@ -19,6 +19,8 @@ import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
 from yt8m.distillation import losses as distillation_losses
+from yt8m.distillation import modes
+from yt8m.distillation import teacher_sources
 from yt8m.distillation import teachers as teachers_lib
 from yt8m.distillation.distillation_model import (DistillationModel, build_dense, teacher_key,
                                                   require_embeddings)
@@ -124,3 +126,46 @@ class TeacherStudentModel(DistillationModel):
                 outputs[teacher_key(0, "predictions")], labels, label_weights=label_weights,
                 logits=outputs[teacher_key(0, "logits")])
         return total
+
+
+def check(config):
+    """--distill_mode=teacher_student: one teacher, frozen (serial) or trained jointly
+    (parallel)."""
+    check_loss_names(config.losses)
+    if config.pred_distance not in distillation_losses.PREDICTION_DISTANCES:
+        raise ValueError(f"--distill_pred_distance={config.pred_distance!r}: choose one of "
+                         f"{', '.join(distillation_losses.PREDICTION_DISTANCES)}")
+    if config.training == "parallel":
+        if config.teacher_cache:
+            raise ValueError("--teacher_cache holds a frozen teacher's outputs; parallel training "
+                             "trains the teacher (drop --teacher_cache or use serial training)")
+        if len(config.teacher_dirs) > 1:
+            raise ValueError("--distill_training=parallel trains one teacher; --teacher_dirs "
+                             f"lists {len(config.teacher_dirs)}")
+        return
+    teacher_sources.check_frozen_teachers(config)
+    if len(config.teacher_dirs) > 1:
+        raise ValueError(f"--distill_mode=teacher_student takes one teacher; --teacher_dirs lists "
+                         f"{len(config.teacher_dirs)} (use multi_teacher or graph)")
+
+
+def build(student, train_config, config, label_loss):
+    common = dict(losses=config.losses,
+                  student_embedding_size=teachers_lib.output_size(student, "embedding"),
+                  rep_weight=config.rep_weight, pred_weight=config.pred_weight,
+                  pred_distance=config.pred_distance, name="teacher_student")
+    if config.training == "parallel":
+        teacher = teacher_sources.parallel_teacher(train_config, config)
+        return TeacherStudentModel(
+            student, parallel_teacher=teacher, teacher_label_loss=label_loss,
+            teacher_embedding_size=teachers_lib.output_size(teacher, "embedding"), **common)
+    source = teacher_sources.teacher_source(config, train_config.data)
+    if len(source) != 1:
+        raise ValueError(f"--distill_mode=teacher_student takes one teacher; "
+                         f"--teacher_cache={config.teacher_cache!r} holds {len(source)}: "
+                         "choose one with --teacher_dirs")
+    return TeacherStudentModel(student, teacher_source=source,
+                               teacher_embedding_size=source.embedding_sizes[0], **common)
+
+
+MODE = modes.Mode("teacher_student", build=build, check=check)

@@ -8,6 +8,8 @@ would prefetch to devices but its iterator cannot be saved in a checkpoint.
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
+from yt8m.training import multi_worker
+
 STRATEGIES = ("default", "mirrored", "one_device", "multi_worker", "none")
 
 
@@ -43,7 +45,6 @@ def make_strategy(name="default"):
     """
     if name == "multi_worker":  # first: listing devices would start TensorFlow's runtime, and
         # collectives must be configured before that
-        from yt8m.training import multi_worker  # it imports this module
         return multi_worker.make_multi_worker_strategy()
     if name == "none":
         return tf.distribute.get_strategy()
@@ -56,16 +57,6 @@ def make_strategy(name="default"):
     if name == "mirrored" or (name == "default" and len(devices) > 1):
         return tf.distribute.MirroredStrategy(devices)
     return tf.distribute.OneDeviceStrategy(devices[0])
-
-
-def is_chief(strategy):
-    """True for the worker that writes checkpoints and summaries (always, outside multi-worker)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
-        return True
-    task_type, task_id = resolver.task_type, resolver.task_id
-    return task_type == "chief" or (task_type == "worker" and task_id == 0
-                                    and "chief" not in resolver.cluster_spec().as_dict())
 
 
 def distribute_batch(strategy, batch):

@@ -22,9 +22,10 @@ same step.
 
 Model parallelism inside a worker (MOD trees over the worker's devices) cannot live under the
 strategy's scope (the strategy would put every variable on its replica device). Such a model is
-built outside the scope on every worker and trained with `make_model_parallel_step`:
-`broadcast_from_chief` makes the copies equal and `all_reduce_mean` averages the gradients over
-the workers before each worker applies them.
+built outside the scope on every worker and trained with
+`yt8m.training.model_parallel.make_model_parallel_step`: `broadcast_from_chief` makes the copies
+equal and `all_reduce_mean` averages the gradients over the workers before each worker applies
+them.
 """
 import contextlib
 import dataclasses
@@ -38,7 +39,6 @@ import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
 from yt8m.training import checkpoints
-from yt8m.training import distribution
 
 STRATEGY_NAME = "multi_worker"
 TF_CONFIG = "TF_CONFIG"
@@ -77,6 +77,7 @@ class ClusterTask:
 
     @property
     def is_chief(self):
+        """The chief writes checkpoints and summaries: the "chief" task, else worker 0."""
         return self.task_type == "chief" or (self.task_type == "worker" and self.task_id == 0
                                              and "chief" not in self.cluster)
 
@@ -152,6 +153,16 @@ def is_multi_worker(strategy):
             and resolver is not None and bool(resolver.cluster_spec().as_dict()))
 
 
+def is_chief(strategy):
+    """True for the worker that writes checkpoints and summaries (always, outside multi-worker
+    training)."""
+    if not is_multi_worker(strategy):
+        return True
+    resolver = strategy.cluster_resolver
+    return ClusterTask(resolver.task_type, resolver.task_id,
+                       resolver.cluster_spec().as_dict()).is_chief
+
+
 def check_train_config(strategy, config):
     """Settings multi-worker training needs; a no-op for the other strategies."""
     if not is_multi_worker(strategy):
@@ -199,13 +210,13 @@ class _ScratchCheckpointManager:
 def make_checkpoint_manager(checkpoint, train_dir, max_to_keep, strategy):
     """The trainer's checkpoint manager: train_dir's for the chief (and outside multi-worker
     training), a scratch one for the other workers."""
-    if not is_multi_worker(strategy) or distribution.is_chief(strategy):
+    if is_chief(strategy):
         return checkpoints.make_checkpoint_manager(checkpoint, train_dir, max_to_keep)
     return _ScratchCheckpointManager(checkpoint, train_dir, scratch_dir(train_dir, strategy))
 
 
 # ----------------------------------------------------------------------------------------------
-# Agreement between workers, and the model-parallel (MOD) path.
+# Agreement between workers.
 
 
 def _all_reduce_sum(strategy, value_fn):
@@ -270,37 +281,6 @@ def worker_index(strategy):
     if resolver.task_type == "chief":
         return 0
     return resolver.task_id + (1 if "chief" in resolver.cluster_spec().as_dict() else 0)
-
-
-def make_model_parallel_step(strategy, model, optimizer, loss_fn):
-    """Training step for a model that places its own sub-models on this worker's devices (a MOD
-    tree over the worker's GPUs), built outside the strategy scope on every worker.
-
-    `step(features, labels)` takes this worker's share of the global batch, computes the
-    gradients where the model puts them (its `compute_gradients` hook when it has one), averages
-    them over the workers, and applies them here; batch-norm moving statistics, updated from each
-    worker's own examples, are averaged too, so every worker keeps the same model. Returns the
-    loss averaged over the workers. `loss_fn(outputs, labels)` -> scalar.
-    """
-    compute_gradients = getattr(model, "compute_gradients", None)
-
-    @tf.function
-    def step(features, labels):
-        with tf.GradientTape() as tape:
-            outputs = model(features, training=True)
-            loss = loss_fn(outputs, labels)
-        variables = model.trainable_variables
-        gradients = (compute_gradients(tape, loss, variables) if compute_gradients is not None
-                     else tape.gradient(loss, variables))
-        optimizer.apply_gradients(zip(all_reduce_mean(strategy, gradients), variables))
-        statistics = [variable for variable in model.non_trainable_variables
-                      if variable.dtype.is_floating]
-        if statistics:
-            for variable, value in zip(statistics, all_reduce_mean(strategy, statistics)):
-                variable.assign(value)
-        return all_reduce_mean(strategy, [loss])[0]
-
-    return step
 
 
 # ----------------------------------------------------------------------------------------------

@@ -2,13 +2,16 @@
 
   total = label_loss_weight * label_loss(predictions, labels[, label_weights])
           + regularization_penalty * sum(model.losses)
-          + model.auxiliary_loss(labels, outputs, label_weights)   (when the model defines it)
+          + model.auxiliary_loss(labels, outputs, label_weights)
 
-label_loss_weight is the model's `label_loss_weight` attribute, 1 when it has none (distillation
-wrappers scale the label loss: 0 without L_CE, 1 - lambda in multi-teacher distillation).
+label_loss_weight and auxiliary_loss come from the model's training protocol
+(yt8m.core.training_protocol: 1 and 0 for a plain model; distillation wrappers scale the label
+loss: 0 without L_CE, 1 - lambda in multi-teacher distillation).
 """
 import yt8m  # noqa: F401
 import tensorflow as tf
+
+from yt8m.core import training_protocol
 
 
 def model_predictions(outputs):
@@ -21,14 +24,14 @@ def model_predictions(outputs):
 
 def training_loss(model, outputs, labels, label_weights, label_loss, regularization_penalty):
     """Returns a dict of scalar tensors: label_loss, regularization_loss, auxiliary_loss, total."""
+    model = training_protocol.as_training_model(model)
     predictions, logits = model_predictions(outputs)
     label_term = label_loss.calculate_loss(predictions, labels, label_weights=label_weights,
                                            logits=logits)
-    regularization = tf.add_n(model.losses) if model.losses else tf.constant(0.0)
-    auxiliary_loss = getattr(model, "auxiliary_loss", None)
-    auxiliary = (auxiliary_loss(labels, outputs, label_weights) if auxiliary_loss is not None
-                 else tf.constant(0.0))
-    label_loss_weight = getattr(model, "label_loss_weight", 1.0)
-    total = label_loss_weight * label_term + regularization_penalty * regularization + auxiliary
+    model_losses = model.losses
+    regularization = tf.add_n(model_losses) if model_losses else tf.constant(0.0)
+    auxiliary = model.auxiliary_loss(labels, outputs, label_weights)
+    total = (model.label_loss_weight * label_term + regularization_penalty * regularization
+             + auxiliary)
     return {"label_loss": label_term, "regularization_loss": regularization,
             "auxiliary_loss": auxiliary, "total_loss": total}

@@ -2,6 +2,8 @@
 import yt8m  # noqa: F401
 import tf_keras as keras
 
+from yt8m.training import model_parallel
+
 # Starter name -> (Keras optimizer class, extra constructor arguments).
 _STARTER_NAMES = {
     "AdamOptimizer": (keras.optimizers.Adam, {}),
@@ -17,14 +19,20 @@ _STARTER_NAMES = {
 OPTIMIZER_NAMES = tuple(_STARTER_NAMES)
 
 
-def make_optimizer(name, learning_rate, clip_gradient_norm):
+def make_optimizer(name, learning_rate, clip_gradient_norm, on_variable_devices=False):
     """Keras optimizer; `clipnorm` clips each variable's gradient separately (after the replicas'
-    gradients are summed), which is the starter's per-variable clipping, not a global-norm clip."""
+    gradients are summed), which is the starter's per-variable clipping, not a global-norm clip.
+
+    on_variable_devices: clip and update each variable on that variable's device (a model that
+    places its own variables, `TrainingModel.is_model_parallel`; see model_parallel.py).
+    """
     if name not in _STARTER_NAMES:
         raise ValueError(f"--optimizer={name!r} is not one of: {', '.join(OPTIMIZER_NAMES)}")
     if clip_gradient_norm < 0:
         raise ValueError(f"--clip_gradient_norm must be >= 0, got {clip_gradient_norm}")
     optimizer_class, arguments = _STARTER_NAMES[name]
+    if on_variable_devices:
+        optimizer_class = model_parallel.on_variable_devices(optimizer_class)
     return optimizer_class(learning_rate=learning_rate,
                            clipnorm=clip_gradient_norm if clip_gradient_norm > 0 else None,
                            **arguments)

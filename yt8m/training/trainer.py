@@ -17,6 +17,7 @@ import yt8m  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
 
+from yt8m.core import training_protocol
 from yt8m.training import checkpoints
 from yt8m.training import distribution
 from yt8m.training import inputs
@@ -79,7 +80,7 @@ class Trainer:
         self.strategy = strategy or distribution.make_strategy(config.distribution_strategy)
         self.num_replicas = self.strategy.num_replicas_in_sync
         self.global_batch_size = config.batch_size * self.num_replicas
-        self.is_chief = distribution.is_chief(self.strategy)
+        self.is_chief = multi_worker.is_chief(self.strategy)
         multi_worker.check_train_config(self.strategy, config)
 
         check_model_choice(config.model, config.data.frame_features)
@@ -102,22 +103,22 @@ class Trainer:
             self.model = build_model(flags_record)
             # What the steps train: the model, or a wrapper around it (distillation: teachers,
             # projections, graph weights; yt8m.distillation.training_setup). The checkpoint's
-            # "model" stays the model alone; the wrapper's own state is saved beside it.
-            self.training_model = (training_model_factory(self.model) if training_model_factory
-                                   else self.model)
-            self.optimizer = make_optimizer(config.optimizer, self.learning_rate,
-                                            config.clip_gradient_norm)
+            # "model" stays the model alone; a wrapper's own state is saved beside it.
+            trained = (training_model_factory(self.model) if training_model_factory
+                       else self.model)
+            self.training_model = training_protocol.as_training_model(trained)
             # A model-parallel model runs each variable's update on that variable's device.
-            configure_optimizer = getattr(self.training_model, "configure_optimizer", None)
-            if configure_optimizer is not None:
-                self.optimizer = configure_optimizer(self.optimizer)
+            self.optimizer = make_optimizer(
+                config.optimizer, self.learning_rate, config.clip_gradient_norm,
+                on_variable_devices=self.training_model.is_model_parallel)
             # Create the slots now, so a restore fills them immediately and the checkpoint always
             # has the same structure.
             self.optimizer.build(self.training_model.trainable_variables)
         self.iterator = iter(self.dataset)
         tracked = {"model": self.model, "optimizer": self.optimizer}
-        self.extra_tracked = ({} if self.training_model is self.model
-                              else {"training_model": self.training_model})
+        self.extra_tracked = ({"training_model": trained}
+                              if trained is not self.model and isinstance(trained, tf.Module)
+                              else {})
         tracked.update(self.extra_tracked)
         if config.checkpoint_input_pipeline:
             tracked["data_iterator"] = self.iterator
@@ -170,7 +171,7 @@ class Trainer:
     def _replica_step(self, batch):
         features = inputs.model_inputs(batch, self.config.data)
         # A training wrapper may read more of the batch (a teacher cache looks up video ids).
-        for key in getattr(self.training_model, "extra_batch_keys", ()):
+        for key in self.training_model.extra_batch_keys:
             features[key] = batch[key]
         labels = batch["labels"]
         label_weights = batch.get("label_weights")
@@ -182,9 +183,7 @@ class Trainer:
         variables = self.training_model.trainable_variables
         # A model placed over several devices (MOD tree) computes each sub-tree's gradients on
         # that sub-tree's device.
-        compute_gradients = getattr(self.training_model, "compute_gradients", None)
-        gradients = (compute_gradients(tape, scaled_loss, variables) if compute_gradients
-                     else tape.gradient(scaled_loss, variables))
+        gradients = self.training_model.compute_gradients(tape, scaled_loss, variables)
         self.optimizer.apply_gradients(zip(gradients, variables))
         predictions, _ = objective.model_predictions(outputs)
         if label_weights is not None:  # segment mode: only the rated classes count
@@ -285,9 +284,9 @@ class Trainer:
 def train(config, strategy=None, training_model_factory=None):
     """Trains as configured and returns a TrainResult (see Trainer).
 
-    training_model_factory: optional callable(model) -> the model the steps train (a wrapper with
-    `auxiliary_loss`, `label_loss_weight`, `extra_batch_keys`; yt8m.distillation.training_setup),
-    called once under the strategy's scope.
+    training_model_factory: optional callable(model) -> the model the steps train, called once
+    under the strategy's scope: a yt8m.core.training_protocol.TrainingModel (e.g. a distillation
+    wrapper, yt8m.distillation.training_setup) or a plain model.
     """
     trainer = Trainer(config, strategy, training_model_factory)
     with multi_worker.lost_worker_errors(trainer.strategy, config.train_dir):

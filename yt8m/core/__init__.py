@@ -1,0 +1,1 @@
+"""Shared low-level helpers of yt8m; imports only the standard library, absl, numpy, TensorFlow."""
