@@ -76,8 +76,15 @@ class _LoadedServingModel:
                 f"{PREDICTIONS_OUTPUT!r} (SPEC 7); it takes {sorted(input_specs)} and returns "
                 f"{sorted(self.signature.structured_outputs)}")
         self.feature_sizes = tuple(int(input_specs[name].shape[-1]) for name in FEATURE_NAMES)
-        self.num_classes = int(self.signature.structured_outputs[PREDICTIONS_OUTPUT].shape[-1])
-        # export_ensemble.py records the frames its members read; other SavedModels may not.
+        # export_ensemble.py records its classes and the frames its members read; other
+        # SavedModels may not (the classes then come from the predictions' shape).
+        recorded = getattr(self.saved_model, "num_classes", None)
+        num_classes = (recorded.numpy() if recorded is not None
+                       else self.signature.structured_outputs[PREDICTIONS_OUTPUT].shape[-1])
+        if num_classes is None:
+            raise ValueError(f"--saved_model_dir={saved_model_dir!r}: the number of classes is "
+                             "unknown (no num_classes variable, predictions of unknown width)")
+        self.num_classes = int(num_classes)
         recorded = getattr(self.saved_model, "max_frames", None)
         self.max_frames = int(recorded.numpy()) if recorded is not None else None
         self.parse = None  # the reader's parse step, set by the handler
@@ -312,8 +319,7 @@ def validate(config):
                         ("--segment_top_k", config.segment_top_k)):
         if value < 1:
             raise ValueError(f"{flag} must be >= 1, got {value}")
-    if not 0.0 <= config.video_score_weight <= 1.0:
-        raise ValueError(f"--video_score_weight must be in [0, 1], got {config.video_score_weight}")
+    fusion.check_video_score_weight(config.video_score_weight)
     if config.segment_saved_model_dir:
         _require_saved_model(config.segment_saved_model_dir, "--segment_saved_model_dir")
         if not config.segment_output_file:
