@@ -256,7 +256,7 @@ def _record(video_id, num_frames, audio_frames=None):
 def test_segment_handler_scores_full_segments_in_calls_of_batch_size():
     handler = beam_inference.SegmentModelHandler("unused", batch_size=2)
     model = _StubServingModel()
-    model.set_parser(handler.parser(model))
+    model.parse = handler.parser(model)
     no_classes = np.zeros(0, np.int64)
     videos = [beam_inference.SegmentCandidates(("f", _record(video_id, frames)), video_id,
                                                no_classes, no_classes)
@@ -296,7 +296,7 @@ def test_top_segments_combiner_ranks_like_the_local_tool():
 def test_bad_records_fail_naming_the_file():
     handler = beam_inference.VideoModelHandler("unused", batch_size=2)
     model = _StubServingModel()
-    model.set_parser(handler.parser(model))
+    model.parse = handler.parser(model)
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match="Invalid protocol message input, example id: shard-3"):
         handler.run_inference([("shard-3", b"\x01not a proto")], model)

@@ -22,6 +22,7 @@ Every flag Beam knows (--runner, --project, --region, --temp_location, --setup_f
 through to the pipeline; see docs/scale_out.md for the Dataflow, Flink and Spark launches.
 """
 import dataclasses
+import functools
 import sys
 from typing import NamedTuple
 
@@ -87,12 +88,7 @@ class _LoadedServingModel:
         self.num_classes = int(num_classes)
         recorded = getattr(self.saved_model, "max_frames", None)
         self.max_frames = int(recorded.numpy()) if recorded is not None else None
-        self.parse = None  # the reader's parse step, set by the handler
-
-    def set_parser(self, parse):
-        """`parse(filenames, serialized)`, traced once for any number of records."""
-        spec = tf.TensorSpec([None], tf.string)
-        self.parse = tf.function(parse, input_signature=[spec, spec], autograph=False)
+        self.parse = None  # the reader's parse step for this model, set by the handler
 
     def predict(self, inputs, batch_size):
         """Predictions [N, V] of the rows of `inputs` (reader batch), in model calls of exactly
@@ -110,6 +106,15 @@ class _LoadedServingModel:
             outputs.append(predictions[:min(batch_size, rows - begin)])
         return (np.concatenate(outputs) if outputs
                 else np.zeros((0, self.num_classes), np.float32))
+
+
+@functools.lru_cache(maxsize=None)
+def _traced_parser(make_parser, *args):
+    """The reader's parse step `make_parser(*args)`, traced once per process for any number of
+    records (its trace and XLA compilation cost about a second; a pipeline loads its models
+    anew)."""
+    spec = tf.TensorSpec([None], tf.string)
+    return tf.function(make_parser(*args), input_signature=[spec, spec], autograph=False)
 
 
 def _parse(model, named_records):
@@ -138,10 +143,11 @@ class _ServingModelHandler(beam_inference_base.ModelHandler):
     def load_model(self):
         logging.info("Loading SavedModel %s", self.saved_model_dir)
         model = _LoadedServingModel(self.saved_model_dir)
-        model.set_parser(self.parser(model))
+        model.parse = self.parser(model)
         return model
 
     def parser(self, model):
+        """parse(filenames, serialized) -> the reader batch `model` is fed."""
         raise NotImplementedError
 
     def get_metrics_namespace(self):
@@ -161,8 +167,8 @@ class VideoModelHandler(_ServingModelHandler):
 
     def parser(self, model):
         max_frames = self.max_frames or model.max_frames or records.DEFAULT_MAX_FRAMES
-        return readers.frame_batch_parser(model.num_classes, max_frames, FEATURE_NAMES,
-                                          model.feature_sizes)
+        return _traced_parser(readers.frame_batch_parser, model.num_classes, max_frames,
+                              FEATURE_NAMES, model.feature_sizes)
 
     def run_inference(self, batch, model, inference_args=None):
         inputs = _parse(model, batch)
@@ -188,8 +194,8 @@ class SegmentModelHandler(_ServingModelHandler):
     of the video's full 5-frame segments, cut as segment_dataset(mode="all") cuts them."""
 
     def parser(self, model):
-        return readers.segment_batch_parser(model.num_classes, "all", records.SEGMENT_SIZE,
-                                            FEATURE_NAMES, model.feature_sizes)
+        return _traced_parser(readers.segment_batch_parser, model.num_classes, "all",
+                              records.SEGMENT_SIZE, FEATURE_NAMES, model.feature_sizes)
 
     def run_inference(self, batch, model, inference_args=None):
         # One parse per video: the segments of a batch of videos do not say which video they
@@ -330,17 +336,27 @@ def validate(config):
                          "segment model)")
 
 
-def _write_csv(lines, path, header, label):
-    """Writes the lines of one element, in their order, as one CSV with its header.
+def _write_csv(rows, path, header, label, ordered_lines):
+    """Writes one CSV: every element of `rows` collected in one list, `ordered_lines(list)` the
+    lines under the header, in their order.
 
     One element, because Beam keeps no order between elements; one shard without a shard suffix:
     Beam writes it under a temporary name and renames it when the pipeline finishes, so a failed
     run never leaves a half-written CSV at `path`.
     """
-    text = lines | f"{label}Text" >> beam.FlatMap(
-        lambda rows: ["\n".join(rows)] if rows else [])
-    return text | label >> beam.io.WriteToText(path, num_shards=1, shard_name_template="",
-                                                header=header)
+    def text(collected):
+        lines = ordered_lines(collected)
+        return ["\n".join(lines)] if lines else []
+    return (rows
+            | f"Collect{label}" >> beam.combiners.ToList()
+            | f"Format{label}" >> beam.FlatMap(text)
+            | f"Write{label}" >> beam.io.WriteToText(path, num_shards=1, shard_name_template="",
+                                                      header=header))
+
+
+def _by_video_id(video_rows):
+    """Rows in video id order: the runner's order is arbitrary, the files' order unknown here."""
+    return [row for _, row in sorted(video_rows)]
 
 
 def build_pipeline(pipeline, config):
@@ -354,18 +370,14 @@ def build_pipeline(pipeline, config):
         | "ReadRecords" >> beam.io.ReadAllFromTFRecord(with_filename=True)
         | "PredictVideos" >> beam_inference_base.RunInference(
             VideoModelHandler(config.saved_model_dir, config.max_frames, config.batch_size)))
-    # Rows by video id: the runner's order is arbitrary and the files' order is unknown here.
-    video_lines = (
-        predicted
-        | "FormatVideoRows" >> beam.Map(lambda result: video_row(*result.inference, config.top_k))
-        | "CollectVideoRows" >> beam.combiners.ToList()
-        | "SortVideoRows" >> beam.Map(lambda rows: [row for _, row in sorted(rows)]))
-    _write_csv(video_lines, config.output_file, video_submission.VIDEO_SUBMISSION_HEADER,
-               "WriteVideoCsv")
+    video_rows = predicted | "VideoRows" >> beam.Map(
+        lambda result: video_row(*result.inference, config.top_k))
+    _write_csv(video_rows, config.output_file, video_submission.VIDEO_SUBMISSION_HEADER,
+               "VideoCsv", _by_video_id)
     if not config.segment_saved_model_dir:
         return
     candidate_whitelist = None if whitelist is None else set(whitelist)
-    segment_lines = (
+    top_segments = (
         predicted
         | "SegmentCandidates" >> beam.FlatMap(
             lambda result: segment_candidates(result.example, *result.inference,
@@ -375,11 +387,10 @@ def build_pipeline(pipeline, config):
         | "FuseScores" >> beam.FlatMap(
             lambda result: scored_segments(result.example, *result.inference,
                                            config.video_score_weight))
-        | "TopSegmentsPerClass" >> beam.CombinePerKey(TopSegments(config.segment_top_k))
-        | "CollectClassRows" >> beam.combiners.ToList()
-        | "FormatSegmentRows" >> beam.Map(segment_rows, whitelist))
-    _write_csv(segment_lines, config.segment_output_file,
-               segment_submission.SEGMENT_SUBMISSION_HEADER, "WriteSegmentCsv")
+        | "TopSegmentsPerClass" >> beam.CombinePerKey(TopSegments(config.segment_top_k)))
+    _write_csv(top_segments, config.segment_output_file,
+               segment_submission.SEGMENT_SUBMISSION_HEADER, "SegmentCsv",
+               functools.partial(segment_rows, whitelist=whitelist))
 
 
 def run(config, pipeline_args=()):
