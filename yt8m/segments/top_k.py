@@ -103,5 +103,5 @@ class PerClassTopK:
         return sorted(self._top)
 
     def top(self, cls):
-        """(scores, videos, starts) of class `cls`, best first, at most K (empty for a new class)."""
+        """(scores, videos, starts) of class `cls`, best first, at most K (empty if none came)."""
         return (self._top[cls] if cls in self._top else TopK(self.k)).top()
