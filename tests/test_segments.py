@@ -123,6 +123,11 @@ def test_bad_csv_errors_name_file_and_line(tmp_path, text, message):
     assert str(error.value).startswith(str(path))
 
 
+def test_rows_are_the_whitelist_else_the_ranked_classes():
+    assert submission.row_classes({7, 3}) == (3, 7)
+    assert submission.row_classes({7, 3}, (2, 3, 9)) == (2, 3, 9)  # 2 and 9: empty rows
+
+
 def test_whitelist_file(tmp_path):
     path = tmp_path / "segment_label_ids.csv"
     path.write_text("Index\n5\n2\n\n9\n")
@@ -175,24 +180,63 @@ def test_fusion_formula_and_candidates():
         fusion.check_video_score_weight(1.5)
 
 
+def test_ranking_is_score_then_video_id_then_numeric_start():
+    # Hand-ordered: 0.9 first; the four 0.5 ties by id ("v1" < "v10" < "v2", as text), then by
+    # start as a number (5 before 10, which text order would swap).
+    scores = [0.5, 0.5, 0.9, 0.5, 0.5, 0.2]
+    videos = ["v2", "v1", "v10", "v1", "v10", "v1"]
+    starts = [0, 10, 0, 5, 0, 0]
+    order = top_k.rank(scores, videos, starts)
+    assert [f"{videos[i]}:{starts[i]}" for i in order] == [
+        "v10:0", "v1:5", "v1:10", "v10:0", "v2:0", "v1:0"]
+    # Positions in the sorted ids rank like the ids themselves.
+    positions = {video_id: n for n, video_id in enumerate(sorted(set(videos)))}
+    np.testing.assert_array_equal(top_k.rank(scores, [positions[v] for v in videos], starts),
+                                  order)
+
+
+def _random_segments(rng, n):
+    classes = rng.integers(0, 3, n)
+    scores = np.round(rng.random(n), 1)  # many ties
+    videos = np.array([f"v{i}" for i in rng.integers(0, 30, n)], dtype=str)
+    starts = 5 * rng.integers(0, 60, n)
+    return classes, scores, videos, starts
+
+
+def _full_sort(everything, cls, k):
+    return sorted((-s, v, int(t)) for c, s, v, t in everything if c == cls)[:k]
+
+
 def test_per_class_top_k_equals_a_full_sort():
     rng = np.random.default_rng(1)
     ranked = top_k.PerClassTopK(7)
     everything = []
     for _ in range(40):  # many small batches force many cuts
-        n = rng.integers(0, 12)
-        classes = rng.integers(0, 3, n)
-        scores = np.round(rng.random(n), 1)  # many ties
-        keys = top_k.segment_keys(rng.integers(0, 50, n), 5 * rng.integers(0, 60, n))
-        ranked.add(classes, scores, keys)
-        everything += list(zip(classes, scores, keys))
+        segments = _random_segments(rng, rng.integers(0, 12))
+        ranked.add(*segments)
+        everything += list(zip(*segments))
     for cls in range(3):
-        expected = sorted(((-s, k) for c, s, k in everything if c == cls))[:7]
-        scores, keys = ranked.top(cls)
-        assert list(zip(-scores, keys)) == expected
-    assert top_k.split_keys(top_k.segment_keys([3], [295])) == ([3], [295])
+        scores, videos, starts = ranked.top(cls)
+        assert list(zip(-scores, videos, starts.tolist())) == _full_sort(everything, cls, 7)
+    assert [len(array) for array in ranked.top(5)] == [0, 0, 0]  # a class nothing ranked in
     with pytest.raises(ValueError, match="--segment_top_k must be a positive integer, got 0"):
         top_k.PerClassTopK(0)
+
+
+def test_merged_top_k_buffers_equal_one_buffer():
+    # The Beam combiner adds segments to many accumulators and merges them in any order.
+    rng = np.random.default_rng(2)
+    parts = [top_k.TopK(5) for _ in range(4)]
+    everything = []
+    for step in range(30):
+        classes, scores, videos, starts = _random_segments(rng, rng.integers(0, 9))
+        parts[step % 4].add(scores, videos, starts)
+        everything += list(zip(np.zeros_like(classes), scores, videos, starts))
+    merged = parts[3]
+    for part in parts[:3]:
+        merged.merge(part)
+    scores, videos, starts = merged.top()
+    assert list(zip(-scores, videos, starts.tolist())) == _full_sort(everything, 0, 5)
 
 
 # ------------------------------------------------------------------------------ finetune set-up
@@ -296,8 +340,8 @@ def _reference_submission(video_dir, segment_dir, pattern, whitelist, weight):
                      "num_frames": np.array([5], np.int32)})["predictions"].numpy()[0]
             for c in whitelist:  # 6 classes <= 20 candidates: every whitelisted class
                 score = video_scores[v, c] ** weight * float(segment_scores[c]) ** (1 - weight)
-                scored[c].append((-score, v, start, video_id))
-    return {c: [(video_id, start) for _, _, start, video_id in sorted(scored[c])]
+                scored[c].append((-score, video_id, start))  # ties: video id, then start
+    return {c: [(video_id, start) for _, video_id, start in sorted(scored[c])]
             for c in whitelist}
 
 

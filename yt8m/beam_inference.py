@@ -3,16 +3,20 @@
     python -m yt8m.beam_inference --input_data_pattern='test*.tfrecord' \
         --saved_model_dir=export/ --output_file=predictions.csv [--runner=DataflowRunner ...]
 
-The pipeline reads frame-level SequenceExamples, pads each video to the export's max_frames (or
---max_frames), batches videos (Beam's BatchElements, through RunInference) and calls the
-SavedModel's `serving_default` signature (SPEC 7: rgb, audio, num_frames -> predictions). It
-writes the video-level submission (SPEC 3) as one file with its header, row for row what
-inference.py writes for the same export and batch size (same formatter).
+The pipeline reads frame-level SequenceExamples, batches them (Beam's BatchElements, through
+RunInference), parses each batch with the frame reader's own parse step (yt8m.data.readers:
+truncated or zero-padded to the export's max_frames, or --max_frames) and calls the SavedModel's
+`serving_default` signature (SPEC 7: rgb, audio, num_frames -> predictions). It writes the
+video-level submission (SPEC 3) as one file with its header and inference.py's rows (same
+formatter), in video id order.
 
-With --segment_saved_model_dir it also ranks 5-frame segments (the MOD recipe, SPEC 4): the video
-model's top --segment_candidates classes are the candidates, the segment model scores every full
-5-frame segment, score = P_vid^w * P_seg^(1-w), and a per-class Top combiner keeps the best
---segment_top_k segments for the `Class,Segments` CSV.
+With --segment_saved_model_dir it also ranks 5-frame segments (the MOD recipe, SPEC 4) with the
+pieces of yt8m.segments: the video model's top --segment_candidates classes are the candidates
+(`fusion`), the segment model scores every full 5-frame segment (cut by the segment reader's parse
+step), score = P_vid^w * P_seg^(1-w) (`fusion`), a per-class combiner keeps the best
+--segment_top_k segments (`top_k`: score, then video id, then start) and the rows are
+`submission`'s. For the same models and data the CSV is byte-identical to the one
+`python -m yt8m.segments.inference` writes.
 
 Every flag Beam knows (--runner, --project, --region, --temp_location, --setup_file, ...) is passed
 through to the pipeline; see docs/scale_out.md for the Dataflow, Flink and Spark launches.
@@ -34,11 +38,14 @@ import apache_beam as beam
 from apache_beam.ml.inference import base as beam_inference_base
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from yt8m.data import readers
 from yt8m.data import records
-from yt8m.inference import submission
+from yt8m.inference import submission as video_submission
+from yt8m.segments import fusion
+from yt8m.segments import submission as segment_submission
+from yt8m.segments import top_k
 
 SERVING_SIGNATURE = "serving_default"
-SEGMENT_SUBMISSION_HEADER = "Class,Segments"
 # The serving contract (SPEC 7): these inputs, float32 features and int32 frame counts.
 FEATURE_NAMES = records.DEFAULT_FEATURE_NAMES
 NUM_FRAMES_INPUT = "num_frames"
@@ -46,92 +53,13 @@ PREDICTIONS_OUTPUT = "predictions"
 
 
 # --------------------------------------------------------------------------------------------
-# Elements flowing through the pipeline.
-
-class VideoFrames(NamedTuple):
-    """Quantized frames of one video (or segment): feature name -> uint8 [T, size], T unpadded."""
-    features: dict
-
-    @property
-    def num_frames(self):
-        return len(next(iter(self.features.values())))
-
-    def slice(self, start, stop):
-        return VideoFrames({name: codes[start:stop] for name, codes in self.features.items()})
-
-
-class SegmentKey(NamedTuple):
-    """What travels beside a segment through RunInference: where it is and its candidates."""
-    video_id: str
-    start: int
-    classes: tuple        # candidate class indices (the video model's top classes, whitelisted)
-    video_scores: tuple   # the video model's probability for each candidate class
-
-
-def parse_video(filename, serialized):
-    """Serialized SequenceExample -> (video id, VideoFrames); errors name the file and the video.
-
-    Parsed with the protobuf message rather than TensorFlow ops: one record at a time is all a
-    Beam element needs, and it keeps the uint8 codes compact until the batch is built.
-    """
-    try:
-        example = tf.train.SequenceExample.FromString(serialized)
-    except Exception as error:  # protobuf raises DecodeError, a private type
-        raise ValueError(f"{filename}: a record is not a tf.train.SequenceExample "
-                         f"({error})") from None
-    context = example.context.feature
-    id_key = "id" if "id" in context else "video_id"  # 2017 files say video_id
-    if id_key not in context or not context[id_key].bytes_list.value:
-        raise ValueError(f"{filename}: a SequenceExample has no context 'id' (nor 'video_id')")
-    video_id = context[id_key].bytes_list.value[0].decode("utf-8")
-    features = {}
-    for name in FEATURE_NAMES:
-        if name not in example.feature_lists.feature_list:
-            raise ValueError(f"{filename}: video {video_id!r} has no feature_list {name!r} "
-                             "(frame-level SequenceExamples are required)")
-        frames = [feature.bytes_list.value[0]
-                  for feature in example.feature_lists.feature_list[name].feature]
-        sizes = {len(frame) for frame in frames}
-        if len(sizes) > 1:
-            raise ValueError(f"{filename}: video {video_id!r}: {name} frames have different "
-                             f"sizes {sorted(sizes)}")
-        size = sizes.pop() if sizes else 0
-        features[name] = np.frombuffer(b"".join(frames), np.uint8).reshape(len(frames), size)
-    counts = {name: len(codes) for name, codes in features.items()}
-    if len(set(counts.values())) > 1:
-        raise ValueError(f"{filename}: video {video_id!r} has different frame counts per "
-                         f"feature: {counts}")
-    return video_id, VideoFrames(features)
-
-
-def padded_batch(frames_batch, feature_sizes, max_frames, batch_rows):
-    """VideoFrames list -> the serving inputs: dequantized float32 [batch_rows, max_frames, size]
-    with the frames past each video's end left at 0, and num_frames int32 [batch_rows] (SPEC 1
-    padding). Rows past the batch are empty videos (num_frames 0) whose outputs are dropped."""
-    num_frames = np.zeros(batch_rows, np.int32)
-    num_frames[:len(frames_batch)] = [min(frames.num_frames, max_frames)
-                                      for frames in frames_batch]
-    inputs = {NUM_FRAMES_INPUT: num_frames}
-    for name, size in feature_sizes.items():
-        values = np.zeros((batch_rows, max_frames, size), np.float32)
-        for row, frames in enumerate(frames_batch):
-            codes = frames.features[name][:max_frames]
-            if not len(codes):  # a video without frames stays all padding
-                continue
-            if codes.shape[1] != size:
-                raise ValueError(f"{name} frames have {codes.shape[1]} values but the SavedModel "
-                                 f"takes {size}")
-            values[row, :len(codes)] = records.dequantize_np(codes)
-        inputs[name] = values
-    return inputs
-
-
-# --------------------------------------------------------------------------------------------
-# The model handler: one tf.saved_model.load per worker process, batches from BatchElements.
+# The model handlers: one tf.saved_model.load per worker process, batches from BatchElements.
+# Records are parsed by the readers' own parse steps (yt8m.data.readers), so the model sees the
+# values inference.py and yt8m.segments.inference feed it, and bad records fail the same way.
 
 class _LoadedServingModel:
     """The loaded SavedModel (kept alive: the signature function holds only weak references) and
-    its serving signature with the feature sizes it expects."""
+    its serving signature with the feature sizes and classes it has."""
 
     def __init__(self, saved_model_dir):
         self.saved_model = tf.saved_model.load(saved_model_dir)
@@ -148,134 +76,208 @@ class _LoadedServingModel:
                 f"{', '.join(FEATURE_NAMES + (NUM_FRAMES_INPUT,))} and return "
                 f"{PREDICTIONS_OUTPUT!r} (SPEC 7); it takes {sorted(input_specs)} and returns "
                 f"{sorted(self.signature.structured_outputs)}")
-        self.feature_sizes = {name: int(input_specs[name].shape[-1]) for name in FEATURE_NAMES}
-        # export_ensemble.py records the frames its members read; other SavedModels may not.
+        self.feature_sizes = tuple(int(input_specs[name].shape[-1]) for name in FEATURE_NAMES)
+        # export_ensemble.py records its classes and the frames its members read; other
+        # SavedModels may not (the classes then come from the predictions' shape).
+        recorded = getattr(self.saved_model, "num_classes", None)
+        num_classes = (recorded.numpy() if recorded is not None
+                       else self.signature.structured_outputs[PREDICTIONS_OUTPUT].shape[-1])
+        if num_classes is None:
+            raise ValueError(f"--saved_model_dir={saved_model_dir!r}: the number of classes is "
+                             "unknown (no num_classes variable, predictions of unknown width)")
+        self.num_classes = int(num_classes)
         recorded = getattr(self.saved_model, "max_frames", None)
         self.max_frames = int(recorded.numpy()) if recorded is not None else None
+        self.parse = None  # the reader's parse step for this model, set by the handler
 
-    def predict(self, inputs):
-        outputs = self.signature(**{name: tf.constant(value) for name, value in inputs.items()})
-        return outputs[PREDICTIONS_OUTPUT].numpy()
+    def predict(self, inputs, batch_size):
+        """Predictions [N, V] of the rows of `inputs` (reader batch), in model calls of exactly
+        `batch_size` rows, the last one filled with empty videos (num_frames 0)."""
+        rows = len(inputs[NUM_FRAMES_INPUT])
+        outputs = []
+        for begin in range(0, rows, batch_size):
+            chunk = {}
+            for name in FEATURE_NAMES + (NUM_FRAMES_INPUT,):
+                value = np.asarray(inputs[name][begin:begin + batch_size])
+                missing = batch_size - len(value)
+                chunk[name] = tf.constant(np.pad(value, [(0, missing)] + [(0, 0)] *
+                                                 (value.ndim - 1)))
+            predictions = self.signature(**chunk)[PREDICTIONS_OUTPUT].numpy()
+            outputs.append(predictions[:min(batch_size, rows - begin)])
+        return (np.concatenate(outputs) if outputs
+                else np.zeros((0, self.num_classes), np.float32))
 
 
-class SavedModelHandler(beam_inference_base.ModelHandler):
-    """RunInference handler for the SPEC 7 `serving_default` signature of an exported SavedModel.
+@functools.lru_cache(maxsize=None)
+def _traced_parser(make_parser, *args):
+    """The reader's parse step `make_parser(*args)`, traced once per process for any number of
+    records (its trace and XLA compilation cost about a second; a pipeline loads its models
+    anew)."""
+    spec = tf.TensorSpec([None], tf.string)
+    return tf.function(make_parser(*args), input_signature=[spec, spec], autograph=False)
+
+
+def _parse(model, named_records):
+    """The reader's parse of (file name, serialized record) pairs -> numpy batch."""
+    filenames, serialized = zip(*named_records)
+    batch = model.parse(tf.constant(filenames), tf.constant(serialized))
+    return {name: value.numpy() for name, value in batch.items()}
+
+
+class _ServingModelHandler(beam_inference_base.ModelHandler):
+    """A RunInference handler around the SPEC 7 `serving_default` signature of an export.
 
     Beam's stock TensorFlow handler loads through Keras, and Keras 3 rejects SavedModel
-    directories; tf.saved_model.load reads any SavedModel. Examples are VideoFrames; each result
-    is the video's predictions row [V] (float32).
+    directories; tf.saved_model.load reads any SavedModel.
 
     Every model call gets exactly `batch_size` rows (a short batch is filled with empty videos):
     matrix kernels sum in an order that depends on the number of rows, so a video's scores would
     otherwise change in the last digits with however the runner happened to group elements.
     """
 
-    def __init__(self, saved_model_dir, max_frames=0, batch_size=32):
-        """max_frames: frames per video fed to the model; 0 takes the SavedModel's own
-        `max_frames` (export_ensemble.py records it), else the YouTube-8M 300."""
+    def __init__(self, saved_model_dir, batch_size=32):
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)
         self.saved_model_dir = saved_model_dir
-        self.max_frames = max_frames
         self.batch_size = batch_size
 
     def load_model(self):
         logging.info("Loading SavedModel %s", self.saved_model_dir)
-        return _LoadedServingModel(self.saved_model_dir)
+        model = _LoadedServingModel(self.saved_model_dir)
+        model.parse = self.parser(model)
+        return model
 
-    def frames_for(self, model):
-        return self.max_frames or model.max_frames or records.DEFAULT_MAX_FRAMES
-
-    def run_inference(self, batch, model, inference_args=None):
-        inputs = padded_batch(batch, model.feature_sizes, self.frames_for(model),
-                              max(self.batch_size, len(batch)))
-        predictions = model.predict(inputs)[:len(batch)]
-        return [beam_inference_base.PredictionResult(frames, row)
-                for frames, row in zip(batch, predictions)]
-
-    def get_num_bytes(self, batch):
-        # The default pickles the whole batch just to measure it.
-        return sum(codes.nbytes for frames in batch for codes in frames.features.values())
+    def parser(self, model):
+        """parse(filenames, serialized) -> the reader batch `model` is fed."""
+        raise NotImplementedError
 
     def get_metrics_namespace(self):
         return "yt8m_saved_model"
 
 
+class VideoModelHandler(_ServingModelHandler):
+    """Examples: (file name, serialized SequenceExample) records; each result's inference is
+    (video id, predictions [V]) of the video's first max_frames frames, read as frame_dataset
+    reads them."""
+
+    def __init__(self, saved_model_dir, max_frames=0, batch_size=32):
+        """max_frames: frames per video fed to the model; 0 takes the SavedModel's own
+        `max_frames` (export_ensemble.py records it), else the YouTube-8M 300."""
+        super().__init__(saved_model_dir, batch_size)
+        self.max_frames = max_frames
+
+    def parser(self, model):
+        max_frames = self.max_frames or model.max_frames or records.DEFAULT_MAX_FRAMES
+        return _traced_parser(readers.frame_batch_parser, model.num_classes, max_frames,
+                              FEATURE_NAMES, model.feature_sizes)
+
+    def run_inference(self, batch, model, inference_args=None):
+        inputs = _parse(model, batch)
+        predictions = model.predict(inputs, self.batch_size)
+        return [beam_inference_base.PredictionResult(record, (video_id.decode("utf-8"), row))
+                for record, video_id, row in zip(batch, inputs["id"], predictions)]
+
+    def get_num_bytes(self, batch):
+        # The default pickles the whole batch just to measure it.
+        return sum(len(serialized) for _, serialized in batch)
+
+
+class SegmentCandidates(NamedTuple):
+    """A video whose segments are to be scored, with the video model's candidates."""
+    record: tuple               # (file name, serialized SequenceExample)
+    video_id: str
+    classes: np.ndarray         # candidate classes (yt8m.segments.fusion.candidate_classes)
+    video_scores: np.ndarray    # the video model's score of each
+
+
+class SegmentModelHandler(_ServingModelHandler):
+    """Examples: SegmentCandidates; each result's inference is (starts [S], predictions [S, V])
+    of the video's full 5-frame segments, cut as segment_dataset(mode="all") cuts them."""
+
+    def parser(self, model):
+        return _traced_parser(readers.segment_batch_parser, model.num_classes, "all",
+                              records.SEGMENT_SIZE, FEATURE_NAMES, model.feature_sizes)
+
+    def run_inference(self, batch, model, inference_args=None):
+        # One parse per video: the segments of a batch of videos do not say which video they
+        # came from, only its id, and ids may repeat across files.
+        segments = []
+        for candidates in batch:
+            parsed = _parse(model, [candidates.record])
+            full = parsed[NUM_FRAMES_INPUT] == records.SEGMENT_SIZE
+            segments.append({name: value[full] for name, value in parsed.items()})
+        inputs = {name: np.concatenate([video[name] for video in segments])
+                  for name in FEATURE_NAMES + (NUM_FRAMES_INPUT,)}
+        predictions = model.predict(inputs, self.batch_size)
+        splits = np.cumsum([len(video["segment_start"]) for video in segments])[:-1]
+        return [beam_inference_base.PredictionResult(candidates,
+                                                     (video["segment_start"], rows))
+                for candidates, video, rows in zip(batch, segments,
+                                                   np.split(predictions, splits))]
+
+    def get_num_bytes(self, batch):
+        return sum(len(candidates.record[1]) for candidates in batch)
+
+
 # --------------------------------------------------------------------------------------------
-# Video-level submission.
+# Rows of the two CSVs.
 
-def video_row(video_id, predictions, top_k):
-    """One CSV row, through inference.py's own formatter so both tools write identical rows."""
-    return submission.top_k_rows([video_id], predictions[np.newaxis], top_k)[0]
+def video_row(video_id, predictions, top_k_classes):
+    """(video id, CSV row), the row through inference.py's own formatter."""
+    row = video_submission.top_k_rows([video_id], predictions[np.newaxis], top_k_classes)[0]
+    return video_id, row
 
 
-# --------------------------------------------------------------------------------------------
-# Segment ranking (MOD: candidates from the video model, a finetuned 5-frame segment model).
+def segment_candidates(record, video_id, predictions, num_candidates, whitelist):
+    """Yields the video's SegmentCandidates when the video model gives it a candidate class."""
+    ((classes, video_scores),) = fusion.candidate_classes(predictions[np.newaxis],
+                                                          num_candidates, whitelist)
+    if classes.size:
+        yield SegmentCandidates(record, video_id, classes, video_scores)
 
-def segment_candidates(video_id, frames, video_predictions, num_candidates, whitelist,
-                       segment_size=records.SEGMENT_SIZE):
-    """Yields (SegmentKey, VideoFrames) for every full segment of the video, carrying the
-    video model's top `num_candidates` classes (ties: lower class first) kept by `whitelist`."""
-    order = np.argsort(-video_predictions, kind="stable")[:num_candidates]
-    if whitelist is not None:
-        order = [index for index in order if int(index) in whitelist]
-    if not len(order):
+
+def scored_segments(candidates, starts, segment_predictions, video_score_weight):
+    """Yields (class, (fused scores [S], video id, starts [S])) per candidate class of a video."""
+    if not len(starts):
         return
-    classes = tuple(int(index) for index in order)
-    video_scores = tuple(float(video_predictions[index]) for index in classes)
-    for start in range(0, frames.num_frames - segment_size + 1, segment_size):
-        yield (SegmentKey(video_id, start, classes, video_scores),
-               frames.slice(start, start + segment_size))
+    fused = fusion.fuse(candidates.video_scores, segment_predictions[:, candidates.classes],
+                        video_score_weight)
+    for column, cls in enumerate(candidates.classes):
+        yield int(cls), (fused[:, column], candidates.video_id, starts)
 
 
-def combined_segment_scores(key, segment_predictions, video_weight):
-    """Yields (class, (score, "<id>:<start>")) with score = P_vid^w * P_seg^(1 - w)."""
-    segment_id = f"{key.video_id}:{key.start}"
-    for index, video_score in zip(key.classes, key.video_scores):
-        score = (np.float64(video_score) ** video_weight
-                 * np.float64(segment_predictions[index]) ** (1.0 - video_weight))
-        yield index, (float(score), segment_id)
+class TopSegments(beam.CombineFn):
+    """Per class: its best `k` segments as [(video id, start), ...], best first, ranked by
+    yt8m.segments.top_k (one TopK buffer per accumulator, merged in any order)."""
+
+    def __init__(self, k):
+        self.k = k
+
+    def create_accumulator(self):
+        return top_k.TopK(self.k)
+
+    def add_input(self, accumulator, scored):
+        scores, video_id, starts = scored
+        accumulator.add(scores, np.full(len(scores), video_id), starts)
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        accumulators = iter(accumulators)
+        merged = next(accumulators)
+        for accumulator in accumulators:
+            merged.merge(accumulator)
+        return merged
+
+    def extract_output(self, accumulator):
+        _, videos, starts = accumulator.top()
+        return [(str(video_id), int(start)) for video_id, start in zip(videos, starts)]
 
 
-@functools.total_ordering
-class SegmentRank:
-    """Ranking key of a (score, segment id) pair: higher score first, then the smaller segment id
-    (so ties, also at the top-K cut, are resolved the same way on every runner)."""
-    __slots__ = ("score", "segment_id")
-
-    def __init__(self, scored_segment):
-        self.score, self.segment_id = scored_segment
-
-    def __eq__(self, other):
-        return (self.score, self.segment_id) == (other.score, other.segment_id)
-
-    def __lt__(self, other):  # "worse than"
-        if self.score != other.score:
-            return self.score < other.score
-        return self.segment_id > other.segment_id
-
-
-def segment_row(class_index, scored_segments):
-    """`<class>,<id>:<start> <id>:<start> ...`, best segment first."""
-    ranked = sorted(scored_segments, key=SegmentRank, reverse=True)
-    return f"{class_index}," + " ".join(segment_id for _, segment_id in ranked)
-
-
-def read_segment_whitelist(path):
-    """segment_label_ids.csv (header `Index`, one class a line) -> frozenset of class indices."""
-    with tf.io.gfile.GFile(path) as handle:
-        lines = [line.strip() for line in handle.read().splitlines() if line.strip()]
-    if not lines or lines[0] != records.SEGMENT_WHITELIST_HEADER:
-        raise ValueError(f"--segment_label_ids={path!r}: the first line must be the header "
-                         f"{records.SEGMENT_WHITELIST_HEADER!r}, got "
-                         f"{lines[0] if lines else '(empty file)'!r}")
-    classes = []
-    for number, line in enumerate(lines[1:], start=2):
-        try:
-            classes.append(int(line))
-        except ValueError:
-            raise ValueError(f"--segment_label_ids={path!r} line {number}: {line!r} is not a "
-                             "class index") from None
-    return frozenset(classes)
+def segment_rows(top_segments, whitelist):
+    """The segment CSV's rows (after the header) from (class, segments) pairs: the classes of
+    yt8m.segments.submission.row_classes, ascending, each row from its own formatter."""
+    top = dict(top_segments)
+    return [segment_submission.format_segment_row(cls, top.get(cls, ()))
+            for cls in segment_submission.row_classes(top, whitelist)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -323,8 +325,7 @@ def validate(config):
                         ("--segment_top_k", config.segment_top_k)):
         if value < 1:
             raise ValueError(f"{flag} must be >= 1, got {value}")
-    if not 0.0 <= config.video_score_weight <= 1.0:
-        raise ValueError(f"--video_score_weight must be in [0, 1], got {config.video_score_weight}")
+    fusion.check_video_score_weight(config.video_score_weight)
     if config.segment_saved_model_dir:
         _require_saved_model(config.segment_saved_model_dir, "--segment_saved_model_dir")
         if not config.segment_output_file:
@@ -335,60 +336,61 @@ def validate(config):
                          "segment model)")
 
 
-def _write_single_csv(rows, path, header, label):
-    # One shard without a shard suffix: Beam writes it under a temporary name and renames it when
-    # the pipeline finishes, so a failed run never leaves a half-written CSV at `path`.
-    return rows | label >> beam.io.WriteToText(path, num_shards=1, shard_name_template="",
-                                                header=header)
+def _write_csv(rows, path, header, label, ordered_lines):
+    """Writes one CSV: every element of `rows` collected in one list, `ordered_lines(list)` the
+    lines under the header, in their order.
+
+    One element, because Beam keeps no order between elements; one shard without a shard suffix:
+    Beam writes it under a temporary name and renames it when the pipeline finishes, so a failed
+    run never leaves a half-written CSV at `path`.
+    """
+    def text(collected):
+        lines = ordered_lines(collected)
+        return ["\n".join(lines)] if lines else []
+    return (rows
+            | f"Collect{label}" >> beam.combiners.ToList()
+            | f"Format{label}" >> beam.FlatMap(text)
+            | f"Write{label}" >> beam.io.WriteToText(path, num_shards=1, shard_name_template="",
+                                                      header=header))
+
+
+def _by_video_id(video_rows):
+    """Rows in video id order: the runner's order is arbitrary, the files' order unknown here."""
+    return [row for _, row in sorted(video_rows)]
 
 
 def build_pipeline(pipeline, config):
     """Adds the inference transforms to `pipeline` (the caller runs it)."""
     validate(config)
-    whitelist = (read_segment_whitelist(config.segment_label_ids) if config.segment_label_ids
-                 else None)
-    videos = (pipeline
-              | "InputPattern" >> beam.Create([config.input_data_pattern])
-              | "ReadRecords" >> beam.io.ReadAllFromTFRecord(with_filename=True)
-              | "ParseVideos" >> beam.MapTuple(parse_video))
-    video_handler = beam_inference_base.KeyedModelHandler(
-        SavedModelHandler(config.saved_model_dir, config.max_frames, config.batch_size))
-    predicted = videos | "PredictVideos" >> beam_inference_base.RunInference(video_handler)
-    rows = predicted | "FormatVideoRows" >> beam.MapTuple(
-        lambda video_id, result: video_row(video_id, result.inference, config.top_k))
-    _write_single_csv(rows, config.output_file, submission.VIDEO_SUBMISSION_HEADER,
-                      "WriteVideoCsv")
+    whitelist = (segment_submission.read_segment_whitelist(config.segment_label_ids)
+                 if config.segment_label_ids else None)
+    predicted = (
+        pipeline
+        | "InputPattern" >> beam.Create([config.input_data_pattern])
+        | "ReadRecords" >> beam.io.ReadAllFromTFRecord(with_filename=True)
+        | "PredictVideos" >> beam_inference_base.RunInference(
+            VideoModelHandler(config.saved_model_dir, config.max_frames, config.batch_size)))
+    video_rows = predicted | "VideoRows" >> beam.Map(
+        lambda result: video_row(*result.inference, config.top_k))
+    _write_csv(video_rows, config.output_file, video_submission.VIDEO_SUBMISSION_HEADER,
+               "VideoCsv", _by_video_id)
     if not config.segment_saved_model_dir:
         return
-    segment_handler = beam_inference_base.KeyedModelHandler(
-        SavedModelHandler(config.segment_saved_model_dir, records.SEGMENT_SIZE,
-                          config.batch_size))
+    candidate_whitelist = None if whitelist is None else set(whitelist)
     top_segments = (
         predicted
-        | "SegmentCandidates" >> beam.FlatMapTuple(
-            lambda video_id, result: segment_candidates(
-                video_id, result.example, result.inference, config.segment_candidates,
-                whitelist))
-        | "PredictSegments" >> beam_inference_base.RunInference(segment_handler)
-        | "CombineScores" >> beam.FlatMapTuple(
-            lambda key, result: combined_segment_scores(key, result.inference,
-                                                        config.video_score_weight))
-        | "TopSegmentsPerClass" >> beam.combiners.Top.PerKey(config.segment_top_k,
-                                                              key=SegmentRank))
-    if whitelist is None:
-        class_rows = top_segments | "FormatSegmentRows" >> beam.MapTuple(segment_row)
-    else:
-        # One row per whitelisted class, also for a class no video ranked.
-        listed = (pipeline | "Whitelist" >> beam.Create(sorted(whitelist))
-                  | "KeyWhitelist" >> beam.Map(lambda index: (index, None)))
-        class_rows = (
-            {"listed": listed, "top": top_segments}
-            | "JoinWhitelist" >> beam.CoGroupByKey()
-            | "FormatSegmentRows" >> beam.MapTuple(
-                lambda index, joined: segment_row(index, [segment for top in joined["top"]
-                                                          for segment in top])))
-    _write_single_csv(class_rows, config.segment_output_file, SEGMENT_SUBMISSION_HEADER,
-                      "WriteSegmentCsv")
+        | "SegmentCandidates" >> beam.FlatMap(
+            lambda result: segment_candidates(result.example, *result.inference,
+                                              config.segment_candidates, candidate_whitelist))
+        | "PredictSegments" >> beam_inference_base.RunInference(
+            SegmentModelHandler(config.segment_saved_model_dir, config.batch_size))
+        | "FuseScores" >> beam.FlatMap(
+            lambda result: scored_segments(result.example, *result.inference,
+                                           config.video_score_weight))
+        | "TopSegmentsPerClass" >> beam.CombinePerKey(TopSegments(config.segment_top_k)))
+    _write_csv(top_segments, config.segment_output_file,
+               segment_submission.SEGMENT_SUBMISSION_HEADER, "SegmentCsv",
+               functools.partial(segment_rows, whitelist=whitelist))
 
 
 def run(config, pipeline_args=()):

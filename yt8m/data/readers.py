@@ -8,6 +8,8 @@ Every reader is the same pipeline with a different parse step:
 Parsing a batch with one `tf.io.parse_sequence_example`/`parse_example` call is much cheaper than
 a parse per record. Every check names the file (and the video id where it is known).
 Segment readers parse batches of videos, cut them into segments, then re-batch the segments.
+The parse steps are public (`frame_batch_parser`, `segment_batch_parser`): a pipeline that reads
+records its own way (Beam) parses them exactly as the readers do.
 """
 import dataclasses
 import typing
@@ -24,7 +26,8 @@ from yt8m.data.record_stream import list_files, named_records
 AUTOTUNE = tf.data.AUTOTUNE
 _SEGMENT_PARSE_VIDEOS = 32  # videos parsed together before their segments are re-batched
 
-__all__ = ["list_files", "frame_dataset", "video_dataset", "segment_dataset", "dequantize_padded"]
+__all__ = ["list_files", "frame_dataset", "video_dataset", "segment_dataset", "dequantize_padded",
+           "frame_batch_parser", "segment_batch_parser"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -241,20 +244,15 @@ class _Reading:
                 .prefetch(AUTOTUNE))
 
 
-def frame_dataset(file_pattern, batch_size, num_classes=records.DEFAULT_NUM_CLASSES,
-                  max_frames=records.DEFAULT_MAX_FRAMES,
-                  feature_names=records.DEFAULT_FEATURE_NAMES,
-                  feature_sizes=records.DEFAULT_FEATURE_SIZES, shuffle=False, num_epochs=1, *,
-                  dequantize=True, skip_corrupted=False, num_parallel_reads=None, seed=None,
-                  drop_remainder=False, shuffle_buffer_size=None, frame_buckets=()):
-    """Frame-level SequenceExamples -> batches of dicts (see docs/design.md "Batches").
+def frame_batch_parser(num_classes=records.DEFAULT_NUM_CLASSES,
+                       max_frames=records.DEFAULT_MAX_FRAMES,
+                       feature_names=records.DEFAULT_FEATURE_NAMES,
+                       feature_sizes=records.DEFAULT_FEATURE_SIZES, dequantize=True):
+    """The frame reader's parse step: parse(filenames [B], serialized [B]) -> one batch.
 
-    Yields `id` string [B], one [B, max_frames, size] tensor per feature (float32 dequantized, or
-    the uint8 codes with `dequantize=False`), `num_frames` int32 [B] and `labels` float32 [B, V].
-    `num_epochs=None` repeats forever. Order is deterministic unless `shuffle` without `seed`.
-    `frame_buckets` (bucket upper bounds, e.g. (60, 120, 180, 240, 300); empty: off) batches
-    videos of similar length together and cuts the frame axis to the bucket's bound instead of
-    max_frames (yt8m.data.bucketing): same values per video, less padding, another order.
+    A pure function of the serialized SequenceExamples (and the names of their files, for the
+    errors), which `frame_dataset` maps over its batches and a caller with records of its own
+    (yt8m.beam_inference) calls directly: the batch of `frame_dataset`, with its checks.
     """
     feature_names, feature_sizes = _check_feature_args(feature_names, feature_sizes)
     _check_positive("max_frames", max_frames)
@@ -271,7 +269,27 @@ def frame_dataset(file_pattern, batch_size, num_classes=records.DEFAULT_NUM_CLAS
         batch["num_frames"] = num_frames
         batch["labels"] = videos.labels
         return after(videos.checks, batch)
+    return parse_batch
 
+
+def frame_dataset(file_pattern, batch_size, num_classes=records.DEFAULT_NUM_CLASSES,
+                  max_frames=records.DEFAULT_MAX_FRAMES,
+                  feature_names=records.DEFAULT_FEATURE_NAMES,
+                  feature_sizes=records.DEFAULT_FEATURE_SIZES, shuffle=False, num_epochs=1, *,
+                  dequantize=True, skip_corrupted=False, num_parallel_reads=None, seed=None,
+                  drop_remainder=False, shuffle_buffer_size=None, frame_buckets=()):
+    """Frame-level SequenceExamples -> batches of dicts (see docs/design.md "Batches").
+
+    Yields `id` string [B], one [B, max_frames, size] tensor per feature (float32 dequantized, or
+    the uint8 codes with `dequantize=False`), `num_frames` int32 [B] and `labels` float32 [B, V].
+    `num_epochs=None` repeats forever. Order is deterministic unless `shuffle` without `seed`.
+    `frame_buckets` (bucket upper bounds, e.g. (60, 120, 180, 240, 300); empty: off) batches
+    videos of similar length together and cuts the frame axis to the bucket's bound instead of
+    max_frames (yt8m.data.bucketing): same values per video, less padding, another order.
+    """
+    feature_names, feature_sizes = _check_feature_args(feature_names, feature_sizes)
+    parse_batch = frame_batch_parser(num_classes, max_frames, feature_names, feature_sizes,
+                                     dequantize)
     reading = _Reading(shuffle, num_epochs, seed, skip_corrupted, num_parallel_reads,
                        shuffle_buffer_size)
     bounds = bucketing.parse_boundaries(frame_buckets, max_frames, flag_name="frame_buckets")
@@ -398,30 +416,22 @@ def _gather_segments(strings, rows, starts, lengths, size, segment_size, dequant
     return (dequantize_padded(codes, num_frames) if dequantize else codes), num_frames
 
 
-def segment_dataset(file_pattern, batch_size, num_classes=records.DEFAULT_NUM_CLASSES,
-                    mode="rated", segment_size=records.SEGMENT_SIZE,
-                    feature_names=records.DEFAULT_FEATURE_NAMES,
-                    feature_sizes=records.DEFAULT_FEATURE_SIZES, shuffle=False, num_epochs=1, *,
-                    max_frames=None, dequantize=True, skip_corrupted=False,
-                    num_parallel_reads=None, seed=None, drop_remainder=False,
-                    shuffle_buffer_size=None):
-    """Segment-level batches from frame-level SequenceExamples (2019 rated files).
+def segment_batch_parser(num_classes=records.DEFAULT_NUM_CLASSES, mode="rated",
+                         segment_size=records.SEGMENT_SIZE,
+                         feature_names=records.DEFAULT_FEATURE_NAMES,
+                         feature_sizes=records.DEFAULT_FEATURE_SIZES, *, max_frames=None,
+                         dequantize=True):
+    """The segment reader's parse step: parse(filenames [B], serialized [B]) -> the segments of
+    those B videos, in video order, starts ascending (see `segment_dataset` for the keys).
 
-    mode="rated": one element per rated segment (the rated (class, score) pairs grouped by start
-      time): {id, segment_start, <features> [B, segment_size, size], num_frames, labels (the score
-      at each rated class), label_weights (1 at the rated classes)}. Videos without ratings give
-      nothing.
-    mode="all": every `segment_size`-frame segment of every video (of its first `max_frames`
-      frames when given): {id, segment_start, <features>, num_frames, labels (video labels)}.
-    `num_frames` is `segment_size`, fewer where the video ends inside the segment. With
-    `shuffle`, videos and then segments are shuffled.
+    A pure function of the serialized SequenceExamples, which `segment_dataset` maps over its
+    batches and yt8m.beam_inference calls on its own records.
     """
     if mode not in ("rated", "all"):
         raise ValueError(f"mode must be 'rated' or 'all', got {mode!r}")
     feature_names, feature_sizes = _check_feature_args(feature_names, feature_sizes)
     _check_positive("segment_size", segment_size)
     _check_positive("num_classes", num_classes)
-    _check_positive("batch_size", batch_size)
     if max_frames is not None:
         if mode == "rated":
             raise ValueError("max_frames applies to mode='all' only: rated segments may lie "
@@ -451,7 +461,31 @@ def segment_dataset(file_pattern, batch_size, num_classes=records.DEFAULT_NUM_CL
         batch["num_frames"] = num_frames
         batch.update(targets)
         return after(videos.checks + more_checks, batch)
+    return parse_segments
 
+
+def segment_dataset(file_pattern, batch_size, num_classes=records.DEFAULT_NUM_CLASSES,
+                    mode="rated", segment_size=records.SEGMENT_SIZE,
+                    feature_names=records.DEFAULT_FEATURE_NAMES,
+                    feature_sizes=records.DEFAULT_FEATURE_SIZES, shuffle=False, num_epochs=1, *,
+                    max_frames=None, dequantize=True, skip_corrupted=False,
+                    num_parallel_reads=None, seed=None, drop_remainder=False,
+                    shuffle_buffer_size=None):
+    """Segment-level batches from frame-level SequenceExamples (2019 rated files).
+
+    mode="rated": one element per rated segment (the rated (class, score) pairs grouped by start
+      time): {id, segment_start, <features> [B, segment_size, size], num_frames, labels (the score
+      at each rated class), label_weights (1 at the rated classes)}. Videos without ratings give
+      nothing.
+    mode="all": every `segment_size`-frame segment of every video (of its first `max_frames`
+      frames when given): {id, segment_start, <features>, num_frames, labels (video labels)}.
+    `num_frames` is `segment_size`, fewer where the video ends inside the segment. With
+    `shuffle`, videos and then segments are shuffled.
+    """
+    parse_segments = segment_batch_parser(num_classes, mode, segment_size, feature_names,
+                                          feature_sizes, max_frames=max_frames,
+                                          dequantize=dequantize)
+    _check_positive("batch_size", batch_size)
     reading = _Reading(shuffle, num_epochs, seed, skip_corrupted, num_parallel_reads,
                        shuffle_buffer_size)
     segments = (reading.named_records(file_pattern, parse_segments, batch_size)

@@ -8,8 +8,9 @@ Pass 1: the video model predicts every video; its top --segment_candidates class
 whitelisted) are that video's candidates. Pass 2: the segment model scores every full 5-frame
 segment (starts 0, 5, 10, ...); for each candidate class c the segment's score is
 P_vid(c)^w * P_seg(c)^(1-w); each class keeps its best --segment_top_k segments (bounded buffers,
-yt8m.segments.top_k). Without --segment_model every segment gets its video's score (the "dummy
-prediction" baseline of the MOD paper). Either model may be a train dir or an exported SavedModel.
+ranked by yt8m.segments.top_k: score, then video id, then start). Without --segment_model every
+segment gets its video's score (the "dummy prediction" baseline of the MOD paper). Either model may
+be a train dir or an exported SavedModel.
 """
 import dataclasses
 
@@ -83,10 +84,11 @@ def rank_segments(batches, candidates, segment_predict, video_score_weight, segm
     """Feeds every full segment's fused candidate scores into a PerClassTopK.
 
     batches: segment batches (`segment_dataset` mode "all"); segment_predict: batch -> [B, V], or
-    None for the dummy prediction. Returns (PerClassTopK, number of segments scored).
+    None for the dummy prediction. Returns (PerClassTopK, number of segments scored); its videos
+    are positions in `sorted(candidates)` (they rank like the ids, see yt8m.segments.top_k).
     """
     ranked = top_k_lib.PerClassTopK(segment_top_k)
-    video_numbers = {video_id: number for number, video_id in enumerate(candidates)}
+    video_numbers = {video_id: number for number, video_id in enumerate(sorted(candidates))}
     num_segments = 0
     for batch in batches:
         full = np.flatnonzero(batch["num_frames"].numpy() == records.SEGMENT_SIZE)
@@ -100,7 +102,7 @@ def rank_segments(batches, candidates, segment_predict, video_score_weight, segm
                                  f"--video_model {num_classes}")
         video_ids = batch["id"].numpy()
         starts = batch["segment_start"].numpy()
-        classes, video_scores, segment_scores, keys = [], [], [], []
+        classes, video_scores, segment_scores, videos, segment_starts = [], [], [], [], []
         for row in full:
             video_id = _text(video_ids[row])
             if video_id not in candidates:
@@ -109,23 +111,22 @@ def rank_segments(batches, candidates, segment_predict, video_score_weight, segm
             classes.append(cls)
             video_scores.append(scores)
             segment_scores.append(scores if predictions is None else predictions[row, cls])
-            keys.append(np.full(cls.size, top_k_lib.segment_keys(video_numbers[video_id],
-                                                                 starts[row])))
+            videos.append(np.full(cls.size, video_numbers[video_id]))
+            segment_starts.append(np.full(cls.size, starts[row]))
         num_segments += full.size
-        classes = np.concatenate(classes)
         fused = fusion.fuse(np.concatenate(video_scores), np.concatenate(segment_scores),
                             video_score_weight)
-        ranked.add(classes, fused, np.concatenate(keys))
+        ranked.add(np.concatenate(classes), fused, np.concatenate(videos),
+                   np.concatenate(segment_starts))
         logging.log_every_n(logging.INFO, "%d segments scored", 50, num_segments)
     return ranked, num_segments
 
 
-def submission_rows(ranked, video_ids, classes):
+def submission_rows(ranked, sorted_video_ids, classes):
     """(class, [(video id, start), ...]) rows for `classes`, best segment first."""
     for cls in classes:
-        _, keys = ranked.top(cls)
-        numbers, starts = top_k_lib.split_keys(keys)
-        yield cls, [(video_ids[n], int(s)) for n, s in zip(numbers, starts)]
+        _, numbers, starts = ranked.top(cls)
+        yield cls, [(sorted_video_ids[n], int(s)) for n, s in zip(numbers, starts)]
 
 
 def run_segment_inference(config):
@@ -162,9 +163,9 @@ def run_segment_inference(config):
         _segment_batches(files, segment_data, config.segment_batch_size), candidates,
         segment_predict, config.video_score_weight, config.segment_top_k,
         video_data.num_classes)
-    classes = whitelist if whitelist is not None else ranked.classes()
+    classes = submission.row_classes(ranked.classes(), whitelist)
     num_rows = submission.write_segment_submission(
-        config.output_file, submission_rows(ranked, list(candidates), classes))
+        config.output_file, submission_rows(ranked, sorted(candidates), classes))
     logging.info("Wrote %d classes (%d segments scored) to %s", num_rows, num_segments,
                  config.output_file)
     return SegmentInferenceResult(len(candidates), num_segments, num_rows)

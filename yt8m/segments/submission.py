@@ -44,6 +44,12 @@ def read_segment_whitelist(path, flag="--segment_label_ids", num_classes=None):
     return tuple(sorted(classes))
 
 
+def row_classes(ranked_classes, whitelist=None):
+    """The classes that get a row, ascending: every whitelisted class (an empty row when no
+    segment was ranked in it), else every class in which a segment was ranked."""
+    return tuple(sorted(whitelist if whitelist is not None else ranked_classes))
+
+
 def format_segment_row(cls, segments):
     """`<cls>,<id>:<start> <id>:<start> ...` from (video_id, start) pairs, best first."""
     return f"{int(cls)}," + " ".join(f"{video_id}:{int(start)}" for video_id, start in segments)

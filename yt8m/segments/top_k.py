@@ -1,77 +1,107 @@
-"""Per-class top-K of scored segments with bounded memory (partial sorts, not all scores kept).
+"""The segment ranking of the `Class,Segments` CSV and its per-class top-K with bounded memory.
 
-A segment is identified by (video number, start): video numbers are given in reading order, so
-the int64 key `video_number * KEY_STRIDE + start` orders ties by the video read first, then the
-earlier segment. Each class buffers at most about 2K candidates: when a buffer passes that, it
-is cut back to its best K (one sort of 2K entries per K additions, so O(log K) per segment).
+The one ranking, used by `python -m yt8m.segments.inference` and `yt8m.beam_inference` alike:
+higher score first; equal scores by video id (text order), then by start frame as a number (so
+`vid:5` comes before `vid:10`). It depends on the segments alone, never on the order the files
+were read in or on how a runner split the work, so every tool and every sharding writes the same
+CSV.
+
+`TopK` keeps the K best segments of one class: it buffers at most about 2K candidates and, when a
+buffer passes that, cuts it back to its best K (one sort of 2K entries per K additions, so
+O(log K) per segment). Two buffers merge (the Beam combiner's accumulators).
 """
 import numpy as np
 
 import yt8m  # noqa: F401
 
-KEY_STRIDE = 1 << 32  # > any start frame
+
+def rank(scores, videos, starts):
+    """Indices of the segments (parallel arrays), best first, in the ranking above.
+
+    `videos` are the video ids, or integers that sort like them (the local tool's positions in
+    the sorted list of ids: 8 bytes a segment instead of a string).
+    """
+    return np.lexsort((np.asarray(starts, np.int64), np.asarray(videos),
+                       -np.asarray(scores, np.float64)))
 
 
-def segment_keys(video_numbers, starts):
-    return np.asarray(video_numbers, np.int64) * KEY_STRIDE + np.asarray(starts, np.int64)
+def check_top_k(k):
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+        raise ValueError(f"--segment_top_k must be a positive integer, got {k!r}")
+    return int(k)
 
 
-def split_keys(keys):
-    keys = np.asarray(keys, np.int64)
-    return keys // KEY_STRIDE, keys % KEY_STRIDE
+class TopK:
+    """The K best (score, video, start) segments of one class seen so far."""
 
+    def __init__(self, k):
+        self.k = check_top_k(k)
+        self._parts = []   # (scores float64, videos, starts int64) arrays not yet cut
+        self._size = 0
 
-def rank(scores, keys):
-    """Order of (scores, keys): higher score first, ties by the smaller key."""
-    return np.lexsort((keys, -np.asarray(scores, np.float64)))
+    def add(self, scores, videos, starts):
+        """Adds parallel arrays: score [N], video [N] (ids or sorted positions), start [N]."""
+        scores = np.asarray(scores, np.float64)
+        videos = np.asarray(videos)
+        starts = np.asarray(starts, np.int64)
+        if not scores.shape == videos.shape == starts.shape or scores.ndim != 1:
+            raise ValueError(f"scores {scores.shape}, videos {videos.shape} and starts "
+                             f"{starts.shape} must be vectors of the same length")
+        if not scores.size:
+            return
+        self._parts.append((scores, videos, starts))
+        self._size += scores.size
+        if self._size > 2 * self.k:
+            self._cut()
+
+    def merge(self, other):
+        """Adds every segment `other` holds (its best K at most)."""
+        for part in other._parts:
+            self.add(*part)
+
+    def _cut(self):
+        if len(self._parts) > 1:
+            self._parts = [tuple(np.concatenate(arrays) for arrays in zip(*self._parts))]
+        if self._parts:
+            scores, videos, starts = self._parts[0]
+            best = rank(scores, videos, starts)[:self.k]
+            self._parts = [(scores[best], videos[best], starts[best])]
+            self._size = best.size
+
+    def top(self):
+        """(scores, videos, starts) of the best K, best first (empty arrays when nothing came)."""
+        self._cut()
+        if not self._parts:
+            return np.zeros(0, np.float64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return self._parts[0]
 
 
 class PerClassTopK:
-    """Keeps, for every class, the K best (score, segment key) pairs seen so far."""
+    """A TopK for every class that received a segment."""
 
     def __init__(self, k):
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-            raise ValueError(f"--segment_top_k must be a positive integer, got {k!r}")
-        self.k = int(k)
-        self._limit = 2 * self.k
-        self._scores = {}   # class -> list of float64 arrays
-        self._keys = {}     # class -> list of int64 arrays
-        self._sizes = {}
+        self.k = check_top_k(k)
+        self._top = {}   # class -> TopK
 
-    def add(self, classes, scores, keys):
-        """Adds parallel arrays: class [N], score [N], segment key [N]."""
+    def add(self, classes, scores, videos, starts):
+        """Adds parallel arrays: class [N], score [N], video [N], start [N]."""
         classes = np.asarray(classes, np.int64)
-        scores = np.asarray(scores, np.float64)
-        keys = np.asarray(keys, np.int64)
-        if not classes.shape == scores.shape == keys.shape:
-            raise ValueError(f"classes {classes.shape}, scores {scores.shape} and keys "
-                             f"{keys.shape} must have the same shape")
-        if not classes.size:
-            return
+        scores, videos, starts = np.asarray(scores), np.asarray(videos), np.asarray(starts)
+        if not classes.shape == scores.shape == videos.shape == starts.shape:
+            raise ValueError(f"classes {classes.shape}, scores {scores.shape}, videos "
+                             f"{videos.shape} and starts {starts.shape} must have the same shape")
         order = np.argsort(classes, kind="stable")
-        classes, scores, keys = classes[order], scores[order], keys[order]
+        classes, scores, videos, starts = (classes[order], scores[order], videos[order],
+                                           starts[order])
         boundaries = np.flatnonzero(np.diff(classes)) + 1
         for begin, end in zip(np.r_[0, boundaries], np.r_[boundaries, classes.size]):
-            cls = int(classes[begin])
-            self._scores.setdefault(cls, []).append(scores[begin:end])
-            self._keys.setdefault(cls, []).append(keys[begin:end])
-            self._sizes[cls] = self._sizes.get(cls, 0) + (end - begin)
-            if self._sizes[cls] > self._limit:
-                self._cut(cls)
-
-    def _cut(self, cls):
-        scores = np.concatenate(self._scores[cls])
-        keys = np.concatenate(self._keys[cls])
-        best = rank(scores, keys)[:self.k]
-        self._scores[cls], self._keys[cls] = [scores[best]], [keys[best]]
-        self._sizes[cls] = best.size
+            if begin < end:
+                self._top.setdefault(int(classes[begin]), TopK(self.k)).add(
+                    scores[begin:end], videos[begin:end], starts[begin:end])
 
     def classes(self):
-        return sorted(self._scores)
+        return sorted(self._top)
 
     def top(self, cls):
-        """(scores, keys) of class `cls`, best first, at most K (empty arrays for a new class)."""
-        if cls not in self._scores:
-            return np.zeros(0, np.float64), np.zeros(0, np.int64)
-        self._cut(cls)
-        return self._scores[cls][0], self._keys[cls][0]
+        """(scores, videos, starts) of class `cls`, best first, at most K (empty if none came)."""
+        return (self._top[cls] if cls in self._top else TopK(self.k)).top()
