@@ -39,9 +39,9 @@ from yt8m.export import member_module
 from yt8m.export import precision as precision_lib
 from yt8m.export import serving
 from yt8m.export import validation_data
-from yt8m.training import files
+from yt8m.core import files
 from yt8m.training import trainer
-from yt8m.training.config import DataConfig, TrainConfig
+from yt8m.core.config import DataConfig, TrainConfig
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("work_dir", "bench/output/export_work", "Data, train dirs and exports.")

@@ -36,7 +36,7 @@ import zoo_flops
 import zoo_quality
 from frame_level_models import hparams as hparams_lib
 from yt8m.data import bucketing
-from yt8m.training import files
+from yt8m.core import files
 
 PARTS = ("speed", "quality", "bucketing")
 flags.DEFINE_list("parts", list(PARTS), f"Parts to run: {', '.join(PARTS)}.")

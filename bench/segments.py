@@ -38,8 +38,9 @@ from yt8m.distillation import extract
 from yt8m.segments import evaluate
 from yt8m.segments import finetune
 from yt8m.segments import inference
-from yt8m.training import files, trainer
-from yt8m.training.config import DataConfig, TrainConfig
+from yt8m.core import files
+from yt8m.training import trainer
+from yt8m.core.config import DataConfig, TrainConfig
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", "bench/output/segments", "Data, train dirs and results.")

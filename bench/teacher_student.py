@@ -38,7 +38,7 @@ from yt8m.distillation import training_setup
 from yt8m.distillation.training_setup import DistillConfig
 from yt8m.losses import get_label_loss
 from yt8m.training import checkpoints, inputs, trainer
-from yt8m.training.config import DataConfig, TrainConfig
+from yt8m.core.config import DataConfig, TrainConfig
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", "/tmp/yt8m_bench_teacher_student",

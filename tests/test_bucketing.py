@@ -13,7 +13,7 @@ from yt8m.data import bucketing, readers
 from yt8m.inference import video_inference
 from yt8m.training import flags as training_flags
 from yt8m.training import inputs, trainer
-from yt8m.training.config import EvalConfig, InferenceConfig
+from yt8m.core.config import EvalConfig, InferenceConfig
 
 import training_helpers as helpers
 

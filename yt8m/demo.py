@@ -20,8 +20,8 @@ from yt8m import synthetic
 from yt8m.export.demo import demo_export
 from yt8m.inference import video_inference
 from yt8m.training import trainer
-from yt8m.training.config import DataConfig, EvalConfig, InferenceConfig, TrainConfig
-from yt8m.training.files import write_json_atomically
+from yt8m.core.config import DataConfig, EvalConfig, InferenceConfig, TrainConfig
+from yt8m.core.files import write_json_atomically
 
 flags.DEFINE_string("output_dir", "demo_output", "Where the data, train dirs and CSV go.")
 flags.DEFINE_integer("num_videos", 2000, "Synthetic frame-level videos (train+validate+test).")

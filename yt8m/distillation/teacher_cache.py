@@ -29,10 +29,10 @@ import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
 from yt8m.distillation import teachers as teachers_lib
-from yt8m.training import files
+from yt8m.core import files
 from yt8m.training import inputs
-from yt8m.training import model_flags as model_flags_lib
-from yt8m.training.config import DataConfig
+from yt8m.core import model_flags as model_flags_lib
+from yt8m.core.config import DataConfig
 
 CACHE_FILE = "teacher_cache.json"
 IDS_FILE = "ids.txt"
@@ -281,6 +281,6 @@ def main():
 
 
 if __name__ == "__main__":
-    from yt8m.training import cli
+    from yt8m.core import cli
     define_flags()
     cli.run(main, "teacher_cache", more_user_errors=(FileExistsError,))

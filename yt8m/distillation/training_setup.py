@@ -233,7 +233,7 @@ def prepare(train_config, config):
     if not config.mode:
         return student_config, None
     from yt8m.losses import get_label_loss
-    from yt8m.training import files
+    from yt8m.core import files
 
     def factory(student):
         files.write_json_atomically(os.path.join(train_config.train_dir, RECORD_FILE),

@@ -15,7 +15,7 @@ import yt8m  # noqa: F401
 from yt8m import metrics
 from yt8m.segments import ratings as ratings_lib
 from yt8m.segments import submission as submission_lib
-from yt8m.training import files
+from yt8m.core import files
 
 
 @dataclasses.dataclass
@@ -59,7 +59,7 @@ def define_flags(flag_values=flags.FLAGS):
 
 
 def main():
-    from yt8m.training import cli
+    from yt8m.core import cli
     define_flags()
     fv = flags.FLAGS
 

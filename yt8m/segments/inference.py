@@ -207,7 +207,7 @@ def config_from_flags(flag_values=flags.FLAGS):
 
 
 def main():
-    from yt8m.training import cli
+    from yt8m.core import cli
     define_flags()
 
     def run():

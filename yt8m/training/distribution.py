@@ -8,7 +8,7 @@ would prefetch to devices but its iterator cannot be saved in a checkpoint.
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
-STRATEGIES = ("default", "mirrored", "one_device", "multi_worker", "none")
+from yt8m.core.config import DISTRIBUTION_STRATEGIES as STRATEGIES
 
 
 def configure_cpu_devices(num_devices):
