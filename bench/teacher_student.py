@@ -35,7 +35,7 @@ from frame_level_models import hierarchical_lstm
 from yt8m import evaluation, synthetic
 from yt8m.distillation import teacher_cache
 from yt8m.distillation import training_setup
-from yt8m.distillation.training_setup import DistillConfig
+from yt8m.distillation.config import DistillConfig
 from yt8m.losses import get_label_loss
 from yt8m.training import checkpoints, inputs, trainer
 from yt8m.core.config import DataConfig, TrainConfig
