@@ -11,7 +11,7 @@ from typing import Optional
 
 import yt8m  # noqa: F401
 from yt8m.core.option_groups import (Batching, CheckpointSelection, FrameBuckets, InputFeatures,
-                                     TopK)
+                                     PredictionFiles, TopK)
 from yt8m.core.options import option, override
 
 # Names of yt8m.training.distribution.make_strategy (declared here, the lowest layer, so that the
@@ -93,9 +93,7 @@ class EvalConfig(CheckpointSelection, Batching, TopK, FrameBuckets):
 
 
 @dataclasses.dataclass
-class InferenceConfig(CheckpointSelection, Batching, TopK, FrameBuckets):
-    input_data_pattern: str = option("", "Glob of the TFRecord files to predict.")
-    output_file: str = option("", "Submission CSV to write (atomically).")
+class InferenceConfig(PredictionFiles, CheckpointSelection, Batching, TopK, FrameBuckets):
     batch_size: int = override(Batching, "batch_size", 8192)
     num_readers: int = override(Batching, "num_readers", 1)
 

@@ -85,3 +85,10 @@ class FrameBuckets:
         "together and padded to its bound instead of max_frames: same predictions, less padded "
         "work, another video order. Empty: off (every video padded to max_frames, as the "
         "starter code).", parse=FRAME_BUCKET_ITEMS)
+
+
+@dataclasses.dataclass
+class PredictionFiles:
+    """What a prediction tool reads and the CSV it writes."""
+    input_data_pattern: str = option("", "Glob of the TFRecord files to predict.")
+    output_file: str = option("", "Submission CSV to write (atomically).")
