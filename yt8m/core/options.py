@@ -179,10 +179,10 @@ def define_flags(config_class, flag_values=flags.FLAGS):
         default = _default(field)
         common = dict(flag_values=flag_values)
         if kind.container is not None:
-            flags.DEFINE_list(name, None if default is None else [str(v) for v in default],
-                              spec.help, **common)
-        elif spec.choices is not None:
-            flags.DEFINE_enum(name, default, list(spec.choices), spec.help, **common)
+            flags.DEFINE_list(name, [str(v) for v in default or ()], spec.help, **common)
+        elif spec.choices is not None:  # a default outside the choices ('' for unset): no default
+            flags.DEFINE_enum(name, default if default in spec.choices else None,
+                              list(spec.choices), spec.help, **common)
         elif kind.scalar is bool:
             flags.DEFINE_bool(name, default, spec.help, **common)
         elif kind.scalar is int:
@@ -218,8 +218,10 @@ def _aliased(spec, name, value, flag_values):
     return aliased
 
 
-def _read(spec, name, kind, flag_values):
+def _read(field, spec, name, kind, flag_values):
     value = _aliased(spec, name, flag_values[name].value, flag_values)
+    if value is None and spec.choices is not None:
+        return _default(field)
     if kind.container is not None:
         if value is None or (kind.optional and not value):
             return None if kind.optional else kind.container()
@@ -244,7 +246,8 @@ def from_flags(config_class, flag_values=flags.FLAGS, **values):
             arguments[field.name] = values[field.name]
         elif spec is not None:
             kind = _kind(hints[field.name], f"{config_class.__name__}.{field.name}")
-            arguments[field.name] = _read(spec, spec.flag or field.name, kind, flag_values)
+            arguments[field.name] = _read(field, spec, spec.flag or field.name, kind,
+                                          flag_values)
         elif _is_group(hints[field.name]):
             arguments[field.name] = from_flags(hints[field.name], flag_values)
     return config_class(**arguments)

@@ -19,8 +19,8 @@ class DistillConfig:
     """Distillation settings; the field names are the train.py flags without their prefixes."""
     mode: str = option(
         "", "Distillation set-up: teacher_student (frame-skipping student, one teacher), "
-        "multi_teacher (weighted soft labels) or graph (learned teacher weights). Empty: no "
-        "distillation.", flag="distill_mode")
+        "multi_teacher (weighted soft labels) or graph (learned teacher weights). Unset: no "
+        "distillation.", choices=MODES, flag="distill_mode")
     teacher_dirs: tuple[str, ...] = option(
         (), "Teachers: train dirs written by train.py or ensembles exported by "
         "export_ensemble.py (frozen; parallel training: the teacher's initialisation).")
