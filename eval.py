@@ -4,19 +4,17 @@
 Waits for new checkpoints unless --run_once; writes TensorBoard summaries and
 train_dir/eval/metrics_step_<step>.json. See docs/training.md.
 """
-from absl import flags
-
 import yt8m  # noqa: F401
 from yt8m import evaluation
-from yt8m.training import cli
-from yt8m.training import flags as training_flags
+from yt8m.core import cli
+from yt8m.core import options
+from yt8m.core.config import EvalConfig
 
-FLAGS = flags.FLAGS
-training_flags.define_eval_flags()
+options.define_flags(EvalConfig)
 
 
 def main():
-    config = training_flags.eval_config_from_flags(FLAGS)
+    config = options.from_flags(EvalConfig)
     for results in evaluation.run_evaluation(config):
         print(f"eval.py: step {results['step']}: GAP {results['gap']:.4f} MAP {results['map']:.4f} "
               f"Hit@1 {results['hit_at_one']:.4f} PERR {results['perr']:.4f} "

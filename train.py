@@ -1,22 +1,25 @@
 """Trains a YouTube-8M model: `python train.py --train_dir=... --train_data_pattern=...`.
 
-A thin entry point: flags (yt8m.training.flags, the model hyper-parameters of
-frame_level_models.hparams and the distillation flags of yt8m.distillation.distill_flags) ->
+A thin entry point: flags (the options of yt8m.core.config.TrainConfig, the model
+hyper-parameters of frame_level_models.hparams, the distillation options of
+yt8m.distillation.config and the finetune options of yt8m.segments.finetune) ->
 yt8m.training.trainer.train. See docs/training.md and docs/distillation_toolkit.md.
 """
 from absl import flags
 
 import yt8m  # noqa: F401
+from yt8m.core import cli
+from yt8m.core import options
+from yt8m.core.config import CpuDevices, TrainConfig
 from yt8m.distillation import distill_flags
 from yt8m.distillation import training_setup
 from yt8m.segments import finetune
-from yt8m.training import cli
-from yt8m.training import flags as training_flags
 
 from frame_level_models import hparams
 
 FLAGS = flags.FLAGS
-training_flags.define_train_flags()
+options.define_flags(TrainConfig)
+options.define_flags(CpuDevices)
 hparams.define_flags(pruning=False)
 distill_flags.define_flags()
 finetune.define_flags()
@@ -25,15 +28,15 @@ finetune.define_flags()
 def main():
     # Splitting the CPU must come before TensorFlow runs anything.
     from yt8m.training import distribution
-    distribution.configure_cpu_devices(FLAGS.num_cpu_devices)
+    distribution.configure_cpu_devices(options.from_flags(CpuDevices).num_cpu_devices)
     from yt8m.training import trainer
     from yt8m.training.model_builder import check_model_choice
     if FLAGS.finetune_from:  # model, inputs and hparams come from the source train dir
         config = finetune.config_from_flags(FLAGS)
     else:
         check_model_choice(FLAGS.model, FLAGS.frame_features)
-        config = training_flags.train_config_from_flags(
-            FLAGS, model_hparams=hparams.hparams_from_flags(FLAGS, model_name=FLAGS.model))
+        config = options.from_flags(
+            TrainConfig, model_hparams=hparams.hparams_from_flags(FLAGS, model_name=FLAGS.model))
     # Distillation: the student's config (k frames) and the wrapper the steps train.
     config, training_model_factory = training_setup.prepare(
         config, distill_flags.config_from_flags(FLAGS))

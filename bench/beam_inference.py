@@ -28,7 +28,7 @@ from yt8m.export import exporter
 from yt8m.export.saved_model_predictor import load_saved_model_predictor
 from yt8m.inference import submission
 from yt8m.training import checkpoints
-from yt8m.training import files
+from yt8m.core import files
 from yt8m.training import inputs
 
 flags.DEFINE_integer("num_videos", 512, "Videos to predict.")

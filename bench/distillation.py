@@ -31,7 +31,8 @@ import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 
 import training_runs
 from yt8m.distillation import extract
-from yt8m.training import checkpoints, files
+from yt8m.core import files
+from yt8m.training import checkpoints
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", "bench/output/distillation",
@@ -213,9 +214,8 @@ def _plot(rows, path):
     axes[0].invert_yaxis()
     figure.suptitle("Online distillation on synthetic YouTube-8M (bench/distillation.py)")
     figure.tight_layout()
-    temp = path + ".tmp.png"
-    figure.savefig(temp, dpi=110)
-    os.replace(temp, path)
+    with files.atomic_path(path) as temp:
+        figure.savefig(temp, format="png", dpi=110)
     plt.close(figure)
 
 

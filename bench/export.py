@@ -32,6 +32,8 @@ import tensorflow as tf
 
 import frame_level_models
 from yt8m import synthetic
+from yt8m.core import files
+from yt8m.core.config import DataConfig, TrainConfig
 from yt8m.data import records
 from yt8m.export import budget
 from yt8m.export import exporter
@@ -39,9 +41,7 @@ from yt8m.export import member_module
 from yt8m.export import precision as precision_lib
 from yt8m.export import serving
 from yt8m.export import validation_data
-from yt8m.training import files
 from yt8m.training import trainer
-from yt8m.training.config import DataConfig, TrainConfig
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("work_dir", "bench/output/export_work", "Data, train dirs and exports.")
@@ -154,7 +154,8 @@ def _plot(rows, path):
         axis.set_title(title)
     figure.suptitle("Ensemble export: NeXtVLAD (2-checkpoint average) 0.6 + NetVLAD 0.4")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    with files.atomic_path(path) as temp:
+        figure.savefig(temp, format="png", dpi=110)
     pyplot.close(figure)
 
 

@@ -16,6 +16,7 @@ which moves less than the wall clock when other jobs share the machine; "CPU-bou
 cores / CPU seconds per example, the rate if the pipeline had every core to itself (an estimate).
 Writes <output>.json, <output>.md and <output>.png (bar chart against the targets).
 """
+import contextlib
 import json
 import os
 import shutil
@@ -35,6 +36,7 @@ import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
 from yt8m import data
+from yt8m.core import files
 from yt8m.data import records
 
 FLAGS = flags.FLAGS
@@ -57,21 +59,18 @@ TARGETS = {"float32": 6000, "uint8": 12000}  # examples/s asked for on the 2-cor
 def _write_random_shards(frame_dir, num_videos, num_shards, seed=0):
     """Shards of random uint8 codes (the fallback when yt8m.synthetic is not available)."""
     rng = np.random.default_rng(seed)
-    os.makedirs(frame_dir, exist_ok=True)
-    writers = [tf.io.TFRecordWriter(os.path.join(frame_dir, f"train{i:04d}.tfrecord.tmp"))
-               for i in range(num_shards)]
-    for index in range(num_videos):
-        frames = int(rng.integers(MIN_FRAMES, MAX_FRAMES + 1))
-        features = {name: rng.integers(0, 256, (frames, size), dtype=np.uint8)
-                    for name, size in zip(records.DEFAULT_FEATURE_NAMES,
-                                          records.DEFAULT_FEATURE_SIZES)}
-        labels = rng.choice(NUM_CLASSES, size=int(rng.integers(1, 6)), replace=False)
-        example = records.make_sequence_example(f"bench{index:06d}", labels, features)
-        writers[index % num_shards].write(example.SerializeToString())
-    for i, writer in enumerate(writers):
-        writer.close()
-        path = os.path.join(frame_dir, f"train{i:04d}.tfrecord")
-        os.replace(path + ".tmp", path)
+    with contextlib.ExitStack() as stack:
+        writers = [stack.enter_context(tf.io.TFRecordWriter(stack.enter_context(
+            files.atomic_path(os.path.join(frame_dir, f"train{i:04d}.tfrecord")))))
+            for i in range(num_shards)]
+        for index in range(num_videos):
+            frames = int(rng.integers(MIN_FRAMES, MAX_FRAMES + 1))
+            features = {name: rng.integers(0, 256, (frames, size), dtype=np.uint8)
+                        for name, size in zip(records.DEFAULT_FEATURE_NAMES,
+                                              records.DEFAULT_FEATURE_SIZES)}
+            labels = rng.choice(NUM_CLASSES, size=int(rng.integers(1, 6)), replace=False)
+            example = records.make_sequence_example(f"bench{index:06d}", labels, features)
+            writers[index % num_shards].write(example.SerializeToString())
 
 
 def _write_shards(data_dir, num_videos, num_shards):
@@ -164,16 +163,9 @@ def plot(results, path):
     axes.set_title("Frame reader throughput (batch of 80, 60-300 frames)")
     axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3)
     figure.tight_layout()
-    figure.savefig(path + ".tmp.png", dpi=110)
+    with files.atomic_path(path) as temp:
+        figure.savefig(temp, format="png", dpi=110)
     pyplot.close(figure)
-    os.replace(path + ".tmp.png", path)
-
-
-def _atomic_write(path, text):
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path + ".tmp", "w") as out:
-        out.write(text)
-    os.replace(path + ".tmp", path)
 
 
 def main(argv):
@@ -204,9 +196,9 @@ def main(argv):
     info = (f"{results[next(iter(results))]['examples']} videos, {shard_bytes / 1e6:.0f} MB of "
             f"shards ({source}), {os.cpu_count()} CPU cores, batch {FLAGS.batch_size}\n")
     print(info + table)
-    _atomic_write(FLAGS.output + ".md", info + "\n" + table)
+    files.write_text_atomically(FLAGS.output + ".md", info + "\n" + table)
     plot(results, FLAGS.output + ".png")
-    _atomic_write(FLAGS.output + ".json", json.dumps(
+    files.write_text_atomically(FLAGS.output + ".json", json.dumps(
         {"command": command, "shards": source, "shard_bytes": shard_bytes,
          "cpu_count": os.cpu_count(), "batch_size": FLAGS.batch_size, "results": results},
         indent=2) + "\n")

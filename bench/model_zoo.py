@@ -35,8 +35,8 @@ import zoo_bucketing
 import zoo_flops
 import zoo_quality
 from frame_level_models import hparams as hparams_lib
+from yt8m.core import files
 from yt8m.data import bucketing
-from yt8m.training import files
 
 PARTS = ("speed", "quality", "bucketing")
 flags.DEFINE_list("parts", list(PARTS), f"Parts to run: {', '.join(PARTS)}.")
@@ -156,8 +156,8 @@ def _figure(*args, **kwargs):
 
 def _save(figure, path):
     figure.tight_layout()
-    figure.savefig(path + ".tmp.png", dpi=100)
-    os.replace(path + ".tmp.png", path)
+    with files.atomic_path(path) as temp:
+        figure.savefig(temp, format="png", dpi=100)
     figure.clf()
     print("wrote", path)
 

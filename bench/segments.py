@@ -33,13 +33,14 @@ import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tf_keras as keras
 
 from yt8m import synthetic
+from yt8m.core import files
+from yt8m.core.config import DataConfig, TrainConfig
 from yt8m.data import readers
 from yt8m.distillation import extract
 from yt8m.segments import evaluate
 from yt8m.segments import finetune
 from yt8m.segments import inference
-from yt8m.training import files, trainer
-from yt8m.training.config import DataConfig, TrainConfig
+from yt8m.training import trainer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", "bench/output/segments", "Data, train dirs and results.")
@@ -171,7 +172,8 @@ def _plot(rows, path):
     axis.set_xlabel("segment MAP@K (synthetic, held-out rated shard)")
     axis.set_xlim(0, max(values) * 1.15)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    with files.atomic_path(path) as temp:
+        figure.savefig(temp, format="png", dpi=110)
     plt.close(figure)
 
 

@@ -26,6 +26,7 @@ import tf_keras as keras
 
 import frame_level_models
 from yt8m import data, losses, metrics, synthetic
+from yt8m.core import files
 from yt8m.data import records
 
 FLAGS = flags.FLAGS
@@ -186,12 +187,6 @@ def train_and_evaluate(name, train, validate, epochs, seed):
 
 # ------------------------------------------------------------------------------------- report
 
-def _write_atomically(path, write):
-    temp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
-    write(temp)
-    os.replace(temp, path)
-
-
 def plot(results, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -212,7 +207,8 @@ def plot(results, path):
     axes[0].set_ylim(0, 1)
     axes[1].legend()
     figure.tight_layout()
-    _write_atomically(path, lambda temp: figure.savefig(temp, format="png", dpi=100))
+    with files.atomic_path(path) as temp:
+        figure.savefig(temp, format="png", dpi=100)
 
 
 def main(argv):
@@ -260,8 +256,8 @@ def main(argv):
                          "learning_rate_decay", "video_learning_rate", "train_frames",
                          "bn_momentum")},
               "results": results}
-    _write_atomically(os.path.join(FLAGS.output_dir, "results.json"),
-                      lambda temp: open(temp, "w").write(json.dumps(report, indent=2) + "\n"))
+    files.write_text_atomically(os.path.join(FLAGS.output_dir, "results.json"),
+                                json.dumps(report, indent=2) + "\n")
     plot(results, os.path.join(FLAGS.output_dir, "gap_by_epoch.png"))
     print(f"GAP of the planted labels against the written ones (ceiling): {ceiling:.4f}")
     print(f"{'model':<16}{'params':>10}{'GAP':>8}{'GAP clean':>11}{'best GAP':>10}{'seconds':>9}")

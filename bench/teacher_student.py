@@ -33,12 +33,13 @@ import tensorflow as tf
 
 from frame_level_models import hierarchical_lstm
 from yt8m import evaluation, synthetic
+from yt8m.core import files
 from yt8m.distillation import teacher_cache
 from yt8m.distillation import training_setup
-from yt8m.distillation.training_setup import DistillConfig
+from yt8m.distillation.config import DistillConfig
 from yt8m.losses import get_label_loss
+from yt8m.core.config import DataConfig, TrainConfig
 from yt8m.training import checkpoints, inputs, trainer
-from yt8m.training.config import DataConfig, TrainConfig
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", "/tmp/yt8m_bench_teacher_student",
@@ -264,7 +265,8 @@ def plot(results, ks, path):
     right.set_ylabel("inference examples/s (shared CPU)")
     right.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    with files.atomic_path(path) as temp:
+        figure.savefig(temp, format="png", dpi=100)
 
 
 def main(argv):
@@ -278,11 +280,10 @@ def main(argv):
         "num_videos", "num_classes", "validate_fraction", "min_frames", "max_frames", "ks",
         "cells", "teacher_epochs", "student_epochs", "batch_size", "learning_rate", "seed")}
     results["total_seconds"] = time.time() - started
-    with open(os.path.join(FLAGS.output_dir, "results.json"), "w") as handle:
-        json.dump(results, handle, indent=2)
+    files.write_text_atomically(os.path.join(FLAGS.output_dir, "results.json"),
+                                json.dumps(results, indent=2))
     text = tables(results, ks)
-    with open(os.path.join(FLAGS.output_dir, "results.md"), "w") as handle:
-        handle.write(text)
+    files.write_text_atomically(os.path.join(FLAGS.output_dir, "results.md"), text)
     plot(results, ks, os.path.join(FLAGS.output_dir, "gap_and_speed.png"))
     print(text)
     print(f"total {results['total_seconds']:.0f} s; results in {FLAGS.output_dir}")

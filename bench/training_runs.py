@@ -16,8 +16,9 @@ import tf_keras as keras
 
 from yt8m import evaluation, synthetic
 from yt8m.inference import predictors
-from yt8m.training import checkpoints, files, inputs, trainer
-from yt8m.training.config import DataConfig, EvalConfig, TrainConfig
+from yt8m.core import files
+from yt8m.training import checkpoints, inputs, trainer
+from yt8m.core.config import DataConfig, EvalConfig, TrainConfig
 
 FRAME_FEATURES = (("rgb", "audio"), (1024, 128))
 VIDEO_FEATURES = (("mean_rgb", "mean_audio"), (1024, 128))

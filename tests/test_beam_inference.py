@@ -23,7 +23,7 @@ from yt8m.export.saved_model_predictor import load_saved_model_predictor  # noqa
 from yt8m.inference import submission  # noqa: E402
 from yt8m.segments import inference as segment_inference  # noqa: E402
 from yt8m.training import checkpoints  # noqa: E402
-from yt8m.training import files  # noqa: E402
+from yt8m.core import files  # noqa: E402
 from yt8m.training import inputs  # noqa: E402
 
 NUM_CLASSES = 12

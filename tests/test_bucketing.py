@@ -9,11 +9,11 @@ import tensorflow as tf
 
 import frame_level_models
 from yt8m import evaluation
+from yt8m.core.config import EvalConfig, InferenceConfig
+from yt8m.core.option_groups import FRAME_BUCKET_ITEMS
 from yt8m.data import bucketing, readers
 from yt8m.inference import video_inference
-from yt8m.training import flags as training_flags
 from yt8m.training import inputs, trainer
-from yt8m.training.config import EvalConfig, InferenceConfig
 
 import training_helpers as helpers
 
@@ -70,9 +70,9 @@ def test_even_boundaries():
 
 
 def test_flag_values_become_integers():
-    assert training_flags.parse_frame_buckets(["60", "120"]) == (60, 120)
+    assert FRAME_BUCKET_ITEMS(["60", "120"], "--frame_buckets") == (60, 120)
     with pytest.raises(ValueError, match="--frame_buckets='60,sixty': 'sixty' is not an integer"):
-        training_flags.parse_frame_buckets(["60", "sixty"])
+        FRAME_BUCKET_ITEMS(["60", "sixty"], "--frame_buckets")
 
 
 def test_every_video_once_in_its_bucket_with_the_padded_values(data_dir):

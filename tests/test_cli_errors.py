@@ -14,7 +14,7 @@ import frame_level_models
 from yt8m import evaluation
 from yt8m.inference import video_inference
 from yt8m.training import trainer
-from yt8m.training.config import EvalConfig, InferenceConfig
+from yt8m.core.config import EvalConfig, InferenceConfig
 
 import training_helpers as helpers
 

@@ -23,7 +23,7 @@ from yt8m.distillation.distillation_model import (CachedTeachers, DistillationMo
                                                   LiveTeachers, teacher_key)
 from yt8m.distillation.graph_distillation import GraphDistillationModel
 from yt8m.distillation.multi_teacher import SOFT_LABELS, MultiTeacherModel
-from yt8m.distillation.training_setup import DistillConfig
+from yt8m.distillation.config import DistillConfig
 from yt8m.losses import get_label_loss
 from yt8m.training import checkpoints
 from yt8m.training import inputs

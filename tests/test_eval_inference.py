@@ -15,7 +15,7 @@ from yt8m.inference import video_inference
 from yt8m.training import checkpoints
 from yt8m.training import inputs
 from yt8m.training import trainer
-from yt8m.training.config import EvalConfig, InferenceConfig
+from yt8m.core.config import EvalConfig, InferenceConfig
 
 import training_helpers as helpers
 

@@ -25,7 +25,6 @@ from yt8m.data import records
 from yt8m.export import budget
 from yt8m.export import demo
 from yt8m.export import exporter
-from yt8m.export import flags as export_flags
 from yt8m.export import member_module
 from yt8m.export import members as members_lib
 from yt8m.export import precision as precision_lib
@@ -36,8 +35,9 @@ from yt8m.export import tuning
 from yt8m.export import validation_data
 from yt8m.inference import video_inference
 from yt8m.training import checkpoints
-from yt8m.training import files
-from yt8m.training.config import InferenceConfig
+from yt8m.core import files
+from yt8m.core import options
+from yt8m.core.config import InferenceConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.dirname(sys.executable)
@@ -525,9 +525,9 @@ def test_cli_exports_with_tuned_weights(train_dirs, validation, workdir):
 
 def _config_from(argv):
     flag_values = absl_flags.FlagValues()
-    export_flags.define_export_flags(flag_values)
+    options.define_flags(exporter.ExportConfig, flag_values)
     flag_values(["export_ensemble.py"] + argv)
-    return export_flags.config_from_flags(flag_values)
+    return options.from_flags(exporter.ExportConfig, flag_values)
 
 
 def test_flags_to_config():
@@ -545,3 +545,27 @@ def test_flags_to_config():
     with pytest.raises(ValueError, match=r"--weights has 1 values for 2 --members"):
         exporter.export_ensemble(_config_from(["--members=a,b", "--weights=1",
                                                "--output_dir=/nonexistent/o"]))
+
+
+@pytest.mark.parametrize("precision", ["float32", "float16", "int8"])
+def test_precision_flag(precision, capsys):
+    assert _config_from(["--members=a", f"--precision={precision}"]).precision == precision
+    assert capsys.readouterr().err == ""
+
+
+def test_precision_flag_rejects_other_values():
+    with pytest.raises(absl_flags.IllegalFlagValueError, match=re.escape("one of <float32|float16|int8>")):
+        _config_from(["--members=a", "--precision=bfloat16"])
+
+
+@pytest.mark.parametrize("old, precision", [("float16", "float16"), ("int8", "int8")])
+def test_deprecated_precision_booleans_print_a_notice(old, precision, capsys):
+    assert _config_from(["--members=a", f"--{old}"]).precision == precision
+    assert capsys.readouterr().err == (f"warning: --{old} is deprecated; use "
+                                       f"--precision={precision}\n")
+    # Saying the same thing twice is fine; contradicting --precision is an error.
+    assert _config_from(["--members=a", f"--{old}", f"--precision={precision}"]).precision \
+        == precision
+    with pytest.raises(ValueError, match=rf"^--{old} contradicts --precision=float32: give "
+                                         r"only --precision$"):
+        _config_from(["--members=a", f"--{old}", "--precision=float32"])

@@ -15,8 +15,8 @@ from yt8m.distillation import extract
 from yt8m.distillation import mixture_models
 from yt8m.distillation import placement
 from yt8m.training import checkpoints
-from yt8m.training import model_flags as model_flags_lib
-from yt8m.training.config import DataConfig, TrainConfig
+from yt8m.core import model_flags as model_flags_lib
+from yt8m.core.config import DataConfig, TrainConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 V = 5

@@ -25,7 +25,7 @@ from yt8m.data import records
 from yt8m.training import checkpoints
 from yt8m.training import multi_worker
 from yt8m.training import trainer
-from yt8m.training.config import DataConfig, TrainConfig
+from yt8m.core.config import DataConfig, TrainConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 5

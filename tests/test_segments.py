@@ -13,6 +13,9 @@ import yt8m  # noqa: F401
 import tensorflow as tf
 
 from yt8m import metrics
+from yt8m.core import model_flags as model_flags_lib
+from yt8m.core import options
+from yt8m.core.config import TrainConfig
 from yt8m.data import readers
 from yt8m.data import records
 from yt8m.segments import evaluate
@@ -23,8 +26,6 @@ from yt8m.segments import ratings as ratings_lib
 from yt8m.segments import submission
 from yt8m.segments import top_k
 from yt8m.training import checkpoints
-from yt8m.training import flags as training_flags
-from yt8m.training import model_flags as model_flags_lib
 from yt8m.training import trainer
 from yt8m.training.model_builder import build_model
 
@@ -257,7 +258,7 @@ def video_run(data_dir, tmp_path_factory):
 
 def _train_flag_values(argv):
     fv = flags.FlagValues()
-    training_flags.define_train_flags(fv)
+    options.define_flags(TrainConfig, fv)
     zoo_hparams.define_flags(fv, pruning=False)
     finetune.define_flags(fv)
     fv(["train.py"] + argv)

@@ -12,12 +12,14 @@ import tf_keras as keras
 
 from frame_level_models import hparams
 from yt8m.core import training_protocol
+from yt8m.core import option_groups
+from yt8m.core import options
+from yt8m.core.config import CpuDevices, TrainConfig
+from yt8m.core.model_flags import ModelFlagsMismatchError
 from yt8m.data import records
 from yt8m.training import checkpoints
-from yt8m.training import flags as training_flags
 from yt8m.training import objective
 from yt8m.training import trainer
-from yt8m.training.model_flags import ModelFlagsMismatchError
 from yt8m.training.optimizers import make_optimizer
 from yt8m.training.schedules import examples_staircase_decay
 from yt8m.losses import get_label_loss
@@ -32,11 +34,13 @@ def data_dir(tmp_path_factory):
 
 def _parse_train_flags(argv):
     flag_values = flags.FlagValues()
-    training_flags.define_train_flags(flag_values)
+    options.define_flags(TrainConfig, flag_values)
+    options.define_flags(CpuDevices, flag_values)
     hparams.define_flags(flag_values, pruning=False)
     flag_values(["train.py", *argv])
-    return flag_values, training_flags.train_config_from_flags(
-        flag_values, hparams.hparams_from_flags(flag_values, flag_values.model))
+    return flag_values, options.from_flags(
+        TrainConfig, flag_values,
+        model_hparams=hparams.hparams_from_flags(flag_values, flag_values.model))
 
 
 def test_train_flag_defaults_are_the_starters():
@@ -80,7 +84,7 @@ def test_train_flags_become_the_config_and_the_models_hparams():
 ])
 def test_feature_flag_errors_name_the_flags(names, sizes, message):
     with pytest.raises(ValueError) as error:
-        training_flags.parse_feature_flags(names, sizes)
+        option_groups.parse_features(names, sizes)
     assert str(error.value) == message
 
 

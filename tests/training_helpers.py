@@ -9,7 +9,7 @@ import sys
 
 import yt8m  # noqa: F401
 from yt8m import synthetic
-from yt8m.training.config import DataConfig, TrainConfig
+from yt8m.core.config import DataConfig, TrainConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 6

@@ -23,7 +23,6 @@ through to the pipeline; see docs/scale_out.md for the Dataflow, Flink and Spark
 """
 import dataclasses
 import functools
-import sys
 from typing import NamedTuple
 
 from absl import app
@@ -38,12 +37,16 @@ import apache_beam as beam
 from apache_beam.ml.inference import base as beam_inference_base
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from yt8m.core import cli
+from yt8m.core import options
+from yt8m.core.option_groups import Batching, PredictionFiles, TopK
 from yt8m.data import readers
 from yt8m.data import records
 from yt8m.inference import submission as video_submission
 from yt8m.segments import fusion
 from yt8m.segments import submission as segment_submission
 from yt8m.segments import top_k
+from yt8m.segments.segment_options import SegmentRanking
 
 SERVING_SIGNATURE = "serving_default"
 # The serving contract (SPEC 7): these inputs, float32 features and int32 frame counts.
@@ -284,19 +287,24 @@ def segment_rows(top_segments, whitelist):
 # The pipeline.
 
 @dataclasses.dataclass
-class BeamInferenceConfig:
-    input_data_pattern: str
-    saved_model_dir: str
-    output_file: str
-    top_k: int = 20
-    max_frames: int = 0                   # 0: the SavedModel's own max_frames (else 300)
-    batch_size: int = 32
-    segment_saved_model_dir: str = ""     # set to rank segments too
-    segment_output_file: str = ""
-    segment_label_ids: str = ""           # whitelist CSV; empty: every class
-    segment_candidates: int = 20
-    segment_top_k: int = 100000
-    video_score_weight: float = 0.05
+class BeamInferenceConfig(PredictionFiles, TopK, SegmentRanking):
+    """The options of `python -m yt8m.beam_inference` (Beam's own flags pass through)."""
+    input_data_pattern: str = options.override(
+        PredictionFiles, "input_data_pattern",
+        help="Glob of frame-level TFRecord files (gs:// works).")
+    saved_model_dir: str = options.option(
+        "", "SavedModel with the SPEC 7 serving_default signature (export_ensemble.py output).")
+    output_file: str = options.override(PredictionFiles, "output_file",
+                                        help="Video-level submission CSV to write.")
+    max_frames: int = options.option(
+        0, "Frames per video fed to the model (truncate / zero-pad); 0: the max_frames the "
+        "export records (else 300).")
+    batch_size: int = options.override(
+        Batching, "batch_size", 32, help="Videos (or segments) per model call; short batches "
+        "are padded so scores never depend on the grouping.")
+    segment_saved_model_dir: str = options.option(
+        "", "5-frame segment model (same signature); enables the Class,Segments output.")
+    segment_output_file: str = options.option("", "Segment submission CSV to write.")
 
 
 def _require_saved_model(path, flag):
@@ -405,51 +413,19 @@ def run(config, pipeline_args=()):
 # --------------------------------------------------------------------------------------------
 # Command line.
 
-_DEFAULTS = BeamInferenceConfig("", "", "")
-
-
 def define_flags(flag_values=flags.FLAGS):
     """Defines this tool's flags (only when it runs: other tools define some of the same names)."""
-    fv = flag_values
-    flags.DEFINE_string("input_data_pattern", "", "Glob of frame-level TFRecord files (gs:// "
-                        "works).", flag_values=fv)
-    flags.DEFINE_string("saved_model_dir", "", "SavedModel with the SPEC 7 serving_default "
-                        "signature (export_ensemble.py output).", flag_values=fv)
-    flags.DEFINE_string("output_file", "", "Video-level submission CSV to write.", flag_values=fv)
-    flags.DEFINE_integer("top_k", _DEFAULTS.top_k, "Classes per video in the CSV.",
-                         flag_values=fv)
-    flags.DEFINE_integer("max_frames", _DEFAULTS.max_frames, "Frames per video fed to the model "
-                         "(truncate / zero-pad); 0: the max_frames the export records (else "
-                         "300).", flag_values=fv)
-    flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Videos (or segments) per model "
-                         "call; short batches are padded so scores never depend on the grouping.",
-                         flag_values=fv)
-    flags.DEFINE_string("segment_saved_model_dir", "", "5-frame segment model (same signature); "
-                        "enables the Class,Segments output.", flag_values=fv)
-    flags.DEFINE_string("segment_output_file", "", "Segment submission CSV to write.",
-                        flag_values=fv)
-    flags.DEFINE_string("segment_label_ids", "", "segment_label_ids.csv: the classes ranked in the "
-                        "segment CSV (default every class).", flag_values=fv)
-    flags.DEFINE_integer("segment_candidates", _DEFAULTS.segment_candidates,
-                         "Video-level top classes whose segments are scored.", flag_values=fv)
-    flags.DEFINE_integer("segment_top_k", _DEFAULTS.segment_top_k, "Segments kept per class.",
-                         flag_values=fv)
-    flags.DEFINE_float("video_score_weight", _DEFAULTS.video_score_weight,
-                       "w in score = P_vid^w * P_seg^(1-w).", flag_values=fv)
+    options.define_flags(BeamInferenceConfig, flag_values)
 
 
 def config_from_flags(flag_values=flags.FLAGS):
-    return BeamInferenceConfig(**{field.name: flag_values[field.name].value
-                                  for field in dataclasses.fields(BeamInferenceConfig)})
+    return options.from_flags(BeamInferenceConfig, flag_values)
 
 
 def run_from_flags(flag_values, pipeline_args):
     """Runs with the parsed flags; bad input ends with one line on stderr and exit code 1."""
-    try:
+    with cli.exit_on_user_error("beam_inference"):
         run(config_from_flags(flag_values), pipeline_args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"beam_inference: error: {error}", file=sys.stderr, flush=True)
-        sys.exit(1)
 
 
 def main(argv):

@@ -7,29 +7,35 @@ loop, the inference writer), composed in one process. A video-level LogisticMode
 means is trained too, as the baseline the synthetic data set is built to defeat (SPEC 9): the
 frame-level model should beat it clearly. Sized to finish in a few minutes on 2 CPU cores.
 """
+import dataclasses
 import os
 import time
 
 from absl import app
-from absl import flags
 from absl import logging
 
 import yt8m  # noqa: F401
 from yt8m import evaluation
 from yt8m import synthetic
+from yt8m.core import options
+from yt8m.core.config import DataConfig, EvalConfig, InferenceConfig, TrainConfig
+from yt8m.core.files import write_json_atomically
 from yt8m.export.demo import demo_export
 from yt8m.inference import video_inference
 from yt8m.training import trainer
-from yt8m.training.config import DataConfig, EvalConfig, InferenceConfig, TrainConfig
-from yt8m.training.files import write_json_atomically
 
-flags.DEFINE_string("output_dir", "demo_output", "Where the data, train dirs and CSV go.")
-flags.DEFINE_integer("num_videos", 2000, "Synthetic frame-level videos (train+validate+test).")
-flags.DEFINE_integer("num_classes", 25, "Synthetic vocabulary size.")
-flags.DEFINE_integer("train_steps", 300, "NeXtVLAD training steps.")
-flags.DEFINE_integer("batch_size", 32, "Training batch size.")
-flags.DEFINE_integer("seed", 7, "Seed of the data set and of the training runs.")
-FLAGS = flags.FLAGS
+
+@dataclasses.dataclass
+class DemoOptions:
+    output_dir: str = options.option("demo_output", "Where the data, train dirs and CSV go.")
+    num_videos: int = options.override(synthetic.Config, "num_videos", 2000)
+    num_classes: int = options.override(synthetic.Config, "num_classes", 25)
+    seed: int = options.override(synthetic.Config, "seed", 7,
+                                 help="Seed of the data set and of the training runs.")
+    train_steps: int = options.option(300, "NeXtVLAD training steps.", lower=1)
+    batch_size: int = options.override(TrainConfig, "batch_size", 32,
+                                       help="Training batch size.")
+
 
 MAX_FRAMES = 120
 FRAME_DATA = DataConfig(feature_names=("rgb", "audio"), feature_sizes=(1024, 128),
@@ -48,14 +54,14 @@ def _banner(text):
     logging.info("=" * 20 + " %s " + "=" * 20, text)
 
 
-def _train(train_dir, pattern, model, data, hparams, steps, base_learning_rate):
-    data = DataConfig(**{**vars(data), "num_classes": FLAGS.num_classes})
+def _train(demo, train_dir, pattern, model, data, hparams, base_learning_rate):
+    data = dataclasses.replace(data, num_classes=demo.num_classes)
     config = TrainConfig(
         train_dir=train_dir, train_data_pattern=pattern, data=data, model=model,
-        model_hparams=hparams, batch_size=FLAGS.batch_size, base_learning_rate=base_learning_rate,
+        model_hparams=hparams, batch_size=demo.batch_size, base_learning_rate=base_learning_rate,
         learning_rate_decay=0.8, learning_rate_decay_examples=8000, num_epochs=1000,
-        max_steps=steps, export_model_steps=200, log_every_steps=25, shuffle_seed=FLAGS.seed,
-        distribution_strategy="one_device")
+        max_steps=demo.train_steps, export_model_steps=200, log_every_steps=25,
+        shuffle_seed=demo.seed, distribution_strategy="one_device")
     return trainer.train(config)
 
 
@@ -66,24 +72,26 @@ def _evaluate(train_dir, pattern):
     return results[-1]
 
 
-def run_demo(output_dir):
+def run_demo(demo=None):
+    demo = demo or DemoOptions()
     started = time.time()
+    output_dir = demo.output_dir
     data_dir = os.path.join(output_dir, "data")
     _banner(f"1/5 synthetic data set -> {data_dir}")
-    synthetic.generate(data_dir, num_videos=FLAGS.num_videos, num_classes=FLAGS.num_classes,
-                       seed=FLAGS.seed, num_shards=4, min_frames=60, max_frames=150,
+    synthetic.generate(data_dir, num_videos=demo.num_videos, num_classes=demo.num_classes,
+                       seed=demo.seed, num_shards=4, min_frames=60, max_frames=150,
                        num_segment_videos=0)
     frame = os.path.join(data_dir, "frame", "{}*.tfrecord")
     video = os.path.join(data_dir, "video", "{}*.tfrecord")
 
     nextvlad_dir = os.path.join(output_dir, "nextvlad")
-    _banner(f"2/5 training NeXtVLADModel for {FLAGS.train_steps} steps -> {nextvlad_dir}")
-    _train(nextvlad_dir, frame.format("train"), "NeXtVLADModel", FRAME_DATA, NEXTVLAD_HPARAMS,
-           FLAGS.train_steps, base_learning_rate=2e-3)
+    _banner(f"2/5 training NeXtVLADModel for {demo.train_steps} steps -> {nextvlad_dir}")
+    _train(demo, nextvlad_dir, frame.format("train"), "NeXtVLADModel", FRAME_DATA,
+           NEXTVLAD_HPARAMS, base_learning_rate=2e-3)
     baseline_dir = os.path.join(output_dir, "logistic_baseline")
     _banner(f"2b/5 baseline: video-level LogisticModel on frame means -> {baseline_dir}")
-    _train(baseline_dir, video.format("train"), "LogisticModel", VIDEO_DATA, {},
-           FLAGS.train_steps, base_learning_rate=1e-2)
+    _train(demo, baseline_dir, video.format("train"), "LogisticModel", VIDEO_DATA, {},
+           base_learning_rate=1e-2)
 
     _banner("3/5 evaluating on frame/validate")
     nextvlad = _evaluate(nextvlad_dir, frame.format("validate"))
@@ -132,8 +140,9 @@ yt8m demo finished in {summary['seconds']:.0f} s
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    run_demo(FLAGS.output_dir)
+    run_demo(options.from_flags(DemoOptions))
 
 
 if __name__ == "__main__":
+    options.define_flags(DemoOptions)
     app.run(main)

@@ -19,9 +19,9 @@ import tensorflow as tf
 
 from yt8m.metrics import EvaluationMetrics
 from yt8m.training import checkpoints
-from yt8m.training import files
+from yt8m.core import files
 from yt8m.training import inputs
-from yt8m.training import model_flags as model_flags_lib
+from yt8m.core import model_flags as model_flags_lib
 from yt8m.losses import get_label_loss
 from yt8m.training.model_builder import build_model
 from yt8m.training.objective import model_predictions

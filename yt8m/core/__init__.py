@@ -1,1 +1,9 @@
-"""Shared low-level helpers of yt8m; imports only the standard library, absl, numpy, TensorFlow."""
+"""The lowest layer: what every tool shares, importing nothing else of the project.
+
+- `options`: typed dataclass configs whose fields declare their absl flags (define_flags,
+  from_flags); `option_groups`: the option groups several tools share and the feature-list parser;
+  `config`: the records of training, evaluation and inference.
+- `files`: atomic writes (files and directories), the one way results are written.
+- `cli`: `run(main, program)`, bad input as one `<program>: error: ...` line.
+- `model_flags`: `train_dir/model_flags.json`, what model a train dir holds.
+"""

@@ -11,6 +11,8 @@ not to the batch's longest video, so a step function sees at most len(boundaries
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
+from yt8m.core.option_groups import FRAME_BUCKET_ITEMS
+
 NUM_FRAMES = "num_frames"
 
 
@@ -22,15 +24,10 @@ def parse_boundaries(values, max_frames, flag_name="--frame_buckets"):
     """
     if isinstance(values, str):
         values = [value for value in values.split(",") if value.strip()]
-    if not values:
+    if not len(values):
         return ()
     bounds = []
-    for value in values:
-        try:
-            bound = int(str(value).strip())
-        except ValueError:
-            raise ValueError(f"{flag_name}={','.join(map(str, values))!r}: {value!r} is not an "
-                             "integer number of frames") from None
+    for bound in FRAME_BUCKET_ITEMS(values, flag_name):
         if bound <= 0:
             raise ValueError(f"{flag_name}: bucket bounds must be positive, got {bound}")
         if bound > max_frames:

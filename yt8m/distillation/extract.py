@@ -19,8 +19,8 @@ import tensorflow as tf
 from yt8m.distillation import mixture_models
 from yt8m.distillation import mod_tree
 from yt8m.training import checkpoints
-from yt8m.training import files
-from yt8m.training import model_flags as model_flags_lib
+from yt8m.core import files
+from yt8m.core import model_flags as model_flags_lib
 
 
 def read_tree_flags(train_dir):
@@ -84,6 +84,6 @@ def main():
 
 
 if __name__ == "__main__":
-    from yt8m.training import cli
+    from yt8m.core import cli
     define_flags()
     cli.run(main, "extract")

@@ -15,24 +15,26 @@ Only raw logits (and embeddings) are stored: temperatures, teacher weights and t
 sigmoid form are chosen at training time. Training reads the arrays memory-mapped, so a cache larger
 than memory works; a lookup copies only the batch's rows.
 """
+import dataclasses
 import json
 import os
-import shutil
-import tempfile
 import time
 
 import numpy as np
-from absl import flags
 from absl import logging
 
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
+from yt8m.core import cli
+from yt8m.core import files
+from yt8m.core import model_flags as model_flags_lib
+from yt8m.core import options
+from yt8m.core.config import DataConfig
+from yt8m.core.option_groups import Batching
 from yt8m.distillation import teachers as teachers_lib
-from yt8m.training import files
+from yt8m.distillation.config import DistillConfig
 from yt8m.training import inputs
-from yt8m.training import model_flags as model_flags_lib
-from yt8m.training.config import DataConfig
 
 CACHE_FILE = "teacher_cache.json"
 IDS_FILE = "ids.txt"
@@ -96,20 +98,10 @@ def write_teacher_cache(teacher_paths, data_pattern, cache_dir, batch_size=256, 
                                         batch_size)
     compute = _outputs_function(teachers)
 
-    parent = os.path.dirname(os.path.abspath(cache_dir))
-    os.makedirs(parent, exist_ok=True)
-    temp_dir = tempfile.mkdtemp(prefix=f".{os.path.basename(cache_dir)}.tmp-", dir=parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temp_dir, 0o777 & ~umask)  # mkdtemp's 0700 would hide the cache from other users
-    try:
+    with files.atomic_directory(cache_dir) as temp_dir:
         record = _write_arrays(temp_dir, teachers, teacher_paths, dataset, data, compute, dtype)
         record["data_pattern"] = data_pattern
         files.write_json_atomically(os.path.join(temp_dir, CACHE_FILE), record)
-        _move_into_place(temp_dir, cache_dir)
-    except BaseException:
-        shutil.rmtree(temp_dir, ignore_errors=True)
-        raise
     return record
 
 
@@ -154,17 +146,6 @@ def _write_arrays(directory, teachers, teacher_paths, dataset, data, compute, dt
             "teachers": [{"path": path, "description": teacher.description,
                           "embedding_size": teacher.embedding_size}
                          for path, teacher in zip(teacher_paths, teachers)]}
-
-
-def _move_into_place(temp_dir, cache_dir):
-    if os.path.exists(cache_dir):  # --overwrite: swap, then delete the old cache
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(cache_dir)}.old-",
-                               dir=os.path.dirname(os.path.abspath(cache_dir)))
-        os.rename(cache_dir, os.path.join(old, "cache"))
-        os.rename(temp_dir, cache_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(temp_dir, cache_dir)
 
 
 class TeacherCache:
@@ -255,32 +236,34 @@ class TeacherCache:
 
 # ----------------------------------------------------------------------------- command line
 
-def define_flags(flag_values=flags.FLAGS):
-    fv = flag_values
-    flags.DEFINE_list("teacher_dirs", [], "Teachers: train dirs of train.py or ensembles exported "
-                      "by export_ensemble.py.", flag_values=fv)
-    flags.DEFINE_string("data_pattern", "", "Glob of the TFRecord files to cache the teachers' "
-                        "outputs for (the student's training data).", flag_values=fv)
-    flags.DEFINE_string("cache_dir", "", "Directory to write (must not exist unless --overwrite).",
-                        flag_values=fv)
-    flags.DEFINE_integer("batch_size", 256, "Videos per batch.", lower_bound=1, flag_values=fv)
-    flags.DEFINE_integer("num_readers", 1, "Files read in parallel.", lower_bound=1,
-                         flag_values=fv)
-    flags.DEFINE_enum("dtype", "float32", list(DTYPES), "Storage type of the cached arrays "
-                      "(float16 halves the size).", flag_values=fv)
-    flags.DEFINE_bool("overwrite", False, "Replace an existing --cache_dir.", flag_values=fv)
+@dataclasses.dataclass
+class TeacherCacheOptions(Batching):
+    """The options of `python -m yt8m.distillation.teacher_cache`."""
+    teacher_dirs: tuple[str, ...] = options.override(
+        DistillConfig, "teacher_dirs",
+        help="Teachers: train dirs of train.py or ensembles exported by export_ensemble.py.")
+    data_pattern: str = options.option(
+        "", "Glob of the TFRecord files to cache the teachers' outputs for (the student's "
+        "training data).")
+    cache_dir: str = options.option(
+        "", "Directory to write (must not exist unless --overwrite).")
+    batch_size: int = options.override(Batching, "batch_size", 256, help="Videos per batch.")
+    num_readers: int = options.override(Batching, "num_readers", 1)
+    dtype: str = options.option(
+        "float32", "Storage type of the cached arrays (float16 halves the size).",
+        choices=DTYPES)
+    overwrite: bool = options.option(False, "Replace an existing --cache_dir.")
 
 
 def main():
-    values = flags.FLAGS
-    record = write_teacher_cache(values.teacher_dirs, values.data_pattern, values.cache_dir,
-                                 values.batch_size, values.num_readers, values.dtype,
-                                 values.overwrite)
+    given = options.from_flags(TeacherCacheOptions)
+    record = write_teacher_cache(given.teacher_dirs, given.data_pattern, given.cache_dir,
+                                 given.batch_size, given.num_readers, given.dtype,
+                                 given.overwrite)
     print(f"teacher_cache: wrote {record['num_videos']} videos x {len(record['teachers'])} "
-          f"teacher(s) to {values.cache_dir}", flush=True)
+          f"teacher(s) to {given.cache_dir}", flush=True)
 
 
 if __name__ == "__main__":
-    from yt8m.training import cli
-    define_flags()
+    options.define_flags(TeacherCacheOptions)
     cli.run(main, "teacher_cache", more_user_errors=(FileExistsError,))

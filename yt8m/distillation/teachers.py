@@ -14,7 +14,7 @@ import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
 from yt8m.training import checkpoints
-from yt8m.training import model_flags as model_flags_lib
+from yt8m.core import model_flags as model_flags_lib
 
 NUM_FRAMES = "num_frames"
 # Probabilities are clipped to [eps, 1 - eps] before the inverse sigmoid (float32 resolves 1e-7).
@@ -56,7 +56,7 @@ class TrainDirTeacher:
         self.description = f"{flags['model']} from {train_dir}"
         self.num_classes = int(flags["num_classes"])
         self.frame_features = bool(flags["frame_features"])
-        self.feature_names = tuple(flags["feature_names"].split(","))
+        self.feature_names = model_flags_lib.features(flags)[0]
         self.model = model if model is not None else checkpoints.load_model(train_dir)
         self.model.trainable = False
         self.embedding_size = output_size(self.model, "embedding")

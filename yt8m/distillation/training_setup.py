@@ -8,52 +8,19 @@ training model of its mode (yt8m.distillation.modes: teacher-student, multi-teac
 """
 import dataclasses
 import os
-from typing import Optional
 
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 
 from yt8m.distillation import frame_selection
 from yt8m.distillation import frame_skipping
-from yt8m.distillation import graph_distillation
 from yt8m.distillation import losses as distillation_losses
 from yt8m.distillation import modes
-from yt8m.distillation import multi_teacher
-from yt8m.distillation import teacher_student
-from yt8m.distillation.teacher_student import LOSS_NAMES, TRAINING_MODES
+from yt8m.distillation.config import MODES  # noqa: F401  (registers the built-in modes)
+from yt8m.distillation.teacher_student import TRAINING_MODES
 from yt8m.losses import get_label_loss
-from yt8m.training import files
+from yt8m.core import files
 
-# The built-in modes, in the order --distill_mode lists them (a new mode: its module, and here).
-for _mode in (teacher_student.MODE, multi_teacher.MODE, graph_distillation.MODE):
-    modes.register(_mode)
-MODES = modes.names()
 RECORD_FILE = "distillation.json"
-
-
-@dataclasses.dataclass(frozen=True)
-class DistillConfig:
-    """Distillation settings; the field names are the train.py flags without their prefixes."""
-    mode: str = ""                      # --distill_mode: "" (none), or a registered mode
-    teacher_dirs: tuple = ()            # --teacher_dirs: train dirs or exported ensembles
-    teacher_weights: tuple = ()         # --teacher_weights: mu_i (multi_teacher), default equal
-    teacher_cache: str = ""             # --teacher_cache: read teacher outputs from this cache
-    student_frames: int = 0             # --student_frames: k (0: the student sees every frame)
-    frame_selection: str = "uniform"    # --frame_selection
-    losses: tuple = LOSS_NAMES          # --distill_losses (teacher_student)
-    training: str = "serial"            # --distill_training: serial | parallel
-    teacher_model: str = ""             # --teacher_model: parallel teacher built fresh
-    teacher_hparams: Optional[dict] = None  # its hparams (train.py reads them from the flags)
-    temperature: float = 3.0            # --distill_temperature
-    lam: float = 0.5                    # --distill_lambda
-    form: str = "softmax"               # --distill_form: softmax | sigmoid
-    pred_distance: str = "kl"           # --distill_pred_distance (teacher_student L_pred)
-    rep_weight: float = 1.0             # --distill_rep_weight (teacher_student L_rep)
-    pred_weight: float = 1.0            # --distill_pred_weight (teacher_student L_pred)
-    graph_distance: str = "emd"         # --graph_distance: kl | emd
-    graph_rep_weight: float = 1.0       # --graph_rep_weight (0: no representation graph)
-    graph_learn_edges: bool = True      # --graph_learn_edges
-    graph_rep_temperature: float = 0.02  # --graph_rep_temperature (T_k of its vertices)
-    graph_bandwidth: float = 0.1        # --graph_bandwidth (MMD kernel sigma)
 
 
 def check(config):

@@ -37,7 +37,7 @@ def check_budget(num_bytes, budget_mb, what):
     if num_bytes > budget_mb * BYTES_PER_MB:
         raise SizeBudgetError(
             f"{what} would take {num_bytes / BYTES_PER_MB:.2f} MB, over "
-            f"--size_budget_mb={budget_mb:g}; drop members, use --float16 or --int8, or pass "
+            f"--size_budget_mb={budget_mb:g}; drop members, use --precision=float16 or int8, or pass "
             "--select_under_budget with --tune_weights_on")
 
 

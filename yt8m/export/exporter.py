@@ -8,8 +8,7 @@ export_report.json -> rename the temp dir to output_dir. Any failure removes the
 """
 import dataclasses
 import os
-import uuid
-from typing import Optional, Sequence
+from typing import Optional
 
 from absl import logging
 
@@ -17,6 +16,10 @@ import yt8m  # noqa: F401
 import numpy as np
 import tensorflow as tf
 
+from yt8m.core import files
+from yt8m.core import model_flags as model_flags_lib
+from yt8m.core import options
+from yt8m.core.option_groups import Batching, TopK
 from yt8m.export import budget
 from yt8m.export import member_module
 from yt8m.export import members as members_lib
@@ -24,7 +27,6 @@ from yt8m.export import precision as precision_lib
 from yt8m.export import serving
 from yt8m.export import tuning
 from yt8m.export import validation_data
-from yt8m.training import files
 
 REPORT_FILE = "export_report.json"
 # Largest |exported - float32 ensemble| prediction difference accepted by default.
@@ -44,21 +46,44 @@ class PredictionMismatchError(ValueError):
 
 @dataclasses.dataclass
 class ExportConfig:
-    members: Sequence[str]                    # TRAIN_DIR or TRAIN_DIR@CHECKPOINTS
-    output_dir: str
-    weights: Optional[Sequence[float]] = None  # default: equal
-    precision: str = precision_lib.FLOAT32
-    average_checkpoints: str = members_lib.LATEST
-    size_budget_mb: float = 1024.0
-    min_low_precision_elements: int = precision_lib.DEFAULT_MIN_ELEMENTS
-    top_k: int = 20
-    tune_weights_on: str = ""        # file pattern of frame-level validation records
-    select_under_budget: bool = False
-    eval_data_pattern: str = ""      # GAP before/after; default: tune_weights_on
-    max_eval_examples: int = 10000
-    batch_size: int = 64
-    max_prediction_diff: Optional[float] = None  # default DEFAULT_MAX_PREDICTION_DIFF[precision]
-    overwrite: bool = False
+    """What to export and how: the options of export_ensemble.py."""
+    members: list[str] = options.option(
+        default_factory=list, help="Comma-separated TRAIN_DIR[@CHECKPOINTS] of the ensemble "
+        "members; CHECKPOINTS is latest, last:N, START:END (steps) or STEP.")
+    output_dir: str = options.option(
+        "", "Directory of the SavedModel to write (must not exist unless --overwrite).")
+    weights: Optional[list[float]] = options.option(
+        None, "Comma-separated member weights (normalised to sum 1); default equal.")
+    precision: str = options.option(
+        precision_lib.FLOAT32, "Storage of the large weight matrices: float32, float16, or "
+        "per-channel int8 with float32 scales.", choices=precision_lib.PRECISIONS,
+        deprecated_aliases={"float16": precision_lib.FLOAT16, "int8": precision_lib.INT8})
+    average_checkpoints: str = options.option(
+        members_lib.LATEST, "Checkpoints averaged for members given without @: latest, last:N, "
+        "START:END or STEP.")
+    size_budget_mb: float = options.option(
+        1024.0, "Refuse the export if it would exceed this many MB (2**20 bytes).")
+    min_low_precision_elements: int = options.option(
+        precision_lib.DEFAULT_MIN_ELEMENTS, "Weight matrices with fewer values stay float32.")
+    top_k: int = options.override(
+        TopK, "top_k", help="Classes in the top-k outputs of the signatures and in GAP.")
+    tune_weights_on: str = options.option(
+        "", "Frame-level validation file pattern: choose the member weights that maximise GAP "
+        "on it.")
+    select_under_budget: bool = options.option(
+        False, "With --tune_weights_on: also choose which members to keep within "
+        "--size_budget_mb.")
+    eval_data_pattern: str = options.option(
+        "", "Frame-level validation file pattern to verify the export on and report GAP "
+        "before/after (default: --tune_weights_on; without either, random videos).")
+    max_eval_examples: int = options.option(
+        10000, "Videos read from the validation data.", lower=1)
+    batch_size: int = options.override(
+        Batching, "batch_size", 64, help="Videos per batch when reading validation data.")
+    max_prediction_diff: Optional[float] = options.option(
+        None, "Largest accepted |export - float32 ensemble| prediction difference (default "
+        "1e-5 float32, 1e-3 float16, 2e-2 int8).")
+    overwrite: bool = options.option(False, "Replace an existing --output_dir.")
 
 
 def _check_config(config):
@@ -94,9 +119,7 @@ def _check_members_agree(loaded):
         raise ValueError("--members predict different numbers of classes: " + ", ".join(
             f"{member.spec.train_dir}: {member.model_flags['num_classes']}" for member in loaded))
     for member in loaded:
-        names = str(member.model_flags.get("feature_names", "")).split(",")
-        sizes = [int(size) for size in str(member.model_flags.get("feature_sizes", "")).split(",")]
-        for name, size in zip(names, sizes):
+        for name, size in zip(*model_flags_lib.features(member.model_flags)):
             base = name[len(member_module.VIDEO_LEVEL_PREFIX):] if name.startswith(
                 member_module.VIDEO_LEVEL_PREFIX) else name
             if serving.FEATURE_SIZES.get(base) != size:
@@ -169,23 +192,6 @@ def _choose_weights(config, members, num_classes, loaded_weights_bytes, report):
     return kept, weights
 
 
-def _temp_dir_next_to(output_dir):
-    parent, name = os.path.split(os.path.normpath(output_dir))
-    return os.path.join(parent, f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-
-
-def _replace_directory(temp_dir, output_dir):
-    """Moves temp_dir to output_dir; an existing output_dir (--overwrite) goes only once the new
-    one is in place."""
-    if not tf.io.gfile.exists(output_dir):
-        tf.io.gfile.rename(temp_dir, output_dir)
-        return
-    old = _temp_dir_next_to(output_dir) + "-old"
-    tf.io.gfile.rename(output_dir, old)
-    tf.io.gfile.rename(temp_dir, output_dir)
-    tf.io.gfile.rmtree(old)
-
-
 def _graph_bytes(signatures):
     return sum(function.graph.as_graph_def().ByteSize() for function in signatures.values())
 
@@ -245,18 +251,12 @@ def export_ensemble(config):
     report["estimated_export_bytes"] = estimated
     budget.check_budget(estimated, config.size_budget_mb, f"the {config.precision} ensemble")
 
-    temp_dir = _temp_dir_next_to(config.output_dir)
-    try:
-        tf.io.gfile.makedirs(os.path.dirname(temp_dir) or ".")
+    with files.atomic_directory(config.output_dir) as temp_dir:
         tf.saved_model.save(ensemble, temp_dir, signatures=signatures)
         report.update(_verify(temp_dir, ensemble, config, num_classes))
         budget.check_budget(report["on_disk_bytes"], config.size_budget_mb,
                             f"the written {config.precision} ensemble")
         files.write_json_atomically(os.path.join(temp_dir, REPORT_FILE), report)
-        _replace_directory(temp_dir, config.output_dir)
-    finally:
-        if tf.io.gfile.exists(temp_dir):
-            tf.io.gfile.rmtree(temp_dir)
     logging.info("Exported %s (report: %s)", config.output_dir,
                  os.path.join(config.output_dir, REPORT_FILE))
     return report

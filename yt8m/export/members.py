@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from yt8m.export import averaging
 from yt8m.training import checkpoints
-from yt8m.training import model_flags as model_flags_lib
+from yt8m.core import model_flags as model_flags_lib
 from yt8m.training.model_builder import build_model
 
 LATEST = "latest"

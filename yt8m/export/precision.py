@@ -71,7 +71,7 @@ class Float16Weight(tf.Module):
             raise ValueError(
                 f"variable {variable.name} holds values beyond the float16 range "
                 f"(max |w| = {float(np.max(np.abs(values))):g} > {_FLOAT16_MAX:g}); export it "
-                "with --int8 or raise --min_low_precision_elements above its size")
+                "with --precision=int8 or raise --min_low_precision_elements above its size")
         self.values = tf.Variable(values.astype(np.float16), trainable=False,
                                   name=_storage_name(variable, "float16"))
 

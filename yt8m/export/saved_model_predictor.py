@@ -7,7 +7,7 @@ import yt8m  # noqa: F401
 import tensorflow as tf
 
 from yt8m.export import serving
-from yt8m.training.config import DataConfig
+from yt8m.core.config import DataConfig
 
 
 def load_saved_model_predictor(saved_model_dir, num_readers=1):

@@ -7,7 +7,7 @@ import yt8m  # noqa: F401
 import numpy as np
 import tensorflow as tf
 
-from yt8m.training import files
+from yt8m.core import files
 
 VIDEO_SUBMISSION_HEADER = "VideoId,LabelConfidencePairs"
 

@@ -9,7 +9,7 @@ from yt8m.inference import predictors
 from yt8m.inference import submission
 from yt8m.training import checkpoints
 from yt8m.training import inputs
-from yt8m.training import model_flags as model_flags_lib
+from yt8m.core import model_flags as model_flags_lib
 
 
 def run_inference(config, predict=None, data_config=None):

@@ -8,14 +8,16 @@ itself is `yt8m.metrics.segment_map_at_k`; this module only reads the two inputs
 """
 import dataclasses
 
-from absl import flags
-
 import yt8m  # noqa: F401
 
 from yt8m import metrics
+from yt8m.core import cli
+from yt8m.core import files
+from yt8m.core import options
+from yt8m.core.option_groups import TopK
 from yt8m.segments import ratings as ratings_lib
 from yt8m.segments import submission as submission_lib
-from yt8m.training import files
+from yt8m.segments.segment_options import SegmentRanking
 
 
 @dataclasses.dataclass
@@ -46,30 +48,30 @@ def evaluate_submission(submission_file, eval_data_pattern, segment_label_ids=""
     return SegmentEvaluation(float(value), k, len(aps), len(ratings), aps)
 
 
-def define_flags(flag_values=flags.FLAGS):
-    fv = flag_values
-    flags.DEFINE_string("submission_file", "", "The Class,Segments CSV to score.", flag_values=fv)
-    flags.DEFINE_string("eval_data_pattern", "", "Glob of the segment-rated TFRecords.",
-                        flag_values=fv)
-    flags.DEFINE_string("segment_label_ids", "", "Whitelist CSV (header Index); empty: every "
-                        "rated class counts.", flag_values=fv)
-    flags.DEFINE_integer("top_k", metrics.SEGMENT_MAP_K, "K of MAP@K.", flag_values=fv)
-    flags.DEFINE_string("output_json", "", "Also write the result (with per-class APs) here.",
-                        flag_values=fv)
+@dataclasses.dataclass
+class SegmentEvaluationOptions:
+    """The options of `python -m yt8m.segments.evaluate`."""
+    submission_file: str = options.option("", "The Class,Segments CSV to score.")
+    eval_data_pattern: str = options.option("", "Glob of the segment-rated TFRecords.")
+    segment_label_ids: str = options.override(
+        SegmentRanking, "segment_label_ids",
+        help="Whitelist CSV (header Index); empty: every rated class counts.")
+    top_k: int = options.override(TopK, "top_k", metrics.SEGMENT_MAP_K, help="K of MAP@K.")
+    output_json: str = options.option(
+        "", "Also write the result (with per-class APs) here.")
 
 
 def main():
-    from yt8m.training import cli
-    define_flags()
-    fv = flags.FLAGS
+    options.define_flags(SegmentEvaluationOptions)
 
     def run():
-        if not fv.submission_file:
+        given = options.from_flags(SegmentEvaluationOptions)
+        if not given.submission_file:
             raise ValueError("--submission_file is empty: give the Class,Segments CSV to score")
-        result = evaluate_submission(fv.submission_file, fv.eval_data_pattern,
-                                     fv.segment_label_ids, fv.top_k)
-        if fv.output_json:
-            files.write_json_atomically(fv.output_json, result.as_json())
+        result = evaluate_submission(given.submission_file, given.eval_data_pattern,
+                                     given.segment_label_ids, given.top_k)
+        if given.output_json:
+            files.write_json_atomically(given.output_json, result.as_json())
         print(f"segment MAP@{result.k}: {result.map_at_k:.6f} over {result.num_classes} classes "
               f"({result.num_rated_pairs} rated pairs)", flush=True)
     cli.run(run, "yt8m.segments.evaluate")

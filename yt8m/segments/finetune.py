@@ -20,10 +20,11 @@ from absl import logging
 import yt8m  # noqa: F401
 import tensorflow as tf
 
+from yt8m.core import model_flags as model_flags_lib
+from yt8m.core import options
+from yt8m.core.config import TrainConfig
 from yt8m.data import records
 from yt8m.training import checkpoints
-from yt8m.training import flags as training_flags
-from yt8m.training import model_flags as model_flags_lib
 
 # MOD (2019) finetune settings: train flags and model hparams.
 MOD_TRAIN_SETTINGS = {"base_learning_rate": 2e-4, "learning_rate_decay": 0.8,
@@ -35,15 +36,19 @@ MOD_HPARAM_SETTINGS = {"drop_rate": 0.75, "l2_penalty": 1e-4, "cl_temperature": 
 _SOURCE_FLAGS = ("model", "feature_names", "feature_sizes", "frame_features", "num_classes")
 
 
+@dataclasses.dataclass
+class FinetuneOptions:
+    finetune_from: str = options.option(
+        "", "Warm start from the newest checkpoint of this train dir (a video-level model); its "
+        "model, inputs and hparams are reused (hparam flags given here override them).")
+    mod_finetune_settings: bool = options.option(
+        False, "With --finetune_from: every flag not given takes the MOD paper's finetune value "
+        "(lr 2e-4 x 0.8 per 1M examples, batch 512, 10 epochs, drop_rate 0.75, l2_penalty 1e-4, "
+        "mixtures T=20 lambda=400).")
+
+
 def define_flags(flag_values=flags.FLAGS):
-    flags.DEFINE_string("finetune_from", "",
-                        "Warm start from the newest checkpoint of this train dir (a video-level "
-                        "model); its model, inputs and hparams are reused (hparam flags given "
-                        "here override them).", flag_values=flag_values)
-    flags.DEFINE_bool("mod_finetune_settings", False,
-                      "With --finetune_from: every flag not given takes the MOD paper's finetune "
-                      "value (lr 2e-4 x 0.8 per 1M examples, batch 512, 10 epochs, drop_rate "
-                      "0.75, l2_penalty 1e-4, mixtures T=20 lambda=400).", flag_values=flag_values)
+    options.define_flags(FinetuneOptions, flag_values)
 
 
 def _given(flag_values, name):
@@ -81,8 +86,11 @@ def _check_source(source_dir, source, flag_values):
 
 
 def config_from_flags(flag_values=flags.FLAGS):
-    """The TrainConfig of a finetune run (train.py with --finetune_from)."""
-    source_dir = flag_values.finetune_from
+    """The TrainConfig of a finetune run (train.py with --finetune_from): the flags' TrainConfig
+    with the source's model and inputs (and, with --mod_finetune_settings, MOD's values for the
+    flags not given)."""
+    finetune = options.from_flags(FinetuneOptions, flag_values)
+    source_dir = finetune.finetune_from
     if not tf.io.gfile.exists(model_flags_lib.model_flags_path(source_dir)):
         raise FileNotFoundError(f"--finetune_from={source_dir!r} has no "
                                 f"{model_flags_lib.MODEL_FLAGS_FILE}: it is not a train dir "
@@ -93,23 +101,24 @@ def config_from_flags(flag_values=flags.FLAGS):
     checkpoints.latest_checkpoint(source_dir)  # fail now, not after building the data pipeline
     source = model_flags_lib.read_model_flags(source_dir)
     _check_source(source_dir, source, flag_values)
-    mod_settings = flag_values.mod_finetune_settings
+    mod_settings = finetune.mod_finetune_settings
+    config = options.from_flags(
+        TrainConfig, flag_values,
+        model_hparams=finetune_hparams(source["model"], source.get("hparams", {}), flag_values,
+                                       mod_settings))
     if mod_settings:
-        for name, value in MOD_TRAIN_SETTINGS.items():
-            if not _given(flag_values, name):
-                flag_values[name].value = value
-    config = training_flags.train_config_from_flags(
-        flag_values, model_hparams=finetune_hparams(source["model"], source.get("hparams", {}),
-                                                    flag_values, mod_settings))
+        config = dataclasses.replace(config, **{
+            name: value for name, value in MOD_TRAIN_SETTINGS.items()
+            if not _given(flag_values, name)})
     if _given(flag_values, "max_frames"):
         max_frames = flag_values.max_frames
     elif flag_values.segment_labels:
         max_frames = records.SEGMENT_SIZE  # what the segment model sees, and what an export pads to
     else:
         max_frames = int(source["max_frames"])
+    names, sizes = model_flags_lib.features(source)
     data = dataclasses.replace(
-        config.data, feature_names=tuple(source["feature_names"].split(",")),
-        feature_sizes=tuple(int(size) for size in source["feature_sizes"].split(",")),
+        config.data, feature_names=names, feature_sizes=sizes,
         frame_features=bool(source["frame_features"]), num_classes=int(source["num_classes"]),
         max_frames=max_frames)
     label_loss = (config.label_loss if _given(flag_values, "label_loss")

@@ -14,34 +14,40 @@ be a train dir or an exported SavedModel.
 """
 import dataclasses
 
-from absl import flags
 from absl import logging
 
 import yt8m  # noqa: F401
 import numpy as np
 
+from yt8m.core import cli
+from yt8m.core import options
+from yt8m.core.option_groups import Batching, PredictionFiles
 from yt8m.data import readers
 from yt8m.data import records
 from yt8m.segments import fusion
 from yt8m.segments import models
+from yt8m.segments.segment_options import SegmentRanking
 from yt8m.segments import submission
 from yt8m.segments import top_k as top_k_lib
 from yt8m.training import inputs
 
 
 @dataclasses.dataclass
-class SegmentInferenceConfig:
-    input_data_pattern: str = ""
-    video_model: str = ""
-    segment_model: str = ""          # empty: the dummy prediction (video scores for every segment)
-    output_file: str = ""
-    segment_label_ids: str = ""      # whitelist CSV; empty: every class
-    segment_candidates: int = 20
-    video_score_weight: float = 0.05
-    segment_top_k: int = 100000
-    batch_size: int = 64             # videos per batch of the video model
-    segment_batch_size: int = 512    # segments per batch of the segment model
-    num_readers: int = 1
+class SegmentInferenceConfig(PredictionFiles, SegmentRanking, Batching):
+    """The options of `python -m yt8m.segments.inference`."""
+    input_data_pattern: str = options.override(
+        PredictionFiles, "input_data_pattern", help="Glob of the frame-level TFRecords to rank.")
+    output_file: str = options.override(PredictionFiles, "output_file",
+                                        help="Segment CSV to write (atomically).")
+    video_model: str = options.option(
+        "", "Video-level model (candidates): a train dir or a SavedModel directory.")
+    segment_model: str = options.option(
+        "", "Finetuned 5-frame segment model: a train dir or a SavedModel directory. Empty: "
+        "every segment gets its video's scores.")
+    batch_size: int = options.override(Batching, "batch_size", 64,
+                                       help="Videos per video-model batch.")
+    segment_batch_size: int = options.option(512, "Segments per segment-model batch.", lower=1)
+    num_readers: int = options.override(Batching, "num_readers", 1)
 
 
 @dataclasses.dataclass
@@ -173,49 +179,15 @@ def run_segment_inference(config):
 
 # ------------------------------------------------------------------------------------ command
 
-_DEFAULT = SegmentInferenceConfig()
-
-
-def define_flags(flag_values=flags.FLAGS):
-    fv = flag_values
-    flags.DEFINE_string("input_data_pattern", "", "Glob of the frame-level TFRecords to rank.",
-                        flag_values=fv)
-    flags.DEFINE_string("video_model", "", "Video-level model (candidates): a train dir or a "
-                        "SavedModel directory.", flag_values=fv)
-    flags.DEFINE_string("segment_model", "", "Finetuned 5-frame segment model: a train dir or a "
-                        "SavedModel directory. Empty: every segment gets its video's scores.",
-                        flag_values=fv)
-    flags.DEFINE_string("output_file", "", "Segment CSV to write (atomically).", flag_values=fv)
-    flags.DEFINE_string("segment_label_ids", "", "Whitelist CSV (header Index); empty: every "
-                        "class.", flag_values=fv)
-    flags.DEFINE_integer("segment_candidates", _DEFAULT.segment_candidates,
-                         "Candidate classes per video: the video model's top N.", flag_values=fv)
-    flags.DEFINE_float("video_score_weight", _DEFAULT.video_score_weight,
-                       "w of the fused score P_vid^w * P_seg^(1-w).", flag_values=fv)
-    flags.DEFINE_integer("segment_top_k", _DEFAULT.segment_top_k,
-                         "Segments kept per class.", flag_values=fv)
-    flags.DEFINE_integer("batch_size", _DEFAULT.batch_size, "Videos per video-model batch.",
-                         flag_values=fv)
-    flags.DEFINE_integer("segment_batch_size", _DEFAULT.segment_batch_size,
-                         "Segments per segment-model batch.", flag_values=fv)
-    flags.DEFINE_integer("num_readers", _DEFAULT.num_readers, "Files read in parallel.",
-                         flag_values=fv)
-
-
-def config_from_flags(flag_values=flags.FLAGS):
-    return SegmentInferenceConfig(**{field.name: flag_values[field.name].value
-                                     for field in dataclasses.fields(SegmentInferenceConfig)})
-
-
 def main():
-    from yt8m.training import cli
-    define_flags()
+    options.define_flags(SegmentInferenceConfig)
 
     def run():
-        result = run_segment_inference(config_from_flags())
+        config = options.from_flags(SegmentInferenceConfig)
+        result = run_segment_inference(config)
         print(f"yt8m.segments.inference: {result.num_videos} videos, {result.num_segments} "
-              f"segments scored, {result.num_rows} classes written to "
-              f"{flags.FLAGS.output_file}", flush=True)
+              f"segments scored, {result.num_rows} classes written to {config.output_file}",
+              flush=True)
     cli.run(run, "yt8m.segments.inference")
 
 

@@ -14,7 +14,7 @@ from yt8m.export import saved_model_predictor
 from yt8m.inference import predictors
 from yt8m.training import checkpoints
 from yt8m.training import inputs
-from yt8m.training import model_flags as model_flags_lib
+from yt8m.core import model_flags as model_flags_lib
 
 
 def load_predictor(path, flag, num_readers=1):

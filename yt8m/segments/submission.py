@@ -12,7 +12,7 @@ import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
 from yt8m.data import records
-from yt8m.training import files
+from yt8m.core import files
 
 SEGMENT_SUBMISSION_HEADER = "Class,Segments"
 

@@ -12,7 +12,7 @@ from absl import logging
 import yt8m  # noqa: F401
 import tensorflow as tf
 
-from yt8m.training import model_flags as model_flags_lib
+from yt8m.core import model_flags as model_flags_lib
 from yt8m.training.model_builder import build_model
 
 CHECKPOINT_PREFIX = "ckpt"

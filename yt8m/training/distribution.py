@@ -9,8 +9,7 @@ import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
 from yt8m.training import multi_worker
-
-STRATEGIES = ("default", "mirrored", "one_device", "multi_worker", "none")
+from yt8m.core.config import DISTRIBUTION_STRATEGIES as STRATEGIES
 
 
 def configure_cpu_devices(num_devices):

@@ -5,7 +5,8 @@ import yt8m  # noqa: F401
 import tensorflow as tf
 
 from yt8m.data import bucketing, readers
-from yt8m.training.config import DataConfig
+from yt8m.core import model_flags as model_flags_lib
+from yt8m.core.config import DataConfig
 
 NUM_FRAMES = "num_frames"
 
@@ -23,9 +24,9 @@ def require_files(pattern, flag_name):
 def data_config_from_model_flags(model_flags, segment_labels, num_readers, frame_buckets=()):
     """The DataConfig a train dir's model reads (feature names/sizes come from model_flags.json;
     bucketing is a reading choice of the caller, not part of the model)."""
+    names, sizes = model_flags_lib.features(model_flags)
     return DataConfig(
-        feature_names=tuple(model_flags["feature_names"].split(",")),
-        feature_sizes=tuple(int(size) for size in model_flags["feature_sizes"].split(",")),
+        feature_names=names, feature_sizes=sizes,
         frame_features=bool(model_flags["frame_features"]),
         segment_labels=bool(segment_labels),
         num_classes=int(model_flags["num_classes"]),

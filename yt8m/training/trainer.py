@@ -21,7 +21,7 @@ from yt8m.core import training_protocol
 from yt8m.training import checkpoints
 from yt8m.training import distribution
 from yt8m.training import inputs
-from yt8m.training import model_flags as model_flags_lib
+from yt8m.core import model_flags as model_flags_lib
 from yt8m.training import multi_worker
 from yt8m.training import objective
 from yt8m.losses import get_label_loss

@@ -6,7 +6,8 @@ import os
 import yt8m  # noqa: F401
 import tensorflow as tf
 
-from yt8m.training import files
+from yt8m.core import files
+from yt8m.core.option_groups import parse_features
 
 MODEL_FLAGS_FILE = "model_flags.json"
 
@@ -31,6 +32,11 @@ def model_flags_from_config(config):
         "label_loss": config.label_loss,
         "hparams": dict(sorted(config.model_hparams.items())),
     }
+
+
+def features(model_flags):
+    """(feature names, feature sizes) of a model_flags record, as tuples."""
+    return parse_features(model_flags["feature_names"], model_flags["feature_sizes"])
 
 
 def read_model_flags(train_dir):

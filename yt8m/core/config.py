@@ -1,0 +1,107 @@
+"""The configuration records of training, evaluation and inference, which are also the options of
+train.py, eval.py and inference.py (`yt8m.core.options`: each field declares its flag once; names
+and defaults follow the starter code).
+
+The library functions take only these records, which keeps them callable from the demo and the
+tests without touching global flag state. Model hyper-parameters are declared by
+`frame_level_models.hparams`, not here.
+"""
+import dataclasses
+from typing import Optional
+
+import yt8m  # noqa: F401
+from yt8m.core.option_groups import (Batching, CheckpointSelection, FrameBuckets, InputFeatures,
+                                     PredictionFiles, TopK)
+from yt8m.core.options import option, override
+
+# Names of yt8m.training.distribution.make_strategy (declared here, the lowest layer, so that the
+# flag can list them).
+DISTRIBUTION_STRATEGIES = ("default", "mirrored", "one_device", "multi_worker", "none")
+
+
+@dataclasses.dataclass
+class DataConfig(InputFeatures, FrameBuckets):
+    """What the input files hold and how to read them (shared by train, eval and inference)."""
+    segment_labels: bool = option(
+        False, "Train on rated segments (label loss only at rated classes).")
+    num_readers: int = override(Batching, "num_readers")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    train_dir: str = override(CheckpointSelection, "train_dir",
+                              help="Directory for checkpoints, summaries and model_flags.json.")
+    train_data_pattern: str = option("", "Glob of the training TFRecord files.")
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: str = option("LogisticModel", "Model name from the frame_level_models registry.")
+    model_hparams: dict = dataclasses.field(default_factory=dict)  # frame_level_models.hparams
+    start_new_model: bool = option(
+        False, "Ignore checkpoints in --train_dir and start from a fresh model.")
+    batch_size: int = override(
+        Batching, "batch_size",
+        help="Examples per replica per step (global batch = this x replicas).")
+    base_learning_rate: float = option(0.01, "Learning rate at step 0.")
+    learning_rate_decay: float = option(
+        0.95, "Factor applied every --learning_rate_decay_examples examples.")
+    learning_rate_decay_examples: int = option(
+        4000000, "Examples seen between two learning-rate decays (staircase).")
+    num_epochs: int = option(5, "Passes over the training data.", lower=1)
+    max_steps: Optional[int] = option(
+        None, "Stop at this global step (after the data runs out at the latest).", lower=1)
+    regularization_penalty: float = option(
+        1.0, "Weight of the models' regularization losses in the total loss.")
+    label_loss: str = option("CrossEntropyLoss", "CrossEntropyLoss, HingeLoss or SoftmaxLoss.")
+    optimizer: str = option(
+        "AdamOptimizer", "AdamOptimizer, GradientDescentOptimizer, MomentumOptimizer, "
+        "RMSPropOptimizer or AdagradOptimizer (Keras names such as Adam work too).")
+    clip_gradient_norm: float = option(
+        1.0, "Clip each variable's gradient to this L2 norm (0 disables).")
+    export_model_steps: int = option(
+        1000, "Write a checkpoint (what eval, inference and export read) every this many steps.",
+        lower=1)
+    save_checkpoint_secs: float = option(
+        600.0, "Also write a checkpoint when this many seconds passed since the last one.")
+    keep_checkpoint_max: int = option(5, "Checkpoints kept in --train_dir.", lower=1)
+    log_every_steps: int = option(10, "Progress line and summaries every this many steps.",
+                                  lower=1)
+    checkpoint_input_pipeline: bool = option(
+        True, "Save the tf.data iterator in checkpoints so a resumed run continues at the same "
+        "position of the epoch (costs the shuffle buffer's size on disk).")
+    dequantize_in_step: bool = option(
+        True, "Frame features travel as uint8 and are dequantized inside the train step.")
+    shuffle_seed: Optional[int] = option(
+        None, "Seed of the input shuffling and model initialisation (reproducible runs).")
+    distribution_strategy: str = option(
+        "default", "default: mirrored over local GPUs (or --num_cpu_devices), else one device.",
+        choices=DISTRIBUTION_STRATEGIES)
+
+
+@dataclasses.dataclass
+class EvalConfig(CheckpointSelection, Batching, TopK, FrameBuckets):
+    eval_data_pattern: str = option("", "Glob of the evaluation TFRecord files.")
+    segment_labels: bool = override(
+        DataConfig, "segment_labels",
+        help="Evaluate on rated segments (metrics on the rated classes).")
+    top_k: int = override(TopK, "top_k", help="Predictions per video kept for GAP and MAP.")
+    run_once: bool = option(
+        False, "Evaluate the newest checkpoint once instead of waiting for new ones.")
+    checkpoint: Optional[str] = override(
+        CheckpointSelection, "checkpoint",
+        help="Evaluate this checkpoint path instead of the newest (implies run_once).")
+    eval_timeout_secs: Optional[float] = option(
+        None, "Stop after waiting this long for a new checkpoint (default: forever).")
+
+
+@dataclasses.dataclass
+class InferenceConfig(PredictionFiles, CheckpointSelection, Batching, TopK, FrameBuckets):
+    batch_size: int = override(Batching, "batch_size", 8192)
+    num_readers: int = override(Batching, "num_readers", 1)
+
+
+@dataclasses.dataclass
+class CpuDevices:
+    """train.py applies this before TensorFlow starts
+    (yt8m.training.distribution.configure_cpu_devices)."""
+    num_cpu_devices: int = option(
+        1, "Split the CPU into this many logical devices (data-parallel tests and demos on a "
+        "machine without GPUs).", lower=1)
