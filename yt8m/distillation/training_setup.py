@@ -15,11 +15,17 @@ from yt8m.distillation import frame_selection
 from yt8m.distillation import frame_skipping
 from yt8m.distillation import losses as distillation_losses
 from yt8m.distillation import modes
-from yt8m.distillation.config import MODES  # noqa: F401  (registers the built-in modes)
-from yt8m.distillation.teacher_student import TRAINING_MODES
+from yt8m.distillation import graph_distillation
+from yt8m.distillation import multi_teacher
+from yt8m.distillation import teacher_student
+from yt8m.distillation.config import TRAINING_MODES
 from yt8m.losses import get_label_loss
 from yt8m.core import files
 
+# The built-in modes, in the order --distill_mode lists them (a new mode: its module, and here).
+for _mode in (teacher_student.MODE, multi_teacher.MODE, graph_distillation.MODE):
+    modes.register(_mode)
+MODES = modes.names()
 RECORD_FILE = "distillation.json"
 
 
