@@ -70,8 +70,8 @@ def test_registry_names_and_errors():
     with pytest.raises(ValueError) as error:
         frame_level_models.build("NeXtVLADModel", 10, cluster_size=3, hiden_size=2)
     assert str(error.value) == ("NeXtVLADModel: unknown hparams cluster_size, hiden_size; known "
-                                "hparams: " + ", ".join(hparams.ALL_NAMES))
-    assert {"nextvlad_cluster_size", "feature_names", "groups"} <= set(hparams.ALL_NAMES)
+                                "hparams: " + ", ".join(hparams.all_names()))
+    assert {"nextvlad_cluster_size", "feature_names", "groups"} <= set(hparams.all_names())
     with pytest.raises(ValueError, match=r"^MoeModel: hparam moe_num_mixtures=0 must be >= 1$"):
         frame_level_models.build("MoeModel", 10, moe_num_mixtures=0)
     with pytest.raises(TypeError, match=r"^LstmModel: hparam lstm_cells=2.5 must be an integer$"):
@@ -94,16 +94,16 @@ def test_hparam_flags_round_trip():
     flag_values(["prog", "--nextvlad_cluster_size=32", "--l2_penalty=0.5",
                  "--pruning_target_sparsity=0.5", "--pruning_end_step=300"])
     values = hparams.hparams_from_flags(flag_values)
-    assert set(values) == {hparam.name for hparam in hparams.MODEL_HPARAMS}
+    assert set(values) == {hparam.name for hparam in hparams.all_hparams()}
     assert values["nextvlad_cluster_size"] == 32 and values["groups"] == 8
     assert values["moe_prob_gating"] is None  # per-model default
     only = hparams.hparams_from_flags(flag_values, model_name="NeXtVLADModel")
     assert set(only) == set(frame_level_models.hparam_names("NeXtVLADModel"))
     assert "lstm_cells" not in only and only["l2_penalty"] == 0.5
-    assert hparams.pruning_from_flags(flag_values) == {
+    assert pruning.pruning_from_flags(flag_values) == {
         "target_sparsity": 0.5, "begin_step": 0, "end_step": 300, "frequency": 100}
     flag_values["pruning_target_sparsity"].value = 0.0
-    assert hparams.pruning_from_flags(flag_values) is None
+    assert pruning.pruning_from_flags(flag_values) is None
     # Reference defaults, and the per-model ones.
     assert hparams.default_value("NeXtVLADModel", "l2_penalty") == 1e-5
     assert hparams.default_value("NetVLADModelLF", "l2_penalty") == 1e-6

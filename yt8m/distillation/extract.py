@@ -16,8 +16,8 @@ from absl import flags
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
-from yt8m.distillation import mixture_models
-from yt8m.distillation import mod_tree
+from frame_level_models.composite import mixture_models
+from frame_level_models.composite import mod_tree
 from yt8m.training import checkpoints
 from yt8m.training import files
 from yt8m.training import model_flags as model_flags_lib

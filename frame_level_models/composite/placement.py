@@ -2,9 +2,9 @@
 
 A sub-tree's weights are created under its `tf.device` and its forward ops run there (see
 `MixtureModel.call`); `MixtureModel.compute_gradients` then puts the gradient ops next to the
-forward ops, and `place_updates_on_variable_devices` the optimizer's updates next to the variables.
-The devices: round-robin over the visible accelerators (without any, over the logical CPUs), or the
-list given by `--mod_devices`.
+forward ops, and `place_updates_on_variable_devices` (the optimizer part, at the end of this
+module) the optimizer's updates next to the variables. The devices: round-robin over the visible
+accelerators (without any, over the logical CPUs), or the list given by `--mod_devices`.
 """
 import contextlib
 
@@ -78,6 +78,8 @@ def check_strategy_allows_placement(devices):
         "yt8m.training.multi_worker.make_model_parallel_step), or pass --mod_devices with a "
         "single device.")
 
+
+# ----------------------------------------------------------------------------- optimizer updates
 
 class _UpdatesOnVariableDevices:
     """Optimizer mixin: each variable's gradient clipping and update math run on the variable's
