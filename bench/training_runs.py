@@ -95,7 +95,8 @@ def train_and_evaluate(train_dir, data_dir, *, model, hparams, frame_level, num_
     config = TrainConfig(
         train_dir=train_dir, train_data_pattern=split_pattern(data_dir, frame_level, "train"),
         data=data_config(frame_level, num_classes, max_frames), model=model,
-        model_hparams=dict(hparams, bn_momentum=bn_momentum), start_new_model=True, batch_size=batch_size,
+        model_hparams=dict(hparams, bn_momentum=bn_momentum), start_new_model=True,
+        batch_size=batch_size,
         base_learning_rate=learning_rate, num_epochs=epochs, export_model_steps=10 ** 9,
         save_checkpoint_secs=10 ** 9, keep_checkpoint_max=1, log_every_steps=20,
         shuffle_seed=seed)

@@ -45,7 +45,8 @@ def nextvlad_model(inputs, num_classes, names, sizes, hp):
     for index, (name, stream) in enumerate(zip(names, streams)):
         pooled.append(NeXtVLAD(model_parts.stream_share(hp.nextvlad_cluster_size, index),
                                model_parts.stream_share(hp.groups, index), hp.expansion,
-                               bn_momentum=hp.bn_momentum, name=f"{name}_nextvlad")([stream, num_frames]))
+                               bn_momentum=hp.bn_momentum,
+                               name=f"{name}_nextvlad")([stream, num_frames]))
     activation = model_parts.concat(pooled, "nextvlad_concat")
     if hp.drop_rate > 0:
         activation = keras.layers.Dropout(hp.drop_rate, name="dropout")(activation)
