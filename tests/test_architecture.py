@@ -31,12 +31,12 @@ def project_modules():
     return modules
 
 
-def imported_modules(name, path, modules):
-    """Project modules that `name` imports anywhere in its source (module level and inside
+def imported_modules(name, source, modules, is_package=False):
+    """Project modules that module `name` imports anywhere in its `source` (module level and inside
     functions). `from a import b` counts as importing module a.b when that is a module, else a;
     the parent packages Python runs first are not counted (they are no dependency of the code)."""
-    tree = ast.parse(open(path, encoding="utf-8").read(), path)
-    package_parts = name.split(".") if path.endswith("__init__.py") else name.split(".")[:-1]
+    tree = ast.parse(source, name)
+    package_parts = name.split(".") if is_package else name.split(".")[:-1]
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -55,9 +55,15 @@ def imported_modules(name, path, modules):
     return found
 
 
+def module_imports(name, modules):
+    path = modules[name]
+    with open(path, encoding="utf-8") as source:
+        return imported_modules(name, source.read(), modules, path.endswith("__init__.py"))
+
+
 def import_graph():
     modules = project_modules()
-    return {name: imported_modules(name, path, modules) for name, path in modules.items()}
+    return {name: module_imports(name, modules) for name in modules}
 
 
 def find_cycles(graph):
@@ -110,11 +116,11 @@ def test_import_graph_reader_finds_function_level_imports_and_cycles():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert find_cycles(graph) == [["a", "b", "c", "a"]]
     assert find_cycles({"a": {"b"}, "b": set()}) == []
-    modules = project_modules()
-    # A function-level import (train.py-style lazy imports count too).
-    assert "frame_level_models.composite.mixture_models" in imported_modules(
-        "yt8m.distillation.placement_report",
-        modules["yt8m.distillation.placement_report"], modules)
+    modules = {"p": "p/__init__.py", "p.a": "p/a.py", "p.b": "p/b.py", "p.c": "p/c.py"}
+    source = ("import os\nfrom p import a\nfrom p.b import thing\n"
+              "def f():\n    from . import c\n    import p\n")
+    assert imported_modules("p.x", source, modules) == {"p.a", "p.b", "p.c", "p"}
+    assert imported_modules("p", "from .a import y\n", modules, is_package=True) == {"p.a"}
 
 
 def test_the_import_graph_is_acyclic():
@@ -193,5 +199,4 @@ def test_import_frame_level_models_loads_only_the_models():
 
 @pytest.mark.parametrize("name", ["frame_level_models.hparams", "yt8m.losses", "yt8m.features"])
 def test_low_level_modules_import_nothing_of_the_project(name):
-    modules = project_modules()
-    assert imported_modules(name, modules[name], modules) <= {"yt8m"}
+    assert module_imports(name, project_modules()) <= {"yt8m"}
