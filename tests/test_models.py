@@ -73,7 +73,7 @@ def small_models():
 # ---------------------------------------------------------------- registry and hparams
 
 def test_registry_names_and_errors():
-    # The zoo's own models come first; yt8m.distillation registers its mixtures after them.
+    # The zoo's own models come first; the composite models register after them.
     assert frame_level_models.MODEL_NAMES[:len(SMALL)] == tuple(SMALL)
     with pytest.raises(ValueError) as error:
         frame_level_models.build("NetVLAD", 10)
