@@ -19,7 +19,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from yt8m import losses
-from yt8m.distillation import mixture_models
+from frame_level_models.composite import mixture_models
 from yt8m.training import distribution
 from yt8m.training import model_parallel
 from yt8m.training import multi_worker

@@ -6,7 +6,7 @@ from typing import Optional
 
 import yt8m  # noqa: F401
 from yt8m.core.options import option
-from yt8m.distillation.frame_selection import STRATEGIES
+from frame_level_models.composite.frame_selection import STRATEGIES
 from yt8m.distillation.graph import DISTANCES
 from yt8m.distillation.losses import FORMS, PREDICTION_DISTANCES
 
