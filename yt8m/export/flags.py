@@ -25,6 +25,10 @@ def define_export_flags(flag_values=flags.FLAGS):
                       flag_values=fv)
     flags.DEFINE_bool("int8", False, "Store the large weight matrices as per-channel int8 with "
                       "float32 scales.", flag_values=fv)
+    flags.DEFINE_float("sparse_weights", _DEFAULTS.sparse_weights, "Store a large matrix with "
+                       "at least this fraction of zeros (a pruned one) as a bit mask + its "
+                       "non-zero values, when smaller; 0: off. Any precision.", lower_bound=0.0,
+                       upper_bound=1.0, flag_values=fv)
     flags.DEFINE_float("size_budget_mb", _DEFAULTS.size_budget_mb,
                        "Refuse the export if it would exceed this many MB (2**20 bytes).",
                        flag_values=fv)
@@ -72,7 +76,8 @@ def config_from_flags(flag_values=flags.FLAGS):
         members=list(fv.members), output_dir=fv.output_dir, weights=_weights(fv.weights),
         precision=precision, average_checkpoints=fv.average_checkpoints,
         size_budget_mb=fv.size_budget_mb,
-        min_low_precision_elements=fv.min_low_precision_elements, top_k=fv.top_k,
+        min_low_precision_elements=fv.min_low_precision_elements,
+        sparse_weights=fv.sparse_weights, top_k=fv.top_k,
         tune_weights_on=fv.tune_weights_on, select_under_budget=fv.select_under_budget,
         eval_data_pattern=fv.eval_data_pattern, max_eval_examples=fv.max_eval_examples,
         batch_size=fv.batch_size, max_prediction_diff=fv.max_prediction_diff,
