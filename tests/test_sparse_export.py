@@ -52,7 +52,8 @@ def _expected_packing(mask):
 
 
 def _is_large(variable):
-    return variable.trainable and len(variable.shape) >= 2 and np.prod(variable.shape) >= MIN_ELEMENTS
+    return (variable.trainable and len(variable.shape) >= 2
+            and np.prod(variable.shape) >= MIN_ELEMENTS)
 
 
 def _prune_by_magnitude(values, sparsity):

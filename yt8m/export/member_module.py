@@ -2,13 +2,14 @@
 
 How the low precision gets in without per-model code: the member's tf_keras model is rebuilt and
 filled with float32 weights as usual. Each large weight matrix then gets a `StoredWeight`
-(float16 or int8 variables, or bit-packed sparse storage: yt8m.export.storage). While the member's forward runs (inside the serving tf.function),
-every layer attribute that holds one of those float32 variables (`Dense.kernel`, a NetVLAD
-layer's cluster weights, ...) temporarily holds the float32 tensor read from the low-precision
-storage instead, so the layers' own `call` code computes with it. Afterwards the attributes are
-restored. This works for any layer that reads its weights through attributes, which is what
-`add_weight` + `self.x = ...` gives; `check_no_float32_reads` verifies it on the traced graph, so
-a layer that reads its weights some other way is refused rather than silently exported in float32.
+(float16 or int8 variables, or bit-packed sparse storage: yt8m.export.storage). While the
+member's forward runs (inside the serving tf.function), every layer attribute that holds one of
+those float32 variables (`Dense.kernel`, a NetVLAD layer's cluster weights, ...) temporarily
+holds the float32 tensor read from the low-precision storage instead, so the layers' own `call`
+code computes with it. Afterwards the attributes are restored. This works for any layer that
+reads its weights through attributes, which is what `add_weight` + `self.x = ...` gives;
+`check_no_float32_reads` verifies it on the traced graph, so a layer that reads its weights some
+other way is refused rather than silently exported in float32.
 
 The module tracks only what the SavedModel must hold: the low-precision storage and the variables
 that stay float32. The Keras model itself is held untracked (its float32 copies of the large

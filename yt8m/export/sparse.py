@@ -39,7 +39,8 @@ _BITS_PER_BYTE = 8
 
 
 def pack_mask(mask):
-    """bool array (any shape) -> uint8 [ceil(n / 8)], row-major, bit k of byte j = element 8j + k."""
+    """bool array (any shape) -> uint8 [ceil(n / 8)]: bit k of byte j = element 8j + k of the
+    row-major flattened array."""
     return np.packbits(np.asarray(mask, bool).ravel(), bitorder=_BIT_ORDER)
 
 
