@@ -6,8 +6,6 @@ numpy, written as train.py writes a train dir. References are the plain Keras mo
 (bits read with explicit shifts, values scattered with numpy), never the exporter's code.
 """
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,6 +15,7 @@ import yt8m  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
 
+import export_helpers
 import frame_level_models
 from yt8m import metrics
 from yt8m.data import records
@@ -27,7 +26,6 @@ from yt8m.export import storage
 from yt8m.training import checkpoints
 from yt8m.training import files
 
-VENV_BIN = os.path.dirname(sys.executable)
 NUM_CLASSES = 5
 MAX_FRAMES = 12
 MIN_ELEMENTS = 100
@@ -298,19 +296,10 @@ def test_sparse_exports_are_smaller_by_the_predicted_bytes(exports, pruned_membe
             4 * v.size - (-(-v.size // 8) + np.count_nonzero(v) * size
                           + (4 * v.shape[-1] if precision == "int8" else 0))
             for v in pruned.values())
-        assert _tensor_bytes(dense_dir) - _tensor_bytes(export_dir) == predicted, precision
+        assert export_helpers.tensor_bytes(dense_dir) - export_helpers.tensor_bytes(export_dir) == predicted, precision
         assert report["size_bytes"][precision] == dense_report["size_bytes"]["float32"] - predicted
         assert (report["on_disk_bytes"]
                 <= dense_report["on_disk_bytes"] - predicted + 16_000 * len(pruned)), precision
-
-
-def _tensor_bytes(export_dir):
-    """Bytes of the saved variable values (the object-graph record excluded)."""
-    reader = tf.train.load_checkpoint(os.path.join(export_dir, "variables", "variables"))
-    shapes = reader.get_variable_to_shape_map()
-    return sum(int(np.prod(shapes[name])) * dtype.size
-               for name, dtype in reader.get_variable_to_dtype_map().items()
-               if not name.startswith("_"))
 
 
 def test_sparse_export_densifies_in_the_session_loader(exports, tmp_path):
@@ -320,18 +309,9 @@ def test_sparse_export_densifies_in_the_session_loader(exports, tmp_path):
     inputs = {"rgb": np.linspace(-1, 1, 2 * 7 * 1024, dtype=np.float32).reshape(2, 7, 1024),
               "audio": np.linspace(1, -1, 2 * 7 * 128, dtype=np.float32).reshape(2, 7, 128),
               "num_frames": np.array([7, 3], np.int32)}
-    for name, value in inputs.items():
-        np.save(tmp_path / f"{name}.npy", value)
-    result = subprocess.run(
-        [os.path.join(VENV_BIN, "saved_model_cli"), "run", "--dir", export_dir, "--tag_set",
-         "serve", "--signature_def", "serving_default", "--inputs",
-         ";".join(f"{name}={tmp_path / name}.npy" for name in inputs), "--outdir",
-         str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stderr[-2000:]
+    outputs = export_helpers.saved_model_cli_run(export_dir, inputs, str(tmp_path))
     expected = tf.saved_model.load(export_dir).signatures["serving_default"](**inputs)
-    np.testing.assert_allclose(np.load(tmp_path / "out" / "predictions.npy"),
-                               expected["predictions"].numpy(), atol=1e-6)
+    np.testing.assert_allclose(outputs["predictions"], expected["predictions"].numpy(), atol=1e-6)
 
 
 # --------------------------------------------------------------------------------- the config
