@@ -61,18 +61,19 @@ def plan(variable, precision, min_elements, sparse_weights=0.0):
     """The storage of `variable` in an export at `precision` (see the module docstring)."""
     shape = tuple(variable.shape.as_list())
     num_elements = int(np.prod(shape))
+    values = variable.numpy()
     if not precision_lib.is_low_precision_candidate(variable, min_elements):
         size = num_elements * variable.dtype.size
-        zeros = num_elements - int(np.count_nonzero(variable.numpy()))
-        return Plan(FLOAT32, variable.dtype.name, shape, zeros, size, size)
+        return Plan(FLOAT32, variable.dtype.name, shape,
+                    num_elements - int(np.count_nonzero(values)), size, size)
     dense_group = FLOAT32 if precision == precision_lib.FLOAT32 else LOW_PRECISION
     dense_bytes = precision_lib.stored_bytes(shape, precision)
-    if sparse_weights <= 0:
-        zeros = num_elements - int(np.count_nonzero(variable.numpy()))
-        return Plan(dense_group, precision, shape, zeros, dense_bytes, dense_bytes)
-    nonzero = _stored_nonzero(variable.numpy(), precision)
+    # Without sparse storage the zeros are only reported: the float32 ones are enough.
+    nonzero = (_stored_nonzero(values, precision) if sparse_weights > 0
+               else int(np.count_nonzero(values)))
     sparse_bytes = sparse_lib.sparse_bytes(shape, nonzero, precision)
-    if num_elements - nonzero >= sparse_weights * num_elements and sparse_bytes < dense_bytes:
+    if (sparse_weights > 0 and num_elements - nonzero >= sparse_weights * num_elements
+            and sparse_bytes < dense_bytes):
         return Plan(SPARSE, precision, shape, num_elements - nonzero, sparse_bytes, dense_bytes)
     return Plan(dense_group, precision, shape, num_elements - nonzero, dense_bytes, dense_bytes)
 
