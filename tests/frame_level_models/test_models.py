@@ -227,7 +227,7 @@ def test_models_clone_and_save_with_their_config(small_models, tmp_path):
 
 
 def tiny_model_and_batch(name, **hparams):
-    assert name in TINY, (f"{name} is registered but has no entry in TINY (tests/test_models.py): "
+    assert name in TINY, (f"{name} is registered but has no entry in TINY (tests/frame_level_models/test_models.py): "
                           "add its tiny hparams so the registry-wide tests cover it")
     keras.utils.set_random_seed(13)
     model = frame_level_models.build(name, NUM_CLASSES, **TINY[name], **hparams)

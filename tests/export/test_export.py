@@ -40,7 +40,7 @@ from yt8m.core import files
 from yt8m.core import options
 from yt8m.core.config import InferenceConfig
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NUM_CLASSES = 6
 MAX_FRAMES = 30
 MIN_ELEMENTS = 1000  # small enough that the tiny models have float16 and float32 matrices

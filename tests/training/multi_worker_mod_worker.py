@@ -1,6 +1,6 @@
 """One worker of test_multi_worker's model-parallel run (started by the test with TF_CONFIG set).
 
-    python tests/multi_worker_mod_worker.py OUTPUT_DIR
+    python tests/training/multi_worker_mod_worker.py OUTPUT_DIR
 
 A MOD tree (2 sub-trees of 2 logistic leaves) is built outside the strategy scope with its
 sub-trees on this worker's two logical CPUs, each worker from a different random seed; the
