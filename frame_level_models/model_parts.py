@@ -18,9 +18,10 @@ CLASSIFIER_NAMES = ("LogisticModel", "MoeModel")
 # Classifiers (starter video_level_models, Willow's gated MoE).
 L2_PENALTY = HParam(
     "l2_penalty", "float", None,
-    "L2 penalty of the classifier weights, starter meaning penalty/2*sum(w^2). Default per "
-    "model: 1e-8 (starter models), 1e-6 (NetVLADModelLF, Willow's moe_l2), 1e-5 "
-    "(NeXtVLADModel).", lower_bound=0.0, fallback=1e-8)
+    "L2 penalty of the classifier weights, starter meaning penalty/2*sum(w^2); --moe_l2 (Willow's "
+    "name) is an alias. Default per model: 1e-8 (starter models, Willow's other models), 1e-6 "
+    "(NetVLADModelLF, the winning configuration), 1e-5 (NeXtVLADModel).", lower_bound=0.0,
+    fallback=1e-8, aliases=("moe_l2",))
 MOE_NUM_MIXTURES = integer("moe_num_mixtures", 2, "Experts per class of the MoE classifier.")
 MOE_PROB_GATING = HParam(
     "moe_prob_gating", "bool", None,
@@ -114,10 +115,10 @@ def concat(tensors, name):
     return keras.layers.Concatenate(axis=-1, name=name)(tensors)
 
 
-def stream_share(value, index):
-    """Size rule of late fusion (references: rgb full, audio half): the first stream gets `value`,
-    the others value // 2 (at least 1)."""
-    return value if index == 0 else max(value // 2, 1)
+def stream_share(value, index, divisor=2):
+    """Size rule of late fusion (references: rgb full, audio half; Willow's DBoF models: audio an
+    eighth): the first stream gets `value`, the others value // divisor (at least 1)."""
+    return value if index == 0 else max(value // divisor, 1)
 
 
 def logistic_outputs(embedding, num_classes, l2_penalty):

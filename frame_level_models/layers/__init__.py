@@ -9,5 +9,8 @@ from frame_level_models.layers.moe import MoeClassifier
 from frame_level_models.layers.dbof import DbofPooling
 from frame_level_models.layers.dense import WideDense
 from frame_level_models.layers.lstm import LstmEncoder
-from frame_level_models.layers.netvlad import NetVLAD
+from frame_level_models.layers.netfv import NetFV
+from frame_level_models.layers.netvlad import LightVLAD, NetVLAD, NetVLAGD
+from frame_level_models.layers.recurrent import RecurrentStates
+from frame_level_models.layers.soft_dbof import GatedDBoF, SoftDBoF
 from frame_level_models.layers.nextvlad import NeXtVLAD
