@@ -116,17 +116,7 @@ def recurrent_reference(layer, frames, num_frames):
     """The stack's final states the way Willow's MultiRNNCell(state_is_tuple=False) joins them."""
     weights = willow_weights.recurrent(layer)
     if layer.cell == "gru":
-        def make(index):
-            scope = f"RNN/rnn/multi_rnn_cell/cell_{index}/gru_cell/"
-
-            def step(x, state):
-                h = starter_numpy.gru_cell(x, state[0], weights[scope + "gates/kernel"],
-                                           weights[scope + "gates/bias"],
-                                           weights[scope + "candidate/kernel"],
-                                           weights[scope + "candidate/bias"])
-                return h, (h,)
-            return step, lambda batch: (np.zeros((batch, layer.cells)),)
-        stack = [make(index) for index in range(layer.num_layers)]
+        stack = willow_numpy.gru_layers_of(weights, "RNN/rnn/", layer.num_layers, layer.cells)
     else:
         stack = starter_numpy.lstm_layers(weights, "RNN/rnn/", layer.num_layers, layer.cells)
     states = starter_numpy.run_dynamic_rnn(frames, num_frames, stack)

@@ -329,6 +329,22 @@ def lstm_model(frames, num_frames, weights, frame_index=None, lstm_cells=1024, l
     return _moe(state, weights, num_mixtures, moe_prob_gating, bn_training, moe_options)
 
 
+def gru_layers_of(weights, prefix, num_layers, units):
+    """(step, init) pairs (starter_numpy.run_dynamic_rnn) of TF1 GRUCell layers whose variables are
+    <prefix>multi_rnn_cell/cell_<i>/gru_cell/{gates,candidate}/{kernel,bias}."""
+    def make(index):
+        scope = f"{prefix}multi_rnn_cell/cell_{index}/gru_cell/"
+
+        def step(inputs, state):
+            h = starter_numpy.gru_cell(inputs, state[0], weights[scope + "gates/kernel"],
+                                       weights[scope + "gates/bias"],
+                                       weights[scope + "candidate/kernel"],
+                                       weights[scope + "candidate/bias"])
+            return h, (h,)
+        return step, lambda batch: (np.zeros((batch, units)),)
+    return [make(index) for index in range(num_layers)]
+
+
 def gru_model(frames, num_frames, weights, frame_index=None, gru_cells=1024, gru_layers=2,
               gru_backward=False, moe_prob_gating=False, num_mixtures=2, bn_training=False,
               **moe_options):
@@ -337,18 +353,8 @@ def gru_model(frames, num_frames, weights, frame_index=None, gru_cells=1024, gru
     --gru_cells=1200). Variables RNN/rnn/multi_rnn_cell/cell_<i>/gru_cell/{gates,candidate}/
     {kernel,bias}."""
     x = _recurrent_input(frames, num_frames, frame_index, gru_backward)
-
-    def make(index):
-        scope = f"RNN/rnn/multi_rnn_cell/cell_{index}/gru_cell/"
-
-        def step(inputs, state):
-            h = starter_numpy.gru_cell(inputs, state[0], weights[scope + "gates/kernel"],
-                                       weights[scope + "gates/bias"],
-                                       weights[scope + "candidate/kernel"],
-                                       weights[scope + "candidate/bias"])
-            return h, (h,)
-        return step, lambda batch: (np.zeros((batch, gru_cells)),)
-    states = starter_numpy.run_dynamic_rnn(x, num_frames, [make(i) for i in range(gru_layers)])
+    states = starter_numpy.run_dynamic_rnn(x, num_frames,
+                                           gru_layers_of(weights, "RNN/rnn/", gru_layers, gru_cells))
     state = np.concatenate([s[0] for s in states], axis=1)
     return _moe(state, weights, num_mixtures, moe_prob_gating, bn_training, moe_options)
 
