@@ -190,9 +190,9 @@ def test_groups_are_shared_by_the_tools():
         options.define_flags(config_class, flag_values)
         return flag_values[name]
 
-    # One declaration, per-tool defaults: eval 1024, inference 8192 (the starter's).
+    # One declaration, per-tool defaults: eval 1024, inference 512 (the starter's).
     assert (flag(EvalConfig, "batch_size").default, flag(InferenceConfig, "batch_size").default,
-            flag(TrainConfig, "batch_size").default) == (1024, 8192, 1024)
+            flag(TrainConfig, "batch_size").default) == (1024, 512, 1024)
     assert flag(EvalConfig, "batch_size").help == flag(InferenceConfig, "batch_size").help
     for config_class in (EvalConfig, InferenceConfig, TeacherCacheOptions):
         assert flag(config_class, "num_readers").help == "Files read in parallel."

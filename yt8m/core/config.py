@@ -106,9 +106,7 @@ class InferenceConfig(PredictionFiles, CheckpointSelection, Batching, TopK, Fram
     # "" as in the starter: --input_model_tgz refuses a --train_dir.
     train_dir: str = override(CheckpointSelection, "train_dir", "",
                               help="Directory written by train.py (or give --input_model_tgz).")
-    batch_size: int = override(
-        Batching, "batch_size", 512,
-        help="Videos per batch (segments per batch with --segment_labels).")
+    batch_size: int = override(Batching, "batch_size", 512)
     num_readers: int = override(Batching, "num_readers", 1)
     top_k: int = override(
         TopK, "top_k", help="Classes per video in the CSV (with --segment_labels: the classes "
@@ -116,7 +114,8 @@ class InferenceConfig(PredictionFiles, CheckpointSelection, Batching, TopK, Fram
     segment_labels: bool = override(
         DataConfig, "segment_labels",
         help="The starter's segment mode: cut the frame-level videos of --input_data_pattern "
-        "into 5-frame segments, score each with the model and write the Class,Segments CSV.")
+        "into 5-frame segments, score each with the model and write the Class,Segments CSV "
+        "(--batch_size then counts segments).")
     segment_max_pred: int = option(
         100000, "With --segment_labels: segments kept per class.", lower=1)
     segment_label_ids_file: str = option(
