@@ -352,6 +352,12 @@ def test_a_damaged_or_foreign_archive_is_refused(setup, tmp_path):
             tar.add(path, arcname=name)
     with pytest.raises(ValueError, match="the starter's archives hold TF1 meta graphs"):
         model_archive.extract_model_archive(str(starter), untar_dir)
+    no_checkpoint = tmp_path / "no_checkpoint.tgz"
+    with tarfile.open(no_checkpoint, "w:gz") as tar:
+        tar.add(os.path.join(setup["train_dir"], "model_flags.json"), arcname="model_flags.json")
+    with pytest.raises(ValueError, match=r"must hold model_flags.json, checkpoint and one "
+                                         r"ckpt-<step> checkpoint; it holds model_flags.json$"):
+        model_archive.extract_model_archive(str(no_checkpoint), untar_dir)
     assert not os.path.exists(untar_dir)
     # An untar directory holding anything else is never replaced.
     archive = str(tmp_path / "model.tgz")

@@ -76,7 +76,8 @@ class TrainConfig:
     shuffle_seed: Optional[int] = option(
         None, "Seed of the input shuffling and model initialisation (reproducible runs).")
     distribution_strategy: str = option(
-        "default", "default: mirrored over local GPUs (or --num_cpu_devices), else one device.",
+        "default", "default: mirrored over the local GPUs (--num_gpu of them; or over "
+        "--num_cpu_devices), else one device.",
         choices=DISTRIBUTION_STRATEGIES)
 
 

@@ -17,7 +17,6 @@ import dataclasses
 import gzip
 import io
 import os
-import re
 import tarfile
 import zlib
 
@@ -28,8 +27,6 @@ from yt8m.core import files
 from yt8m.core import model_flags as model_flags_lib
 from yt8m.training import checkpoints
 
-_CHECKPOINT_FILE = re.compile(
-    rf"^{checkpoints.CHECKPOINT_PREFIX}-(\d+)\.(index|data-\d+-of-\d+)$")
 # What reading a damaged .tgz raises.
 _ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
 
@@ -49,11 +46,11 @@ def write_model_archive(output_tgz, train_dir, checkpoint_path):
     """Writes output_tgz (atomically) holding train_dir's model_flags.json and the files of
     `checkpoint_path`, named by a `checkpoint` state file; returns the archive's member names."""
     parts = sorted(path for path in tf.io.gfile.glob(checkpoint_path + ".*")
-                   if _CHECKPOINT_FILE.match(os.path.basename(path)))
+                   if checkpoints.CHECKPOINT_FILE.match(os.path.basename(path)))
     if not any(path.endswith(".index") for path in parts):
         raise checkpoints.NoCheckpointError(
-            f"--output_model_tgz: {checkpoint_path} is not a {checkpoints.CHECKPOINT_PREFIX}-<step> "
-            "checkpoint to bundle")
+            f"--output_model_tgz: {checkpoint_path} is not a "
+            f"{checkpoints.CHECKPOINT_PREFIX}-<step> checkpoint to bundle")
     name = os.path.basename(checkpoint_path)
     state = (f'model_checkpoint_path: "{name}"\n'
              f'all_model_checkpoint_paths: "{name}"\n').encode("utf-8")
@@ -70,7 +67,7 @@ def write_model_archive(output_tgz, train_dir, checkpoint_path):
 
 def _is_archive_name(name):
     return (name in (model_flags_lib.MODEL_FLAGS_FILE, checkpoints.CHECKPOINT_STATE_FILE)
-            or _CHECKPOINT_FILE.match(name) is not None)
+            or checkpoints.CHECKPOINT_FILE.match(name) is not None)
 
 
 def _check_members(members, where):
@@ -85,13 +82,14 @@ def _check_members(members, where):
             "inference.py --output_model_tgz (model_flags.json, checkpoint, ckpt-<step>.*)"
             + ("; the starter's archives hold TF1 meta graphs, which this project cannot load"
                if starter else ""))
-    steps = {_CHECKPOINT_FILE.match(name).group(1) for name in names
-             if _CHECKPOINT_FILE.match(name)}
+    matches = [checkpoints.CHECKPOINT_FILE.match(name) for name in names]
+    steps = {match.group(1) for match in matches if match}
     required = {model_flags_lib.MODEL_FLAGS_FILE, checkpoints.CHECKPOINT_STATE_FILE}
     if len(steps) != 1 or not required <= set(names) or not any(
-            name.endswith(".index") for name in names):
+            match and match.group(2) == "index" for match in matches):
+        held = ", ".join(sorted(names)) or "nothing"
         raise ValueError(f"{where} must hold model_flags.json, checkpoint and one "
-                         f"ckpt-<step> checkpoint; it holds {', '.join(sorted(names)) or 'nothing'}")
+                         f"ckpt-<step> checkpoint; it holds {held}")
 
 
 def _check_untar_dir(untar_dir):

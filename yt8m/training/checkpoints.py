@@ -18,7 +18,8 @@ from yt8m.training.model_builder import build_model
 CHECKPOINT_PREFIX = "ckpt"
 CHECKPOINT_STATE_FILE = "checkpoint"  # tf.train.CheckpointManager's list of the checkpoints
 _STEP_PATTERN = re.compile(r"-(\d+)$")
-_CHECKPOINT_FILE = re.compile(rf"^{CHECKPOINT_PREFIX}-\d+\.(index|data-\d+-of-\d+)$")
+# The files of one checkpoint: ckpt-<step>.index and ckpt-<step>.data-<shard>-of-<shards>.
+CHECKPOINT_FILE = re.compile(rf"^{CHECKPOINT_PREFIX}-(\d+)\.(index|data-\d+-of-\d+)$")
 
 
 class NoCheckpointError(FileNotFoundError):
@@ -126,7 +127,8 @@ def load_model(train_dir, checkpoint=None):
 
 
 def make_checkpoint_manager(checkpoint, train_dir, max_to_keep):
-    """max_to_keep: the newest checkpoints kept; 0 keeps all (the starter's Saver(max_to_keep=0))."""
+    """max_to_keep: the newest checkpoints kept; 0 keeps all (as the starter's
+    Saver(max_to_keep=0))."""
     if max_to_keep < 0:
         raise ValueError(f"--keep_checkpoint_max must be >= 0, got {max_to_keep}")
     return tf.train.CheckpointManager(checkpoint, train_dir, max_to_keep=max_to_keep or None,
@@ -139,7 +141,7 @@ def remove_checkpoints(train_dir):
     exporter averages step ranges of whatever ckpt-<step> files it finds). Returns how many
     checkpoints were removed."""
     paths = [path for path in tf.io.gfile.glob(os.path.join(train_dir, f"{CHECKPOINT_PREFIX}-*"))
-             if _CHECKPOINT_FILE.match(os.path.basename(path))]
+             if CHECKPOINT_FILE.match(os.path.basename(path))]
     state = os.path.join(train_dir, CHECKPOINT_STATE_FILE)
     for path in paths + ([state] if tf.io.gfile.exists(state) else []):
         tf.io.gfile.remove(path)
