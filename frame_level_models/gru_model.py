@@ -5,6 +5,7 @@ import yt8m  # noqa: F401
 
 from frame_level_models import willow_parts
 from frame_level_models.hparams import HParam, integer
+from frame_level_models.layers.gru import GruEncoder
 from frame_level_models.registry import register
 
 HPARAMS = (
@@ -21,5 +22,7 @@ HPARAMS = (
           description="Stacked GRU, whole final state, Willow's MoE (Willow).")
 def gru_model(inputs, num_classes, names, sizes, hp):
     del sizes
-    return willow_parts.recurrent_outputs(inputs, names, num_classes, hp, "gru", hp.gru_cells,
-                                          hp.gru_layers, hp.gru_random_sequence, hp.gru_backward)
+    frames, num_frames = willow_parts.recurrent_inputs(inputs, names, hp, hp.gru_random_sequence,
+                                                       hp.gru_backward)
+    state = GruEncoder(hp.gru_cells, hp.gru_layers, name="gru")([frames, num_frames])
+    return willow_parts.moe_outputs(state, num_classes, hp)

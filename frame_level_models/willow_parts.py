@@ -15,10 +15,9 @@ from frame_level_models.hparams import HParam, integer
 from frame_level_models.layers import common
 from frame_level_models.layers.dense import WideDense
 from frame_level_models.layers.frame_ops import (FrameBatchNorm, FrameL2Normalize,
-                                                 RandomFrameSampler, SplitFeatures)
+                                                 RandomFrameSampler, ReverseFrames, SplitFeatures)
 from frame_level_models.layers.gating import ContextGating
 from frame_level_models.layers.moe import PROB_GATING_INPUTS, MoeClassifier
-from frame_level_models.layers.recurrent import RecurrentStates
 
 GATING = HParam(
     "gating", "bool", None,
@@ -98,13 +97,13 @@ def moe_outputs(embedding, num_classes, hp):
     return {"predictions": predictions, "embedding": embedding}
 
 
-def recurrent_outputs(inputs, names, num_classes, hp, cell, cells, num_layers, random_sequence,
-                      backward):
-    """GruModel / Willow's LstmModel: the stack's whole final state -> Willow's MoE.
+def recurrent_inputs(inputs, names, hp, random_sequence, backward):
+    """(frames, num_frames) for GruModel / Willow's LstmModel: the L2-normalised frames, then
 
     random_sequence (Willow's --gru_random_sequence / --lstm_random_sequence): `iterations` frames
     drawn with replacement (SampleRandomFrames, despite the name), at training time here; the
-    stack still stops at the video's own num_frames, as Willow's sequence_length did.
+    stack still stops at the video's own num_frames, as Willow's sequence_length did;
+    backward: each video's frames read last to first.
     """
     frames = FrameL2Normalize(name="frame_l2_norm")(
         model_parts.concat([inputs[name] for name in names], "frame_concat"))
@@ -112,6 +111,6 @@ def recurrent_outputs(inputs, names, num_classes, hp, cell, cells, num_layers, r
     if random_sequence:
         frames, _ = RandomFrameSampler(hp.iterations, name="random_frame_sampler")(
             [frames, num_frames])
-    state = RecurrentStates(cell, cells, num_layers, backward, name=f"{cell}_states")(
-        [frames, num_frames])
-    return moe_outputs(state, num_classes, hp)
+    if backward:
+        frames = ReverseFrames(name="reverse_frames")([frames, num_frames])
+    return frames, num_frames

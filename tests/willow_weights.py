@@ -11,7 +11,7 @@ import yt8m  # noqa: F401
 import tf_keras as keras
 
 from frame_level_models import layers
-from reference import starter_numpy, willow_numpy
+from reference import willow_numpy
 
 STREAM_SCOPES = {"rgb": "video", "audio": "audio"}
 POOLING_SCOPES = {"netvlad": "VLAD", "netfv": "FV", "soft_dbof": "DBOF", "gated_dbof": "DBOF"}
@@ -62,23 +62,17 @@ def moe(layer):
     return weights
 
 
-def recurrent(layer):
-    """RecurrentStates -> RNN/rnn/multi_rnn_cell/cell_<i>/{gru_cell,basic_lstm_cell}/..."""
+def gru(layer):
+    """GruEncoder -> RNN/rnn/multi_rnn_cell/cell_<i>/gru_cell/{gates,candidate}/{kernel,bias}."""
     weights = {}
-    for index, rnn in enumerate(layer.rnns):
+    for index, rnn in enumerate(layer.grus):
         cell = rnn.cell
-        arrays = (cell.kernel.numpy(), cell.recurrent_kernel.numpy(), cell.bias.numpy())
-        scope = f"RNN/rnn/multi_rnn_cell/cell_{index}/"
-        if layer.cell == "gru":
-            gates, gates_bias, candidate, candidate_bias = willow_numpy.keras_gru_to_tf1_gru(*arrays)
-            weights.update({scope + "gru_cell/gates/kernel": gates,
-                            scope + "gru_cell/gates/bias": gates_bias,
-                            scope + "gru_cell/candidate/kernel": candidate,
-                            scope + "gru_cell/candidate/bias": candidate_bias})
-        else:
-            kernel, bias = starter_numpy.keras_lstm_to_basic_lstm(*arrays)
-            weights.update({scope + "basic_lstm_cell/kernel": kernel,
-                            scope + "basic_lstm_cell/bias": bias})
+        gates, gates_bias, candidate, candidate_bias = willow_numpy.keras_gru_to_tf1_gru(
+            cell.kernel.numpy(), cell.recurrent_kernel.numpy(), cell.bias.numpy())
+        scope = f"RNN/rnn/multi_rnn_cell/cell_{index}/gru_cell/"
+        weights.update({scope + "gates/kernel": gates, scope + "gates/bias": gates_bias,
+                        scope + "candidate/kernel": candidate,
+                        scope + "candidate/bias": candidate_bias})
     return weights
 
 
@@ -100,8 +94,8 @@ def model_weights(model):
             weights.update(batch_norm(layer.batch_norm, "gating_bn"))
         elif name == "moe":
             weights.update(moe(layer))
-        elif isinstance(layer, layers.RecurrentStates):
-            weights.update(recurrent(layer))
+        elif isinstance(layer, layers.GruEncoder):
+            weights.update(gru(layer))
         elif layer.weights:
             stream, kind = name.split("_", 1)
             scope = f"{STREAM_SCOPES[stream]}_{POOLING_SCOPES[kind]}/"

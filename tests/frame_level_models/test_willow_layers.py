@@ -1,7 +1,8 @@
 """Willow's pooling layers and recurrent encoders against tests/reference/willow_numpy.py (numpy
 written from Willow's frame_level_models.py): inference mode on padded videos (garbage in the
 padding, the reference run on each video's valid frames), training mode (batch statistics) on
-full videos, and padding that leaves training-mode outputs unchanged."""
+full videos, and padding that leaves training-mode outputs unchanged; the GRU stack against TF1's
+cells and dynamic_rnn."""
 import functools
 
 import numpy as np
@@ -112,73 +113,59 @@ def test_pooling_output_sizes_and_config():
         layers.NetFV(0)
 
 
-def recurrent_reference(layer, frames, num_frames):
-    """The stack's final states the way Willow's MultiRNNCell(state_is_tuple=False) joins them."""
-    weights = willow_weights.recurrent(layer)
-    if layer.cell == "gru":
-        stack = willow_numpy.gru_layers_of(weights, "RNN/rnn/", layer.num_layers, layer.cells)
-    else:
-        stack = starter_numpy.lstm_layers(weights, "RNN/rnn/", layer.num_layers, layer.cells)
+def gru_reference(layer, frames, num_frames):
+    """Willow's GRU stack: the final states [h_0, h_1, ...] after each video's num_frames steps."""
+    stack = willow_numpy.gru_layers_of(willow_weights.gru(layer), "RNN/rnn/", layer.num_layers,
+                                       layer.cells)
     states = starter_numpy.run_dynamic_rnn(frames, num_frames, stack)
-    return np.concatenate([part for state in states for part in state], axis=1)
+    return np.concatenate([state[0] for state in states], axis=1)
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
-@pytest.mark.parametrize("backward", [False, True])
-def test_recurrent_states_match_tf1_cells(cell, backward):
+def test_gru_encoder_matches_tf1_cells():
     rng = np.random.default_rng(3)
-    layer = layers.RecurrentStates(cell, cells=4, num_layers=2, backward=backward)
+    layer = layers.GruEncoder(cells=4, num_layers=2)
     layer.build([(None, None, SIZE), (None,)])
     for weight in layer.weights:
         weight.assign(rng.normal(0, 0.5, weight.shape))
     num_frames = np.array([3, 6, 1, 0], np.int32)
     frames = padded_frames(rng, num_frames)
-    given = frames.astype(np.float64)
-    if backward:  # Willow: tf.reverse_sequence(model_input, num_frames, seq_axis=1)
-        given = given.copy()
-        for b, n in enumerate(num_frames):
-            given[b, :n] = given[b, :n][::-1]
-    expected = recurrent_reference(layer, given, num_frames)
     output = run(layer, frames, num_frames, False)
-    assert output.shape == (4, 2 * 4 * (2 if cell == "lstm" else 1))
-    np.testing.assert_allclose(output, expected, **TOL)
+    assert output.shape == (4, 2 * 4)
+    np.testing.assert_allclose(output, gru_reference(layer, frames, num_frames), **TOL)
     np.testing.assert_array_equal(output[3], 0.0)  # no frames: the zero initial state
+    # Willow's --*_random_sequence feeds `iterations` sampled frames with the ORIGINAL num_frames
+    # as sequence_length: a video longer than the frames given runs them all.
+    longer = np.array([9, 6, 1, 0], np.int32)
+    np.testing.assert_allclose(run(layer, frames, longer, False),
+                               gru_reference(layer, frames, longer), **TOL)
+    assert layer.get_prunable_weights() == [weight for gru in layer.grus
+                                            for weight in (gru.cell.kernel,
+                                                           gru.cell.recurrent_kernel)]
 
 
-def test_recurrent_states_stop_at_num_frames_beyond_the_given_frames():
-    """Willow's --*_random_sequence feeds `iterations` sampled frames with the ORIGINAL num_frames
-    as sequence_length: a longer video runs every given frame, a shorter one its num_frames."""
+def test_reverse_frames_as_tf_reverse_sequence():
     rng = np.random.default_rng(4)
-    layer = layers.RecurrentStates("gru", cells=3, num_layers=1)
-    frames = rng.normal(0, 1, (2, 4, SIZE)).astype(np.float32)
-    num_frames = np.array([9, 2], np.int32)
-    output = run(layer, frames, num_frames, False)
-    np.testing.assert_allclose(output, recurrent_reference(layer, frames, num_frames), **TOL)
-    np.testing.assert_allclose(output[0], run(layer, frames, np.array([4, 2], np.int32),
-                                              False)[0], **TOL)
+    num_frames = np.array([3, 6, 1, 0, 9], np.int32)
+    frames = rng.normal(0, 1, (5, MAX_T, 2)).astype(np.float32)
+    expected = frames.copy()
+    for b, n in enumerate(np.minimum(num_frames, MAX_T)):
+        expected[b, :n] = frames[b, :n][::-1]
+    output = layers.ReverseFrames()([tf.constant(frames), tf.constant(num_frames)]).numpy()
+    np.testing.assert_array_equal(output, expected)
 
 
-def test_recurrent_initial_values_follow_tf1():
+def test_gru_initial_values_follow_tf1():
     """TF1's GRUCell: Glorot-uniform over [input + units, 2u] (gates) and [input + units, u]
-    (candidate), gate biases 1.0, candidate bias 0; BasicLSTMCell: Glorot over [input + u, 4u],
-    zero bias plus the constant forget bias 1.0 (Keras: unit_forget_bias)."""
+    (candidate), gate biases 1.0, candidate bias 0."""
     size, units = 300, 200
-    gru = layers.RecurrentStates("gru", cells=units, num_layers=1)
-    gru.build([(None, None, size), (None,)])
-    cell = gru.rnns[0].cell
+    layer = layers.GruEncoder(cells=units, num_layers=1)
+    layer.build([(None, None, size), (None,)])
+    cell = layer.grus[0].cell
     kernel = np.concatenate([cell.kernel.numpy(), cell.recurrent_kernel.numpy()])
     for columns, width in ((slice(0, 2 * units), 2 * units), (slice(2 * units, None), units)):
         limit = np.sqrt(6.0 / (size + units + width))
         block = kernel[:, columns]
-        assert np.abs(block).max() <= limit and np.abs(block).max() > 0.99 * limit
-        assert abs(block.std() - limit / np.sqrt(3.0)) < 0.02 * limit
+        assert 0.99 * limit < np.abs(block).max() <= limit
+        assert abs(block.std() - limit / np.sqrt(3.0)) < 0.02 * limit  # uniform's std
     assert not np.allclose(kernel[:, :units], kernel[:, units:2 * units])  # z and r differ
     np.testing.assert_array_equal(cell.bias.numpy(), [1.0] * 2 * units + [0.0] * units)
-    lstm = layers.RecurrentStates("lstm", cells=units, num_layers=1)
-    lstm.build([(None, None, size), (None,)])
-    cell = lstm.rnns[0].cell
-    limit = np.sqrt(6.0 / (size + units + 4 * units))
-    assert np.abs(cell.recurrent_kernel.numpy()).max() <= limit
-    _, bias = starter_numpy.keras_lstm_to_basic_lstm(
-        cell.kernel.numpy(), cell.recurrent_kernel.numpy(), cell.bias.numpy())
-    np.testing.assert_array_equal(bias, 0.0)
