@@ -38,16 +38,16 @@ def _add(spec):
     _REGISTRY[spec.name] = spec
 
 
-def register(name, frame_level, hparams, description, defaults=None):
+def register(name, frame_level, hparams, description, defaults=None, loss_epsilon=None):
     """Decorator that adds a model builder to the registry under `name` (the --model value).
 
     hparams: the HParam rows the model uses; defaults: its values for rows whose flag default is
-    None (hparams.py).
+    None (hparams.py); loss_epsilon: see ModelSpec.
     """
 
     def decorator(builder):
         hparams_lib.declare_model(name, hparams, defaults)
-        _add(ModelSpec(name, builder, frame_level, description))
+        _add(ModelSpec(name, builder, frame_level, description, loss_epsilon=loss_epsilon))
         return builder
 
     return decorator
@@ -58,7 +58,7 @@ def register_composite(name, frame_level, hparams, description, other_names=(),
     """Decorator that registers a factory building a whole model (see ModelSpec.builds_model).
 
     other_names: settings the factory checks itself (no flag); every_hparam: the model also takes
-    every model hparam (its leaf may be any zoo model).
+    every model hparam (its leaf may be any zoo model); loss_epsilon: see ModelSpec.
     """
 
     def decorator(factory):
