@@ -22,8 +22,7 @@ from yt8m.training import checkpoints
 from yt8m.core import files
 from yt8m.training import inputs
 from yt8m.core import model_flags as model_flags_lib
-from yt8m.losses import get_label_loss
-from yt8m.training.model_builder import build_model
+from yt8m.training.model_builder import build_model, label_loss_for
 from yt8m.training.objective import model_predictions
 
 EVAL_SUBDIR = "eval"
@@ -81,7 +80,7 @@ class _Evaluator:
 
     def __post_init__(self):
         self.model = build_model(self.model_flags)
-        self.label_loss = get_label_loss(self.model_flags["label_loss"])
+        self.label_loss = label_loss_for(self.model_flags["label_loss"], self.model_flags["model"])
         self.eval_step = make_eval_step(self.model, self.data_config, self.label_loss)
         self.writer = None  # created with the first results: a failed run leaves no eval dir
 
