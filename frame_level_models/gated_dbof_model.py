@@ -1,10 +1,10 @@
 """GatedDbofModelLF: Willow's gated soft Deep Bag-of-Frames with late fusion ("Gated Soft-DBoW" of
 Willow's README).
 
-frames L2-normalised as one vector -> input BN -> GatedDBoF on the first stream (K clusters),
-SoftDBoF on the others (K/8, with --softdbof_maxpool its max too) -> concat -> the head of
-SoftDbofModelLF. The README's configuration: --dbof_cluster_size=4096 --dbof_hidden_size=1024
---dbof_relu=False --moe_l2=1e-6.
+frames L2-normalised as one vector -> `iterations` frames sampled -> input BN -> GatedDBoF on the
+first stream (K clusters), SoftDBoF on the others (K/8, with --softdbof_maxpool its max too) ->
+concat -> the head of SoftDbofModelLF. The README's configuration: --dbof_cluster_size=4096
+--dbof_hidden_size=1024 --dbof_relu=False --moe_l2=1e-6.
 """
 import yt8m  # noqa: F401
 
@@ -14,6 +14,7 @@ from frame_level_models.registry import register
 
 
 @register("GatedDbofModelLF", frame_level=True, hparams=soft_dbof_model.HPARAMS,
+          defaults=soft_dbof_model.DEFAULTS,
           description="Gated soft Deep Bag-of-Frames, late fusion (Willow).")
 def gated_dbof_model(inputs, num_classes, names, sizes, hp):
     def pooling(index, name):

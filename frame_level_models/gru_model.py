@@ -13,12 +13,12 @@ HPARAMS = (
     integer("gru_layers", 2, "GruModel: stacked GRU layers."),
     HParam("gru_random_sequence", "bool", False,
            "GruModel: feed --iterations frames drawn with replacement (Willow's "
-           "SampleRandomFrames; training time here)."),
+           "SampleRandomFrames; at evaluation too with --deterministic_eval=False)."),
     HParam("gru_backward", "bool", False, "GruModel: read each video's frames last to first."),
 ) + willow_parts.RECURRENT_HPARAMS
 
 
-@register("GruModel", frame_level=True, hparams=HPARAMS,
+@register("GruModel", frame_level=True, hparams=HPARAMS, defaults={"deterministic_eval": True},
           description="Stacked GRU, whole final state, Willow's MoE (Willow).")
 def gru_model(inputs, num_classes, names, sizes, hp):
     del sizes

@@ -84,7 +84,7 @@ def declare_model(model_name, rows, defaults=None, other_names=(), every_hparam=
     if model_name in _MODELS:
         raise ValueError(f"model {model_name} declares its hparams twice")
     add_rows(rows)
-    names = tuple(row.name for row in rows)
+    names = tuple(dict.fromkeys(row.name for row in rows))  # a shared row listed twice counts once
     unknown = sorted(set(defaults or {}) - set(names))
     if unknown:
         raise ValueError(f"model {model_name} gives defaults for hparams it does not declare: "

@@ -33,20 +33,28 @@ VIDEO_LEVEL_CLASSIFIER = HParam(
 MOE_HPARAMS = (MOE_NUM_MIXTURES, MOE_PROB_GATING)
 # What `classifier_outputs` reads.
 CLASSIFIER_HPARAMS = (VIDEO_LEVEL_CLASSIFIER, L2_PENALTY) + MOE_HPARAMS
-# Frame sampling: the starter's (DbofModel: at training AND evaluation, `starter_sampling`), or a
-# training-time augmentation of the models whose reference does not sample (`frame_streams`).
+# Frame sampling: the starter's (DbofModel, and Willow's models, which sample as the starter:
+# at training AND evaluation, `starter_sampling`), or a training-time augmentation of the models
+# whose reference does not sample (`frame_streams`).
 SAMPLE_RANDOM_FRAMES = HParam(
     "sample_random_frames", "bool", None,
-    "DbofModel (the starter's flag, default True there): sample `iterations` frames per video at "
-    "training AND evaluation/inference, True = drawn at random with replacement, False = a "
-    "random run of consecutive frames. Other frame-level models (their reference does not "
-    "sample; default False): True feeds `iterations` random frames at training only.",
-    fallback=False)
-ITERATIONS = integer("iterations", 30, "Frames sampled per video (--sample_random_frames).")
+    "DbofModel and Willow's *ModelLF (their flag, default True there): sample `iterations` "
+    "frames per video at training (and evaluation/inference, see --deterministic_eval), True = "
+    "drawn at random with replacement, False = a random run of consecutive frames. Other "
+    "frame-level models (their reference does not sample; default False): True feeds "
+    "`iterations` random frames at training only.", fallback=False)
+ITERATIONS = HParam(
+    "iterations", "integer", None,
+    "Frames sampled per video (--sample_random_frames; Willow's --gru_random_sequence / "
+    "--lstm_random_sequence). Default per model: 30 (the references' flag default), 300 "
+    "(NetVLADModelLF, the winning configuration).", lower_bound=1, fallback=30)
 DETERMINISTIC_EVAL = HParam(
-    "deterministic_eval", "bool", False,
-    "DbofModel: evaluation, inference and export use every valid frame instead of the starter's "
-    "random frames (deterministic predictions); training still samples.")
+    "deterministic_eval", "bool", None,
+    "Models that sample frames at evaluation in their reference (DbofModel, Willow's models): "
+    "evaluation, inference and export use every valid frame instead (deterministic "
+    "predictions); training still samples. Default per model: off for DbofModel (the "
+    "starter's behaviour), on for Willow's models (an announced deviation, docs/models.md).",
+    fallback=False)
 FRAME_SAMPLING_HPARAMS = (SAMPLE_RANDOM_FRAMES, ITERATIONS)
 STARTER_SAMPLING_HPARAMS = FRAME_SAMPLING_HPARAMS + (DETERMINISTIC_EVAL,)
 BN_MOMENTUM = HParam(

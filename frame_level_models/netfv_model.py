@@ -1,10 +1,10 @@
 """NetFVModelLF: Willow's gated NetFV with late fusion ("Gated NetFV" of Willow's README).
 
-frames L2-normalised as one vector -> input BN -> NetFV per stream (first stream K clusters, others
-K/2; 2*N*K values each) -> concat -> hidden dense H (bias, or BN + ReLU6 with --fv_relu) ->
-context gating (--gating) -> Willow's MoE. Defaults are Willow's flag defaults; the README's Gated
-NetFV is --fv_cluster_size=128 --fv_hidden_size=1024 --fv_relu=False --gating=True
---moe_prob_gating=True --fv_couple_weights=False --moe_l2=1e-6.
+frames L2-normalised as one vector -> `iterations` frames sampled -> input BN -> NetFV per stream
+(first stream K clusters, others K/2; 2*N*K values each) -> concat -> hidden dense H (bias, or BN +
+ReLU6 with --fv_relu) -> context gating (--gating) -> Willow's MoE. Defaults are Willow's flag
+defaults; the README's Gated NetFV is --fv_cluster_size=128 --fv_hidden_size=1024 --fv_relu=False
+--gating=True --moe_prob_gating=True --fv_couple_weights=False --moe_l2=1e-6.
 """
 import yt8m  # noqa: F401
 
@@ -28,6 +28,7 @@ HPARAMS = (
 
 
 @register("NetFVModelLF", frame_level=True, hparams=HPARAMS,
+          defaults=willow_parts.SAMPLING_DEFAULTS,
           description="Gated NetFV (learnable Fisher vectors), late fusion (Willow).")
 def netfv_model(inputs, num_classes, names, sizes, hp):
     def pooling(index, name):

@@ -1,9 +1,9 @@
 """NetVLADModelLF: Willow's Gated NetVLAD with late fusion, the 2017 winner (SPEC section 4), and
 its two pooling variants (--lightvlad: "Gated NetRVLAD" of Willow's README; --vlagd).
 
-frames L2-normalised as one vector -> input BN -> NetVLAD per stream (first stream K, others K/2)
--> concat -> hidden dense H with bias (no BN/ReLU unless netvlad_relu) -> context gating
--> MoE with probability gating.
+frames L2-normalised as one vector -> `iterations` frames sampled -> input BN -> NetVLAD per stream
+(first stream K, others K/2) -> concat -> hidden dense H with bias (no BN/ReLU unless netvlad_relu)
+-> context gating -> MoE with probability gating.
 """
 import yt8m  # noqa: F401
 
@@ -32,7 +32,8 @@ HPARAMS = (
 
 
 @register("NetVLADModelLF", frame_level=True, hparams=HPARAMS,
-          defaults={"l2_penalty": 1e-6, "moe_prob_gating": True, "gating": True},
+          defaults={"l2_penalty": 1e-6, "moe_prob_gating": True, "gating": True,
+                    "iterations": 300, **willow_parts.SAMPLING_DEFAULTS},
           description="Gated NetVLAD, late fusion (2017 winner); LightVLAD / NetVLAGD variants.")
 def netvlad_model(inputs, num_classes, names, sizes, hp):
     pooling_class = LightVLAD if hp.lightvlad else NetVLAGD if hp.vlagd else NetVLAD

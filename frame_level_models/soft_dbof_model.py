@@ -1,11 +1,10 @@
 """SoftDbofModelLF: Willow's soft Deep Bag-of-Frames with late fusion ("Soft-DBoW" of Willow's
 README); its rows and head are shared with GatedDbofModelLF.
 
-frames L2-normalised as one vector -> input BN -> SoftDBoF per stream (first stream K clusters,
-others K/8) -> concat -> (--fc_dimred) hidden dense H (bias, or BN + ReLU6 with --dbof_relu) ->
-Willow's MoE. No context gating. Defaults are Willow's flag defaults except the cluster and hidden
-sizes, whose flags the starter's DbofModel shares (docs/models.md); the README's Soft-DBoW is
---dbof_cluster_size=8000 --dbof_hidden_size=1024 --dbof_relu=False.
+frames L2-normalised as one vector -> `iterations` frames sampled -> input BN -> SoftDBoF per
+stream (first stream K clusters, others K/8) -> concat -> (--fc_dimred) hidden dense H (bias, or BN
++ ReLU6 with --dbof_relu) -> Willow's MoE. No context gating. Defaults are Willow's flag defaults;
+the README's Soft-DBoW is --dbof_cluster_size=8000 --dbof_hidden_size=1024 --dbof_relu=False.
 """
 import yt8m  # noqa: F401
 
@@ -15,10 +14,7 @@ from frame_level_models.layers.soft_dbof import SoftDBoF
 from frame_level_models.registry import register
 
 AUDIO_DIVISOR = 8  # Willow's DBoF models give the audio stream cluster_size/8 clusters
-# The starter's rows of the same flags (one declaration per option).
-_STARTER_ROWS = {row.name: row for row in dbof_model.HPARAMS}
-DBOF_HPARAMS = tuple(_STARTER_ROWS[name] for name in
-                     ("dbof_cluster_size", "dbof_hidden_size", "dbof_add_batch_norm")) + (
+DBOF_HPARAMS = dbof_model.DBOF_SHARED_HPARAMS + (
     HParam("dbof_relu", "bool", True,
            "GatedDbofModelLF / SoftDbofModelLF: ReLU6 (with batch norm) on the hidden layer."),
     HParam("softdbof_maxpool", "bool", False,
@@ -28,6 +24,7 @@ DBOF_HPARAMS = tuple(_STARTER_ROWS[name] for name in
            "GatedDbofModelLF / SoftDbofModelLF: the hidden layer between pooling and classifier."),
 )
 HPARAMS = DBOF_HPARAMS + willow_parts.COMMON_HPARAMS
+DEFAULTS = {"dbof_cluster_size": 16384, "dbof_hidden_size": 2048, **willow_parts.SAMPLING_DEFAULTS}
 
 
 def dbof_head(pooled, num_classes, hp):
@@ -38,7 +35,7 @@ def dbof_head(pooled, num_classes, hp):
     return willow_parts.moe_outputs(pooled, num_classes, hp)
 
 
-@register("SoftDbofModelLF", frame_level=True, hparams=HPARAMS,
+@register("SoftDbofModelLF", frame_level=True, hparams=HPARAMS, defaults=DEFAULTS,
           description="Soft Deep Bag-of-Frames, late fusion (Willow).")
 def soft_dbof_model(inputs, num_classes, names, sizes, hp):
     def pooling(index, name):

@@ -3,7 +3,8 @@ dict tests/reference/willow_numpy.py reads (names as in tests/reference/param_co
 
 The mapping is by layer type and the models' layer names: `<stream>_<pooling>` layers go under
 the reference's stream scopes (video_VLAD/, audio_FV/, ...), `hidden`, `hidden_bn`,
-`context_gating` and `moe` to Willow's hidden1 / gating / MoE variables, `input_bn` to input_bn.
+`context_gating` and `moe` to Willow's hidden1 / gating / MoE variables, `input_bn` to input_bn,
+the GRU / LSTM stacks to Willow's RNN/ scope (TF1 cell layout).
 """
 import numpy as np
 
@@ -11,7 +12,7 @@ import yt8m  # noqa: F401
 import tf_keras as keras
 
 from frame_level_models import layers
-from reference import willow_numpy
+from reference import starter_numpy, willow_numpy
 
 STREAM_SCOPES = {"rgb": "video", "audio": "audio"}
 POOLING_SCOPES = {"netvlad": "VLAD", "netfv": "FV", "soft_dbof": "DBOF", "gated_dbof": "DBOF"}
@@ -76,6 +77,17 @@ def gru(layer):
     return weights
 
 
+def lstm(layer):
+    """LstmEncoder -> RNN/rnn/multi_rnn_cell/cell_<i>/basic_lstm_cell/{kernel,bias}."""
+    weights = {}
+    for index, rnn in enumerate(layer.lstms):
+        kernel, bias = starter_numpy.keras_lstm_to_basic_lstm(
+            rnn.cell.kernel.numpy(), rnn.cell.recurrent_kernel.numpy(), rnn.cell.bias.numpy())
+        scope = f"RNN/rnn/multi_rnn_cell/cell_{index}/basic_lstm_cell/"
+        weights.update({scope + "kernel": kernel, scope + "bias": bias})
+    return weights
+
+
 def model_weights(model):
     """Every variable of a Willow model, by its reference name."""
     weights = {}
@@ -96,6 +108,8 @@ def model_weights(model):
             weights.update(moe(layer))
         elif isinstance(layer, layers.GruEncoder):
             weights.update(gru(layer))
+        elif isinstance(layer, layers.LstmEncoder):
+            weights.update(lstm(layer))
         elif layer.weights:
             stream, kind = name.split("_", 1)
             scope = f"{STREAM_SCOPES[stream]}_{POOLING_SCOPES[kind]}/"

@@ -1,7 +1,8 @@
 """Mixture-of-experts classifier of the starter (MoeModel), with the options of Willow's MoeModel.
 
-gates = softmax over M+1 slots of (h G) per class, G: D x V(M+1), no bias; experts = sigmoid(h E + b),
-E: D x VM; p = sum over the first M slots of gate * expert (slot M+1 is a dummy expert predicting 0).
+gates = softmax over M+1 slots of (h G) per class, G: D x V(M+1), no bias;
+experts = sigmoid(h E + b), E: D x VM; p = sum over the first M slots of gate * expert (slot M+1 is
+a dummy expert predicting 0).
 Willow's options:
 - gating_rank r (--moe_low_rank_gating): G = G1 G2 with G1: D x r, G2: r x V(M+1), both L2;
 - probability gating (--moe_prob_gating): p <- p * sigmoid(BN(q W_p)), where q = p (W_p: V x V) or,

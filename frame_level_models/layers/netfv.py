@@ -4,8 +4,9 @@ a = softmax_K(BN(x W)) per valid frame (padded frames get a = 0), A_k = sum_i a_
 sigma = S^2 + 1e-6 (learned S: N x K, drawn around 1.0); centres C = learned centroids, or
 coupling_factor * W when the centres are coupled to the assignment weights (Willow's default);
 first order  f1[d, k] = (sum_i a_ik x_id - A_k C_dk) / sigma_dk, L2 over d, flatten, L2;
-second order f2[d, k] = (A_k C_dk^2 + sum_i a_ik x_id^2 - 2 C_dk sum_i a_ik x_id) / sigma_dk^2 - A_k,
-flatten, L2 (no per-cluster normalisation); output [f1, f2]: [B, 2*N*K], index d*K + k.
+second order f2[d, k] = (A_k C_dk^2 + sum_i a_ik x_id^2 - 2 C_dk sum_i a_ik x_id) / sigma_dk^2
+             - A_k, flatten, L2 (no per-cluster normalisation);
+output [f1, f2]: [B, 2*N*K], index d*K + k.
 """
 import yt8m  # noqa: F401
 import tensorflow as tf

@@ -53,9 +53,9 @@ def lightvlad(x, weights, scope, bn_training=False, add_batch_norm=True):
 
 
 def netvlagd(x, weights, scope, bn_training=False, add_batch_norm=True):
-    """NetVLAGD.forward (--vlagd): vlagd[k, d] = (sum_i a_ik x_id) * sigmoid(gate_weights [1, K, N]);
-    transposed to [B, N, K]; intra- then global L2 normalisation (the batch-norm path only: without
-    it the reference creates cluster_biases and never adds them)."""
+    """NetVLAGD.forward (--vlagd): vlagd[k, d] = (sum_i a_ik x_id) * sigmoid(gate_weights
+    [1, K, N]); transposed to [B, N, K]; intra- then global L2 normalisation (the batch-norm path
+    only: without it the reference creates cluster_biases and never adds them)."""
     if not add_batch_norm:
         raise NotImplementedError("Willow's NetVLAGD without batch norm never adds its biases")
     batch, count, size = x.shape
@@ -353,8 +353,8 @@ def gru_model(frames, num_frames, weights, frame_index=None, gru_cells=1024, gru
     --gru_cells=1200). Variables RNN/rnn/multi_rnn_cell/cell_<i>/gru_cell/{gates,candidate}/
     {kernel,bias}."""
     x = _recurrent_input(frames, num_frames, frame_index, gru_backward)
-    states = starter_numpy.run_dynamic_rnn(x, num_frames,
-                                           gru_layers_of(weights, "RNN/rnn/", gru_layers, gru_cells))
+    stack = gru_layers_of(weights, "RNN/rnn/", gru_layers, gru_cells)
+    states = starter_numpy.run_dynamic_rnn(x, num_frames, stack)
     state = np.concatenate([s[0] for s in states], axis=1)
     return _moe(state, weights, num_mixtures, moe_prob_gating, bn_training, moe_options)
 
