@@ -18,9 +18,10 @@ CLASSIFIER_NAMES = ("LogisticModel", "MoeModel")
 # Classifiers (starter video_level_models, Willow's gated MoE).
 L2_PENALTY = HParam(
     "l2_penalty", "float", None,
-    "L2 penalty of the classifier weights, starter meaning penalty/2*sum(w^2). Default per "
-    "model: 1e-8 (starter models), 1e-6 (NetVLADModelLF, Willow's moe_l2), 1e-5 "
-    "(NeXtVLADModel).", lower_bound=0.0, fallback=1e-8)
+    "L2 penalty of the classifier weights, starter meaning penalty/2*sum(w^2); --moe_l2 (Willow's "
+    "name) is an alias. Default per model: 1e-8 (starter models, Willow's other models), 1e-6 "
+    "(NetVLADModelLF, the winning configuration), 1e-5 (NeXtVLADModel).", lower_bound=0.0,
+    fallback=1e-8, aliases=("moe_l2",))
 MOE_NUM_MIXTURES = integer("moe_num_mixtures", 2, "Experts per class of the MoE classifier.")
 MOE_PROB_GATING = HParam(
     "moe_prob_gating", "bool", None,
@@ -32,20 +33,28 @@ VIDEO_LEVEL_CLASSIFIER = HParam(
 MOE_HPARAMS = (MOE_NUM_MIXTURES, MOE_PROB_GATING)
 # What `classifier_outputs` reads.
 CLASSIFIER_HPARAMS = (VIDEO_LEVEL_CLASSIFIER, L2_PENALTY) + MOE_HPARAMS
-# Frame sampling: the starter's (DbofModel: at training AND evaluation, `starter_sampling`), or a
-# training-time augmentation of the models whose reference does not sample (`frame_streams`).
+# Frame sampling: the starter's (DbofModel, and Willow's models, which sample as the starter:
+# at training AND evaluation, `starter_sampling`), or a training-time augmentation of the models
+# whose reference does not sample (`frame_streams`).
 SAMPLE_RANDOM_FRAMES = HParam(
     "sample_random_frames", "bool", None,
-    "DbofModel (the starter's flag, default True there): sample `iterations` frames per video at "
-    "training AND evaluation/inference, True = drawn at random with replacement, False = a "
-    "random run of consecutive frames. Other frame-level models (their reference does not "
-    "sample; default False): True feeds `iterations` random frames at training only.",
-    fallback=False)
-ITERATIONS = integer("iterations", 30, "Frames sampled per video (--sample_random_frames).")
+    "DbofModel and Willow's *ModelLF (their flag, default True there): sample `iterations` "
+    "frames per video at training (and evaluation/inference, see --deterministic_eval), True = "
+    "drawn at random with replacement, False = a random run of consecutive frames. Other "
+    "frame-level models (their reference does not sample; default False): True feeds "
+    "`iterations` random frames at training only.", fallback=False)
+ITERATIONS = HParam(
+    "iterations", "integer", None,
+    "Frames sampled per video (--sample_random_frames; Willow's --gru_random_sequence / "
+    "--lstm_random_sequence). Default per model: 30 (the references' flag default), 300 "
+    "(NetVLADModelLF, the winning configuration).", lower_bound=1, fallback=30)
 DETERMINISTIC_EVAL = HParam(
-    "deterministic_eval", "bool", False,
-    "DbofModel: evaluation, inference and export use every valid frame instead of the starter's "
-    "random frames (deterministic predictions); training still samples.")
+    "deterministic_eval", "bool", None,
+    "Models that sample frames at evaluation in their reference (DbofModel, Willow's models): "
+    "evaluation, inference and export use every valid frame instead (deterministic "
+    "predictions); training still samples. Default per model: off for DbofModel (the "
+    "starter's behaviour), on for Willow's models (an announced deviation, docs/models.md).",
+    fallback=False)
 FRAME_SAMPLING_HPARAMS = (SAMPLE_RANDOM_FRAMES, ITERATIONS)
 STARTER_SAMPLING_HPARAMS = FRAME_SAMPLING_HPARAMS + (DETERMINISTIC_EVAL,)
 BN_MOMENTUM = HParam(
@@ -147,10 +156,10 @@ def concat(tensors, name):
     return keras.layers.Concatenate(axis=-1, name=name)(tensors)
 
 
-def stream_share(value, index):
-    """Size rule of late fusion (references: rgb full, audio half): the first stream gets `value`,
-    the others value // 2 (at least 1)."""
-    return value if index == 0 else max(value // 2, 1)
+def stream_share(value, index, divisor=2):
+    """Size rule of late fusion (references: rgb full, audio half; Willow's DBoF models: audio an
+    eighth): the first stream gets `value`, the others value // divisor (at least 1)."""
+    return value if index == 0 else max(value // divisor, 1)
 
 
 def logistic_outputs(embedding, num_classes, l2_penalty):

@@ -174,3 +174,15 @@ class FrameBatchNorm(common.BatchNormLayer):
         # A new tensor without the Keras mask the inner layer attached: the next layers take
         # num_frames explicitly and must not receive a `mask` argument.
         return tf.identity(normalized)
+
+
+@keras.utils.register_keras_serializable(package="yt8m")
+class ReverseFrames(common.Layer):
+    """[frames [B, T, N], num_frames [B]] -> frames with each video's first min(num_frames, T)
+    frames in reverse order, the padding left in place (Willow's --gru_backward/--lstm_backward,
+    tf.reverse_sequence)."""
+
+    def call(self, inputs):
+        frames, num_frames = inputs
+        lengths = tf.minimum(num_frames, tf.shape(frames, out_type=num_frames.dtype)[1])
+        return tf.reverse_sequence(frames, lengths, seq_axis=1, batch_axis=0)
