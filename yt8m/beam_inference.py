@@ -47,6 +47,7 @@ from yt8m.segments import fusion
 from yt8m.segments import submission as segment_submission
 from yt8m.segments import top_k
 from yt8m.segments.segment_options import SegmentRanking
+from yt8m.core import errors
 
 SERVING_SIGNATURE = "serving_default"
 # The serving contract (SPEC 7): these inputs, float32 features and int32 frame counts.
@@ -68,13 +69,14 @@ class _LoadedServingModel:
         self.saved_model = tf.saved_model.load(saved_model_dir)
         signatures = self.saved_model.signatures
         if SERVING_SIGNATURE not in signatures:
-            raise ValueError(f"--saved_model_dir={saved_model_dir!r} has no {SERVING_SIGNATURE!r} "
-                             f"signature (it has {sorted(signatures)})")
+            raise errors.InvalidInputError(
+                f"--saved_model_dir={saved_model_dir!r} has no {SERVING_SIGNATURE!r} "
+                f"signature (it has {sorted(signatures)})")
         self.signature = signatures[SERVING_SIGNATURE]
         input_specs = self.signature.structured_input_signature[1]
         missing = [name for name in FEATURE_NAMES + (NUM_FRAMES_INPUT,) if name not in input_specs]
         if missing or PREDICTIONS_OUTPUT not in self.signature.structured_outputs:
-            raise ValueError(
+            raise errors.InvalidInputError(
                 f"--saved_model_dir={saved_model_dir!r}: {SERVING_SIGNATURE} must take "
                 f"{', '.join(FEATURE_NAMES + (NUM_FRAMES_INPUT,))} and return "
                 f"{PREDICTIONS_OUTPUT!r} (SPEC 7); it takes {sorted(input_specs)} and returns "
@@ -86,8 +88,9 @@ class _LoadedServingModel:
         num_classes = (recorded.numpy() if recorded is not None
                        else self.signature.structured_outputs[PREDICTIONS_OUTPUT].shape[-1])
         if num_classes is None:
-            raise ValueError(f"--saved_model_dir={saved_model_dir!r}: the number of classes is "
-                             "unknown (no num_classes variable, predictions of unknown width)")
+            raise errors.InvalidInputError(
+                f"--saved_model_dir={saved_model_dir!r}: the number of classes is "
+                "unknown (no num_classes variable, predictions of unknown width)")
         self.num_classes = int(num_classes)
         recorded = getattr(self.saved_model, "max_frames", None)
         self.max_frames = int(recorded.numpy()) if recorded is not None else None
@@ -309,39 +312,44 @@ class BeamInferenceConfig(PredictionFiles, TopK, SegmentRanking):
 
 def _require_saved_model(path, flag):
     if not path:
-        raise ValueError(f"{flag} is empty: give the directory written by export_ensemble.py")
+        raise errors.InvalidInputError(
+            f"{flag} is empty: give the directory written by export_ensemble.py")
     if not tf.io.gfile.exists(f"{path.rstrip('/')}/saved_model.pb"):
-        raise FileNotFoundError(f"{flag}={path!r} is not a SavedModel directory "
-                                "(no saved_model.pb in it)")
+        raise errors.MissingInputError(f"{flag}={path!r} is not a SavedModel directory "
+                                       "(no saved_model.pb in it)")
 
 
 def validate(config):
     """Checks the configuration before anything runs; errors name the flag."""
     if not config.input_data_pattern:
-        raise ValueError("--input_data_pattern is empty: give a glob of frame-level TFRecords")
+        raise errors.InvalidInputError(
+            "--input_data_pattern is empty: give a glob of frame-level TFRecords")
     if not tf.io.gfile.glob(config.input_data_pattern):
-        raise FileNotFoundError(f"--input_data_pattern={config.input_data_pattern!r} matches no "
-                                "file")
+        raise errors.MissingInputError(
+            f"--input_data_pattern={config.input_data_pattern!r} matches no "
+            "file")
     _require_saved_model(config.saved_model_dir, "--saved_model_dir")
     if not config.output_file:
-        raise ValueError("--output_file is empty: give the path of the CSV to write")
+        raise errors.InvalidInputError("--output_file is empty: give the path of the CSV to write")
     if config.max_frames < 0:
-        raise ValueError(f"--max_frames must be >= 0 (0: the SavedModel's own), got "
-                         f"{config.max_frames}")
+        raise errors.InvalidInputError(f"--max_frames must be >= 0 (0: the SavedModel's own), got "
+                                       f"{config.max_frames}")
     for flag, value in (("--top_k", config.top_k), ("--batch_size", config.batch_size),
                         ("--segment_candidates", config.segment_candidates),
                         ("--segment_top_k", config.segment_top_k)):
         if value < 1:
-            raise ValueError(f"{flag} must be >= 1, got {value}")
+            raise errors.InvalidInputError(f"{flag} must be >= 1, got {value}")
     fusion.check_video_score_weight(config.video_score_weight)
     if config.segment_saved_model_dir:
         _require_saved_model(config.segment_saved_model_dir, "--segment_saved_model_dir")
         if not config.segment_output_file:
-            raise ValueError("--segment_saved_model_dir is set but --segment_output_file is "
-                             "empty: give the path of the Class,Segments CSV")
+            raise errors.InvalidInputError(
+                "--segment_saved_model_dir is set but --segment_output_file is "
+                "empty: give the path of the Class,Segments CSV")
     elif config.segment_output_file:
-        raise ValueError("--segment_output_file needs --segment_saved_model_dir (the 5-frame "
-                         "segment model)")
+        raise errors.InvalidInputError(
+            "--segment_output_file needs --segment_saved_model_dir (the 5-frame "
+            "segment model)")
 
 
 def _write_csv(rows, path, header, label, ordered_lines):

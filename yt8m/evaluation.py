@@ -25,6 +25,7 @@ from yt8m.core import model_flags as model_flags_lib
 from yt8m.losses import get_label_loss
 from yt8m.training.model_builder import build_model
 from yt8m.training.objective import model_predictions
+from yt8m.core import errors
 
 EVAL_SUBDIR = "eval"
 
@@ -65,7 +66,7 @@ def evaluate_batches(eval_step, batches, num_classes, top_k):
                             metrics.num_examples,
                             metrics.num_examples / max(time.time() - started, 1e-9))
     if metrics.num_examples == 0:
-        raise ValueError("the evaluation data holds no example")
+        raise errors.InvalidInputError("the evaluation data holds no example")
     summary = metrics.get()
     return {name: float(summary[name]) for name in ("gap", "map", "hit_at_one", "perr", "loss")} \
         | {"num_examples": int(summary["num_examples"])}

@@ -29,6 +29,7 @@ from yt8m.export import serving
 from yt8m.export import storage
 from yt8m.export import tuning
 from yt8m.export import validation_data
+from yt8m.core import errors
 
 REPORT_FILE = "export_report.json"
 # Largest |exported - float32 ensemble| prediction difference accepted by default.
@@ -42,7 +43,7 @@ DEFAULT_MAX_PREDICTION_DIFF = {
 GRAPH_ALLOWANCE_BYTES = 2 ** 20
 
 
-class PredictionMismatchError(ValueError):
+class PredictionMismatchError(errors.InvalidInputError):
     pass
 
 
@@ -95,42 +96,48 @@ class ExportConfig:
 def _check_config(config):
     precision_lib.check_precision(config.precision)
     if not config.output_dir:
-        raise ValueError("--output_dir is empty: give the directory to write the SavedModel to")
+        raise errors.InvalidInputError(
+            "--output_dir is empty: give the directory to write the SavedModel to")
     if tf.io.gfile.exists(config.output_dir) and not config.overwrite:
-        raise ValueError(f"--output_dir={config.output_dir!r} already exists; pass --overwrite "
-                         "to replace it")
+        raise errors.InvalidInputError(
+            f"--output_dir={config.output_dir!r} already exists; pass --overwrite "
+            "to replace it")
     if config.size_budget_mb <= 0:
-        raise ValueError(f"--size_budget_mb must be positive, got {config.size_budget_mb:g}")
+        raise errors.InvalidInputError(
+            f"--size_budget_mb must be positive, got {config.size_budget_mb:g}")
     if config.weights is not None:
         if len(config.weights) != len(config.members):
-            raise ValueError(f"--weights has {len(config.weights)} values for "
-                             f"{len(config.members)} --members")
+            raise errors.InvalidInputError(f"--weights has {len(config.weights)} values for "
+                                           f"{len(config.members)} --members")
         if any(weight < 0 for weight in config.weights) or sum(config.weights) <= 0:
-            raise ValueError(f"--weights must be >= 0 with a positive sum, got "
-                             f"{list(config.weights)}")
+            raise errors.InvalidInputError(f"--weights must be >= 0 with a positive sum, got "
+                                           f"{list(config.weights)}")
         if config.tune_weights_on:
-            raise ValueError("--weights and --tune_weights_on exclude each other: tuning "
-                             "chooses the weights")
+            raise errors.InvalidInputError(
+                "--weights and --tune_weights_on exclude each other: tuning "
+                "chooses the weights")
     if config.select_under_budget and not config.tune_weights_on:
-        raise ValueError("--select_under_budget needs --tune_weights_on (validation data to "
-                         "choose the members by GAP)")
+        raise errors.InvalidInputError(
+            "--select_under_budget needs --tune_weights_on (validation data to "
+            "choose the members by GAP)")
     storage.check_sparse_weights(config.sparse_weights)
     if config.min_low_precision_elements < 1:
-        raise ValueError("--min_low_precision_elements must be >= 1, got "
-                         f"{config.min_low_precision_elements}")
+        raise errors.InvalidInputError("--min_low_precision_elements must be >= 1, got "
+                                       f"{config.min_low_precision_elements}")
 
 
 def _check_members_agree(loaded):
     num_classes = {int(member.model_flags["num_classes"]) for member in loaded}
     if len(num_classes) != 1:
-        raise ValueError("--members predict different numbers of classes: " + ", ".join(
+        raise errors.InvalidInputError(
+            "--members predict different numbers of classes: " + ", ".join(
             f"{member.spec.train_dir}: {member.model_flags['num_classes']}" for member in loaded))
     for member in loaded:
         for name, size in zip(*model_flags_lib.features(member.model_flags)):
             base = name[len(member_module.VIDEO_LEVEL_PREFIX):] if name.startswith(
                 member_module.VIDEO_LEVEL_PREFIX) else name
             if serving.FEATURE_SIZES.get(base) != size:
-                raise ValueError(
+                raise errors.InvalidInputError(
                     f"--members: {member.spec.train_dir} uses feature {name!r} of size {size}; "
                     f"the serving signatures carry {serving.FEATURE_SIZES}")
     return num_classes.pop()
@@ -153,7 +160,7 @@ def _float32_member_predictions(members, batches):
             outputs.append(forward(frames, batch["num_frames"]).numpy())
         labels.append(batch["labels"].numpy())
     if not labels:
-        raise ValueError("the validation data holds no video")
+        raise errors.InvalidInputError("the validation data holds no video")
     return [np.concatenate(outputs) for outputs in per_member], np.concatenate(labels)
 
 

@@ -18,6 +18,7 @@ from yt8m.core.option_groups import TopK
 from yt8m.segments import ratings as ratings_lib
 from yt8m.segments import submission as submission_lib
 from yt8m.segments.segment_options import SegmentRanking
+from yt8m.core import errors
 
 
 @dataclasses.dataclass
@@ -38,7 +39,7 @@ def evaluate_submission(submission_file, eval_data_pattern, segment_label_ids=""
                         k=metrics.SEGMENT_MAP_K):
     """MAP@K of the CSV on the ratings of `eval_data_pattern` (whitelist: optional CSV path)."""
     if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
-        raise ValueError(f"--top_k must be a positive integer, got {k!r}")
+        raise errors.InvalidInputError(f"--top_k must be a positive integer, got {k!r}")
     submission = submission_lib.read_segment_submission(submission_file)
     ratings = ratings_lib.read_segment_ratings(eval_data_pattern)
     whitelist = (submission_lib.read_segment_whitelist(segment_label_ids)
@@ -67,7 +68,8 @@ def main():
     def run():
         given = options.from_flags(SegmentEvaluationOptions)
         if not given.submission_file:
-            raise ValueError("--submission_file is empty: give the Class,Segments CSV to score")
+            raise errors.InvalidInputError(
+                "--submission_file is empty: give the Class,Segments CSV to score")
         result = evaluate_submission(given.submission_file, given.eval_data_pattern,
                                      given.segment_label_ids, given.top_k)
         if given.output_json:

@@ -6,11 +6,12 @@
 import numpy as np
 
 import yt8m  # noqa: F401
+from yt8m.core import errors
 
 
 def check_video_score_weight(weight):
     if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"--video_score_weight must be in [0, 1], got {weight}")
+        raise errors.InvalidInputError(f"--video_score_weight must be in [0, 1], got {weight}")
     return float(weight)
 
 
@@ -19,7 +20,8 @@ def candidate_classes(video_predictions, num_candidates, whitelist=None):
     then restricted to `whitelist` (a set or None)."""
     video_predictions = np.asarray(video_predictions)
     if num_candidates <= 0:
-        raise ValueError(f"--segment_candidates must be positive, got {num_candidates}")
+        raise errors.InvalidInputError(
+            f"--segment_candidates must be positive, got {num_candidates}")
     # Stable sort of the negated scores: equal scores keep the lower class first.
     order = np.argsort(-video_predictions, axis=1, kind="stable")[:, :num_candidates]
     result = []

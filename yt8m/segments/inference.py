@@ -30,6 +30,7 @@ from yt8m.segments.segment_options import SegmentRanking
 from yt8m.segments import submission
 from yt8m.segments import top_k as top_k_lib
 from yt8m.training import inputs
+from yt8m.core import errors
 
 
 @dataclasses.dataclass
@@ -67,13 +68,15 @@ def video_candidates(files, predict, data_config, batch_size, num_candidates, wh
     for batch in inputs.inference_dataset(files, data_config, batch_size):
         predictions = np.asarray(predict(batch))
         if predictions.shape[1] != data_config.num_classes:
-            raise ValueError(f"--video_model predicts {predictions.shape[1]} classes, expected "
-                             f"{data_config.num_classes}")
+            raise errors.InvalidInputError(
+                f"--video_model predicts {predictions.shape[1]} classes, expected "
+                f"{data_config.num_classes}")
         rows = fusion.candidate_classes(predictions, num_candidates, whitelist)
         for video_id, row in zip(batch["id"].numpy(), rows):
             video_id = _text(video_id)
             if video_id in candidates:
-                raise ValueError(f"--input_data_pattern: video {video_id!r} appears twice")
+                raise errors.InvalidInputError(
+                    f"--input_data_pattern: video {video_id!r} appears twice")
             candidates[video_id] = row
     return candidates
 
@@ -104,15 +107,17 @@ def rank_segments(batches, candidates, segment_predict, video_score_weight, segm
         if segment_predict is not None:
             predictions = np.asarray(segment_predict(batch))
             if predictions.shape[1] != num_classes:
-                raise ValueError(f"--segment_model predicts {predictions.shape[1]} classes but "
-                                 f"--video_model {num_classes}")
+                raise errors.InvalidInputError(
+                    f"--segment_model predicts {predictions.shape[1]} classes but "
+                    f"--video_model {num_classes}")
         video_ids = batch["id"].numpy()
         starts = batch["segment_start"].numpy()
         classes, video_scores, segment_scores, videos, segment_starts = [], [], [], [], []
         for row in full:
             video_id = _text(video_ids[row])
             if video_id not in candidates:
-                raise ValueError(f"video {video_id!r} was not seen by the video model")
+                raise errors.InvalidInputError(
+                    f"video {video_id!r} was not seen by the video model")
             cls, scores = candidates[video_id]
             classes.append(cls)
             video_scores.append(scores)
@@ -138,14 +143,15 @@ def submission_rows(ranked, sorted_video_ids, classes):
 def run_segment_inference(config):
     """Writes config.output_file; returns a SegmentInferenceResult."""
     if not config.output_file:
-        raise ValueError("--output_file is empty: give the path of the segment CSV to write")
+        raise errors.InvalidInputError(
+            "--output_file is empty: give the path of the segment CSV to write")
     fusion.check_video_score_weight(config.video_score_weight)
     for flag, value in (("--segment_candidates", config.segment_candidates),
                         ("--segment_top_k", config.segment_top_k),
                         ("--batch_size", config.batch_size),
                         ("--segment_batch_size", config.segment_batch_size)):
         if value <= 0:
-            raise ValueError(f"{flag} must be positive, got {value}")
+            raise errors.InvalidInputError(f"{flag} must be positive, got {value}")
     files = inputs.require_files(config.input_data_pattern, "--input_data_pattern")
     video_predict, video_data = models.load_predictor(config.video_model, "--video_model",
                                                       config.num_readers)
@@ -158,8 +164,9 @@ def run_segment_inference(config):
         segment_predict, segment_data = models.load_predictor(
             config.segment_model, "--segment_model", config.num_readers)
         if segment_data.num_classes != video_data.num_classes:
-            raise ValueError(f"--segment_model has {segment_data.num_classes} classes but "
-                             f"--video_model {video_data.num_classes}")
+            raise errors.InvalidInputError(
+                f"--segment_model has {segment_data.num_classes} classes but "
+                f"--video_model {video_data.num_classes}")
 
     candidates = video_candidates(files, video_predict, video_data, config.batch_size,
                                   config.segment_candidates,

@@ -12,6 +12,7 @@ from absl import logging
 import yt8m  # noqa: F401
 import tensorflow as tf
 
+from yt8m.core import errors
 from yt8m.core import model_flags as model_flags_lib
 from yt8m.training.model_builder import build_model
 
@@ -19,11 +20,11 @@ CHECKPOINT_PREFIX = "ckpt"
 _STEP_PATTERN = re.compile(r"-(\d+)$")
 
 
-class NoCheckpointError(FileNotFoundError):
+class NoCheckpointError(errors.MissingInputError):
     pass
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(errors.InvalidInputError):
     pass
 
 

@@ -39,6 +39,7 @@ import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
 from yt8m.training import checkpoints
+from yt8m.core import errors
 
 STRATEGY_NAME = "multi_worker"
 TF_CONFIG = "TF_CONFIG"
@@ -56,7 +57,7 @@ _TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["host0:2222", "host1:2222"]}, '
                       '"task": {"type": "worker", "index": 0}}')
 
 
-class ClusterConfigError(ValueError):
+class ClusterConfigError(errors.InvalidInputError):
     pass
 
 
@@ -168,7 +169,7 @@ def check_train_config(strategy, config):
     if not is_multi_worker(strategy):
         return
     if config.shuffle_seed is None:
-        raise ValueError(
+        raise errors.InvalidInputError(
             f"--distribution_strategy={STRATEGY_NAME} needs --shuffle_seed: every worker reads "
             "the same shuffled global batches and keeps its own slice, so all workers must "
             "shuffle alike")

@@ -1,0 +1,80 @@
+"""Bad input told apart from bugs.
+
+The project raises a `UserError` where it detects bad input (a flag, a file, a train dir, a video):
+its message names what and where, and the command-line tools print it as one line
+(`yt8m.core.cli`). Any other exception is a bug and keeps its traceback.
+
+Each concrete type is also the built-in exception a library caller would expect (ValueError,
+FileNotFoundError, FileExistsError, KeyError), so `except ValueError` keeps working.
+
+Bad records are found inside tf.data, where Python exceptions cannot be raised: the readers' checks
+(yt8m.data.checks) fail an assert op named `INPUT_CHECK_OP`, and TensorFlow's own parse ops fail
+naming the record's file. `input_error_message` finds either in a TensorFlow error and returns the
+message without the graph trace around it.
+"""
+import re
+import sys
+
+
+class UserError(Exception):
+    """Bad input: the message says what was wrong and where (flag, file, train dir, video)."""
+
+
+class InvalidInputError(UserError, ValueError):
+    """A flag, file or record holds a value the project cannot use."""
+
+
+class MissingInputError(UserError, FileNotFoundError):
+    """A file or directory the input names does not exist or lacks what it must hold."""
+
+
+class OutputExistsError(UserError, FileExistsError):
+    """An output exists and may not be replaced (no --overwrite, or it is not this tool's)."""
+
+
+class UnknownKeyError(UserError, KeyError):
+    """A key (a video id, a name) the input asks for is not there."""
+
+    def __str__(self):  # KeyError's str() would quote the whole message
+        return str(self.args[0]) if self.args else ""
+
+
+# The name of the assert op of the readers' checks: the mark of an input check in a TF error.
+INPUT_CHECK_OP = "yt8m_input_check"
+
+_CHECK_FAILED = re.compile(r"assertion failed: \[(?P<message>.*?)\]\s*\n\s*\[\[", re.S)
+# A tf.data error: "... transformation with iterator: Iterator::Root::...: <message>\n\t [[node".
+_ITERATOR_MESSAGE = re.compile(r"with iterator: Iterator::\S*: (?P<message>.*?)\s*\n\s*\[\[",
+                               re.S)
+_PARSE_NODE = re.compile(r"\{\{node [^}]*Parse(Sequence)?Example")
+_NAMED_RECORD = re.compile(r"^Name: (?P<file>[^,]+), (?P<rest>.*)$", re.S)
+_INVALID_PROTO = re.compile(r"^Invalid protocol message input, example id: (?P<file>.+)$", re.S)
+
+
+def input_error_message(error):
+    """The message of a TensorFlow error caused by bad input, else None.
+
+    Bad input: a failed check of the readers (or of anything else that fails with the
+    INPUT_CHECK_OP assert: the serving signatures) or a parse op of a tf.data pipeline (the
+    readers pass each record's file name to the parser, so TensorFlow's message names it).
+    """
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not isinstance(error, tf.errors.OpError):
+        return None
+    text = error.message or ""
+    if "{{node " in text and INPUT_CHECK_OP in text:
+        match = _CHECK_FAILED.search(text)
+        if match:
+            return match.group("message")
+    match = _ITERATOR_MESSAGE.search(text)
+    if match and _PARSE_NODE.search(text):
+        message = " ".join(match.group("message").split())
+        named = _NAMED_RECORD.match(message)
+        if named:
+            return f"{named.group('file')}: {named.group('rest')}"
+        named = _INVALID_PROTO.match(message)
+        if named:
+            return (f"{named.group('file')}: a record is not a serialized tf.train.Example or "
+                    "SequenceExample (invalid protocol message)")
+        return message
+    return None
