@@ -21,8 +21,10 @@ step), score = P_vid^w * P_seg^(1-w) (`fusion`), a per-class combiner keeps the 
 Every flag Beam knows (--runner, --project, --region, --temp_location, --setup_file, ...) is passed
 through to the pipeline; see docs/scale_out.md for the Dataflow, Flink and Spark launches.
 """
+import contextlib
 import dataclasses
 import functools
+import os
 from typing import NamedTuple
 
 from absl import app
@@ -38,16 +40,18 @@ from apache_beam.ml.inference import base as beam_inference_base
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from yt8m.core import cli
+from yt8m.core import errors
+from yt8m.core import files
 from yt8m.core import options
 from yt8m.core.option_groups import Batching, PredictionFiles, TopK
 from yt8m.data import readers
+from yt8m.data import record_stream
 from yt8m.data import records
 from yt8m.inference import submission as video_submission
 from yt8m.segments import fusion
 from yt8m.segments import submission as segment_submission
 from yt8m.segments import top_k
 from yt8m.segments.segment_options import SegmentRanking
-from yt8m.core import errors
 
 SERVING_SIGNATURE = "serving_default"
 # The serving contract (SPEC 7): these inputs, float32 features and int32 frame counts.
@@ -112,6 +116,20 @@ class _LoadedServingModel:
             outputs.append(predictions[:min(batch_size, rows - begin)])
         return (np.concatenate(outputs) if outputs
                 else np.zeros((0, self.num_classes), np.float32))
+
+
+def read_named_records(filename):
+    """Yields (file name, serialized record) of one TFRecord file, read by the readers' own
+    checked reader (yt8m.data.record_stream): a truncated or corrupted file fails with one line
+    naming it and the byte offset (Beam's TFRecord reader dumps the bytes in hex instead)."""
+    try:
+        for _, record in record_stream.named_records([filename]).as_numpy_iterator():
+            yield filename, record
+    except tf.errors.OpError as error:
+        message = errors.input_error_message(error)
+        if message is None:
+            raise
+        raise errors.InvalidInputError(message) from None
 
 
 @functools.lru_cache(maxsize=None)
@@ -382,8 +400,9 @@ def build_pipeline(pipeline, config):
                  if config.segment_label_ids else None)
     predicted = (
         pipeline
-        | "InputPattern" >> beam.Create([config.input_data_pattern])
-        | "ReadRecords" >> beam.io.ReadAllFromTFRecord(with_filename=True)
+        | "InputFiles" >> beam.Create(readers.list_files(config.input_data_pattern))
+        | "SpreadFiles" >> beam.Reshuffle()
+        | "ReadRecords" >> beam.FlatMap(read_named_records)
         | "PredictVideos" >> beam_inference_base.RunInference(
             VideoModelHandler(config.saved_model_dir, config.max_frames, config.batch_size)))
     video_rows = predicted | "VideoRows" >> beam.Map(
@@ -409,11 +428,59 @@ def build_pipeline(pipeline, config):
                functools.partial(segment_rows, whitelist=whitelist))
 
 
+def _output_files(config):
+    return [path for path in (config.output_file, config.segment_output_file) if path]
+
+
+def check_outputs(config):
+    """The CSVs may replace no input (a data file, a SavedModel) and an existing file only with
+    --overwrite."""
+    inputs = [("--input_data_pattern", path) for path in readers.list_files(
+        config.input_data_pattern)]
+    inputs += [(flag, path) for flag, path in (
+        ("--saved_model_dir", config.saved_model_dir),
+        ("--segment_saved_model_dir", config.segment_saved_model_dir),
+        ("--segment_label_ids", config.segment_label_ids)) if path]
+    for flag, path in (("--output_file", config.output_file),
+                       ("--segment_output_file", config.segment_output_file)):
+        if path:
+            files.check_output_file(path, flag, config.overwrite, inputs)
+    if config.output_file == config.segment_output_file:
+        raise errors.InvalidInputError(f"--output_file and --segment_output_file are both "
+                                       f"{config.output_file!r}")
+
+
+def _beam_temp_dirs(output_files):
+    found = set()
+    for path in output_files:
+        directory, name = os.path.split(path)
+        found.update(tf.io.gfile.glob(os.path.join(directory or ".", f"beam-temp-{name}-*")))
+    return found
+
+
+@contextlib.contextmanager
+def _removing_beam_temp_dirs(output_files):
+    """Beam writes each CSV in a `beam-temp-<name>-<uuid>` directory next to it and moves it into
+    place once the pipeline succeeds; a failed run leaves that directory behind. Removes the ones
+    that appeared during the run when it fails."""
+    before = _beam_temp_dirs(output_files)
+    try:
+        yield
+    except BaseException:
+        for path in sorted(_beam_temp_dirs(output_files) - before):
+            files.remove(path)
+        raise
+
+
 def run(config, pipeline_args=()):
-    """Builds and runs the pipeline with Beam options `pipeline_args`; waits until it finishes."""
+    """Builds and runs the pipeline with Beam options `pipeline_args`; waits until it finishes.
+    A failed run leaves no temporary files and any earlier CSV as it was."""
+    validate(config)
+    check_outputs(config)
     options = PipelineOptions(list(pipeline_args))
-    with beam.Pipeline(options=options) as pipeline:
-        build_pipeline(pipeline, config)
+    with _removing_beam_temp_dirs(_output_files(config)):
+        with beam.Pipeline(options=options) as pipeline:
+            build_pipeline(pipeline, config)
     logging.info("Wrote %s%s", config.output_file,
                  f" and {config.segment_output_file}" if config.segment_saved_model_dir else "")
 

@@ -94,3 +94,4 @@ class PredictionFiles:
     """What a prediction tool reads and the CSV it writes."""
     input_data_pattern: str = option("", "Glob of the TFRecord files to predict.")
     output_file: str = option("", "Submission CSV to write (atomically).")
+    overwrite: bool = option(False, "Replace an existing --output_file (never an input).")

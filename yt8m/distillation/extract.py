@@ -55,6 +55,7 @@ def extract(train_dir, path, output_dir, checkpoint=None):
             "--path is empty; name a branch (e.g. 2 or 2/1), the root is the whole "
             "train dir")
     _require_empty_output(output_dir)
+    files.check_output_path(output_dir, "--output_dir", [("--train_dir", train_dir)])
     # Check the path on the flags before paying for building and restoring the tree.
     node_flags = mixture_models.node_model_flags(read_tree_flags(train_dir), path)
     checkpoint_path = checkpoint or checkpoints.latest_checkpoint(train_dir)

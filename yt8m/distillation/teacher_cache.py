@@ -27,6 +27,7 @@ import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
 from yt8m.core import cli
+from yt8m.core import errors
 from yt8m.core import files
 from yt8m.core import model_flags as model_flags_lib
 from yt8m.core import options
@@ -35,7 +36,6 @@ from yt8m.core.option_groups import Batching
 from yt8m.distillation import teachers as teachers_lib
 from yt8m.distillation.config import DistillConfig
 from yt8m.training import inputs
-from yt8m.core import errors
 
 CACHE_FILE = "teacher_cache.json"
 IDS_FILE = "ids.txt"
@@ -90,16 +90,19 @@ def write_teacher_cache(teacher_paths, data_pattern, cache_dir, batch_size=256, 
     if not cache_dir:
         raise errors.InvalidInputError(
             "--cache_dir is empty: give the directory to write the cache into")
-    if tf.io.gfile.exists(cache_dir) and not overwrite:
-        raise errors.OutputExistsError(
-            f"--cache_dir={cache_dir!r} exists; pass --overwrite to replace it")
+    # --overwrite replaces an earlier cache, never a teacher, a data file or anything else.
+    files.check_replaceable_directory(cache_dir, "--cache_dir", overwrite, (CACHE_FILE, IDS_FILE),
+                                      "yt8m.distillation.teacher_cache")
+    data_files = inputs.require_files(data_pattern, "--data_pattern")
+    files.check_output_path(cache_dir, "--cache_dir",
+                            [("--teacher_dirs", path) for path in teacher_paths]
+                            + [("--data_pattern", path) for path in data_files])
     teachers = list(teachers) if teachers is not None else [
         teachers_lib.load_teacher(path) for path in teacher_paths]
     data = data_config_for(teachers[0], num_readers)
     teachers_lib.check_teachers(teachers, data.num_classes, data.feature_names,
                                 data.frame_features)
-    dataset = inputs.evaluation_dataset(inputs.require_files(data_pattern, "--data_pattern"), data,
-                                        batch_size)
+    dataset = inputs.evaluation_dataset(data_files, data, batch_size)
     compute = _outputs_function(teachers)
 
     with files.atomic_directory(cache_dir) as temp_dir:

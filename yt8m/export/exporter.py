@@ -32,6 +32,7 @@ from yt8m.export import validation_data
 from yt8m.core import errors
 
 REPORT_FILE = "export_report.json"
+SAVED_MODEL_FILE = "saved_model.pb"
 # Largest |exported - float32 ensemble| prediction difference accepted by default.
 DEFAULT_MAX_PREDICTION_DIFF = {
     precision_lib.FLOAT32: 1e-5,
@@ -98,10 +99,9 @@ def _check_config(config):
     if not config.output_dir:
         raise errors.InvalidInputError(
             "--output_dir is empty: give the directory to write the SavedModel to")
-    if tf.io.gfile.exists(config.output_dir) and not config.overwrite:
-        raise errors.InvalidInputError(
-            f"--output_dir={config.output_dir!r} already exists; pass --overwrite "
-            "to replace it")
+    # --overwrite replaces an earlier export, never a directory of anything else.
+    files.check_replaceable_directory(config.output_dir, "--output_dir", config.overwrite,
+                                      (SAVED_MODEL_FILE, REPORT_FILE), "export_ensemble.py")
     if config.size_budget_mb <= 0:
         raise errors.InvalidInputError(
             f"--size_budget_mb must be positive, got {config.size_budget_mb:g}")
@@ -124,6 +124,16 @@ def _check_config(config):
     if config.min_low_precision_elements < 1:
         raise errors.InvalidInputError("--min_low_precision_elements must be >= 1, got "
                                        f"{config.min_low_precision_elements}")
+
+
+def _check_output_outside_inputs(config, specs):
+    """The export replaces --output_dir whole: it must not be, hold or lie inside a member's
+    train dir or a validation file."""
+    inputs = [("--members", spec.train_dir) for spec in specs]
+    for flag in ("tune_weights_on", "eval_data_pattern"):
+        for pattern in filter(None, getattr(config, flag).split(",")):
+            inputs += [(f"--{flag}", path) for path in tf.io.gfile.glob(pattern.strip())]
+    files.check_output_path(config.output_dir, "--output_dir", inputs)
 
 
 def _check_members_agree(loaded):
@@ -242,6 +252,7 @@ def export_ensemble(config):
     default_selection = members_lib.parse_selection(config.average_checkpoints,
                                                     "--average_checkpoints")
     specs = members_lib.parse_members(config.members, default_selection)
+    _check_output_outside_inputs(config, specs)
     loaded = [members_lib.load_member(spec) for spec in specs]
     num_classes = _check_members_agree(loaded)
     min_elements = config.min_low_precision_elements

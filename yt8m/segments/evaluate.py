@@ -9,16 +9,17 @@ itself is `yt8m.metrics.segment_map_at_k`; this module only reads the two inputs
 import dataclasses
 
 import yt8m  # noqa: F401
+import tensorflow as tf
 
 from yt8m import metrics
 from yt8m.core import cli
+from yt8m.core import errors
 from yt8m.core import files
 from yt8m.core import options
 from yt8m.core.option_groups import TopK
 from yt8m.segments import ratings as ratings_lib
 from yt8m.segments import submission as submission_lib
 from yt8m.segments.segment_options import SegmentRanking
-from yt8m.core import errors
 
 
 @dataclasses.dataclass
@@ -70,6 +71,14 @@ def main():
         if not given.submission_file:
             raise errors.InvalidInputError(
                 "--submission_file is empty: give the Class,Segments CSV to score")
+        if given.output_json:  # checked before the evaluation's minutes
+            inputs = [("--submission_file", given.submission_file)]
+            if given.segment_label_ids:
+                inputs.append(("--segment_label_ids", given.segment_label_ids))
+            if given.eval_data_pattern:
+                inputs += [("--eval_data_pattern", path)
+                           for path in tf.io.gfile.glob(given.eval_data_pattern)]
+            files.check_output_path(given.output_json, "--output_json", inputs)
         result = evaluate_submission(given.submission_file, given.eval_data_pattern,
                                      given.segment_label_ids, given.top_k)
         if given.output_json:

@@ -20,6 +20,8 @@ import yt8m  # noqa: F401
 import numpy as np
 
 from yt8m.core import cli
+from yt8m.core import errors
+from yt8m.core import files as files_lib
 from yt8m.core import options
 from yt8m.core.option_groups import Batching, PredictionFiles
 from yt8m.data import readers
@@ -30,7 +32,6 @@ from yt8m.segments.segment_options import SegmentRanking
 from yt8m.segments import submission
 from yt8m.segments import top_k as top_k_lib
 from yt8m.training import inputs
-from yt8m.core import errors
 
 
 @dataclasses.dataclass
@@ -153,6 +154,11 @@ def run_segment_inference(config):
         if value <= 0:
             raise errors.InvalidInputError(f"{flag} must be positive, got {value}")
     files = inputs.require_files(config.input_data_pattern, "--input_data_pattern")
+    model_inputs = [(flag, path) for flag, path in (
+        ("--video_model", config.video_model), ("--segment_model", config.segment_model),
+        ("--segment_label_ids", config.segment_label_ids)) if path]
+    files_lib.check_output_file(config.output_file, "--output_file", config.overwrite,
+                                [("--input_data_pattern", path) for path in files] + model_inputs)
     video_predict, video_data = models.load_predictor(config.video_model, "--video_model",
                                                       config.num_readers)
     whitelist = None

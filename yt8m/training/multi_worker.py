@@ -40,6 +40,7 @@ import tensorflow as tf
 
 from yt8m.training import checkpoints
 from yt8m.core import errors
+from yt8m.core import files
 
 STRATEGY_NAME = "multi_worker"
 TF_CONFIG = "TF_CONFIG"
@@ -203,7 +204,7 @@ class _ScratchCheckpointManager:
 
     def save(self, checkpoint_number):
         self._manager.save(checkpoint_number=checkpoint_number)
-        tf.io.gfile.rmtree(self._directory)
+        files.remove(self._directory)  # never through a link planted there
         self._saved_number = checkpoint_number
         return self.latest_checkpoint
 
