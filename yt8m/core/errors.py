@@ -12,6 +12,7 @@ Bad records are found inside tf.data, where Python exceptions cannot be raised: 
 naming the record's file. `input_error_message` finds either in a TensorFlow error and returns the
 message without the graph trace around it.
 """
+import errno
 import re
 import sys
 
@@ -32,11 +33,39 @@ class OutputExistsError(UserError, FileExistsError):
     """An output exists and may not be replaced (no --overwrite, or it is not this tool's)."""
 
 
+class OutputWriteError(UserError, OSError):
+    """An output cannot be written: no permission, a read-only or full file system, a path
+    through a file."""
+
+
 class UnknownKeyError(UserError, KeyError):
     """A key (a video id, a name) the input asks for is not there."""
 
     def __str__(self):  # KeyError's str() would quote the whole message
         return str(self.args[0]) if self.args else ""
+
+
+# OSError numbers of a file system that refuses a write (not a bug of the writer).
+_WRITE_REFUSED = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT,
+                  errno.ENOTDIR, errno.EISDIR}
+_TF_WRITE_REFUSED = ("PermissionDeniedError", "ResourceExhaustedError", "FailedPreconditionError",
+                     "UnimplementedError")
+
+
+def write_refused(error):
+    """True when `error` is a file system refusing a write (permission, read-only or full file
+    system, a file where a directory should be), not a bug."""
+    if isinstance(error, OSError):
+        return error.errno in _WRITE_REFUSED
+    tf = sys.modules.get("tensorflow")
+    return (tf is not None and isinstance(error, tf.errors.OpError)
+            and type(error).__name__ in _TF_WRITE_REFUSED)
+
+
+def describe(error):
+    """The first line of an OSError's or a TensorFlow error's message."""
+    text = getattr(error, "message", None) or str(error)
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
 
 
 # The name of the assert op of the readers' checks: the mark of an input check in a TF error.

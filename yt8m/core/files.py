@@ -67,10 +67,24 @@ def remove(path):
 
 
 
+@contextlib.contextmanager
+def refused_write_as_user_error(path):
+    """A file system that refuses to write `path` (permission, read-only or full file system, a
+    file where a directory should be) raises OutputWriteError naming it; other errors pass."""
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001 (re-raised unless the file system refused)
+        if isinstance(error, errors.UserError) or not errors.write_refused(error):
+            raise
+        raise errors.OutputWriteError(
+            f"cannot write {path!r}: {errors.describe(error)}") from error
+
+
 def _make_parent(path):
     directory = os.path.dirname(os.path.normpath(path))
     if directory:
-        tf.io.gfile.makedirs(directory)
+        with refused_write_as_user_error(path):
+            tf.io.gfile.makedirs(directory)
 
 
 @contextlib.contextmanager
@@ -81,7 +95,8 @@ def atomic_path(path):
     temp_path = _temp_path_for(path)
     try:
         yield temp_path
-        tf.io.gfile.rename(temp_path, path, overwrite=True)
+        with refused_write_as_user_error(path):
+            tf.io.gfile.rename(temp_path, path, overwrite=True)
     except BaseException:
         remove(temp_path)
         raise
@@ -90,10 +105,11 @@ def atomic_path(path):
 @contextlib.contextmanager
 def atomic_output(path, mode="w"):
     """Yields a file object ("w" text, "wb" bytes); on a clean exit the file replaces `path`, on
-    an error it is removed."""
+    an error it is removed. A file system refusing the write raises OutputWriteError."""
     with atomic_path(path) as temp_path:
-        with tf.io.gfile.GFile(temp_path, mode) as handle:
-            yield handle
+        with refused_write_as_user_error(path):
+            with tf.io.gfile.GFile(temp_path, mode) as handle:
+                yield handle
 
 
 def write_text_atomically(path, text):
@@ -122,16 +138,18 @@ def atomic_directory(path):
     replaced itself: what it points to stays). On an error the temporary directory is removed
     and `path` is left as it was."""
     temp_dir = _temp_path_for(path)
-    tf.io.gfile.makedirs(temp_dir)
+    with refused_write_as_user_error(path):
+        tf.io.gfile.makedirs(temp_dir)
     try:
         yield temp_dir
-        if tf.io.gfile.exists(path) or (is_local(path) and os.path.islink(_local(path))):
-            old = temp_dir + "-old"
-            tf.io.gfile.rename(path, old)  # a link is renamed itself (rename(2))
-            tf.io.gfile.rename(temp_dir, path)
-            remove(old)
-        else:
-            tf.io.gfile.rename(temp_dir, path)
+        with refused_write_as_user_error(path):
+            if tf.io.gfile.exists(path) or (is_local(path) and os.path.islink(_local(path))):
+                old = temp_dir + "-old"
+                tf.io.gfile.rename(path, old)  # a link is renamed itself (rename(2))
+                tf.io.gfile.rename(temp_dir, path)
+                remove(old)
+            else:
+                tf.io.gfile.rename(temp_dir, path)
     finally:
         remove(temp_dir)
 

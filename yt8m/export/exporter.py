@@ -94,11 +94,12 @@ class ExportConfig:
     overwrite: bool = options.option(False, "Replace an existing --output_dir.")
 
 
-def _check_config(config):
+def _check_config(config, specs):
     precision_lib.check_precision(config.precision)
     if not config.output_dir:
         raise errors.InvalidInputError(
             "--output_dir is empty: give the directory to write the SavedModel to")
+    _check_output_outside_inputs(config, specs)
     # --overwrite replaces an earlier export, never a directory of anything else.
     files.check_replaceable_directory(config.output_dir, "--output_dir", config.overwrite,
                                       (SAVED_MODEL_FILE, REPORT_FILE), "export_ensemble.py")
@@ -248,11 +249,10 @@ def storage_report(loaded, ensemble):
 
 def export_ensemble(config):
     """Runs the whole export (see the module docstring); returns the report dict."""
-    _check_config(config)
     default_selection = members_lib.parse_selection(config.average_checkpoints,
                                                     "--average_checkpoints")
     specs = members_lib.parse_members(config.members, default_selection)
-    _check_output_outside_inputs(config, specs)
+    _check_config(config, specs)
     loaded = [members_lib.load_member(spec) for spec in specs]
     num_classes = _check_members_agree(loaded)
     min_elements = config.min_low_precision_elements
