@@ -105,5 +105,8 @@ def input_error_message(error):
         if named:
             return (f"{named.group('file')}: a record is not a serialized tf.train.Example or "
                     "SequenceExample (invalid protocol message)")
+        if message.startswith("Could not parse example input"):  # it quotes the whole record
+            return ("a record is not a serialized tf.train.Example (TensorFlow's Example parser "
+                    "does not name the file)")
         return message
     return None

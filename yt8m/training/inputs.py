@@ -37,7 +37,17 @@ def data_config_from_model_flags(model_flags, segment_labels, num_readers, frame
         frame_buckets=tuple(frame_buckets))
 
 
-def _dataset(files, data, batch_size, *, shuffle, num_epochs, seed, dequantize, drop_remainder):
+def _dataset(files, data, batch_size, **reading):
+    try:
+        return _reader_dataset(files, data, batch_size, **reading)
+    except IsADirectoryError as error:  # the readers stat every file first
+        raise errors.InvalidInputError(
+            f"{error}: the data pattern matched it; give a pattern of TFRecord files only"
+        ) from None
+
+
+def _reader_dataset(files, data, batch_size, *, shuffle, num_epochs, seed, dequantize,
+                    drop_remainder):
     common = dict(num_classes=data.num_classes, feature_names=data.feature_names,
                   feature_sizes=data.feature_sizes, shuffle=shuffle, num_epochs=num_epochs,
                   seed=seed, drop_remainder=drop_remainder, num_parallel_reads=data.num_readers)
