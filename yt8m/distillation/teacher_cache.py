@@ -91,12 +91,13 @@ def write_teacher_cache(teacher_paths, data_pattern, cache_dir, batch_size=256, 
         raise errors.InvalidInputError(
             "--cache_dir is empty: give the directory to write the cache into")
     # --overwrite replaces an earlier cache, never a teacher, a data file or anything else.
+    files.check_output_path(cache_dir, "--cache_dir",
+                            [("--teacher_dirs", path) for path in teacher_paths])
     files.check_replaceable_directory(cache_dir, "--cache_dir", overwrite, (CACHE_FILE, IDS_FILE),
                                       "yt8m.distillation.teacher_cache")
     data_files = inputs.require_files(data_pattern, "--data_pattern")
     files.check_output_path(cache_dir, "--cache_dir",
-                            [("--teacher_dirs", path) for path in teacher_paths]
-                            + [("--data_pattern", path) for path in data_files])
+                            [("--data_pattern", path) for path in data_files])
     teachers = list(teachers) if teachers is not None else [
         teachers_lib.load_teacher(path) for path in teacher_paths]
     data = data_config_for(teachers[0], num_readers)
