@@ -114,12 +114,13 @@ class _Evaluator:
         results.update(step=step, checkpoint=checkpoint_path,
                        eval_data_pattern=config.eval_data_pattern,
                        segment_labels=config.segment_labels, top_k=config.top_k)
-        if self.writer is None:
-            self.writer = tf.summary.create_file_writer(eval_dir(config.train_dir))
-        with self.writer.as_default():
-            for name in ("gap", "map", "hit_at_one", "perr", "loss"):
-                tf.summary.scalar(name, results[name], step=step)
-        self.writer.flush()
+        with files.refused_write_as_user_error(eval_dir(config.train_dir)):
+            if self.writer is None:
+                self.writer = tf.summary.create_file_writer(eval_dir(config.train_dir))
+            with self.writer.as_default():
+                for name in ("gap", "map", "hit_at_one", "perr", "loss"):
+                    tf.summary.scalar(name, results[name], step=step)
+            self.writer.flush()
         files.write_json_atomically(metrics_path(config.train_dir, step), results)
         logging.info("step %d | GAP %.4f | MAP %.4f | Hit@1 %.4f | PERR %.4f | loss %.4f | "
                      "%d examples", step, results["gap"], results["map"], results["hit_at_one"],

@@ -91,3 +91,14 @@ def test_exit_on_user_error(capsys):
     with pytest.raises(KeyError):  # a bug propagates, with its traceback
         with cli.exit_on_user_error("tool.py"):
             raise KeyError("max_frames")
+
+
+def test_write_refusals_are_told_apart_from_bugs():
+    refused = tf.errors.FailedPreconditionError(
+        None, None, "{{function_node __wrapped__CreateSummaryFileWriter}} Not a directory "
+        "[Op:CreateSummaryFileWriter] name: ")
+    assert errors.write_refused(refused) and errors.describe(refused) == "Not a directory"
+    assert errors.write_refused(OSError(28, "No space left on device"))
+    assert not errors.write_refused(OSError(2, "No such file or directory"))
+    assert not errors.write_refused(tf.errors.InvalidArgumentError(None, None, "shapes"))
+    assert not errors.write_refused(ValueError("boom"))

@@ -63,9 +63,12 @@ def write_refused(error):
 
 
 def describe(error):
-    """The first line of an OSError's or a TensorFlow error's message."""
+    """The first line of an OSError's or a TensorFlow error's message, without TensorFlow's
+    `{{function_node ...}}` prefix and `[Op:...]` suffix."""
     text = getattr(error, "message", None) or str(error)
-    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    text = re.sub(r"\s*\[Op:[^\]]*\].*$", "", text, flags=re.S).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 # The name of the assert op of the readers' checks: the mark of an input check in a TF error.
