@@ -32,7 +32,8 @@ def checkpoint_step(checkpoint_path):
     """ckpt-1200 -> 1200 (the trainer numbers checkpoints by global step)."""
     match = _STEP_PATTERN.search(checkpoint_path)
     if not match:
-        raise ValueError(f"checkpoint path {checkpoint_path!r} does not end in -<step>")
+        raise errors.InvalidInputError(
+            f"checkpoint path {checkpoint_path!r} does not end in -<step>")
     return int(match.group(1))
 
 
