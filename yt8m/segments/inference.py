@@ -154,11 +154,6 @@ def run_segment_inference(config):
         if value <= 0:
             raise errors.InvalidInputError(f"{flag} must be positive, got {value}")
     files = inputs.require_files(config.input_data_pattern, "--input_data_pattern")
-    model_inputs = [(flag, path) for flag, path in (
-        ("--video_model", config.video_model), ("--segment_model", config.segment_model),
-        ("--segment_label_ids", config.segment_label_ids)) if path]
-    files_lib.check_output_file(config.output_file, "--output_file", config.overwrite,
-                                [("--input_data_pattern", path) for path in files] + model_inputs)
     video_predict, video_data = models.load_predictor(config.video_model, "--video_model",
                                                       config.num_readers)
     whitelist = None
@@ -173,6 +168,12 @@ def run_segment_inference(config):
             raise errors.InvalidInputError(
                 f"--segment_model has {segment_data.num_classes} classes but "
                 f"--video_model {video_data.num_classes}")
+    # Once the models are known to be models (their own errors come first).
+    model_inputs = [(flag, path) for flag, path in (
+        ("--video_model", config.video_model), ("--segment_model", config.segment_model),
+        ("--segment_label_ids", config.segment_label_ids)) if path]
+    files_lib.check_output_file(config.output_file, "--output_file", config.overwrite,
+                                [("--input_data_pattern", path) for path in files] + model_inputs)
 
     candidates = video_candidates(files, video_predict, video_data, config.batch_size,
                                   config.segment_candidates,
