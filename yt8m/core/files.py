@@ -66,7 +66,6 @@ def remove(path):
         tf.io.gfile.remove(path)
 
 
-
 @contextlib.contextmanager
 def refused_write_as_user_error(path):
     """A file system that refuses to write `path` (permission, read-only or full file system, a
