@@ -99,12 +99,16 @@ class _Evaluator:
         self.eval_step = make_eval_step(self.model, self.data_config, self.label_loss)
         self.writer = None  # created with the first results: a failed run leaves no eval dir
 
-    def evaluate(self, checkpoint_path):
-        config = self.config
+    def restore(self, checkpoint_path):
         checkpoints.restore_model_weights(
             self.model, checkpoint_path,
             f"model {self.model_flags['model']!r} described by "
-            f"{model_flags_lib.model_flags_path(config.train_dir)}")
+            f"{model_flags_lib.model_flags_path(self.config.train_dir)}")
+
+    def evaluate(self, checkpoint_path, restored=False):
+        config = self.config
+        if not restored:
+            self.restore(checkpoint_path)
         step = checkpoints.checkpoint_step(checkpoint_path)
         dataset = inputs.evaluation_dataset(self.files, self.data_config, config.batch_size)
         results = evaluate_batches(self.eval_step, dataset, self.data_config.num_classes,
@@ -156,8 +160,6 @@ def hparam_flag_warnings(model_flags, given):
 def _checkpoints_to_evaluate(config):
     if config.checkpoint:
         yield config.checkpoint
-    elif config.run_once:
-        yield checkpoints.latest_checkpoint(config.train_dir)
     else:
         logging.info("Waiting for checkpoints in %s", config.train_dir)
         yield from tf.train.checkpoints_iterator(config.train_dir,
@@ -169,19 +171,29 @@ def run_evaluation(config):
     model_flags = model_flags_lib.read_model_flags(config.train_dir)
     data_config = inputs.data_config_from_model_flags(
         model_flags, segment_labels=config.segment_labels, num_readers=config.num_readers,
-        frame_buckets=config.frame_buckets)
+        frame_buckets=config.frame_buckets, skip_corrupted=config.skip_corrupted)
     eval_files = inputs.require_files(config.eval_data_pattern, "--eval_data_pattern")
-    if config.run_once or config.checkpoint:
-        # Fail before building the model when there is nothing to evaluate.
+    # Fail before building the model when there is nothing to evaluate.
+    if config.checkpoint:
         checkpoints.require_checkpoint(config.train_dir, config.checkpoint)
+    elif config.run_once and not checkpoints.newest_first(config.train_dir):
+        checkpoints.latest_checkpoint(config.train_dir)  # raises NoCheckpointError
     evaluator = _Evaluator(config, model_flags, data_config, eval_files)
+    if config.run_once and not config.checkpoint:
+        # The newest checkpoint, or the newest intact one when it cannot be read.
+        candidates = checkpoints.newest_first(config.train_dir) or [
+            checkpoints.latest_checkpoint(config.train_dir)]  # (raises NoCheckpointError)
+        restored = checkpoints.restore_newest_intact(candidates, evaluator.restore)
+        return [evaluator.evaluate(restored, restored=True)]
     all_results = []
     for checkpoint_path in _checkpoints_to_evaluate(config):
         try:
             all_results.append(evaluator.evaluate(checkpoint_path))
-        except (tf.errors.NotFoundError, checkpoints.NoCheckpointError) as error:
-            if config.run_once or config.checkpoint:
+        except (tf.errors.NotFoundError, checkpoints.NoCheckpointError,
+                checkpoints.CorruptCheckpointError) as error:
+            if config.checkpoint:
                 raise
-            # The trainer's keep-N rotation deleted it before we got to it: wait for the next.
+            # The trainer's keep-N rotation deleted it before we got to it (or it is corrupted):
+            # wait for the next.
             logging.warning("Skipping %s: %s", checkpoint_path, error)
     return all_results

@@ -10,8 +10,8 @@ import dataclasses
 from typing import Optional
 
 import yt8m  # noqa: F401
-from yt8m.core.option_groups import (Batching, CheckpointSelection, FrameBuckets, InputFeatures,
-                                     PredictionFiles, TopK)
+from yt8m.core.option_groups import (Batching, CheckpointSelection, CorruptRecords, FrameBuckets,
+                                     InputFeatures, PredictionFiles, TopK)
 from yt8m.core.options import option, override
 
 # Names of yt8m.training.distribution.make_strategy (declared here, the lowest layer, so that the
@@ -20,7 +20,7 @@ DISTRIBUTION_STRATEGIES = ("default", "mirrored", "one_device", "multi_worker", 
 
 
 @dataclasses.dataclass
-class DataConfig(InputFeatures, FrameBuckets):
+class DataConfig(InputFeatures, FrameBuckets, CorruptRecords):
     """What the input files hold and how to read them (shared by train, eval and inference)."""
     segment_labels: bool = option(
         False, "Train on rated segments (label loss only at rated classes).")
@@ -73,6 +73,13 @@ class TrainConfig:
     keep_checkpoint_max: int = option(
         0, "Checkpoints kept in --train_dir, the newest ones; 0 keeps every checkpoint (the "
         "starter's max_to_keep=0), so the exporter can average any step range.", lower=0)
+    divergence_factor: float = option(
+        1000.0, "Stop (as on a NaN loss, without saving) when a step's loss exceeds this many "
+        "times the median loss of the last 100 steps (checked from the 20th step of a run); 0 "
+        "turns the check off. A healthy run's spikes stay far below 1000x its median.", lower=0)
+    allow_unlabelled: bool = option(
+        False, "Train on records without labels (e.g. distillation from teachers on test "
+        "files); otherwise a first batch without a single label stops the run.")
     log_every_steps: int = option(10, "Progress line and summaries every this many steps.",
                                   lower=1)
     checkpoint_input_pipeline: bool = option(
@@ -89,7 +96,7 @@ class TrainConfig:
 
 
 @dataclasses.dataclass
-class EvalConfig(CheckpointSelection, Batching, TopK, FrameBuckets):
+class EvalConfig(CheckpointSelection, Batching, TopK, FrameBuckets, CorruptRecords):
     eval_data_pattern: str = option("", "Glob of the evaluation TFRecord files.")
     segment_labels: bool = override(
         DataConfig, "segment_labels",
@@ -110,7 +117,8 @@ SEGMENT_LABEL_IDS_URL = (
 
 
 @dataclasses.dataclass
-class InferenceConfig(PredictionFiles, CheckpointSelection, Batching, TopK, FrameBuckets):
+class InferenceConfig(PredictionFiles, CheckpointSelection, Batching, TopK, FrameBuckets,
+                      CorruptRecords):
     # "" as in the starter: --input_model_tgz refuses a --train_dir.
     train_dir: str = override(CheckpointSelection, "train_dir", "",
                               help="Directory written by train.py (or give --input_model_tgz).")

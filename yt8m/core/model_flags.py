@@ -67,8 +67,9 @@ def _differences(recorded, requested):
     return lines
 
 
-def check_and_write_model_flags(train_dir, model_flags, start_new_model):
-    """Writes model_flags.json, refusing to continue a train dir of a different model.
+def check_model_flags(train_dir, model_flags, start_new_model):
+    """Refuses to continue a train dir of a different model; returns whether model_flags.json is
+    to be written (there is none, or --start_new_model replaces it).
 
     Raises ModelFlagsMismatchError when the file exists, differs and start_new_model is False.
     """
@@ -80,5 +81,11 @@ def check_and_write_model_flags(train_dir, model_flags, start_new_model):
             raise ModelFlagsMismatchError(
                 f"Model flags do not match the existing {path}:\n" + "\n".join(differences)
                 + "\nDelete the file, change --train_dir, or pass --start_new_model.")
-        return
-    files.write_json_atomically(path, model_flags)
+        return False
+    return True
+
+
+def check_and_write_model_flags(train_dir, model_flags, start_new_model):
+    """check_model_flags, then writes model_flags.json when it is to be written."""
+    if check_model_flags(train_dir, model_flags, start_new_model):
+        files.write_json_atomically(model_flags_path(train_dir), model_flags)

@@ -67,6 +67,15 @@ class Batching:
 
 
 @dataclasses.dataclass
+class CorruptRecords:
+    """What a reader does with a record that fails its TFRecord checksum."""
+    skip_corrupted: bool = option(
+        False, "Skip records whose TFRecord checksum fails (or that do not parse) with a count on "
+        "stderr, and go on reading the file after them; a broken length field still ends its "
+        "file. Default: stop with an error naming the file and byte.")
+
+
+@dataclasses.dataclass
 class CheckpointSelection:
     """Which trained model a tool reads: a train dir and, optionally, one of its checkpoints."""
     train_dir: str = option("/tmp/yt8m_model/", "Directory written by train.py.")

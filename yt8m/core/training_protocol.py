@@ -56,6 +56,11 @@ class TrainingModel:
         """Gradients of `loss` with respect to `variables` (recorded on `tape`)."""
         return tape.gradient(loss, variables)
 
+    def train_dir_records(self):
+        """{file name: JSON-able record} the trainer writes into the train dir beside
+        model_flags.json, once the first step has succeeded (distillation.json: provenance)."""
+        return {}
+
 
 class PlainTrainingModel(TrainingModel):
     """A model that does not implement TrainingModel, trained with the defaults."""

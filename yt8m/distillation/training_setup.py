@@ -7,7 +7,6 @@ training model of its mode (yt8m.distillation.modes: teacher-student, multi-teac
     trainer.train(config, training_model_factory=factory)
 """
 import dataclasses
-import os
 
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 
@@ -21,7 +20,6 @@ from yt8m.distillation import multi_teacher
 from yt8m.distillation import teacher_student
 from yt8m.distillation.config import TRAINING_MODES
 from yt8m.losses import get_label_loss
-from yt8m.core import files
 from yt8m.core import errors
 
 # The built-in modes, in the order --distill_mode lists them (a new mode: its module, and here).
@@ -113,10 +111,12 @@ def prepare(train_config, config):
         return student_config, None
 
     def factory(student):
-        files.write_json_atomically(os.path.join(train_config.train_dir, RECORD_FILE),
-                                    distillation_record(config))
         label_loss = get_label_loss(train_config.label_loss,
                                     registry.loss_epsilon(student_config.model))
-        return make_training_model(student, train_config, config, label_loss)
+        training_model = make_training_model(student, train_config, config, label_loss)
+        # Written by the trainer after the first step (a function: Keras does not track it).
+        record = distillation_record(config)
+        training_model.train_dir_records = lambda: {RECORD_FILE: record}
+        return training_model
 
     return student_config, factory

@@ -25,10 +25,11 @@ def model_data_config(config, data_config=None):
         model_flags = model_flags_lib.read_model_flags(config.train_dir)
         return inputs.data_config_from_model_flags(model_flags, segment_labels=False,
                                                    frame_buckets=config.frame_buckets,
-                                                   num_readers=config.num_readers)
-    if config.frame_buckets:  # a SavedModel predictor's own DataConfig
-        return dataclasses.replace(data_config, frame_buckets=config.frame_buckets)
-    return data_config
+                                                   num_readers=config.num_readers,
+                                                   skip_corrupted=config.skip_corrupted)
+    # A SavedModel predictor's own DataConfig, with the reading choices of config.
+    return dataclasses.replace(data_config, frame_buckets=config.frame_buckets or
+                               data_config.frame_buckets, skip_corrupted=config.skip_corrupted)
 
 
 def checkpoint_predictor(config, data_config):

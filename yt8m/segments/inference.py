@@ -88,7 +88,8 @@ def segment_batches(files, data_config, batch_size, max_frames=None):
     return readers.segment_dataset(
         files, batch_size, num_classes=data_config.num_classes, mode="all",
         feature_names=data_config.feature_names, feature_sizes=data_config.feature_sizes,
-        num_parallel_reads=data_config.num_readers, max_frames=max_frames)
+        num_parallel_reads=data_config.num_readers, max_frames=max_frames,
+        skip_corrupted=data_config.skip_corrupted)
 
 
 def rank_segments(batches, candidates, segment_predict, video_score_weight, segment_top_k,

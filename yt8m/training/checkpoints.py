@@ -31,6 +31,14 @@ class CheckpointMismatchError(errors.InvalidInputError):
     pass
 
 
+class CorruptCheckpointError(errors.InvalidInputError):
+    """A checkpoint's files are missing or fail their checksums."""
+
+
+# What restoring a checkpoint whose files are missing, truncated or corrupted raises.
+_UNREADABLE = (tf.errors.DATA_LOSS, tf.errors.NOT_FOUND, tf.errors.OUT_OF_RANGE)
+
+
 def checkpoint_step(checkpoint_path):
     """ckpt-1200 -> 1200 (the trainer numbers checkpoints by global step)."""
     match = _STEP_PATTERN.search(checkpoint_path)
@@ -83,6 +91,46 @@ def _restore_matching(checkpoint, checkpoint_path, what):
         raise CheckpointMismatchError(
             f"checkpoint {checkpoint_path} does not hold {what}: "
             f"{str(error).splitlines()[0]}") from error
+    except tf.errors.OpError as error:
+        _raise_if_unreadable(error, checkpoint_path)
+        raise
+
+
+def _raise_if_unreadable(error, checkpoint_path):
+    if error.error_code in _UNREADABLE:
+        raise CorruptCheckpointError(
+            f"checkpoint {checkpoint_path} cannot be read (a file is missing or corrupted): "
+            f"{errors.describe(error)}") from error
+
+
+def newest_first(train_dir):
+    """The checkpoints listed in train_dir's `checkpoint` state file, the newest first (their
+    files may be missing: restore_newest_intact skips those)."""
+    state = tf.train.get_checkpoint_state(train_dir) if tf.io.gfile.isdir(train_dir) else None
+    if state is None or not state.model_checkpoint_path:
+        return []
+    listed = [state.model_checkpoint_path] + list(reversed(state.all_model_checkpoint_paths))
+    paths = [path if os.path.isabs(path) else os.path.join(train_dir, path) for path in listed]
+    return list(dict.fromkeys(paths))
+
+
+def restore_newest_intact(candidates, restore):
+    """Calls `restore(path)` on the first of `candidates` (newest first) that can be read; a
+    corrupted one is skipped with a warning naming it and the one used instead. Returns the path
+    restored; when none can be read, raises the newest one's CorruptCheckpointError."""
+    first_error = None
+    for path in candidates:
+        try:
+            restore(path)
+        except (CorruptCheckpointError, NoCheckpointError) as error:
+            first_error = first_error or error
+            logging.warning("%s", error)
+            continue
+        if first_error is not None:
+            logging.warning("Checkpoint %s cannot be read: using the newest intact one, %s, "
+                            "instead.", candidates[0], path)
+        return path
+    raise first_error
 
 
 def restore_training_state(checkpoint_path, model, optimizer, description, data_iterator=None,
@@ -107,7 +155,11 @@ def restore_training_state(checkpoint_path, model, optimizer, description, data_
         logging.warning("%s was saved reading other data (files, batch size, epochs or seed "
                         "changed); the data restarts from its beginning.", checkpoint_path)
         return
-    tf.train.Checkpoint(data_iterator=data_iterator).restore(checkpoint_path).expect_partial()
+    try:
+        tf.train.Checkpoint(data_iterator=data_iterator).restore(checkpoint_path).expect_partial()
+    except tf.errors.OpError as error:
+        _raise_if_unreadable(error, checkpoint_path)
+        raise
 
 
 def load_model(train_dir, checkpoint=None):
@@ -130,10 +182,12 @@ def load_model(train_dir, checkpoint=None):
 
 def make_checkpoint_manager(checkpoint, train_dir, max_to_keep):
     """max_to_keep: the newest checkpoints kept; 0 keeps all (as the starter's
-    Saver(max_to_keep=0))."""
+    Saver(max_to_keep=0)). At least 2 are kept: until the step after the newest checkpoint has
+    run, the one before it is the last known to be good (yt8m.training.loss_guard)."""
     if max_to_keep < 0:
         raise ValueError(f"--keep_checkpoint_max must be >= 0, got {max_to_keep}")
-    return tf.train.CheckpointManager(checkpoint, train_dir, max_to_keep=max_to_keep or None,
+    return tf.train.CheckpointManager(checkpoint, train_dir,
+                                      max_to_keep=max(max_to_keep, 2) if max_to_keep else None,
                                       checkpoint_name=CHECKPOINT_PREFIX)
 
 

@@ -23,9 +23,11 @@ def require_files(pattern, flag_name):
             f"{flag_name}={pattern!r} matches no file ({error})") from None
 
 
-def data_config_from_model_flags(model_flags, segment_labels, num_readers, frame_buckets=()):
+def data_config_from_model_flags(model_flags, segment_labels, num_readers, frame_buckets=(),
+                                 skip_corrupted=False):
     """The DataConfig a train dir's model reads (feature names/sizes come from model_flags.json;
-    bucketing is a reading choice of the caller, not part of the model)."""
+    bucketing and skipping corrupted records are reading choices of the caller, not part of the
+    model)."""
     names, sizes = model_flags_lib.features(model_flags)
     return DataConfig(
         feature_names=names, feature_sizes=sizes,
@@ -34,7 +36,7 @@ def data_config_from_model_flags(model_flags, segment_labels, num_readers, frame
         num_classes=int(model_flags["num_classes"]),
         max_frames=int(model_flags["max_frames"]),
         num_readers=int(num_readers),
-        frame_buckets=tuple(frame_buckets))
+        frame_buckets=tuple(frame_buckets), skip_corrupted=bool(skip_corrupted))
 
 
 def _dataset(files, data, batch_size, **reading):
@@ -50,7 +52,8 @@ def _reader_dataset(files, data, batch_size, *, shuffle, num_epochs, seed, dequa
                     drop_remainder):
     common = dict(num_classes=data.num_classes, feature_names=data.feature_names,
                   feature_sizes=data.feature_sizes, shuffle=shuffle, num_epochs=num_epochs,
-                  seed=seed, drop_remainder=drop_remainder, num_parallel_reads=data.num_readers)
+                  seed=seed, drop_remainder=drop_remainder, num_parallel_reads=data.num_readers,
+                  skip_corrupted=data.skip_corrupted)
     if data.frame_buckets and (data.segment_labels or not data.frame_features):
         raise errors.InvalidInputError(
             "--frame_buckets applies to frame-level videos (--frame_features); "

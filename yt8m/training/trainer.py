@@ -9,6 +9,7 @@ with --average_replica_gradients each replica divides its loss by the number of 
 import dataclasses
 import json
 import math
+import os
 import signal
 import time
 
@@ -18,20 +19,29 @@ import yt8m  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
 
+from yt8m.core import errors
+from yt8m.core import files
 from yt8m.core import training_protocol
 from yt8m.training import checkpoints
 from yt8m.training import distribution
 from yt8m.training import inputs
+from yt8m.training import loss_guard
 from yt8m.core import model_flags as model_flags_lib
 from yt8m.training import multi_worker
 from yt8m.training import objective
+from yt8m.training import train_dir_guard
 from yt8m.metrics import gap as batch_gap
 from yt8m.training.model_builder import build_model, check_model_choice, label_loss_for
 from yt8m.training.optimizers import make_optimizer
 from yt8m.training.schedules import examples_staircase_decay
 
 
-class NonFiniteLossError(RuntimeError):
+# Raised at a bad loss (kept here too: callers catch trainer.NonFiniteLossError).
+NonFiniteLossError = loss_guard.NonFiniteLossError
+DivergedLossError = loss_guard.DivergedLossError
+
+
+class UnlabelledDataError(errors.InvalidInputError):
     pass
 
 
@@ -73,7 +83,14 @@ class _StopRequests:
 
 
 class Trainer:
-    """Builds everything `train` needs from a TrainConfig; `run()` trains until a stop condition."""
+    """Builds everything `train` needs from a TrainConfig; `run()` trains until a stop condition.
+
+    Nothing is written before every option has been checked and the model, optimizer and input
+    pipeline are built: then the train dir is locked (created if needed), temporaries a killed
+    run left are removed and the newest intact checkpoint is restored. model_flags.json and the
+    summaries are written once the first step has succeeded (finite loss, labelled data); a run
+    that fails before leaves the train dir as it was (a train dir it created is removed).
+    """
 
     def __init__(self, config, strategy=None, training_model_factory=None):
         self.config = config
@@ -87,9 +104,9 @@ class Trainer:
         flags_record = model_flags_lib.model_flags_from_config(config)
         self.label_loss = label_loss_for(config.label_loss, config.model)
         files = inputs.require_files(config.train_data_pattern, "--train_data_pattern")
-        if self.is_chief:
-            model_flags_lib.check_and_write_model_flags(
-                config.train_dir, flags_record, config.start_new_model)
+        self.model_flags = flags_record
+        self._write_model_flags = self.is_chief and model_flags_lib.check_model_flags(
+            config.train_dir, flags_record, config.start_new_model)
         if config.shuffle_seed is not None:
             keras.utils.set_random_seed(config.shuffle_seed)
 
@@ -127,6 +144,23 @@ class Trainer:
                 self._input_signature(files), dtype=tf.string, trainable=False)
             tracked["input_signature"] = self.input_signature
         self.checkpoint = tf.train.Checkpoint(**tracked)
+        self._step_function = self._make_step_function()
+        self.loss_guard = loss_guard.LossGuard(config.divergence_factor)
+        self.summary_writer = None  # created with the first successful step
+        # Everything is checked: from here on the train dir is this run's.
+        self.train_dir_guard = train_dir_guard.TrainDirGuard(config.train_dir)
+        if self.is_chief:
+            self.train_dir_guard.acquire()
+        try:
+            self._claim_train_dir()
+        except BaseException:
+            self.train_dir_guard.release(keep=False)
+            raise
+
+    def _claim_train_dir(self):
+        config = self.config
+        if self.is_chief:
+            train_dir_guard.remove_stale_temporaries(config.train_dir)
         if config.start_new_model and self.is_chief:
             removed = checkpoints.remove_checkpoints(config.train_dir)
             if removed:
@@ -137,9 +171,7 @@ class Trainer:
         self.manager = multi_worker.make_checkpoint_manager(
             self.checkpoint, config.train_dir, config.keep_checkpoint_max, self.strategy)
         self.restored_from = self._restore()
-        self._step_function = self._make_step_function()
-        self.summary_writer = (tf.summary.create_file_writer(config.train_dir) if self.is_chief
-                               else tf.summary.create_noop_writer())
+        self.first_step_done = False
 
     def _input_signature(self, files):
         config = self.config
@@ -163,14 +195,23 @@ class Trainer:
         if self.config.start_new_model:  # a worker that is not the chief (it removed them)
             logging.warning("--start_new_model: not restoring %s.", latest)
             return ""
-        checkpoints.restore_training_state(
-            latest, self.model, self.optimizer, f"model {self.config.model!r}",
-            data_iterator=self.iterator if self.config.checkpoint_input_pipeline else None,
-            input_signature=self.input_signature if self.config.checkpoint_input_pipeline
-            else None, extra_objects=self.extra_tracked)
-        logging.info("Resumed from %s at step %d (learning rate %g).", latest, self.step,
+
+        def restore(path):
+            checkpoints.restore_training_state(
+                path, self.model, self.optimizer, f"model {self.config.model!r}",
+                data_iterator=self.iterator if self.config.checkpoint_input_pipeline else None,
+                input_signature=self.input_signature if self.config.checkpoint_input_pipeline
+                else None, extra_objects=self.extra_tracked)
+
+        # Newest first: a checkpoint that cannot be read is skipped for the one before it.
+        candidates = checkpoints.newest_first(self.config.train_dir) or [latest]
+        restored = checkpoints.restore_newest_intact(candidates, restore)
+        latest = candidates[0]
+        older = candidates[1] if restored == latest and len(candidates) > 1 else ""
+        self.loss_guard.restored(restored, older if restored == latest else None)
+        logging.info("Resumed from %s at step %d (learning rate %g).", restored, self.step,
                      float(self.learning_rate(self.step)))
-        return latest
+        return restored
 
     def _replica_step(self, batch):
         features = inputs.model_inputs(batch, self.config.data)
@@ -212,11 +253,49 @@ class Trainer:
         return step_function
 
     def _save(self, step):
+        self._write_train_dir_records()  # a checkpoint is never without its model_flags.json
         path = self.manager.save(checkpoint_number=step)
+        self.loss_guard.saved(path)
         logging.info("Saved checkpoint %s", path)
         return path
 
+    def _first_step(self, labels):
+        """After the first step's loss passed: refuse unlabelled data, then write what a train
+        dir holds besides checkpoints."""
+        if not (self.config.allow_unlabelled or self.config.data.segment_labels
+                or bool(tf.reduce_any(labels > 0))):
+            raise UnlabelledDataError(
+                f"--train_data_pattern={self.config.train_data_pattern!r}: the first batch of "
+                f"{int(labels.shape[0])} examples holds not one label (unlabelled test files?); "
+                "training would fit all-zero targets. Give labelled files, or pass "
+                "--allow_unlabelled to train on them anyway (e.g. distillation).")
+        self._write_train_dir_records()
+        self.first_step_done = True
+
+    def _write_train_dir_records(self):
+        if self.summary_writer is not None:
+            return
+        if self.is_chief:
+            config = self.config
+            if self._write_model_flags:
+                files.write_json_atomically(model_flags_lib.model_flags_path(config.train_dir),
+                                            self.model_flags)
+            for name, record in self.training_model.train_dir_records().items():
+                files.write_json_atomically(os.path.join(config.train_dir, name), record)
+            with files.refused_write_as_user_error(config.train_dir):
+                self.summary_writer = tf.summary.create_file_writer(config.train_dir)
+        else:
+            self.summary_writer = tf.summary.create_noop_writer()
+
     def run(self):
+        """Trains until a stop condition; the train dir's lock is given back at the end."""
+        try:
+            return self._run()
+        finally:
+            self.train_dir_guard.release(keep=self.first_step_done
+                                         or self.summary_writer is not None)
+
+    def _run(self):
         config = self.config
         step = self.step
         if config.max_steps is not None and step >= config.max_steps:
@@ -232,7 +311,7 @@ class Trainer:
         logging.info("Training %s from step %d: global batch %d on %d replica(s), data %s",
                      config.model, step, self.global_batch_size, self.num_replicas,
                      config.train_data_pattern)
-        with _StopRequests() as stop_requests, self.summary_writer.as_default():
+        with _StopRequests() as stop_requests:
             while True:
                 try:
                     batch = next(self.iterator)
@@ -243,10 +322,9 @@ class Trainer:
                     distribution.distribute_batch(self.strategy, batch))
                 step = self.step
                 loss_value = float(losses["total_loss"])
-                if not math.isfinite(loss_value):
-                    raise NonFiniteLossError(
-                        f"Loss is {loss_value} at step {step}; stopped without saving. The last "
-                        f"good checkpoint is {self.manager.latest_checkpoint or '(none)'}.")
+                self.loss_guard.check(loss_value, step)
+                if not self.first_step_done:
+                    self._first_step(labels)
                 window_examples += self.global_batch_size
                 run_examples += self.global_batch_size
                 if step % config.log_every_steps == 0:
@@ -256,12 +334,13 @@ class Trainer:
                     logging.info("step %d | loss %.4f | learning rate %g | training GAP %.4f | "
                                  "%.1f examples/s", step, loss_value, learning_rate, gap,
                                  examples_per_second)
-                    for name, value in (("loss", loss_value),
-                                        ("label_loss", float(losses["label_loss"])),
-                                        ("learning_rate", learning_rate),
-                                        ("training_gap", gap),
-                                        ("examples_per_second", examples_per_second)):
-                        tf.summary.scalar(name, value, step=step)
+                    with self.summary_writer.as_default():
+                        for name, value in (("loss", loss_value),
+                                            ("label_loss", float(losses["label_loss"])),
+                                            ("learning_rate", learning_rate),
+                                            ("training_gap", gap),
+                                            ("examples_per_second", examples_per_second)):
+                            tf.summary.scalar(name, value, step=step)
                     window_start, window_examples = time.time(), 0
                 # Workers decide together (a clock or a signal can differ between them).
                 save_due, stop_requested = multi_worker.any_worker(
@@ -280,7 +359,7 @@ class Trainer:
                     break
         if last_saved_step != step:
             self._save(step)
-        self.summary_writer.flush()
+        self.summary_writer.flush()  # (created by the save at the latest)
         rate = run_examples / max(time.time() - run_start, 1e-9)
         logging.info("Stopped at step %d (%s); checkpoint %s", step, stop_reason,
                      self.manager.latest_checkpoint)
