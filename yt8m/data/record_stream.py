@@ -13,13 +13,24 @@ more than reading the record.
 
 `skip_corrupted=True` validates each record on its own (a per-record parse: slower, only in that
 mode), drops the ones that fail and prints the running count of skipped records to stderr from
-inside the pipeline, so the dataset stays a plain, checkpointable tf.data.Dataset.
+inside the pipeline, so the dataset stays a plain, checkpointable tf.data.Dataset. A file whose
+reading stops early is read again from there by TensorFlow's own record reader (`_salvage`, in
+Python: only files with a corrupted record take that path): a record whose payload checksum fails
+is skipped alone, since its length field (checked by its own checksum) says where the next record
+starts; only a broken length field or the file's end inside a record ends the file.
+
+A file that cannot be read at all (no permission, a dangling link) is reported as such before
+reading starts: that is no corruption.
 """
 import concurrent.futures
+import os
+import struct
 
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
+from tensorflow.python.lib.io import tf_record
 
+from yt8m.core import errors
 from yt8m.data import checks
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -48,16 +59,37 @@ def list_files(file_pattern):
         if not matched:
             raise FileNotFoundError(f"No file matches the pattern {pattern!r}")
         for path in matched:
-            if path not in seen:
-                seen.add(path)
+            # One file under two names (a link, two patterns) is read once.
+            key = os.path.realpath(path) if "://" not in path else path
+            if key not in seen:
+                seen.add(key)
                 files.append(path)
     return files
 
 
+def _check_readable(path):
+    """A local file that cannot be opened is a read error, not a corrupted record."""
+    if "://" in path:
+        return
+    try:
+        with open(path, "rb"):
+            pass
+    except IsADirectoryError:
+        pass  # reported by file_sizes
+    except OSError as error:
+        raise errors.MissingInputError(
+            f"{path}: cannot be read ({error.strerror or error}): a read error, not a "
+            "corrupted record") from None
+
+
 def file_sizes(files):
     """Byte sizes of `files` (stat in parallel: remote file systems answer slowly, one by one)."""
+    def stat(path):
+        _check_readable(path)
+        return tf.io.gfile.stat(path)
+
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
-        stats = list(pool.map(tf.io.gfile.stat, files))
+        stats = list(pool.map(stat, files))
     for path, stat in zip(files, stats):
         if stat.is_directory:
             raise IsADirectoryError(f"{path} is a directory, not a TFRecord file")
@@ -99,21 +131,73 @@ def _checked_file(filename, size):
     return _file_chunks(filename, size).map(check_chunk).unbatch()
 
 
+def _salvage(filename, offset):
+    """The records of `filename` from byte `offset` on, read by TensorFlow's record reader, which
+    checks both checksums of each: (records, corrupted [bool per record: its payload checksum
+    failed, the record is a placeholder], unreadable bytes left at the end).
+
+    A failed payload checksum is reported at the payload's offset (the record's offset + 12, after
+    the length field and its checksum): the length is then known good and says where the next
+    record starts. A failed length checksum (reported at the record's offset) or a record running
+    past the end of the file ends the reading. Other errors (permission, I/O) propagate."""
+    filename, offset = filename.numpy().decode(), int(offset.numpy())
+    size = tf.io.gfile.stat(filename).length
+    reader = tf_record.tf_record_random_reader(filename)
+    records, corrupted = [], []
+    with tf.io.gfile.GFile(filename, "rb") as handle:
+        while offset < size:
+            try:
+                record, offset_after = reader.read(offset)
+            except tf.errors.DataLossError as error:
+                if f"corrupted record at {offset + 12}" not in error.message:
+                    break  # the length field is broken, or the file ends inside the record
+                handle.seek(offset)
+                (length,) = struct.unpack("<Q", handle.read(8))
+                if offset + _TFRECORD_OVERHEAD_BYTES + length > size:
+                    break
+                records.append(b"")
+                corrupted.append(True)
+                offset += _TFRECORD_OVERHEAD_BYTES + length
+                continue
+            records.append(record)
+            corrupted.append(False)
+            offset = offset_after
+    return (tf.constant(records, tf.string, [len(records)]),
+            tf.constant(corrupted, tf.bool, [len(records)]), tf.constant(size - offset, tf.int64))
+
+
 def _skipping_file(filename, size, validate):
     """(filename, record, is_end, skipped, bytes_left) rows of one file, invalid records dropped.
 
     `validate(filenames [1], records [1])` raises on a bad record; `ignore_errors` drops it and
-    the gap in record indices counts it. A last row (is_end) carries the count of records dropped
-    since the previous row and the unreadable bytes left in the file.
+    the gap in record indices counts it (a record whose checksum failed is dropped the same way).
+    A last row (is_end) carries the count of records dropped since the previous row and the
+    unreadable bytes left in the file.
     """
     def to_rows(records, is_end, bytes_left):
-        rows = tf.concat([records, tf.fill([tf.cast(is_end, tf.int32)], "")], 0)
-        return rows, tf.fill(tf.shape(rows), is_end), tf.fill(tf.shape(rows), bytes_left)
+        # A short read: the rest of the file, read again past each corrupted record.
+        salvaged, corrupted, bytes_left = tf.cond(
+            is_end & (bytes_left > 0),
+            lambda: tuple(tf.py_function(_salvage, [filename, size - bytes_left],
+                                         [tf.string, tf.bool, tf.int64])),
+            lambda: (tf.zeros([0], tf.string), tf.zeros([0], tf.bool), bytes_left))
+        salvaged.set_shape([None])
+        corrupted.set_shape([None])
+        bytes_left.set_shape([])
+        end_row = tf.fill([tf.cast(is_end, tf.int32)], True)
+        rows = tf.concat([records, salvaged, tf.fill(tf.shape(end_row), "")], 0)
+        corrupted = tf.concat([tf.zeros_like(records, tf.bool), corrupted,
+                               tf.logical_not(end_row)], 0)
+        ends = tf.concat([tf.zeros_like(records, tf.bool), tf.zeros_like(salvaged, tf.bool),
+                          end_row], 0)
+        return rows, ends, tf.fill(tf.shape(rows), bytes_left), corrupted
 
     def check_row(index, row):
-        record, is_end, bytes_left = row
+        record, is_end, bytes_left, corrupted = row
         ok = tf.cond(is_end, lambda: tf.constant(True),
-                     lambda: validate(filename[None], record[None]))
+                     lambda: tf.cond(corrupted, lambda: checks.raise_if(
+                         tf.constant(True), lambda: tf.constant("corrupted record")),
+                         lambda: validate(filename[None], record[None])))
         return checks.after([ok], (index, record, is_end, bytes_left))
 
     def count_gaps(expected_index, row):
@@ -169,4 +253,10 @@ def named_records(files, *, shuffle=False, seed=None, num_epochs=1, num_parallel
         named = (named.scan(tf.constant(0, tf.int64), _report_skips)
                  .filter(lambda filename, record, is_end: tf.logical_not(is_end))
                  .map(lambda filename, record, is_end: (filename, record)))
+        # `_salvage` (a py_function, state-less: it reads a file again) keeps the iterator
+        # checkpointable only with this policy.
+        options = tf.data.Options()
+        options.experimental_external_state_policy = (
+            tf.data.experimental.ExternalStatePolicy.IGNORE)
+        named = named.with_options(options)
     return named
