@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -25,8 +24,8 @@ from yt8m.export import exporter
 from yt8m.training import trainer
 
 import training_helpers as helpers
+from safety_helpers import failure as _failure, listing as _listing, run_all as _run_all
 
-PARALLEL_RUNS = 4
 TRUNCATED_BYTES = 5000  # less than one frame-level record of the small data set
 BEAM_RUNNER = ["--runner=DirectRunner", "--direct_num_workers=1"]
 # A genuine bug: a library function raising what bad input also raises, then the real eval.py.
@@ -96,39 +95,6 @@ def _bad_data(root, data_dir):
 def _copy(source, destination):
     shutil.copytree(source, destination, symlinks=True)
     return str(destination)
-
-
-def _listing(directory):
-    """{relative path: bytes} of every file under `directory` (links not followed)."""
-    found = {}
-    for parent, _, names in os.walk(directory):
-        for name in names:
-            full = os.path.join(parent, name)
-            with open(full, "rb") as handle:
-                found[os.path.relpath(full, directory)] = handle.read().hex()
-    return found
-
-
-def _run_all(commands, log_dir):
-    """Runs {name: argv} PARALLEL_RUNS at a time; returns {name: (exit code, output)}."""
-    pending, running, results = list(commands.items()), {}, {}
-    while pending or running:
-        while pending and len(running) < PARALLEL_RUNS:
-            name, command = pending.pop(0)
-            log = open(os.path.join(log_dir, f"{name}.log"), "w")
-            running[name] = (helpers.start(command, stdout=log), log, time.time())
-        for name, (process, log, started) in list(running.items()):
-            if process.poll() is None and time.time() - started < 600:
-                continue
-            if process.poll() is None:
-                process.kill()
-            process.wait()
-            log.close()
-            with open(log.name) as handle:
-                results[name] = (process.returncode, handle.read())
-            del running[name]
-        time.sleep(0.2)
-    return results
 
 
 def _run_cases(root):
@@ -252,16 +218,6 @@ def _run_cases(root):
 # ----------------------------------------------------------------------------- helpers
 
 
-def _failure(runs, case, program):
-    """The one error line of a failed run (exit code 1, no traceback)."""
-    code, output = runs["results"][case]
-    assert code == 1, output[-3000:]
-    assert "Traceback" not in output, output[-3000:]
-    lines = [line for line in output.splitlines() if line.startswith(f"{program}: error: ")]
-    assert len(lines) == 1, output[-3000:]
-    return lines[0]
-
-
 def _unchanged(runs, name, path=None):
     assert _listing(path or runs["paths"][name]) == runs["snapshots"][name]
 
@@ -321,7 +277,8 @@ def test_a_bug_keeps_its_traceback(runs, case, error):
 def test_a_train_dir_that_is_a_file(runs):
     path = os.path.join(runs["paths"]["root"], "a_file")
     assert _failure(runs, "train_dir_is_a_file", "train.py") == (
-        f"train.py: error: cannot write '{path}/model_flags.json': {path} is not a directory")
+        f"train.py: error: --train_dir={path!r} is a file, not a directory: give a directory "
+        "for checkpoints")
     with open(path) as handle:
         assert handle.read() == "not a directory"
 

@@ -388,8 +388,12 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, u
     config = helpers.train_config(train_dir, data_dir, train_data_pattern=nan_file, max_steps=20)
     with pytest.raises(trainer.NonFiniteLossError) as error:
         trainer.train(config)
-    assert str(error.value) == (f"Loss is nan at step 15; stopped without saving. The last good "
-                                f"checkpoint is {good}.")
+    # ckpt-14 ended the earlier run: the NaN at step 15 is the first loss measured on its
+    # weights, so no checkpoint is known to be good (issue 17).
+    assert str(error.value) == (
+        f"Loss is nan at step 15; stopped without saving. No checkpoint is known to be good; the "
+        f"newest, {good}, holds the weights this loss measured: train.py resumes from the newest "
+        "checkpoint, so remove it (its .index and .data files) to resume from an earlier one.")
     assert checkpoints.latest_checkpoint(str(train_dir)) == good
     model = checkpoints.load_model(str(train_dir))
     for got, want in zip(_weights(model), _weights(reference.model)):
