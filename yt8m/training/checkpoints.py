@@ -35,8 +35,10 @@ class CorruptCheckpointError(errors.InvalidInputError):
     """A checkpoint's files are missing or fail their checksums."""
 
 
-# What restoring a checkpoint whose files are missing, truncated or corrupted raises.
-_UNREADABLE = (tf.errors.DATA_LOSS, tf.errors.NOT_FOUND, tf.errors.OUT_OF_RANGE)
+# What restoring a checkpoint whose files are missing, truncated or corrupted raises (TensorFlow's
+# checkpoint reader reports a missing .data file as UNKNOWN).
+_UNREADABLE = (tf.errors.DATA_LOSS, tf.errors.NOT_FOUND, tf.errors.OUT_OF_RANGE,
+               tf.errors.UNKNOWN)
 
 
 def checkpoint_step(checkpoint_path):
