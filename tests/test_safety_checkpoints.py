@@ -148,6 +148,10 @@ def _run_cases(root):
     shutil.copy(os.path.join(video, "validate0000.tfrecord"), unreadable)
     os.chmod(unreadable, 0)
 
+    # What an inference.py killed while writing its CSV left.
+    stale_csv = root / f".predictions.csv.tmp-{stale_pid}-0123abcd"
+    stale_csv.write_text("VideoId,LabelConfidencePairs\npartial")
+
     never = str(root / "never")
     first_fails = str(root / "first_fails")
     cases = {
@@ -376,6 +380,8 @@ def test_inference_skips_the_corrupted_record_and_reads_a_shard_named_twice_once
     first, second = runs["test_ids"]["test0000.tfrecord"], runs["test_ids"]["test0001.tfrecord"]
     expected = first[:1] + first[2:] + second  # the second record of test0000 is corrupted
     assert sorted(row.split(",")[0] for row in rows) == sorted(expected)
+    # The temporary of a killed earlier write of the same CSV is gone.
+    assert [name for name in os.listdir(runs["paths"]["root"]) if ".tmp-" in name] == []
 
 
 @pytest.mark.skipif(os.geteuid() == 0 and not AS_UNPRIVILEGED, reason="root reads every file")

@@ -11,6 +11,9 @@ is used so that train dirs and exports on GCS work like local ones.
                                  (tf.io.TFRecordWriter, matplotlib's savefig)
     atomic_directory(path)       a temporary directory to fill, which then replaces `path`
 
+A writer killed mid-write (kill -9, a full disk) leaves its temporary: the next write of the same
+target removes it (its name holds the writer's pid, which no longer runs).
+
 Nothing is ever deleted through a symbolic link: replacing or removing a path that is a link
 replaces or removes the link, never what it points to (`remove`).
 
@@ -26,6 +29,7 @@ Outputs are checked before anything is written:
 import contextlib
 import json
 import os
+import re
 import shutil
 import uuid
 
@@ -38,6 +42,43 @@ from yt8m.core import errors
 def _temp_path_for(path):
     directory, name = os.path.split(os.path.normpath(path))
     return os.path.join(directory, f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+# A temporary name of _temp_path_for (and the "-old" of atomic_directory), with its writer's pid.
+TEMPORARY_NAME = re.compile(r"^\.(?P<target>.+)\.tmp-(?P<pid>\d+)-[0-9a-f]{8}(-old)?$")
+
+
+def is_running(pid):
+    """True when process `pid` runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def is_stale_temporary(name):
+    """True for the name of a temporary whose writer (its pid) no longer runs here: what a writer
+    killed mid-write (kill -9, a full disk) left."""
+    match = TEMPORARY_NAME.match(name)
+    return bool(match) and not is_running(int(match.group("pid")))
+
+
+def _remove_stale_temporaries_of(path):
+    """Removes the temporaries that killed writers of `path` left next to it (local paths)."""
+    if not is_local(path):
+        return
+    directory, name = os.path.split(os.path.normpath(_local(path)))
+    try:
+        siblings = os.listdir(directory or ".")
+    except OSError:
+        return
+    for sibling in siblings:
+        match = TEMPORARY_NAME.match(sibling)
+        if match and match.group("target") == name and is_stale_temporary(sibling):
+            remove(os.path.join(directory, sibling))
 
 
 def is_local(path):
@@ -91,6 +132,7 @@ def atomic_path(path):
     """Yields a temporary file name next to `path`; on a clean exit the file written there
     replaces `path`, on an error it is removed."""
     _make_parent(path)
+    _remove_stale_temporaries_of(path)
     temp_path = _temp_path_for(path)
     try:
         yield temp_path
@@ -136,6 +178,7 @@ def atomic_directory(path):
     `path`: an existing `path` is removed only once the new one is in place (a symbolic link is
     replaced itself: what it points to stays). On an error the temporary directory is removed
     and `path` is left as it was."""
+    _remove_stale_temporaries_of(path)
     temp_dir = _temp_path_for(path)
     with refused_write_as_user_error(path):
         tf.io.gfile.makedirs(temp_dir)

@@ -30,25 +30,14 @@ from yt8m.core import errors
 from yt8m.core import files
 
 LOCK_FILE = ".train.lock"
-# The temporaries a killed writer leaves: TensorFlow's checkpoint writer and state file writer...
+# The temporaries a killed writer of TensorFlow's checkpoints and state file leaves (those of
+# yt8m.core.files name their writer's pid: files.is_stale_temporary).
 _TF_TEMPORARY = re.compile(r"^(ckpt-\d+_temp|.*\.tempstate\d+|checkpoint\.tmp[0-9a-f]+)$")
-# ... and yt8m.core.files' atomic writers (with the writer's pid).
-_OWN_TEMPORARY = re.compile(r"^\..+\.tmp-(?P<pid>\d+)-[0-9a-f]{8}(-old)?$")
 _SUBDIRS_WITH_TEMPORARIES = ("", "eval")
 
 
 class TrainDirInUseError(errors.UserError, RuntimeError):
     """Another live process holds the train dir's lock."""
-
-
-def _is_running(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 def remove_stale_temporaries(train_dir):
@@ -60,10 +49,8 @@ def remove_stale_temporaries(train_dir):
             continue
         for name in sorted(tf.io.gfile.listdir(directory)):
             name = name.rstrip("/")
-            own = _OWN_TEMPORARY.match(name)
             stale = ((not subdir and _TF_TEMPORARY.match(name))
-                     or (own and files.is_local(train_dir)
-                         and not _is_running(int(own.group("pid")))))
+                     or (files.is_local(train_dir) and files.is_stale_temporary(name)))
             if stale:
                 files.remove(os.path.join(directory, name))
                 removed.append(os.path.join(subdir, name))
