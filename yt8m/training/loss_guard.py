@@ -41,13 +41,13 @@ class LossGuard:
         self.last_good = None  # the newest checkpoint whose next step's loss was good
         self.unproven = None  # a newer checkpoint whose next step has not run yet
 
-    def restored(self, checkpoint, older=None):
-        """The run starts from `checkpoint`; `older` is the checkpoint before it when
-        `checkpoint` is the train dir's newest (then it is unproven), else None."""
-        if older is None and checkpoint:
+    def restored(self, checkpoint, proven, older=""):
+        """The run starts from `checkpoint`: a proven one (not the newest: good steps followed
+        it), or the unproven newest, `older` ("" if none) being the checkpoint before it."""
+        if proven:
             self.last_good, self.unproven = checkpoint, None
         else:
-            self.last_good, self.unproven = older, checkpoint or None
+            self.last_good, self.unproven = older or None, checkpoint
 
     def saved(self, checkpoint):
         self.unproven = checkpoint

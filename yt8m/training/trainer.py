@@ -206,9 +206,9 @@ class Trainer:
         # Newest first: a checkpoint that cannot be read is skipped for the one before it.
         candidates = checkpoints.newest_first(self.config.train_dir) or [latest]
         restored = checkpoints.restore_newest_intact(candidates, restore)
-        latest = candidates[0]
-        older = candidates[1] if restored == latest and len(candidates) > 1 else ""
-        self.loss_guard.restored(restored, older if restored == latest else None)
+        # The newest is unproven until the next step; an older one was followed by good steps.
+        self.loss_guard.restored(restored, proven=restored != candidates[0],
+                                 older=(candidates[1:] or [""])[0])
         logging.info("Resumed from %s at step %d (learning rate %g).", restored, self.step,
                      float(self.learning_rate(self.step)))
         return restored
@@ -359,7 +359,8 @@ class Trainer:
                     break
         if last_saved_step != step:
             self._save(step)
-        self.summary_writer.flush()  # (created by the save at the latest)
+        if self.summary_writer is not None:  # (none when no step ran and nothing was saved)
+            self.summary_writer.flush()
         rate = run_examples / max(time.time() - run_start, 1e-9)
         logging.info("Stopped at step %d (%s); checkpoint %s", step, stop_reason,
                      self.manager.latest_checkpoint)
