@@ -396,15 +396,18 @@ def test_an_unreadable_file_is_a_read_error_not_corruption(runs):
 
 def test_kill_9_during_checkpoint_writes_always_resumes(tmp_path):
     """12 SIGKILLs at random moments of a run that writes a checkpoint every step; each run
-    resumes where the last finished checkpoint is, and the last one finishes."""
+    resumes from the newest finished checkpoint, and a last run finishes."""
     data_dir = helpers.make_small_dataset(tmp_path / "data")
     train_dir = tmp_path / "run"
-    command = _train(train_dir, data_dir, "--max_steps=30", "--export_model_steps=1",
-                     "--keep_checkpoint_max=2")
+
+    def command(max_steps):
+        return _train(train_dir, data_dir, f"--max_steps={max_steps}", "--export_model_steps=1",
+                      "--keep_checkpoint_max=2", "--num_epochs=1000")
+
     draw = random.Random(17)
     resumed_steps = []
     for _ in range(12):
-        process = helpers.start(command)
+        process = helpers.start(command(100000))
         lines = []
         for line in process.stdout:
             lines.append(line)
@@ -415,17 +418,17 @@ def test_kill_9_during_checkpoint_writes_always_resumes(tmp_path):
                 break
         else:
             raise AssertionError("train.py ended before saving:\n" + "".join(lines[-30:]))
-        time.sleep(draw.uniform(0.0, 0.4))
+        time.sleep(draw.uniform(0.0, 0.4))  # (it saves every step: most of its time)
         process.send_signal(signal.SIGKILL)
         process.wait()
         process.stdout.close()
         assert process.returncode == -signal.SIGKILL, "".join(lines[-30:])
-    final = helpers.start(command)
+    assert len(resumed_steps) == 11 and resumed_steps == sorted(resumed_steps)  # never back
+    newest = checkpoints.checkpoint_step(tf.train.latest_checkpoint(str(train_dir)))
+    final = helpers.start(command(newest + 2))
     output, _ = final.communicate(timeout=600)
     assert final.returncode == 0, output[-3000:]
-    assert "train.py: stopped at step 30 (max_steps)" in output
-    resumed_steps.append(int(re.search(r"Resumed from \S+ at step (\d+)", output).group(1)))
-    assert len(resumed_steps) == 12 and resumed_steps == sorted(resumed_steps)  # never back
+    assert re.search(rf"Resumed from \S+/ckpt-{newest} at step {newest}\b", output), output
+    assert f"train.py: stopped at step {newest + 2} (max_steps)" in output
     assert _leftovers(str(train_dir)) == []
-    assert checkpoints.latest_checkpoint(str(train_dir)) == f"{train_dir}/ckpt-30"
     checkpoints.load_model(str(train_dir))
