@@ -2,6 +2,7 @@
 import yt8m  # noqa: F401
 
 import frame_level_models
+from frame_level_models import hparams as zoo_hparams
 
 
 def check_model_choice(model, frame_features):
@@ -24,3 +25,8 @@ def build_model(model_flags):
         model_flags["model"], int(model_flags["num_classes"]),
         feature_names=model_flags["feature_names"], feature_sizes=model_flags["feature_sizes"],
         **model_flags.get("hparams", {}))
+
+
+def hparam_defaults(model):
+    """{name: the value model `model` uses when it is not given} of its hyper-parameters."""
+    return vars(zoo_hparams.resolve(model, {}))
