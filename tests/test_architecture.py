@@ -10,6 +10,7 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("yt8m", "frame_level_models")
+ENTRY_POINTS = ("train.py", "eval.py", "inference.py", "export_ensemble.py")
 
 
 def project_modules():
@@ -107,6 +108,26 @@ def cycle_through(graph, component):
     return paths[first]
 
 
+def function_level_imports(source, modules):
+    """(line, module) of the imports of project modules (relative ones as '.') inside functions
+    of `source`."""
+    packages = {name.split(".")[0] for name in modules}
+    found = set()
+    for function in ast.walk(ast.parse(source)):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(function):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = ["." if node.level else node.module]
+            else:
+                continue
+            found.update((node.lineno, name) for name in names
+                         if name == "." or name.split(".")[0] in packages)
+    return sorted(found)
+
+
 def test_import_graph_reader_finds_function_level_imports_and_cycles():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert find_cycles(graph) == [["a", "b", "c", "a"]]
@@ -116,6 +137,21 @@ def test_import_graph_reader_finds_function_level_imports_and_cycles():
               "def f():\n    from . import c\n    import p\n")
     assert imported_modules("p.x", source, modules) == {"p.a", "p.b", "p.c", "p"}
     assert imported_modules("p", "from .a import y\n", modules, is_package=True) == {"p.a"}
+    assert function_level_imports(source, modules) == [(5, "."), (6, "p")]
+
+
+def test_project_imports_sit_at_module_level():
+    # With no cycle there is no reason to hide an import in a function: the graph above is then
+    # also the order in which modules load.
+    modules = project_modules()
+    sources = dict(modules, **{name: os.path.join(REPO, name) for name in ENTRY_POINTS})
+    hidden = {}
+    for name, path in sources.items():
+        with open(path, encoding="utf-8") as source:
+            found = function_level_imports(source.read(), modules)
+        if found:
+            hidden[name] = found
+    assert not hidden, hidden
 
 
 def test_the_import_graph_is_acyclic():
