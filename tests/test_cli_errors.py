@@ -134,7 +134,7 @@ def test_eval_and_inference_programs_work(runs):
     code, output = runs["results"]["eval_good"]
     assert code == 0, output
     metrics_file = os.path.join(runs["logistic_dir"], "eval", "metrics_step_2.json")
-    assert f"eval.py: step 2: GAP " in output and f"({metrics_file})" in output
+    assert "eval.py: step 2: GAP " in output and f"({metrics_file})" in output
     assert os.path.exists(metrics_file)
     code, output = runs["results"]["inference_good"]
     assert code == 0, output
