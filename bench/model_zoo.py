@@ -266,8 +266,9 @@ def run_bucketing(opts, output_dir):
 
 
 def zoo_bucketing_data(opts, output_dir):
-    settings = dict(num_videos=opts.bucketing_videos, num_classes=60, min_frames=60,
-                    max_frames=opts.frames, seed=opts.seed, validate_fraction=0.0,
+    # Labels of at most 60 classes (the model's vocabulary, --num_classes, holds them).
+    settings = dict(num_videos=opts.bucketing_videos, num_classes=min(60, opts.num_classes),
+                    min_frames=60, max_frames=opts.frames, seed=opts.seed, validate_fraction=0.0,
                     test_fraction=0.0, num_segment_videos=0, num_shards=2)
     return training_runs.synthetic_data(training_runs.settings_dir(
         os.path.join(output_dir, "zoo_bucketing"), "data", settings), **settings)
