@@ -23,8 +23,11 @@ from yt8m.training import trainer  # noqa: E402
 def _shared(tmp_path_factory, name, build):
     """The directory build(directory) fills, once per session; yields its path and checks at the
     end that it is unchanged."""
-    path = helpers.once_per_session(tmp_path_factory, name,
-                                    lambda directory: (build(directory), str(directory))[1])
+    def produce(directory):
+        build(directory)
+        return str(directory)
+
+    path = helpers.once_per_session(tmp_path_factory, name, produce)
     state = helpers.tree_state(path)
     yield path
     assert helpers.tree_state(path) == state, (
