@@ -39,8 +39,9 @@ AS_UNPRIVILEGED = (["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    return helpers.once_per_session(tmp_path_factory, "safety_checkpoint_runs", _run_cases)
+def runs(tmp_path_factory, small_dataset):
+    return helpers.once_per_session(tmp_path_factory, "safety_checkpoint_runs",
+                                    lambda root: _run_cases(root, small_dataset))
 
 
 # ----------------------------------------------------------------------------- the fixture
@@ -84,8 +85,7 @@ def _train(train_dir, data_dir, *args):
         f"--train_data_pattern={helpers.pattern(data_dir, 'video', 'train')}", *args)
 
 
-def _run_cases(root):
-    data_dir = helpers.make_small_dataset(root / "data")
+def _run_cases(root, data_dir):
     trained = str(root / "trained")  # ckpt-2 and ckpt-4
     trainer.train(helpers.train_config(trained, data_dir, max_steps=4, export_model_steps=2))
     video = os.path.join(data_dir, "video")
@@ -394,11 +394,10 @@ def test_an_unreadable_file_is_a_read_error_not_corruption(runs):
 # ----------------------------------------------------------------------------- kill -9
 
 
-def test_kill_9_during_checkpoint_writes_always_resumes(tmp_path):
+def test_kill_9_during_checkpoint_writes_always_resumes(tmp_path, small_dataset):
     """12 SIGKILLs at random moments of a run that writes a checkpoint every step; each run
     resumes from the newest finished checkpoint, and a last run finishes."""
-    data_dir = helpers.make_small_dataset(tmp_path / "data")
-    train_dir = tmp_path / "run"
+    data_dir, train_dir = small_dataset, tmp_path / "run"
 
     def command(max_steps):
         return _train(train_dir, data_dir, f"--max_steps={max_steps}", "--export_model_steps=1",
