@@ -35,6 +35,18 @@ def test_a_missing_hparam_at_its_default_continues_the_train_dir(tmp_path):
         assert json.load(handle) == old  # the record is left as it was
 
 
+def test_an_hparam_train_py_left_unset_is_its_default(tmp_path):
+    """train.py records a hyper-parameter flag left unset as None (the model's default); a train
+    dir written from Python leaves it out: the same model either way."""
+    _written(tmp_path, _flags(l2_penalty=1e-8))
+    _check(tmp_path, _flags(l2_penalty=None, bn_momentum=None))
+    _written(tmp_path, _flags(l2_penalty=None))
+    _check(tmp_path, _flags(l2_penalty=1e-8))
+    with pytest.raises(ModelFlagsMismatchError, match=r"hparams.l2_penalty: None in the file, "
+                                                      r"0.001 now"):
+        _check(tmp_path, _flags(l2_penalty=1e-3))
+
+
 def test_a_missing_hparam_at_another_value_is_refused(tmp_path):
     _written(tmp_path, _flags(l2_penalty=1e-8))
     with pytest.raises(ModelFlagsMismatchError) as error:

@@ -371,14 +371,22 @@ def test_corrupted_records_raise_naming_the_file(tmp_path):
 
 
 def test_skip_corrupted_drops_and_counts(tmp_path, capfd):
-    good, mixed, cut, _, _ = _corrupt_files(tmp_path)
+    good, mixed, cut, first_record_bytes, size = _corrupt_files(tmp_path)
+    # A flipped byte in the length field of the second record: nothing after it can be located.
+    broken = str(tmp_path / "broken.tfrecord")
+    raw = bytearray(open(good, "rb").read())
+    raw[first_record_bytes + 2] ^= 0xFF
+    open(broken, "wb").write(bytes(raw))
     capfd.readouterr()
-    dataset = data.frame_dataset(f"{good},{mixed},{cut}", 3, num_classes=V, feature_names=NAMES,
-                                 feature_sizes=SIZES, skip_corrupted=True, num_parallel_reads=1)
+    dataset = data.frame_dataset(f"{good},{mixed},{cut},{broken}", 3, num_classes=V,
+                                 feature_names=NAMES, feature_sizes=SIZES, skip_corrupted=True,
+                                 num_parallel_reads=1)
     ids = [i.decode() for i in _concat(_all(dataset), "id")]
-    assert ids == ["g0", "g1", "m0", "m1", "m2", "c0"]
+    # c1's payload checksum fails: c1 alone is dropped, c2 after it is read (issue 17).
+    assert ids == ["g0", "g1", "m0", "m1", "m2", "c0", "c2", "g0"]
     log = capfd.readouterr().err
     assert f"yt8m.data: skipped 1 corrupted record(s) in {mixed}; 1 skipped so far" in log
     assert f"yt8m.data: skipped 1 corrupted record(s) in {mixed}; 2 skipped so far" in log
-    assert (f"bytes of {cut} (corrupted or truncated record, counted as one); 3 skipped so far"
-            in log)
+    assert f"yt8m.data: skipped 1 corrupted record(s) in {cut}; 3 skipped so far" in log
+    assert (f"yt8m.data: skipped the unreadable last {len(raw) - first_record_bytes} bytes of "
+            f"{broken} (corrupted or truncated record, counted as one); 4 skipped so far" in log)

@@ -66,16 +66,20 @@ def _differences(recorded, requested, hparam_defaults):
 
 
 def _hparam_differences(old, new, defaults):
-    """A hyper-parameter added after the file was written is missing there: that run used its
-    default, so it differs only from another value."""
+    """A hyper-parameter added after the file was written is missing there (and train.py records
+    an unset one as None): that run used its default, so it differs only from another value."""
     def shown(values, name):
         if name in values:
             return repr(values[name])
         return f"unset (default {defaults[name]!r})" if name in defaults else "unset"
 
+    def used(values, name):  # None (a flag left unset on the command line) is the default too
+        value = values.get(name)
+        return defaults.get(name) if value is None else value
+
     lines = []
     for name in sorted(set(old) | set(new)):
-        if old.get(name, defaults.get(name)) != new.get(name, defaults.get(name)):
+        if used(old, name) != used(new, name):
             lines.append(f"  hparams.{name}: {shown(old, name)} in the file, {shown(new, name)} "
                          "now")
     return lines
