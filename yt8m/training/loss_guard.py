@@ -60,7 +60,7 @@ class LossGuard:
             problem, error_type = f"Loss is {loss} at step {step}", NonFiniteLossError
         elif self.divergence_factor and len(self._recent) >= MIN_STEPS:
             median = statistics.median(self._recent)
-            if loss > self.divergence_factor * max(median, 1e-12):
+            if median > 0 and loss > self.divergence_factor * median:  # (a ratio needs a scale)
                 problem, error_type = (
                     f"Loss is {loss:.6g} at step {step}, more than --divergence_factor="
                     f"{self.divergence_factor:g} times the median {median:.6g} of the last "
