@@ -15,6 +15,7 @@ from yt8m.distillation import distill_flags
 from yt8m.distillation import training_setup
 from yt8m.segments import finetune
 
+import frame_level_models
 from frame_level_models import hparams
 
 FLAGS = flags.FLAGS
@@ -34,9 +35,12 @@ def main():
     if FLAGS.finetune_from:  # model, inputs and hparams come from the source train dir
         config = finetune.config_from_flags(FLAGS)
     else:
-        check_model_choice(FLAGS.model, FLAGS.frame_features)
+        # A reference spelling (e.g. MixNeXtVladModel) runs and is recorded as the zoo's name.
+        model = frame_level_models.canonical_name(FLAGS.model)
+        check_model_choice(model, FLAGS.frame_features)
         config = options.from_flags(
-            TrainConfig, model_hparams=hparams.hparams_from_flags(FLAGS, model_name=FLAGS.model))
+            TrainConfig, model=model,
+            model_hparams=hparams.hparams_from_flags(FLAGS, model_name=model))
     # Distillation: the student's config (k frames) and the wrapper the steps train.
     config, training_model_factory = training_setup.prepare(
         config, distill_flags.config_from_flags(FLAGS))
