@@ -32,7 +32,8 @@ def main():
     distribution.configure_cpu_devices(options.from_flags(CpuDevices).num_cpu_devices)
     from yt8m.training import trainer
     from yt8m.training.model_builder import check_model_choice
-    if FLAGS.finetune_from:  # model, inputs and hparams come from the source train dir
+    warm_start = finetune.warm_start_source(FLAGS)
+    if warm_start:  # model, inputs and hparams come from the source train dir
         config = finetune.config_from_flags(FLAGS)
     else:
         # A reference spelling (e.g. MixNeXtVladModel) runs and is recorded as the zoo's name.
@@ -44,8 +45,8 @@ def main():
     # Distillation: the student's config (k frames) and the wrapper the steps train.
     config, training_model_factory = training_setup.prepare(
         config, distill_flags.config_from_flags(FLAGS))
-    if FLAGS.finetune_from:  # warm start (a fresh train dir only), then any distillation wrapper
-        training_model_factory = finetune.warm_start_factory(config, FLAGS.finetune_from,
+    if warm_start:  # warm start (a fresh train dir only), then any distillation wrapper
+        training_model_factory = finetune.warm_start_factory(config, warm_start,
                                                              training_model_factory)
     result = trainer.train(config, training_model_factory=training_model_factory)
     print(f"train.py: stopped at step {result.step} ({result.stop_reason}); "
