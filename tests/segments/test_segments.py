@@ -397,6 +397,41 @@ def test_end_to_end_video_model_finetune_csv_map(video_run, segment_run, data_di
         video_run, None, pattern, whitelist, 0.3)
 
 
+def test_mod_fallback_fills_each_class_to_k(video_run, segment_run, data_dir, tmp_path):
+    """--segment_fallback_file through run_segment_inference: with one candidate class per video
+    most classes are short; each row is its ranked segments, then the first K segments of the
+    fallback CSV's videos (by score, expanded to their full segments) not listed yet, up to K."""
+    pattern = helpers.pattern(data_dir, "segment", "validate")
+    whitelist_path = os.path.join(data_dir, "segment_label_ids.csv")
+    whitelist = submission.read_segment_whitelist(whitelist_path)
+    batch = next(iter(readers.frame_dataset(pattern, 100, num_classes=helpers.NUM_CLASSES,
+                                            max_frames=1000)))
+    lengths = dict(zip((i.decode() for i in batch["id"].numpy()), batch["num_frames"].numpy()))
+    videos = sorted(lengths)
+    lines = ["VideoId,LabelConfidencePairs"]  # video n lists every class with score 1/(n+1)
+    lines += [f"{video}," + " ".join(f"{c} {1 / (n + 1)!r}" for c in range(helpers.NUM_CLASSES))
+              for n, video in enumerate(videos)]
+    (tmp_path / "top.csv").write_text("\n".join(lines) + "\n")
+    k = 12
+    config = inference.SegmentInferenceConfig(
+        input_data_pattern=pattern, video_model=video_run, segment_model=segment_run,
+        output_file=str(tmp_path / "plain.csv"), segment_label_ids=whitelist_path,
+        segment_candidates=1, segment_top_k=k)
+    inference.run_segment_inference(config)
+    plain = _rows_as_dict(config.output_file)
+    filled_config = dataclasses.replace(config, output_file=str(tmp_path / "filled.csv"),
+                                        segment_fallback_file=str(tmp_path / "top.csv"))
+    inference.run_segment_inference(filled_config)
+    filled = _rows_as_dict(filled_config.output_file)
+    # MOD's fallback list: the expansion stops at K segments, covered ones included.
+    fallback_order = [(video, start) for video in videos  # scores fall with n
+                      for start in range(0, lengths[video] - lengths[video] % 5, 5)][:k]
+    assert any(len(plain[cls]) < k for cls in whitelist)
+    for cls in whitelist:
+        extra = [segment for segment in fallback_order if segment not in plain[cls]]
+        assert filled[cls] == (plain[cls] + extra)[:k], cls
+
+
 def test_segment_model_as_a_saved_model(video_run, segment_run, data_dir, tmp_path):
     from yt8m.export import exporter
     export_dir = str(tmp_path / "segment_export")
