@@ -56,6 +56,7 @@ TOOLS = {
     "segment_eval_inference.py": ["-m", "yt8m.segments.evaluate"],
 }
 TRAINING_TOOLS = ("train.py", "parallel_train.py", "seg_train.py")
+EVAL_TOOLS = ("eval.py", "parallel_eval.py")
 # Model sizes and run lengths: replaced where the command sets them; the starred ones are also
 # added to training commands whose tool defines them (their defaults are large).
 SIZES = {"nextvlad_cluster_size": "4*", "nextvlad_hidden_size": "16*",
@@ -82,6 +83,8 @@ OVERRIDES = (
     + " (replaced where given; the starred ones also added to training commands whose model "
     f"has them); training commands also get --num_classes={NUM_CLASSES} "
     f"--max_frames={MAX_FRAMES} and --max_steps",
+    "eval commands without --run_once get it (else the evaluator, the reference's too, waits "
+    "for new checkpoints forever)",
     "a README note's intended flags (`intended_extra_argv`) are added",
 )
 
@@ -244,6 +247,9 @@ def translate(command, data_dir, runs_dir, defined, max_steps, model_hparams=fro
             add = (training and value.endswith("*") and name in defined
                    and (name in model_hparams or name in MODEL_INDEPENDENT))
             set_flag(flags, name, value.rstrip("*"), add=add)
+    if reference_tool in EVAL_TOOLS:  # without it the evaluator waits for new checkpoints
+        if "run_once" not in given:
+            flags.append(Flag("run_once", "true"))
     if training:
         set_flag(flags, "max_steps", str(max_steps), add=True)
         for name, value in DATA_FLAGS.items():
