@@ -465,8 +465,9 @@ def markdown(rows, max_steps):
         "else is changed):",
         ""] + [f"- {text}" for text in OVERRIDES] + [
         "",
-        "Status: **runs** (as written, with the overrides); **runs without --x** (this project's "
-        "tool does not define --x; the rest runs); **fails** (the error); **not run** (why). "
+        "Status: **runs** (as written, with the overrides); **runs without the unknown flags** "
+        "(this project's tool does not define the flags listed; without them the command runs); "
+        "**fails** (the error); **not run** (why). "
         "Parameters: trainable, 3862 classes, reference (its variable shapes) / here (the model "
         "this project builds from the same flags), training commands only.",
         "",
