@@ -37,14 +37,22 @@ VIDEO_LEVEL_CLASSIFIER = HParam(
 MOE_HPARAMS = (MOE_NUM_MIXTURES, MOE_PROB_GATING)
 # What `classifier_outputs` reads.
 CLASSIFIER_HPARAMS = (VIDEO_LEVEL_CLASSIFIER, L2_PENALTY) + MOE_HPARAMS
-# Frame sampling (training only), what `frame_streams` reads.
-FRAME_SAMPLING_HPARAMS = (
-    HParam("sample_random_frames", "bool", False,
-           "Frame-level models: at training time, feed `iterations` frames drawn with "
-           "replacement from the valid frames. Evaluation and inference always use every valid "
-           "frame (deterministic)."),
-    integer("iterations", 30, "Frames drawn per video when --sample_random_frames is on."),
-)
+# Frame sampling: the starter's (DbofModel: at training AND evaluation, `starter_sampling`), or a
+# training-time augmentation of the models whose reference does not sample (`frame_streams`).
+SAMPLE_RANDOM_FRAMES = HParam(
+    "sample_random_frames", "bool", None,
+    "DbofModel (the starter's flag, default True there): sample `iterations` frames per video at "
+    "training AND evaluation/inference, True = drawn at random with replacement, False = a "
+    "random run of consecutive frames. Other frame-level models (their reference does not "
+    "sample; default False): True feeds `iterations` random frames at training only.",
+    fallback=False)
+ITERATIONS = integer("iterations", 30, "Frames sampled per video (--sample_random_frames).")
+DETERMINISTIC_EVAL = HParam(
+    "deterministic_eval", "bool", False,
+    "DbofModel: evaluation, inference and export use every valid frame instead of the starter's "
+    "random frames (deterministic predictions); training still samples.")
+FRAME_SAMPLING_HPARAMS = (SAMPLE_RANDOM_FRAMES, ITERATIONS)
+STARTER_SAMPLING_HPARAMS = FRAME_SAMPLING_HPARAMS + (DETERMINISTIC_EVAL,)
 BN_MOMENTUM = HParam(
     "bn_momentum", "float", common.BN_MOMENTUM,
     "Momentum of every batch norm's moving statistics (moving = momentum * moving + (1 - "
@@ -103,14 +111,39 @@ def make_inputs(names, sizes, frame_level):
     return inputs
 
 
+def starter_input(inputs, names):
+    """The starter's model input: the features concatenated (1152 per frame for rgb,audio; or
+    mean_rgb ++ mean_audio) and L2-normalised over that axis (train.py / eval.py / export_model.py
+    `tf.nn.l2_normalize(model_input_raw, feature_dim)`). Part of the model, so evaluation,
+    inference, export, serving and distillation teachers all see what training saw."""
+    return frame_ops.FrameL2Normalize(name="input_l2_normalize")(
+        concat([inputs[name] for name in names], "input_concat"))
+
+
 def frame_streams(inputs, names, hp):
-    """(streams, num_frames) after the optional training-time random frame sampling."""
+    """(streams, num_frames) after the optional training-time random frame sampling
+    (--sample_random_frames of the models whose reference does not sample)."""
     streams = [inputs[name] for name in names]
-    num_frames = inputs[NUM_FRAMES]
+    return sampled_streams(streams, inputs[NUM_FRAMES], hp)
+
+
+def sampled_streams(streams, num_frames, hp):
+    """(streams, num_frames) after the optional training-time random frame sampling."""
     if getattr(hp, "sample_random_frames", False):
         *streams, num_frames = frame_ops.RandomFrameSampler(
-            hp.iterations, name="random_frame_sampler")(streams + [num_frames])
-    return streams, num_frames
+            hp.iterations, name="random_frame_sampler")(list(streams) + [num_frames])
+    return list(streams), num_frames
+
+
+def starter_sampling(frames, num_frames, hp):
+    """(frames, num_frames) sampled as the starter's DbofModel does: `iterations` frames per
+    video at training and evaluation (random frames, or a random consecutive run with
+    --sample_random_frames=False); with --deterministic_eval every valid frame outside training.
+    """
+    frames, num_frames = frame_ops.RandomFrameSampler(
+        hp.iterations, sequence=not hp.sample_random_frames,
+        at_inference=not hp.deterministic_eval, name="frame_sampler")([frames, num_frames])
+    return frames, num_frames
 
 
 def concat(tensors, name):

@@ -16,6 +16,7 @@ from frame_level_models.layers.frame_ops import ReverseWhitening, load_eigenvalu
 from frame_level_models.layers.gating import SEGating
 from frame_level_models.layers.nextvlad import NeXtVLAD
 from frame_level_models.registry import register
+from yt8m.losses import LINRONGC_EPSILON
 
 
 HPARAMS = (
@@ -64,7 +65,8 @@ def classifier_outputs(embedding, num_classes, hp):
 @register("NeXtVLADModel", frame_level=True, hparams=HPARAMS,
           defaults={"l2_penalty": 1e-5, "video_level_classifier_model": "LogisticModel",
                     "moe_num_mixtures": 4},
-          description="NeXtVLAD pooling, SE context gating, logistic (or MoE) classifier.")
+          description="NeXtVLAD pooling, SE context gating, logistic (or MoE) classifier.",
+          loss_epsilon=LINRONGC_EPSILON)
 def nextvlad_model(inputs, num_classes, names, sizes, hp):
     streams, num_frames = model_parts.frame_streams(inputs, names, hp)
     whitening = reverse_whitening(hp, names[WHITENED_STREAM], sizes[WHITENED_STREAM])

@@ -6,7 +6,7 @@ builder's outputs in a functional model. Composite models (mixtures, MOD trees, 
 students) register a factory that builds the whole model.
 """
 import dataclasses
-from typing import Callable
+from typing import Callable, Optional
 
 import yt8m  # noqa: F401
 import tf_keras as keras
@@ -24,6 +24,9 @@ class ModelSpec:
     # Composite models build the whole Keras model: builder(name, num_classes, **hparams) ->
     # keras.Model, checking their own hparams.
     builds_model: bool = False
+    # Epsilon of CrossEntropyLoss's probability logs in the model's reference training code
+    # (None: the starter's 1e-5; linrongc's NeXtVLAD and MOD code used 1e-8).
+    loss_epsilon: Optional[float] = None
 
 
 _REGISTRY = {}
@@ -36,33 +39,34 @@ def _add(spec):
     _REGISTRY[spec.name] = spec
 
 
-def register(name, frame_level, hparams, description, defaults=None):
+def register(name, frame_level, hparams, description, defaults=None, loss_epsilon=None):
     """Decorator that adds a model builder to the registry under `name` (the --model value).
 
     hparams: the HParam rows the model uses; defaults: its values for rows whose flag default is
-    None (hparams.py).
+    None (hparams.py); loss_epsilon: see ModelSpec.
     """
 
     def decorator(builder):
         hparams_lib.declare_model(name, hparams, defaults)
-        _add(ModelSpec(name, builder, frame_level, description))
+        _add(ModelSpec(name, builder, frame_level, description, loss_epsilon=loss_epsilon))
         return builder
 
     return decorator
 
 
 def register_composite(name, frame_level, hparams, description, other_names=(),
-                       every_hparam=False):
+                       every_hparam=False, loss_epsilon=None):
     """Decorator that registers a factory building a whole model (see ModelSpec.builds_model).
 
     other_names: settings the factory checks itself (no flag); every_hparam: the model also takes
-    every model hparam (its leaf may be any zoo model).
+    every model hparam (its leaf may be any zoo model); loss_epsilon: see ModelSpec.
     """
 
     def decorator(factory):
         hparams_lib.declare_model(name, hparams, other_names=other_names,
                                   every_hparam=every_hparam)
-        _add(ModelSpec(name, factory, frame_level, description, builds_model=True))
+        _add(ModelSpec(name, factory, frame_level, description, builds_model=True,
+                       loss_epsilon=loss_epsilon))
         return factory
 
     return decorator
@@ -106,6 +110,12 @@ def hparam_names(name):
 
 def is_frame_level(name):
     return spec(name).frame_level
+
+
+def loss_epsilon(name):
+    """The CrossEntropyLoss epsilon of model `name`'s reference training code (None: the
+    starter's)."""
+    return spec(name).loss_epsilon
 
 
 def build(name, num_classes, **hparams):

@@ -93,11 +93,13 @@ def video_candidates(files, predict, data_config, batch_size, num_candidates, wh
     return candidates
 
 
-def _segment_batches(files, data_config, batch_size):
+def segment_batches(files, data_config, batch_size, max_frames=None):
+    """Every 5-frame segment (starts 0, 5, 10, ...; the last one may be partial) of every video
+    (of its first `max_frames` frames when given), `batch_size` segments a batch."""
     return readers.segment_dataset(
         files, batch_size, num_classes=data_config.num_classes, mode="all",
         feature_names=data_config.feature_names, feature_sizes=data_config.feature_sizes,
-        num_parallel_reads=data_config.num_readers)
+        num_parallel_reads=data_config.num_readers, max_frames=max_frames)
 
 
 @dataclasses.dataclass
@@ -229,7 +231,7 @@ def run_segment_inference(config):
     if fallback_videos is not None:
         fallback_lib.check_videos(fallback_videos, candidates, config.segment_fallback_file)
     ranking, num_segments, segment_counts = rank_segments(
-        _segment_batches(files, segment_data, config.segment_batch_size), candidates,
+        segment_batches(files, segment_data, config.segment_batch_size), candidates,
         segment_predict, config.video_score_weight, config.segment_top_k,
         video_data.num_classes, config.segment_candidate_limit)
     ranked_classes = set(ranking.classes()) | set(fallback_videos or ())

@@ -1,7 +1,10 @@
-"""Builds the model a model_flags record describes (frame_level_models registry)."""
+"""Builds the model a model_flags record describes (frame_level_models registry), and the label
+loss it trains with."""
 import yt8m  # noqa: F401
 
 import frame_level_models
+from frame_level_models import registry
+from yt8m.losses import get_label_loss
 
 
 def check_model_choice(model, frame_features):
@@ -24,3 +27,9 @@ def build_model(model_flags):
         model_flags["model"], int(model_flags["num_classes"]),
         feature_names=model_flags["feature_names"], feature_sizes=model_flags["feature_sizes"],
         **model_flags.get("hparams", {}))
+
+
+def label_loss_for(label_loss, model):
+    """The --label_loss `label_loss` as model `model`'s reference code computed it (its
+    CrossEntropyLoss epsilon: 1e-5 for the starter's and Willow's models, 1e-8 for linrongc's)."""
+    return get_label_loss(label_loss, registry.loss_epsilon(model))
