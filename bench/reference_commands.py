@@ -66,6 +66,7 @@ SIZES = {"nextvlad_cluster_size": "4*", "nextvlad_hidden_size": "16*",
          "num_readers": "1", "num_epochs": "1", "max_step": "2"}
 MODEL_INDEPENDENT = ("batch_size",)  # added to every training command
 DATA_FLAGS = {"num_classes": str(NUM_CLASSES), "max_frames": str(MAX_FRAMES)}
+WHITELIST_FILE = "segment_label_ids.csv"  # written by yt8m.synthetic next to the records
 OUTPUT_FLAGS = ("output_file", "output_model_tgz", "label_cache", "submission_file")
 # MOD's seg script names its video run without the "_fix" of the run its parallel_script trains
 # (same configuration): the bench warm starts from that run.
@@ -76,7 +77,8 @@ OVERRIDES = (
     "tool: parallel_train.py -> train.py (--num_gpu=g: --model=MODNeXtVLADModel --mod_tree=gxM), "
     "parallel_eval.py -> eval.py, segment_eval_inference.py -> python -m yt8m.segments.evaluate",
     "paths: --train/eval/input_data_pattern -> synthetic frame (or, with --segment_labels, "
-    "segment) records; --train_dir, --output_file, --output_model_tgz, --label_cache, "
+    "segment) records, and with --segment_labels --segment_label_ids_file (default: a URL) -> "
+    "the synthetic whitelist; --train_dir, --output_file, --output_model_tgz, --label_cache, "
     "--submission_file -> a scratch dir; --pretrain_model_path, --checkpoint_file -> the newest "
     "checkpoint of the run they name",
     "sizes: " + ", ".join(f"--{name}={value.rstrip('*')}" for name, value in SIZES.items())
@@ -230,6 +232,8 @@ def translate(command, data_dir, runs_dir, defined, max_steps, model_hparams=fro
         split["eval_data_pattern"] = ("segment", "validate")
     for name, (level, part) in split.items():
         set_flag(flags, name, os.path.join(data_dir, level, f"{part}*.tfrecord"), add=False)
+    if segment and "segment_label_ids_file" in defined:  # its default is a URL: no network here
+        set_flag(flags, "segment_label_ids_file", os.path.join(data_dir, WHITELIST_FILE))
     if "train_dir" in given:
         run.train_dir = given["train_dir"]
         set_flag(flags, "train_dir", os.path.join(runs_dir, _safe_name(run.train_dir)))
