@@ -39,6 +39,10 @@ def main():
         # A reference spelling (e.g. MixNeXtVladModel) runs and is recorded as the zoo's name.
         model = frame_level_models.canonical_name(FLAGS.model)
         check_model_choice(model, FLAGS.frame_features)
+        unused = hparams.unused_flags(model)
+        if unused:
+            cli.warn("train.py", f"--model={FLAGS.model} does not use "
+                     f"{', '.join('--' + name for name in unused)}: ignored")
         config = options.from_flags(
             TrainConfig, model=model,
             model_hparams=hparams.hparams_from_flags(FLAGS, model_name=model))

@@ -9,18 +9,24 @@ import yt8m  # noqa: F401
 import tf_keras as keras
 
 from frame_level_models import model_parts
-from frame_level_models.hparams import HParam, integer
+from frame_level_models.hparams import HParam
 from frame_level_models.layers import common
 from frame_level_models.layers.dense import WideDense
 from frame_level_models.layers.dbof import ACTIVATIONS, DbofPooling, activation_function
 from frame_level_models.registry import register
 
 
-HPARAMS = (
-    integer("dbof_cluster_size", 8192, "DBoF clusters (words)."),
-    integer("dbof_hidden_size", 1024, "DBoF hidden layer size."),
+# Shared with Willow's GatedDbofModelLF / SoftDbofModelLF (their flag defaults: 16384, 2048).
+DBOF_SHARED_HPARAMS = (
+    HParam("dbof_cluster_size", "integer", None, "DBoF clusters (words); Willow's DBoF models: "
+           "of the rgb stream (audio K/8). Default per model: 8192 (DbofModel, the starter's), "
+           "16384 (Willow's).", lower_bound=1, fallback=8192),
+    HParam("dbof_hidden_size", "integer", None, "DBoF hidden layer size. Default per model: 1024 "
+           "(DbofModel), 2048 (Willow's).", lower_bound=1, fallback=1024),
     HParam("dbof_add_batch_norm", "bool", True,
            "Batch norm on the DBoF input, cluster activations and hidden layer (else biases)."),
+)
+HPARAMS = DBOF_SHARED_HPARAMS + (
     HParam("dbof_pooling_method", "enum", "max", "Pooling of DBoF cluster activations over the "
            "sampled frames.", choices=("max", "average")),
     HParam("dbof_activation", "enum", "sigmoid", "Activation of the DBoF clusters and hidden "

@@ -122,7 +122,8 @@ def build(name, num_classes, **hparams):
     """Builds model `name` for `num_classes` classes.
 
     hparams: any model hparam (hparams.all_names()) plus feature_names / feature_sizes (sequences
-    or comma-separated strings). Unused but known names are ignored; unknown ones raise ValueError.
+    or comma-separated strings); a row's alias (`moe_l2`) stands for the row. Unused but known names
+    are ignored; unknown ones raise ValueError.
     Returns a keras.Model taking a dict (feature names, plus num_frames for frame-level models) and
     returning a dict with `predictions` and, where defined, `logits` and `embedding`.
     """
@@ -131,6 +132,7 @@ def build(name, num_classes, **hparams):
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
         raise ValueError(f"{name}: num_classes must be a positive integer, got {num_classes!r}")
     hparams_lib.check_known(name, hparams)
+    hparams = hparams_lib.canonical(name, hparams)
     if model.builds_model:
         return model.builder(name, num_classes, **hparams)
     hp = hparams_lib.resolve(name, hparams)

@@ -12,6 +12,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from frame_level_models.layers import common
+from yt8m.core import errors
 
 
 @keras.utils.register_keras_serializable(package="yt8m")
@@ -132,22 +133,27 @@ def load_eigenvalues(path, size):
     try:
         values = np.load(path, allow_pickle=False)
     except FileNotFoundError:
-        raise FileNotFoundError(f"pca_eigenvalues_file={path!r}: no such file") from None
+        raise errors.MissingInputError(f"pca_eigenvalues_file={path!r}: no such file") from None
     except (ValueError, OSError) as error:
-        raise ValueError(f"pca_eigenvalues_file={path!r} is not a numpy .npy file: {error}") from None
+        raise errors.InvalidInputError(
+            f"pca_eigenvalues_file={path!r} is not a numpy .npy file: {error}") from None
     values = np.asarray(values)
     if values.dtype.kind not in "fiu":
-        raise ValueError(f"pca_eigenvalues_file={path!r} holds {values.dtype} values, not numbers")
+        raise errors.InvalidInputError(
+            f"pca_eigenvalues_file={path!r} holds {values.dtype} values, not numbers")
     if values.ndim not in (1, 2) or (values.ndim == 2 and values.shape[1] != 1):
-        raise ValueError(f"pca_eigenvalues_file={path!r} has shape {values.shape}; expected "
-                         "(N,) or (N, 1) eigenvalues")
+        raise errors.InvalidInputError(
+            f"pca_eigenvalues_file={path!r} has shape {values.shape}; expected (N,) or (N, 1) "
+            "eigenvalues")
     values = values.astype(np.float64).reshape(-1)
     if values.size < size:
-        raise ValueError(f"pca_eigenvalues_file={path!r} holds {values.size} eigenvalues; the rgb "
-                         f"feature has {size} dimensions")
+        raise errors.InvalidInputError(
+            f"pca_eigenvalues_file={path!r} holds {values.size} eigenvalues; the rgb "
+            f"feature has {size} dimensions")
     values = values[:size]
     if not np.all(np.isfinite(values)) or np.any(values < 0):
-        raise ValueError(f"pca_eigenvalues_file={path!r}: eigenvalues must be finite and >= 0")
+        raise errors.InvalidInputError(
+            f"pca_eigenvalues_file={path!r}: eigenvalues must be finite and >= 0")
     return values.astype(np.float32)
 
 
@@ -196,3 +202,15 @@ class FrameBatchNorm(common.BatchNormLayer):
         # A new tensor without the Keras mask the inner layer attached: the next layers take
         # num_frames explicitly and must not receive a `mask` argument.
         return tf.identity(normalized)
+
+
+@keras.utils.register_keras_serializable(package="yt8m")
+class ReverseFrames(common.Layer):
+    """[frames [B, T, N], num_frames [B]] -> frames with each video's first min(num_frames, T)
+    frames in reverse order, the padding left in place (Willow's --gru_backward/--lstm_backward,
+    tf.reverse_sequence)."""
+
+    def call(self, inputs):
+        frames, num_frames = inputs
+        lengths = tf.minimum(num_frames, tf.shape(frames, out_type=num_frames.dtype)[1])
+        return tf.reverse_sequence(frames, lengths, seq_axis=1, batch_axis=0)

@@ -30,6 +30,13 @@ SMALL = {
     "NetVLADModelLF": dict(FRAME_FEATURES, netvlad_cluster_size=4, netvlad_hidden_size=8),
     "NeXtVLADModel": dict(FRAME_FEATURES, nextvlad_cluster_size=4, nextvlad_hidden_size=8,
                           groups=2, gating_reduction=4, drop_rate=0.2),
+    "NetFVModelLF": dict(FRAME_FEATURES, fv_cluster_size=4, fv_hidden_size=8, gating=True,
+                         moe_prob_gating=True, fv_couple_weights=False),
+    "SoftDbofModelLF": dict(FRAME_FEATURES, dbof_cluster_size=16, dbof_hidden_size=8,
+                            softdbof_maxpool=True),
+    "GatedDbofModelLF": dict(FRAME_FEATURES, dbof_cluster_size=16, dbof_hidden_size=8,
+                             dbof_relu=False, moe_prob_gating=True),
+    "GruModel": dict(FRAME_FEATURES, gru_cells=5, gru_layers=2, moe_l2=1e-6),
 }
 FRAME_MODELS = [name for name in SMALL if frame_level_models.is_frame_level(name)]
 # Tiny hparams of every registered model; the registry-wide tests fail for a model missing here.

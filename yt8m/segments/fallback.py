@@ -14,6 +14,7 @@ writer fail); here such a class is filled too.
 import yt8m  # noqa: F401
 import tensorflow as tf
 
+from yt8m.core import errors
 from yt8m.data import records
 from yt8m.inference.submission import VIDEO_SUBMISSION_HEADER
 
@@ -23,7 +24,7 @@ def read_class_videos(path, classes=None, flag="--segment_fallback_file"):
     {class: [(video id, score), ...]} best first (ties: video id), for `classes` (None: all).
     Errors name the file and line."""
     if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"{flag}={path!r}: no such file")
+        raise errors.MissingInputError(f"{flag}={path!r}: no such file")
     wanted = None if classes is None else set(int(c) for c in classes)
     by_class = {}
     with tf.io.gfile.GFile(path) as handle:
@@ -31,21 +32,24 @@ def read_class_videos(path, classes=None, flag="--segment_fallback_file"):
             line = line.rstrip("\r\n")
             if number == 1:
                 if line.strip() != VIDEO_SUBMISSION_HEADER:
-                    raise ValueError(f"{flag}={path!r} line 1: expected the header "
-                                     f"{VIDEO_SUBMISSION_HEADER!r}, got {line[:80]!r}")
+                    raise errors.InvalidInputError(
+                        f"{flag}={path!r} line 1: expected the header "
+                        f"{VIDEO_SUBMISSION_HEADER!r}, got {line[:80]!r}")
                 continue
             if not line.strip():
                 continue
             video_id, comma, pairs = line.partition(",")
             fields = pairs.split()
             if not comma or not video_id or len(fields) % 2:
-                raise ValueError(f"{flag}={path!r} line {number}: expected <video id>,<class> "
-                                 f"<score> ..., got {line[:80]!r}")
+                raise errors.InvalidInputError(
+                    f"{flag}={path!r} line {number}: expected <video id>,<class> <score> ..., "
+                    f"got {line[:80]!r}")
             try:
                 row = [(int(c), float(s)) for c, s in zip(fields[0::2], fields[1::2])]
             except ValueError:
-                raise ValueError(f"{flag}={path!r} line {number}: classes must be integers and "
-                                 f"scores numbers, got {line[:80]!r}") from None
+                raise errors.InvalidInputError(
+                    f"{flag}={path!r} line {number}: classes must be integers and scores "
+                    f"numbers, got {line[:80]!r}") from None
             for cls, score in row:
                 if wanted is None or cls in wanted:
                     by_class.setdefault(cls, []).append((video_id, score))
@@ -59,8 +63,9 @@ def check_videos(by_class, known_videos, path, flag="--segment_fallback_file"):
     unknown = sorted({video for videos in by_class.values() for video, _ in videos}
                      - set(known_videos))
     if unknown:
-        raise ValueError(f"{flag}={path!r} lists {len(unknown)} video(s) that are not in "
-                         f"--input_data_pattern, e.g. {', '.join(map(repr, unknown[:3]))}")
+        raise errors.InvalidInputError(
+            f"{flag}={path!r} lists {len(unknown)} video(s) that are not in "
+            f"--input_data_pattern, e.g. {', '.join(map(repr, unknown[:3]))}")
 
 
 def fallback_segments(class_videos, segment_counts, limit, path="",
@@ -70,8 +75,8 @@ def fallback_segments(class_videos, segment_counts, limit, path="",
     segments = []
     for video_id, _ in class_videos:
         if video_id not in segment_counts:
-            raise ValueError(f"{flag}={path!r} lists video {video_id!r}, which is not in "
-                             "--input_data_pattern")
+            raise errors.InvalidInputError(
+                f"{flag}={path!r} lists video {video_id!r}, which is not in --input_data_pattern")
         for index in range(segment_counts[video_id]):
             if len(segments) >= limit:
                 return segments

@@ -29,6 +29,7 @@ from yt8m.core import options
 from yt8m.core.config import TrainConfig
 from yt8m.data import records
 from yt8m.training import checkpoints
+from yt8m.core import errors
 
 # MOD (2019) finetune settings: train flags and model hparams.
 MOD_TRAIN_SETTINGS = {"base_learning_rate": 2e-4, "learning_rate_decay": 0.8,
@@ -71,11 +72,13 @@ def warm_start_source(flag_values=flags.FLAGS):
     source_dir = os.path.dirname(checkpoint) or "."
     if finetune.finetune_from and (os.path.abspath(finetune.finetune_from)
                                    != os.path.abspath(source_dir)):
-        raise ValueError(f"--pretrain_model_path={checkpoint!r} is not a checkpoint of "
-                         f"--finetune_from={finetune.finetune_from!r}; give one of the two")
+        raise errors.InvalidInputError(
+            f"--pretrain_model_path={checkpoint!r} is not a checkpoint of "
+            f"--finetune_from={finetune.finetune_from!r}; give one of the two")
     if not tf.io.gfile.exists(checkpoint + ".index"):
-        raise FileNotFoundError(f"--pretrain_model_path={checkpoint!r}: no such checkpoint "
-                                f"({checkpoint}.index does not exist)")
+        raise errors.MissingInputError(
+            f"--pretrain_model_path={checkpoint!r}: no such checkpoint "
+            f"({checkpoint}.index does not exist)")
     return WarmStart(source_dir, checkpoint)
 
 
@@ -112,12 +115,14 @@ def _check_source(source_dir, source, flag_values):
             if name == "model":  # a reference spelling of the same model agrees
                 given, recorded = registry.canonical_name(given), registry.canonical_name(recorded)
             if str(_flag_text(given)) != str(_flag_text(recorded)):
-                raise ValueError(f"--{name}={_flag_text(given)!r} contradicts --finetune_from="
-                                 f"{source_dir!r}, whose model has {name}="
-                                 f"{_flag_text(recorded)!r}; leave --{name} out")
+                raise errors.InvalidInputError(
+                    f"--{name}={_flag_text(given)!r} contradicts --finetune_from="
+                    f"{source_dir!r}, whose model has {name}="
+                    f"{_flag_text(recorded)!r}; leave --{name} out")
     if flag_values.segment_labels and not source["frame_features"]:
-        raise ValueError(f"--finetune_from={source_dir!r} holds the video-level model "
-                         f"{source['model']!r}; segment finetuning needs a frame-level model")
+        raise errors.InvalidInputError(
+            f"--finetune_from={source_dir!r} holds the video-level model "
+            f"{source['model']!r}; segment finetuning needs a frame-level model")
 
 
 def config_from_flags(flag_values=flags.FLAGS):
@@ -128,13 +133,14 @@ def config_from_flags(flag_values=flags.FLAGS):
     warm = warm_start_source(flag_values)
     source_dir = warm.source_dir
     if not tf.io.gfile.exists(model_flags_lib.model_flags_path(source_dir)):
-        raise FileNotFoundError(f"--finetune_from={source_dir!r} has no "
-                                f"{model_flags_lib.MODEL_FLAGS_FILE}: it is not a train dir "
-                                "written by train.py (--pretrain_model_path: the checkpoint's "
-                                "directory must be one)")
+        raise errors.MissingInputError(
+            f"--finetune_from={source_dir!r} has no {model_flags_lib.MODEL_FLAGS_FILE}: it is "
+            "not a train dir written by train.py (--pretrain_model_path: the checkpoint's "
+            "directory must be one)")
     if os.path.abspath(source_dir) == os.path.abspath(flag_values.train_dir):
-        raise ValueError(f"--train_dir and --finetune_from are both {source_dir!r}: finetune into "
-                         "a new train dir")
+        raise errors.InvalidInputError(
+            f"--train_dir and --finetune_from are both {source_dir!r}: finetune into "
+            "a new train dir")
     # Fail now, not after building the data pipeline.
     checkpoints.require_checkpoint(source_dir, warm.checkpoint or None)
     source = model_flags_lib.read_model_flags(source_dir)
