@@ -16,9 +16,11 @@ Every command runs with its flags as written there, except these overrides (OVER
 - sizes: model sizes, batch size, frames and steps reduced (SIZES; a flag is replaced where the
   command has it, added to training commands where the tool defines it), --num_classes and
   --max_frames of the synthetic data added to training commands.
-The project's tool must define every flag: the flags it does not define (read from `--helpfull`)
-are reported, and the command is run without them, so the table says both which flags failed and
-whether the rest runs. Reference parameter counts (tests/reference/param_counts.py, from the
+The project's tool must define every flag the reference tool defines: the flags it does not define
+(read from `--helpfull`) are reported, those the reference tool did not define either (it ignored
+them) apart, and the command is run without them, so the table says both which flags failed and
+whether the rest runs. boliu61's in-graph float16 ensemble (--ensemble_num) becomes its members'
+own train.py runs and an export_ensemble.py of them. Reference parameter counts (tests/reference/param_counts.py, from the
 references' variable shapes, 3862 classes) stand next to this project's model built from the same
 flags at full size.
 """
@@ -88,6 +90,11 @@ OVERRIDES = (
     "eval commands without --run_once get it (else the evaluator, the reference's too, waits "
     "for new checkpoints forever)",
     "a README note's intended flags (`intended_extra_argv`) are added",
+    "boliu61's float16 ensemble (--ensemble_num=n with n x --netvlad_cluster_size, "
+    "--netvlad_hidden_size, --ensemble_wts): its train.py step -> one train.py run per member "
+    "(train_dir_member<i>); its eval.py --create_meta_only step (with overwrite_float16_ckpt.py "
+    "after it) -> export_ensemble.py --members=<those runs> --weights=<ensemble_wts> "
+    "(--float16_flag: --precision=float16 --float16_selection=boliu61)",
 )
 
 
@@ -179,6 +186,13 @@ class Run:
     train_dir: str = ""    # the --train_dir name as written ("" when none)
     pretrain: str = ""     # the run --pretrain_model_path / --checkpoint_file names
     skip: str = ""         # why it is not run at all
+    # [(tool, [Flag])] run in order instead of (tool, flags) when the reference command is
+    # several commands here (boliu61's in-graph ensemble), and what that translation did.
+    steps: list = dataclasses.field(default_factory=list)
+    translated: str = ""
+
+    def commands(self):
+        return self.steps or [(self.tool, self.flags)]
 
 
 def _safe_name(text):
@@ -199,6 +213,69 @@ def _translate_parallel(command, flags, run):
     mix_number = values(flags).get("mix_number", "3")
     set_flag(flags, "model", "MODNeXtVLADModel")
     set_flag(flags, "mod_tree", f"{num_gpu}x{mix_number}")
+
+
+# boliu61's in-graph ensemble: train.py/eval.py --ensemble_num=n repeat --netvlad_cluster_size,
+# --netvlad_hidden_size and --ensemble_wts once per member (absl multi flags there).
+BOLIU_ENSEMBLE_FLAGS = ("ensemble_num", "ensemble_wts", "float16_flag", "create_meta_only")
+BOLIU_MEMBER_FLAGS = ("netvlad_cluster_size", "netvlad_hidden_size")
+
+
+def ensemble_members(flags):
+    """([member flags], [weight]) of a boliu61 ensemble command: each member has the i-th
+    --netvlad_cluster_size/--netvlad_hidden_size and the flags that are not the ensemble's."""
+    count = int(values(flags)["ensemble_num"])
+    per_member = {name: [flag.value for flag in flags if flag.name == name]
+                  for name in BOLIU_MEMBER_FLAGS}
+    weights = [flag.value for flag in flags if flag.name == "ensemble_wts"]
+    if any(len(found) != count for found in per_member.values()) or len(weights) != count:
+        raise ValueError(f"--ensemble_num={count} needs {count} of each of --ensemble_wts and "
+                         f"--{' --'.join(BOLIU_MEMBER_FLAGS)}")
+    shared = [flag for flag in flags
+              if flag.name not in BOLIU_ENSEMBLE_FLAGS + BOLIU_MEMBER_FLAGS]
+    members = [[dataclasses.replace(flag) for flag in shared]
+               + [Flag(name, per_member[name][index]) for name in BOLIU_MEMBER_FLAGS]
+               for index in range(count)]
+    return members, weights
+
+
+def _member_dir(train_dir, index):
+    return f"{train_dir}_member{index}"
+
+
+def _translate_boliu_ensemble(command, run, runs_dir):
+    """boliu61's float16 ensemble recipe: step 1 (train.py --ensemble_num=n, 10 steps: the
+    members' variables in one graph) and step 2 (eval.py --create_meta_only: the untrained
+    float16 graph that overwrite_float16_ckpt.py fills with the separately trained members).
+    Here each member is its own train.py run and export_ensemble.py builds the weighted float16
+    ensemble of the trained members (--float16_selection=boliu61: the four tensors boliu61 casts)."""
+    members, weights = ensemble_members(run.flags)
+    train_dir = values(run.flags)["train_dir"]
+    float16 = is_true(values(run.flags).get("float16_flag", "false"))
+    if command["tool"] in TRAINING_TOOLS:
+        for index, flags in enumerate(members):
+            set_flag(flags, "train_dir", _member_dir(train_dir, index))
+            run.steps.append((run.tool, flags))
+        run.translated = (f"boliu61's in-graph ensemble of {len(members)} members: each member "
+                          "trained as its own run (train_dir_member<i>)")
+    elif is_true(values(run.flags).get("create_meta_only", "false")):
+        name = _safe_name(f"{run.train_dir}_ensemble")
+        flags = [Flag("members", ",".join(_member_dir(train_dir, index)
+                                          for index in range(len(members)))),
+                 Flag("weights", ",".join(weights)),
+                 Flag("output_dir", os.path.join(runs_dir, "outputs", name)), Flag("overwrite", None)]
+        if float16:
+            flags += [Flag("precision", "float16"), Flag("float16_selection", "boliu61")]
+        pattern = values(run.flags).get("eval_data_pattern")
+        if pattern:
+            flags.append(Flag("eval_data_pattern", pattern))
+        run.steps.append((["export_ensemble.py"], flags))
+        run.translated = ("boliu61's steps 2-3 (an untrained float16 graph, filled with the "
+                          "members' weights by overwrite_float16_ckpt.py): export_ensemble.py "
+                          "over the members" + (" with --precision=float16 "
+                                                "--float16_selection=boliu61" if float16 else ""))
+    else:
+        run.skip = "no translation of an ensemble eval.py without --create_meta_only"
 
 
 def model_hparam_names(model):
@@ -258,6 +335,8 @@ def translate(command, data_dir, runs_dir, defined, max_steps, model_hparams=fro
         set_flag(flags, "max_steps", str(max_steps), add=True)
         for name, value in DATA_FLAGS.items():
             set_flag(flags, name, value, add=name in defined)
+    if int(given.get("ensemble_num", "1")) > 1:
+        _translate_boliu_ensemble(command, run, runs_dir)
     return run
 
 
@@ -435,6 +514,7 @@ class Row:
     reference_params: Optional[int] = None
     project_params: object = None
     seconds: float = 0.0
+    passed: bool = False
 
 
 def _source(command):
@@ -443,7 +523,9 @@ def _source(command):
 
 
 def _tool_text(command, run):
-    here = " ".join(run.tool)
+    tools = [" ".join(tool) for tool, _ in run.commands()]
+    here = tools[0] if len(set(tools)) == 1 else " + ".join(tools)
+    here += f" x{len(tools)}" if len(tools) > 1 and len(set(tools)) == 1 else ""
     return command["tool"] if here == command["tool"] else f"{command['tool']} -> {here}"
 
 
@@ -456,10 +538,16 @@ def _params_text(row):
     return f"{reference} / {here}"
 
 
-def markdown(rows, max_steps):
+def _counts(rows):
     counts = {}
     for row in rows:
         counts[row.status] = counts.get(row.status, 0) + 1
+    passed = sum(row.passed for row in rows)
+    return (f"{passed} of {len(rows)} pass ("
+            + ", ".join(f"{count} {status}" for status, count in sorted(counts.items())) + ")")
+
+
+def markdown(rows, max_steps):
     lines = [
         "# Reference command lines, run with this project's tools",
         "",
@@ -469,30 +557,33 @@ def markdown(rows, max_steps):
         "else is changed):",
         ""] + [f"- {text}" for text in OVERRIDES] + [
         "",
-        "Status: **runs** (as written, with the overrides); **runs without the unknown flags** "
-        "(this project's tool does not define the flags listed; without them the command runs); "
-        "**fails** (the error); **not run** (why). "
+        f"Status: **{RUNS}** (as written, with the overrides); **{RUNS_WITHOUT_IGNORED}** (the "
+        "flags listed are not flags of the reference tool either: it ignored them, TF1's flag "
+        "parsing skipping unknown ones, while absl refuses them here; without them the command "
+        f"runs); **{RUNS_WITHOUT_MISSING}** (the reference tool defines the flags listed, this "
+        f"project's does not); **{FAILS}** (the error); **{NOT_RUN}** (why). A row **passes** "
+        f"when it is {RUNS} or {RUNS_WITHOUT_IGNORED}, or not run because the reference cannot "
+        "run it either (its tool is not in its repository, or no listed command trains the run "
+        "it reads). "
         "Parameters: trainable, 3862 classes, reference (its variable shapes) / here (the model "
         "this project builds from the same flags), training commands only.",
         "",
-        "Summary: " + ", ".join(f"{count} {status}" for status, count in sorted(counts.items())),
+        "Summary: " + _counts(rows),
         "",
-        "| # | source | tool | model | parameters (reference / here) | status | detail |",
-        "|---|---|---|---|---|---|---|"]
+        "| # | source | tool | model | parameters (reference / here) | status | passes | detail |",
+        "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         detail = row.detail.replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {row.index} | {_source(row.command)} | "
                      f"{_tool_text(row.command, row.run)} | {row.command.get('model') or '—'} | "
-                     f"{_params_text(row)} | {row.status} | {detail} |")
+                     f"{_params_text(row)} | {row.status} | {'yes' if row.passed else 'no'} | "
+                     f"{detail} |")
     return "\n".join(lines) + "\n"
 
 
 def summary(rows):
-    counts = {}
-    for row in rows:
-        counts[row.status] = counts.get(row.status, 0) + 1
     return (f"{len(rows)} reference command lines (bench/reference_commands.json): "
-            + ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
+            + _counts(rows)
             + " — table and details in [docs/reference_commands.md](docs/reference_commands.md).")
 
 
@@ -515,67 +606,97 @@ def make_data(data_dir):
                        min_frames=20, max_frames=MAX_FRAMES, num_segment_videos=8)
 
 
+# Statuses; a row passes when it runs with every flag its reference tool defines, or when the
+# reference itself cannot run it (its tool is missing, no listed command trains what it reads).
+RUNS = "runs"
+RUNS_WITHOUT_IGNORED = "runs without the flags the reference ignored"
+RUNS_WITHOUT_MISSING = "runs without flags this tool lacks"
+FAILS = "fails"
+NOT_RUN = "not run"
+
+
 def run_commands(commands, work_dir, max_steps=2, timeout=600, parameters=True, log=print):
     """Runs `commands` [(index, entry)] in order; returns [Row]."""
     data_dir, runs_dir = os.path.join(work_dir, "data"), os.path.join(work_dir, "runs")
     if not os.path.isdir(os.path.join(data_dir, "frame")):
         make_data(data_dir)
     os.makedirs(os.path.join(runs_dir, "outputs"), exist_ok=True)
-    defined = {}
     trained = {}  # train dir name as written -> (command index, succeeded)
     rows = []
     for index, command in commands:
-        tool = tuple(TOOLS.get(command["tool"], ["train.py"]))
-        if tool not in defined:
-            defined[tool] = defined_flags(list(tool))
+        tool = TOOLS.get(command["tool"], ["train.py"])
         model = _model_after_translation(command)
-        run = translate(command, data_dir, runs_dir, defined[tool], max_steps,
+        run = translate(command, data_dir, runs_dir, defined_flags(tool), max_steps,
                         model_hparam_names(model) if model else set())
-        row = Row(index, command, run, "not run")
+        row = Row(index, command, run, NOT_RUN)
         if parameters:
             row.reference_params = reference_parameters(command)
             if command["tool"] in TRAINING_TOOLS and not run.skip:
-                row.project_params = project_parameters(full_size_flags(command),
-                                                        model or "LogisticModel")
+                row.project_params = project_parameter_count(command, model or "LogisticModel")
         rows.append(row)
-        unknown = sorted({flag.name for flag in run.flags
-                          if not defined_by(flag.name, defined[tool])})
         needs = run.pretrain if run.pretrain else (
             run.train_dir if command["tool"] not in TRAINING_TOOLS else "")
         if run.skip:
-            row.detail = run.skip
+            row.detail, row.passed = run.skip, bool(command.get("tool_missing_in_reference"))
         elif needs and needs not in trained:
-            row.detail = f"no listed command trains {needs!r}"
+            row.detail, row.passed = f"no listed command trains {needs!r}", True
         elif needs and not trained[needs][1]:
             row.detail = f"needs #{trained[needs][0]} ({needs!r}), which did not run"
         else:
             _fill_checkpoints(run, runs_dir)
-            kept = [flag for flag in run.flags if flag.name not in unknown]
-            start = time.perf_counter()
-            code, output = run_tool(list(tool), kept, timeout)
-            row.seconds = time.perf_counter() - start
-            reference_undefined = set(command.get("flags_not_defined_by_reference_tool", ()))
-            names = ", ".join(f"--{name}" + (" (not a flag of the reference tool either)"
-                                             if name in reference_undefined else "")
-                              for name in unknown)
-            if code == 0:
-                row.status = "runs" if not unknown else "runs without the unknown flags"
-                row.detail = f"unknown here: {names}" if unknown else ""
-            else:
-                row.status = "fails"
-                row.detail = error_line(output) + (f"; also unknown here: {names}"
-                                                   if unknown else "")
+            _run_steps(row, timeout)
         if command["tool"] in TRAINING_TOOLS and run.train_dir:
-            trained[run.train_dir] = (index, row.status.startswith("runs"))
+            trained[run.train_dir] = (index, row.status.startswith(RUNS))
         log(f"#{index} {_source(command)}: {row.status} {row.detail[:200]} "
             f"({row.seconds:.0f} s)")
     return rows
 
 
+def _run_steps(row, timeout):
+    """Runs the row's command(s) without the flags their tool does not define; fills status,
+    detail, passed and seconds."""
+    reference_undefined = set(row.command.get("flags_not_defined_by_reference_tool") or ())
+    unknown = set()
+    start = time.perf_counter()
+    for tool, flags in row.run.commands():
+        defined = defined_flags(tool)
+        missing = {flag.name for flag in flags if not defined_by(flag.name, defined)}
+        unknown |= missing
+        code, output = run_tool(tool, [flag for flag in flags if flag.name not in missing],
+                                timeout)
+        if code != 0:
+            break
+    row.seconds = time.perf_counter() - start
+    lacking = sorted(unknown - reference_undefined)
+    ignored = sorted(unknown & reference_undefined)
+    notes = ([row.run.translated] if row.run.translated else []) + (
+        [f"unknown here: {', '.join('--' + name for name in lacking)}"] if lacking else []) + (
+        [f"dropped, the reference tool ignored them too: "
+         f"{', '.join('--' + name for name in ignored)}"] if ignored else [])
+    if code != 0:
+        row.status = FAILS
+        notes.insert(0, error_line(output))
+    else:
+        row.status = RUNS_WITHOUT_MISSING if lacking else (
+            RUNS_WITHOUT_IGNORED if ignored else RUNS)
+        row.passed = not lacking
+    row.detail = "; ".join(notes)
+
+
+def project_parameter_count(command, model):
+    """Trainable parameters of this project's model(s) built from the command's flags at full
+    size (the sum over the members of a boliu61 ensemble), or why they cannot be built."""
+    flags = full_size_flags(command)
+    if int(values(flags).get("ensemble_num", "1")) <= 1:
+        return project_parameters(flags, model)
+    counts = [project_parameters(member, model) for member in ensemble_members(flags)[0]]
+    return sum(counts) if all(isinstance(c, int) for c in counts) else counts[0]
+
+
 def full_size_flags(command):
     """The command's flags after the tool translation only (no path or size override): what the
     parameter count of this project's model is built from."""
-    flags = parse_argv(command["argv"])
+    flags = parse_argv(command["argv"] + command.get("intended_extra_argv", []))
     if command["tool"].startswith("parallel_"):
         _translate_parallel(command, flags, Run([], flags))
     return flags
