@@ -164,6 +164,33 @@ def test_map_at_k_of_a_csv_against_hand_computed_values(rated_file, tmp_path):
         pytest.approx((1 / 2 + 0) / 2)
 
 
+def test_the_starters_top_n_cap_and_label_cache(rated_file, tmp_path):
+    """segment_eval_inference.py's --top_n (each class's first N segments of the CSV) and
+    --label_cache (its "<video>:<start>,<class>,<score>" lines: written once, then read instead
+    of the records)."""
+    path, _ = rated_file
+    csv_path = str(tmp_path / "sub.csv")
+    submission.write_segment_submission(csv_path, [
+        (1, [("b", 0), ("a", 5), ("x", 0), ("a", 0)]),
+        (2, [("a", 0), ("b", 0), ("a", 5)]),
+    ])
+    cache = tmp_path / "validate.label_cache"
+    # N=2: class 1 keeps [b:0 (1), a:5 (0)] -> (1/1) / 2 positives; class 2 keeps [a:0 (unrated),
+    # b:0 (0)] -> 0. MAP = 1/4.
+    result = evaluate.evaluate_submission(csv_path, path, top_n=2, label_cache=str(cache))
+    assert result.class_aps == pytest.approx({1: 1 / 2, 2: 0.0})
+    assert cache.read_text() == "a:0,1,1\na:5,1,0\na:5,2,1\nb:0,1,1\nb:0,2,0\nb:10,1,0\n"
+    # The cache answers without the records; 0 = no cap.
+    again = evaluate.evaluate_submission(csv_path, "/nonexistent/*.tfrecord", top_n=0,
+                                         label_cache=str(cache))
+    assert again.class_aps == pytest.approx({1: 5 / 6, 2: 1 / 2})
+    cache.write_text("a:0,1\n")
+    with pytest.raises(ValueError, match="line 1: expected <video id>:<start>,<class>,<score>"):
+        evaluate.evaluate_submission(csv_path, path, label_cache=str(cache))
+    with pytest.raises(ValueError, match="--top_n must be >= 0"):
+        evaluate.evaluate_submission(csv_path, path, top_n=-1)
+
+
 # ------------------------------------------------------------------------ fusion and candidates
 
 def test_fusion_formula_and_candidates():
