@@ -90,8 +90,9 @@ def test_a_training_command_and_its_inference_run(tmp_path):
     train, inference = rows
     assert train.status.startswith("runs"), train.detail
     assert inference.status.startswith("runs"), inference.detail
-    # The flags reported are exactly the script's flags train.py does not define (--max_step,
-    # which linrongc's train.py did not define either; --num_gpu until train.py has it).
+    assert train.passed and inference.passed
+    # The flags reported are exactly the script's flags train.py does not define (none left:
+    # --max_step is Willow's alias of --max_steps, --num_gpu the starter's flag).
     unknown = set(re.findall(r"--(\w+)", train.detail))
     defined = rc.defined_flags(["train.py"])
     assert {f.name for f in rc.parse_argv(COMMANDS[19][1]["argv"])} - defined == unknown
@@ -100,3 +101,33 @@ def test_a_training_command_and_its_inference_run(tmp_path):
     table = rc.markdown(rows, 1)
     assert table.count("\n| 19 | linrongc/youtube-8m/scripts/train_nextvlad_local.sh:21") == 1
     assert len(lines) == 2
+
+
+def test_boliu61s_float16_ensemble_becomes_member_runs_and_an_export(tmp_path):
+    """boliu61's step 1 (train.py --ensemble_num=4: the i-th --netvlad_cluster_size /
+    --netvlad_hidden_size / --ensemble_wts are member i's) -> one train.py run per member; its
+    step 2 (eval.py --create_meta_only, then overwrite_float16_ckpt.py) -> export_ensemble.py over
+    those runs with the weights and boliu61's float16 tensors."""
+    by_index = dict(COMMANDS)
+    data, runs = str(tmp_path / "data"), str(tmp_path / "runs")
+    written = rc.parse_argv(by_index[39]["argv"])
+    members, weights = rc.ensemble_members(written)
+    assert [(rc.values(m)["netvlad_cluster_size"], rc.values(m)["netvlad_hidden_size"])
+            for m in members] == [("24", "1440"), ("32", "1024"), ("16", "800"), ("32", "512")]
+    assert weights == ["0.25"] * 4
+    assert all(not {"ensemble_num", "ensemble_wts", "float16_flag"} & set(rc.values(m))
+               for m in members)
+    defined = rc.defined_flags(["train.py"])
+    train = rc.translate(by_index[39], data, runs, defined, 2, {"netvlad_cluster_size"})
+    train_dir = rc.values(train.flags)["train_dir"]
+    assert [tool for tool, _ in train.commands()] == [["train.py"]] * 4
+    assert [rc.values(flags)["train_dir"] for _, flags in train.commands()] == [
+        f"{train_dir}_member{i}" for i in range(4)]
+    export = rc.translate(by_index[40], data, runs, rc.defined_flags(["eval.py"]), 2, set())
+    ((tool, flags),) = export.commands()
+    given = rc.values(flags)
+    assert tool == ["export_ensemble.py"]
+    assert given["members"] == ",".join(f"{train_dir}_member{i}" for i in range(4))
+    assert (given["weights"], given["precision"], given["float16_selection"]) == (
+        "0.25,0.25,0.25,0.25", "float16", "boliu61")
+    assert {flag.name for flag in flags} <= rc.defined_flags(["export_ensemble.py"])
