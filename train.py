@@ -14,6 +14,10 @@ from yt8m.core.config import LocalDevices, TrainConfig
 from yt8m.distillation import distill_flags
 from yt8m.distillation import training_setup
 from yt8m.segments import finetune
+from yt8m.training import distribution
+from yt8m.training import trainer
+from yt8m.training.model_builder import check_model_choice
+from yt8m.training.multi_worker import WorkerLostError
 
 import frame_level_models
 from frame_level_models import hparams
@@ -28,10 +32,7 @@ finetune.define_flags()
 
 def main():
     # Choosing GPUs and splitting the CPU must come before TensorFlow runs anything.
-    from yt8m.training import distribution
     distribution.configure_local_devices(options.from_flags(LocalDevices))
-    from yt8m.training import trainer
-    from yt8m.training.model_builder import check_model_choice
     warm_start = finetune.warm_start_source(FLAGS)
     if warm_start:  # model, inputs and hparams come from the source train dir
         config = finetune.config_from_flags(FLAGS)
@@ -58,6 +59,4 @@ def main():
 
 
 if __name__ == "__main__":
-    from yt8m.training.multi_worker import WorkerLostError
-    from yt8m.training.trainer import NonFiniteLossError
-    cli.run(main, "train.py", more_user_errors=(NonFiniteLossError, WorkerLostError))
+    cli.run(main, "train.py", more_user_errors=(trainer.NonFiniteLossError, WorkerLostError))

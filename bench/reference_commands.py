@@ -36,10 +36,21 @@ import time
 from typing import Optional
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+for _path in (REPO, os.path.join(REPO, "tests")):  # the project; tests/reference (param counts)
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+from absl import flags as absl_flags  # noqa: E402
 
 import yt8m  # noqa: E402,F401
+import tensorflow as tf  # noqa: E402
+from tensorflow.python.ops import resource_variable_ops  # noqa: E402
+
+import frame_level_models  # noqa: E402
+from frame_level_models import hparams as zoo_hparams  # noqa: E402
+from frame_level_models import registry  # noqa: E402
+from reference import param_counts as pc  # noqa: E402
+from yt8m import synthetic  # noqa: E402
 from yt8m.core import cli  # noqa: E402
 from yt8m.core import files  # noqa: E402
 from yt8m.core import options  # noqa: E402
@@ -280,7 +291,6 @@ def _translate_boliu_ensemble(command, run, runs_dir):
 
 def model_hparam_names(model):
     """The hparams of this project's model `model` (empty when it has no such model)."""
-    from frame_level_models import registry
     try:
         return set(registry.hparam_names(model))
     except ValueError:
@@ -409,8 +419,6 @@ def _flag_value(given, name, default, kind=str):
 
 def reference_parameters(command):
     """Trainable parameters of the reference model the command builds (3862 classes), or None."""
-    sys.path.insert(0, os.path.join(REPO, "tests"))
-    from reference import param_counts as pc
     if command["tool"] not in TRAINING_TOOLS:
         return None
     flags = parse_argv(command["argv"])
@@ -472,12 +480,6 @@ def reference_parameters(command):
 def project_parameters(flags, model_name):
     """Trainable parameters of this project's model built from `flags` (full size, 3862
     classes), or a short reason it cannot be built."""
-    from absl import flags as absl_flags
-    import frame_level_models
-    from frame_level_models import hparams as zoo_hparams
-    from frame_level_models import registry
-    import tensorflow as tf
-    from tensorflow.python.ops import resource_variable_ops
 
     def uninitialized(next_creator, **kwargs):
         del next_creator
@@ -601,7 +603,6 @@ def replace_readme_block(path, text):
 
 
 def make_data(data_dir):
-    from yt8m import synthetic
     synthetic.generate(data_dir, num_videos=24, num_classes=NUM_CLASSES, seed=0, num_shards=1,
                        min_frames=20, max_frames=MAX_FRAMES, num_segment_videos=8)
 

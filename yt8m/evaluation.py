@@ -18,6 +18,8 @@ import yt8m  # noqa: F401
 import numpy as np
 import tensorflow as tf
 
+from frame_level_models import hparams
+from frame_level_models import registry
 from yt8m.metrics import EvaluationMetrics
 from yt8m.training import checkpoints
 from yt8m.core import files
@@ -136,7 +138,6 @@ def _flag_text(value):
 def given_model_flags(flag_values):
     """(RecordedModelFlags, {hparam: value}) of train.py's model flags given on the command line
     of eval.py or inference.py (which define them: RecordedModelFlags, hparams.define_flags)."""
-    from frame_level_models import hparams  # the zoo's table, loaded with the model anyway
     given_hparams = {row.name: flag_values[row.name].value for row in hparams.all_hparams()
                      if row.name in flag_values and flag_values[row.name].present}
     return options.from_flags(RecordedModelFlags, flag_values), given_hparams
@@ -155,7 +156,6 @@ def model_flag_warnings(model_flags, recorded_flags, given_hparams):
       recorded_flags: RecordedModelFlags of the command line (None: not given).
       given_hparams: {hparam name: value given on the command line}.
     """
-    from frame_level_models import registry  # the zoo, loaded with the model anyway
     names, sizes = model_flags_lib.features(model_flags)
     record = {"model": model_flags["model"], "frame_features": model_flags["frame_features"],
               "feature_names": names, "feature_sizes": sizes,
@@ -185,7 +185,6 @@ def hparam_flag_warnings(model_flags, given):
       model_flags: the train dir's model_flags.json.
       given: {hparam name: value given on the command line}.
     """
-    from frame_level_models import hparams  # the zoo's table, loaded with the model anyway
     model = model_flags["model"]
     used = set(hparams.model_hparam_names(model))
     recorded = vars(hparams.resolve(model, model_flags.get("hparams", {})))
