@@ -3,7 +3,8 @@
     python bench/export.py                                  # synthetic data + quick training
     python bench/export.py --work_dir=/tmp/yt8m_export_bench --train_steps=300
 
-Steps (each reused from --work_dir when already there):
+Steps (each reused from --work_dir when already made with the same settings and code,
+bench/result_cache.py):
   1. a synthetic data set (yt8m.synthetic.generate) under <work_dir>/data;
   2. two members trained briefly on it with the real trainer: NeXtVLADModel and NetVLADModelLF
      (sizes below), each keeping its last checkpoints;
@@ -18,6 +19,7 @@ Targets (issue 6): float16 size <= 0.52 x float32 with |GAP change| < 0.0005; in
 >= 0.9 x float32. Writes <output>.json, <output>.md and <output>.png.
 """
 import os
+import shutil
 import statistics
 import time
 
@@ -42,6 +44,8 @@ from yt8m.export import precision as precision_lib
 from yt8m.export import serving
 from yt8m.export import validation_data
 from yt8m.training import trainer
+
+import result_cache
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("work_dir", "bench/output/export_work", "Data, train dirs and exports.")
@@ -77,10 +81,12 @@ TARGETS = {"float16_size_ratio": 0.52, "float16_gap_change": 0.0005, "speed_rati
 
 def _data(work_dir):
     data_dir = os.path.join(work_dir, "data")
-    if not os.path.exists(os.path.join(data_dir, "generator_config.json")):
-        synthetic.generate(data_dir, num_videos=FLAGS.num_videos, num_classes=FLAGS.num_classes,
-                           seed=11, num_shards=2, min_frames=60, max_frames=150,
-                           num_segment_videos=0)
+    options = dict(num_videos=FLAGS.num_videos, num_classes=FLAGS.num_classes, seed=11,
+                   num_shards=2, min_frames=60, max_frames=150, num_segment_videos=0)
+    if not result_cache.directory_is_fresh(data_dir, options, result_cache.DATA_SOURCES):
+        shutil.rmtree(data_dir, ignore_errors=True)
+        synthetic.generate(data_dir, **options)
+        result_cache.stamp_directory(data_dir, options, result_cache.DATA_SOURCES)
     return (os.path.join(data_dir, "frame", "train*.tfrecord"),
             os.path.join(data_dir, "frame", "validate*.tfrecord"))
 
@@ -90,8 +96,12 @@ def _train_members(work_dir, train_pattern):
     for name, (model, hparams) in MEMBERS.items():
         train_dir = os.path.join(work_dir, name)
         dirs[name] = train_dir
-        if tf.train.latest_checkpoint(train_dir):
+        settings = {"model": model, "hparams": hparams, "train_steps": FLAGS.train_steps,
+                    "batch_size": FLAGS.batch_size, "num_classes": FLAGS.num_classes,
+                    "train_pattern": train_pattern}
+        if result_cache.directory_is_fresh(train_dir, settings):
             continue
+        shutil.rmtree(train_dir, ignore_errors=True)
         data = DataConfig(**{**vars(FRAME_DATA), "num_classes": FLAGS.num_classes})
         trainer.train(TrainConfig(
             train_dir=train_dir, train_data_pattern=train_pattern, data=data, model=model,
@@ -99,6 +109,7 @@ def _train_members(work_dir, train_pattern):
             learning_rate_decay=0.8, learning_rate_decay_examples=8000, num_epochs=1000,
             max_steps=FLAGS.train_steps, export_model_steps=max(FLAGS.train_steps // 4, 1),
             log_every_steps=50, shuffle_seed=3, distribution_strategy="one_device"))
+        result_cache.stamp_directory(train_dir, settings)
     return dirs
 
 

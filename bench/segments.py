@@ -21,7 +21,6 @@ Writes results.json, results.md and results.png under --output_dir. Speeds are i
 machine).
 """
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -41,6 +40,8 @@ from yt8m.segments import evaluate
 from yt8m.segments import finetune
 from yt8m.segments import inference
 from yt8m.training import trainer
+
+import result_cache
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", "bench/output/segments", "Data, train dirs and results.")
@@ -85,8 +86,8 @@ def _data(scale):
                    num_segment_videos=scale["num_segment_videos"],
                    min_frames=scale["min_frames"], max_frames=scale["max_frames"],
                    seed=FLAGS.seed, validate_fraction=0.1, test_fraction=0.0, num_shards=4)
-    digest = hashlib.sha1(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
-    data_dir = os.path.join(FLAGS.output_dir, f"data_{digest}")
+    data_dir = result_cache.keyed_dir(FLAGS.output_dir, "data", options,
+                                      result_cache.DATA_SOURCES)
     if not os.path.exists(os.path.join(data_dir, "generator_config.json")):
         synthetic.generate(data_dir, num_workers=2, **options)
     shards = readers.list_files(os.path.join(data_dir, "segment", "validate*.tfrecord"))

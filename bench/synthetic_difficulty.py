@@ -29,6 +29,8 @@ from yt8m import data, losses, metrics, synthetic
 from yt8m.core import files
 from yt8m.data import records
 
+import result_cache
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", "bench/output/synthetic_difficulty",
                     "Where the data set, results.json and gap_by_epoch.png go.")
@@ -37,7 +39,8 @@ flags.DEFINE_integer("num_classes", 60, "Vocabulary size.")
 flags.DEFINE_integer("seed", 0, "Generator and training seed.")
 flags.DEFINE_float("validate_fraction", 0.2, "Share of the videos used for validation.")
 flags.DEFINE_integer("num_workers", 2, "Generator processes.")
-flags.DEFINE_bool("reuse_data", True, "Keep an existing data set written with the same settings.")
+flags.DEFINE_bool("reuse_data", True, "Keep an existing data set written with the same settings "
+                  "and generator code.")
 flags.DEFINE_list("models", ["LogisticModel", "MoeModel", "NetVLADModelLF", "NeXtVLADModel"],
                   "Zoo models to train (video-level ones read the means).")
 flags.DEFINE_integer("frame_epochs", 10, "Epochs of the frame-level models.")
@@ -221,17 +224,15 @@ def main(argv):
                    validate_fraction=FLAGS.validate_fraction, test_fraction=0.0,
                    num_segment_videos=0, **json.loads(FLAGS.generator_options))
     config = synthetic.Config(**options)
-    config_path = os.path.join(data_dir, "generator_config.json")
-    reuse = False
-    if FLAGS.reuse_data and os.path.exists(config_path):
-        with open(config_path) as f:
-            reuse = json.load(f) == json.loads(json.dumps(dataclasses.asdict(config)))
-    if reuse:
+    settings = dataclasses.asdict(config)
+    if FLAGS.reuse_data and result_cache.directory_is_fresh(data_dir, settings,
+                                                            result_cache.DATA_SOURCES):
         logging.info("reusing the data set in %s", data_dir)
         generation = None
     else:
         shutil.rmtree(data_dir, ignore_errors=True)  # this script's own output: start clean
         summary = synthetic.generate(data_dir, num_workers=FLAGS.num_workers, **options)
+        result_cache.stamp_directory(data_dir, settings, result_cache.DATA_SOURCES)
         generation = {"seconds": summary["seconds"],
                       "videos_per_second": summary["videos_per_second"]}
     splits = {}

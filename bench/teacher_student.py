@@ -5,7 +5,8 @@ of tables 1 and 4 of the teacher-student paper, at a scale that fits a 2-core CP
     # 5.6 min on the 2-core CPU with the data set already written (+1-3 min to generate it)
 
 Steps (everything through the same library calls train.py makes):
- 1. a synthetic data set (yt8m.synthetic; reused when it exists with the same settings);
+ 1. a synthetic data set (yt8m.synthetic; reused when it exists with the same settings and
+    generator code, bench/result_cache.py);
  2. the teacher: HierarchicalLstmModel over every frame (blocks of 20, as in the paper), and a
     second teacher (a small DbofModel) for the multi-teacher and graph runs;
  3. a teacher cache of both teachers over the training data (offline distillation: every student
@@ -20,7 +21,6 @@ Steps (everything through the same library calls train.py makes):
 Writes results.json, results.md (the tables of docs/distillation_toolkit.md) and gap_and_speed.png.
 Timings come from a shared machine: indicative only.
 """
-import json
 import os
 import shutil
 import time
@@ -40,6 +40,8 @@ from yt8m.distillation.config import DistillConfig
 from yt8m.losses import get_label_loss
 from yt8m.core.config import DataConfig, TrainConfig
 from yt8m.training import checkpoints, inputs, trainer
+
+import result_cache
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", "/tmp/yt8m_bench_teacher_student",
@@ -79,15 +81,12 @@ def make_data(root):
                    num_shards=4, min_frames=FLAGS.min_frames, max_frames=FLAGS.max_frames,
                    num_segment_videos=0, validate_fraction=FLAGS.validate_fraction,
                    test_fraction=0.0)
-    config_path = os.path.join(root, "generator_config.json")
-    if os.path.exists(config_path):
-        with open(config_path) as handle:
-            written = json.load(handle)
-        if all(written.get(key) == value for key, value in options.items()):
-            logging.info("Reusing the data set in %s", root)
-            return root
-        shutil.rmtree(root)
+    if result_cache.directory_is_fresh(root, options, result_cache.DATA_SOURCES):
+        logging.info("Reusing the data set in %s", root)
+        return root
+    shutil.rmtree(root, ignore_errors=True)
     synthetic.generate(root, num_workers=FLAGS.num_workers, **options)
+    result_cache.stamp_directory(root, options, result_cache.DATA_SOURCES)
     return root
 
 

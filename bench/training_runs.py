@@ -1,11 +1,10 @@
 """What the training benchmarks share: a cached synthetic data set, one train-and-evaluate run with
-the project's trainer and evaluation (results cached by their settings), inference throughput.
+the project's trainer and evaluation (results cached by their settings and the code's digest,
+result_cache.py), inference throughput.
 
 Imported by bench/model_zoo.py and bench/distillation.py (run from the repository root, so this
 directory is on sys.path).
 """
-import hashlib
-import json
 import os
 import time
 
@@ -20,14 +19,16 @@ from yt8m.core import files
 from yt8m.training import checkpoints, inputs, trainer
 from yt8m.core.config import DataConfig, EvalConfig, TrainConfig
 
+import result_cache
+
 FRAME_FEATURES = (("rgb", "audio"), (1024, 128))
 VIDEO_FEATURES = (("mean_rgb", "mean_audio"), (1024, 128))
 
 
 def synthetic_data(output_dir, **options):
-    """Generates (or reuses) a yt8m.synthetic set with `options` under output_dir; its path."""
-    digest = hashlib.sha1(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
-    data_dir = os.path.join(output_dir, f"data_{digest}")
+    """Generates (or reuses) a yt8m.synthetic set with `options` under output_dir; its path (which
+    changes with the options and with the generator's code)."""
+    data_dir = result_cache.keyed_dir(output_dir, "data", options, result_cache.DATA_SOURCES)
     if not os.path.exists(os.path.join(data_dir, "generator_config.json")):
         logging.info("Generating %s", options)
         synthetic.generate(data_dir, num_workers=2, **options)
@@ -91,14 +92,13 @@ def train_and_evaluate(train_dir, data_dir, *, model, hparams, frame_level, num_
 
     Returns the result dict (parameters, training examples/s, GAP, MAP, ...). With `reuse`, a
     result already in train_dir for the same `settings` (any JSON-able description of the run)
-    is returned without training again.
+    and the same library code (yt8m/, frame_level_models/) is returned without training again.
     """
     result_path = os.path.join(train_dir, "bench_result.json")
-    if reuse and os.path.exists(result_path):
-        previous = files.read_json(result_path)
-        if previous.get("settings") == settings:
-            logging.info("Reusing %s", result_path)
-            return previous
+    previous = result_cache.load(result_path, settings) if reuse else None
+    if previous is not None:
+        logging.info("Reusing %s", result_path)
+        return previous
     config = TrainConfig(
         train_dir=train_dir, train_data_pattern=split_pattern(data_dir, frame_level, "train"),
         data=data_config(frame_level, num_classes, max_frames), model=model,
@@ -113,9 +113,8 @@ def train_and_evaluate(train_dir, data_dir, *, model, hparams, frame_level, num_
     result = {"model": model, "parameters": trainable_parameters(run_trainer.model),
               "train_examples_per_second": outcome.examples_per_second, "steps": outcome.step,
               "train_seconds": time.time() - started,
-              **evaluate(train_dir, data_dir, frame_level), "settings": settings}
+              **evaluate(train_dir, data_dir, frame_level)}
     if measure_inference:
         result["inference_examples_per_second"] = inference_examples_per_second(
             train_dir, data_dir, frame_level)
-    files.write_json_atomically(result_path, result)
-    return result
+    return result_cache.store(result_path, result, settings)
