@@ -18,7 +18,8 @@ def sources(tmp_path):
     """A small source tree: yt8m/ (with a sub-package and a cache directory) and
     frame_level_models/."""
     files = {"yt8m/__init__.py": "", "yt8m/training/trainer.py": "STEPS = 1\n",
-             "yt8m/synthetic/generator.py": "SEED = 0\n", "frame_level_models/nextvlad.py": "K = 8\n",
+             "yt8m/synthetic/generator.py": "SEED = 0\n",
+             "frame_level_models/nextvlad.py": "K = 8\n",
              "yt8m/README.md": "not code\n", "yt8m/__pycache__/trainer.cpython-311.pyc": "x"}
     for name, text in files.items():
         path = tmp_path / name
