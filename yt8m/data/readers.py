@@ -53,18 +53,19 @@ def _video_ids(parsed, filenames):
 
 
 def _multi_hot(labels, num_classes, filenames, video_ids):
-    """SparseTensor of class indices [B, ?] -> float32 multi-hot [B, num_classes], range checked."""
-    out_of_range = (labels.values < 0) | (labels.values >= num_classes)
-    bad_rows = tf.math.unsorted_segment_max(
-        tf.cast(out_of_range, tf.int32), labels.indices[:, 0],
-        tf.shape(video_ids)[0]) > 0
+    """SparseTensor of class indices [B, ?] -> float32 multi-hot [B, num_classes], range checked.
 
-    def problem(row):
-        in_row = tf.equal(labels.indices[:, 0], tf.cast(row, tf.int64)) & out_of_range
-        value = tf.boolean_mask(labels.values, in_row)[0]
-        return tf.strings.join(["label ", as_text(value), " is outside [0, num_classes=",
+    The check looks at the label values once; the row (file, video) of the first bad value is
+    only looked up to write the message."""
+    out_of_range = (labels.values < 0) | (labels.values >= num_classes)
+
+    def message():
+        first = tf.argmax(tf.cast(out_of_range, tf.int32), output_type=tf.int32)
+        row = tf.cast(labels.indices[first, 0], tf.int32)
+        return tf.strings.join([filenames[row], ": video ", video_ids[row], ": label ",
+                                as_text(labels.values[first]), " is outside [0, num_classes=",
                                 str(num_classes), ")"])
-    check = check_rows(bad_rows, filenames, video_ids, problem)
+    check = raise_if(tf.reduce_any(out_of_range), message)
     with tf.control_dependencies([check]):
         hot = tf.sparse.to_indicator(labels, num_classes)
     return tf.cast(hot, tf.float32), check
@@ -75,20 +76,30 @@ def _frame_features(feature_names):
 
 
 def _check_frames(strings, lengths, feature_names, feature_sizes, filenames, video_ids):
-    """Every frame of every feature holds exactly `size` bytes; all features have equal lengths."""
+    """Every frame of every feature holds exactly `size` bytes; all features have equal lengths.
+
+    One test per feature and batch: no frame is longer than `size` and the bytes add up to `size`
+    per frame, which together mean every frame has exactly `size` bytes (padding frames are "",
+    0 bytes). Which frame is wrong is only worked out to write the message."""
     checks = []
     first = feature_names[0]
     for name, size in zip(feature_names, feature_sizes):
         byte_counts = tf.strings.length(strings[name])  # [B, T]; padding frames are ""
-        valid = tf.sequence_mask(lengths[name], tf.shape(byte_counts)[1])
-        wrong = valid & tf.not_equal(byte_counts, size)
+        frames = lengths[name]
+        all_sized = ((tf.reduce_max(byte_counts) <= size)
+                     & (tf.reduce_sum(tf.cast(byte_counts, tf.int64))
+                        == size * tf.reduce_sum(tf.cast(frames, tf.int64))))
 
-        def problem(row, name=name, size=size, byte_counts=byte_counts, wrong=wrong):
+        def message(name=name, size=size, byte_counts=byte_counts, frames=frames):
+            valid = tf.sequence_mask(frames, tf.shape(byte_counts)[1])
+            wrong = valid & tf.not_equal(byte_counts, size)
+            row = tf.argmax(tf.cast(tf.reduce_any(wrong, axis=1), tf.int32), output_type=tf.int32)
             frame = tf.argmax(tf.cast(wrong[row], tf.int32), output_type=tf.int32)
             return tf.strings.join([
-                "feature ", name, " frame ", as_text(frame), " has ",
-                as_text(byte_counts[row, frame]), " bytes, expected ", str(size)])
-        checks.append(check_rows(tf.reduce_any(wrong, axis=1), filenames, video_ids, problem))
+                filenames[row], ": video ", video_ids[row], ": feature ", name, " frame ",
+                as_text(frame), " has ", as_text(byte_counts[row, frame]), " bytes, expected ",
+                str(size)])
+        checks.append(raise_if(tf.logical_not(all_sized), message))
         if name != first:
             def unequal(row, name=name):
                 return tf.strings.join([
