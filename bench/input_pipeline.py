@@ -1,22 +1,30 @@
-"""Input pipeline throughput: the frame reader beside the raw bytes of the same files.
+"""Input pipeline throughput: the project's frame reader beside a plain, unchecked tf.data reader.
 
-    python bench/input_pipeline.py                      # writes temporary shards, then measures
-    python bench/input_pipeline.py --data_dir=/tmp/yt8m_bench --num_videos=4000
+    python bench/input_pipeline.py --data_dir=/tmp/yt8m_bench          # shards written if missing
+    python bench/input_pipeline.py --data_dir=/tmp/yt8m_bench --rounds=9 --batch_size=80
 
-Shards: `<data_dir>/frame/train*.tfrecord` are reused when present; otherwise they are written
-there (by `yt8m.synthetic.generate` when it is available, else directly from random codes: the
-reader's cost does not depend on the values). Videos have 60-300 frames, rgb + audio and labels.
+Shards: `<data_dir>/frame/train*.tfrecord` are reused when present, else written there by
+yt8m.synthetic (--num_videos videos of 60-300 frames, rgb + audio + labels).
 
-Measured, each over whole passes of the files after one warm-up pass:
-  raw      tf.data.TFRecordDataset over the files, batched (bytes only, nothing parsed)
-  uint8    yt8m.data.frame_dataset(dequantize=False): uint8 [B, 300, size] codes
-  float32  yt8m.data.frame_dataset(): dequantized float32 [B, 300, size]
-Reported: examples/s (wall clock, best pass and median) and the process CPU time per example,
-which moves less than the wall clock when other jobs share the machine; "CPU-bound ceiling" =
-cores / CPU seconds per example, the rate if the pipeline had every core to itself (an estimate).
-Writes <output>.json, <output>.md and <output>.png (bar chart against the targets).
+Pipelines, measured in the same process and alternating: every round times one full pass of each
+(after one warm-up pass of each), so a load spike from other jobs hits all of them alike:
+  read            TFRecordDataset(files) -> batch: bytes only, nothing parsed
+  stream          the reader's record stream (yt8m.data.record_stream): + file names + the
+                  end-of-file byte check -> batch
+  plain uint8     read -> one tf.io.parse_sequence_example per batch -> decode_raw -> pad ->
+                  multi-hot labels; no check of any kind (written here, the reference)
+  reader uint8    yt8m.data.frame_dataset(dequantize=False)
+  plain float32   plain uint8 -> dequantize -> mask (written here)
+  reader float32  yt8m.data.frame_dataset()
+Both readers read the same files with the same number of parallel reads, read buffer, parallel
+batching and parsing, and prefetch. Reported: examples/s (best round, median, min), CPU time per
+example, and reader / plain ratios: of the best rounds, and the median and range of the per-round
+ratios (each round's passes ran back to back, so its ratio is the least disturbed).
+
+Stage costs: each stage alone on --stage_batches batches held in memory (so reading is not in
+them), best of the rounds, in CPU microseconds per example, plus the stream stages from the
+pipeline passes. Writes <output>.json, <output>.md and <output>.png.
 """
-import contextlib
 import json
 import os
 import shutil
@@ -35,133 +43,304 @@ from matplotlib import pyplot  # noqa: E402  (after choosing the headless backen
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
-from yt8m import data
+from yt8m import data, synthetic
 from yt8m.core import files
-from yt8m.data import records
+from yt8m.data import readers, record_stream, records
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Directory with frame/train*.tfrecord shards (written there "
                     "when missing). Default: a temporary directory, deleted afterwards.")
 flags.DEFINE_integer("num_videos", 2000, "Videos to write when shards are missing.")
 flags.DEFINE_integer("num_shards", 8, "Shards to write when shards are missing.")
-flags.DEFINE_integer("batch_size", 80, "Batch size of the readers.")
-flags.DEFINE_integer("passes", 3, "Timed passes over the files (after one warm-up pass).")
-flags.DEFINE_integer("num_parallel_reads", None, "Files read in parallel (default: reader's).")
-flags.DEFINE_list("variants", ["raw", "uint8", "float32"], "What to measure.")
+flags.DEFINE_integer("batch_size", 80, "Batch size of every pipeline.")
+flags.DEFINE_integer("rounds", 7, "Timed rounds (each: one pass of every pipeline, alternating).")
+flags.DEFINE_integer("stage_batches", 5, "Batches held in memory for the stage costs.")
+flags.DEFINE_integer("num_parallel_reads", None, "Files read in parallel (default: the reader's "
+                     "own, min(#files, 8)); the plain reader uses the same number.")
 flags.DEFINE_string("output", "bench/output/input_pipeline",
-                    "Output path without extension: writes .json and .md.")
+                    "Output path without extension: writes .json, .md and .png.")
 
 MIN_FRAMES, MAX_FRAMES = 60, 300
 NUM_CLASSES = records.DEFAULT_NUM_CLASSES
-TARGETS = {"float32": 6000, "uint8": 12000}  # examples/s asked for on the 2-core machine
+NAMES, SIZES = records.DEFAULT_FEATURE_NAMES, records.DEFAULT_FEATURE_SIZES
+AUTOTUNE = tf.data.AUTOTUNE
+PIPELINES = ("read", "stream", "plain uint8", "reader uint8", "plain float32", "reader float32")
+TARGETS = {"uint8": 0.9, "float32": 1.0}  # reader examples/s / plain reader examples/s
 
 
-def _write_random_shards(frame_dir, num_videos, num_shards, seed=0):
-    """Shards of random uint8 codes (the fallback when yt8m.synthetic is not available)."""
-    rng = np.random.default_rng(seed)
-    with contextlib.ExitStack() as stack:
-        writers = [stack.enter_context(tf.io.TFRecordWriter(stack.enter_context(
-            files.atomic_path(os.path.join(frame_dir, f"train{i:04d}.tfrecord")))))
-            for i in range(num_shards)]
-        for index in range(num_videos):
-            frames = int(rng.integers(MIN_FRAMES, MAX_FRAMES + 1))
-            features = {name: rng.integers(0, 256, (frames, size), dtype=np.uint8)
-                        for name, size in zip(records.DEFAULT_FEATURE_NAMES,
-                                              records.DEFAULT_FEATURE_SIZES)}
-            labels = rng.choice(NUM_CLASSES, size=int(rng.integers(1, 6)), replace=False)
-            example = records.make_sequence_example(f"bench{index:06d}", labels, features)
-            writers[index % num_shards].write(example.SerializeToString())
+# ----------------------------------------------------------------------------------------------
+# The plain reader: what a tf.data reader without any check does.
+
+_CONTEXT = {"id": tf.io.FixedLenFeature([], tf.string, default_value=""),
+            "labels": tf.io.VarLenFeature(tf.int64)}
+_FRAMES = {name: tf.io.FixedLenSequenceFeature([], tf.string) for name in NAMES}
 
 
-def _write_shards(data_dir, num_videos, num_shards):
-    try:
-        from yt8m import synthetic
-        synthetic.generate(data_dir, num_videos=num_videos, num_shards=num_shards,
-                           min_frames=MIN_FRAMES, max_frames=MAX_FRAMES, validate_fraction=0.0,
-                           test_fraction=0.0, num_segment_videos=0,
-                           num_classes=min(NUM_CLASSES, 1000), num_workers=os.cpu_count() or 1)
-        return "yt8m.synthetic.generate"
-    except (ImportError, AttributeError, TypeError, ValueError) as error:
-        logging.warning("yt8m.synthetic.generate unavailable (%s): writing random codes", error)
-        _write_random_shards(os.path.join(data_dir, "frame"), num_videos, num_shards)
-        return "random uint8 codes"
+def plain_parse(serialized):
+    return tf.io.parse_sequence_example(serialized, context_features=_CONTEXT,
+                                        sequence_features=_FRAMES)
 
 
-def _datasets(pattern, batch_size, num_parallel_reads):
-    files = data.list_files(pattern)
-    readers = num_parallel_reads or min(len(files), 8)
+def plain_labels(context):
+    return tf.cast(tf.sparse.to_indicator(context["labels"], NUM_CLASSES), tf.float32)
 
-    def raw():
-        return (tf.data.TFRecordDataset(files, num_parallel_reads=readers, buffer_size=4 << 20)
-                .batch(batch_size).prefetch(tf.data.AUTOTUNE))
 
-    def frames(dequantize):
+def plain_decode_pad(strings, size):
+    codes = tf.io.decode_raw(strings[:, :MAX_FRAMES], tf.uint8, fixed_length=size)
+    return tf.pad(codes, [[0, 0], [0, MAX_FRAMES - tf.shape(codes)[1]], [0, 0]])
+
+
+def plain_dequantize_mask(codes, num_frames):
+    valid = tf.sequence_mask(num_frames, MAX_FRAMES)[:, :, None]
+    return tf.where(valid, records.dequantize(codes), 0.0)
+
+
+def plain_batch(serialized, dequantize):
+    context, strings, lengths = plain_parse(serialized)
+    num_frames = tf.minimum(tf.cast(lengths[NAMES[0]], tf.int32), MAX_FRAMES)
+    batch = {"id": context["id"], "num_frames": num_frames, "labels": plain_labels(context)}
+    for name, size in zip(NAMES, SIZES):
+        codes = plain_decode_pad(strings[name], size)
+        batch[name] = plain_dequantize_mask(codes, num_frames) if dequantize else codes
+    return batch
+
+
+# ----------------------------------------------------------------------------------------------
+# Pipelines
+
+
+def pipelines(pattern, batch_size, num_parallel_reads):
+    file_list = data.list_files(pattern)
+    readers_count = num_parallel_reads or min(len(file_list), 8)
+
+    def batched(records_dataset):
+        return records_dataset.batch(batch_size, num_parallel_calls=AUTOTUNE, deterministic=True)
+
+    def read():
+        return tf.data.TFRecordDataset(file_list, num_parallel_reads=readers_count,
+                                       buffer_size=record_stream._READ_BUFFER_BYTES)
+
+    def plain(dequantize):
+        return lambda: (batched(read())
+                        .map(lambda serialized: plain_batch(serialized, dequantize),
+                             num_parallel_calls=AUTOTUNE, deterministic=True)
+                        .prefetch(AUTOTUNE))
+
+    def reader(dequantize):
         return lambda: data.frame_dataset(pattern, batch_size, num_classes=NUM_CLASSES,
                                           dequantize=dequantize,
                                           num_parallel_reads=num_parallel_reads)
-    return {"raw": raw, "uint8": frames(False), "float32": frames(True)}
+
+    return {"read": lambda: batched(read()).prefetch(AUTOTUNE),
+            "stream": lambda: batched(record_stream.named_records(
+                file_list, num_parallel_reads=readers_count)).prefetch(AUTOTUNE),
+            "plain uint8": plain(False), "reader uint8": reader(False),
+            "plain float32": plain(True), "reader float32": reader(True)}
 
 
-def _one_pass(dataset):
-    """(examples, bytes of the yielded tensors, wall seconds, CPU seconds) of one full pass."""
-    examples = nbytes = 0
+def one_pass(dataset):
+    """(examples, wall seconds, CPU seconds) of one full pass."""
+    examples = 0
     wall, cpu = time.perf_counter(), time.process_time()
     for batch in dataset:
-        if isinstance(batch, dict):
-            examples += int(batch["num_frames"].shape[0])
-            nbytes += sum(int(np.prod(t.shape)) * t.dtype.size for t in batch.values()
-                          if t.dtype != tf.string)
-        else:  # raw serialized records
-            examples += int(batch.shape[0])
-            nbytes += int(tf.reduce_sum(tf.strings.length(batch)))
-    return examples, nbytes, time.perf_counter() - wall, time.process_time() - cpu
+        examples += int((batch[0] if isinstance(batch, tuple) else
+                         batch["id"] if isinstance(batch, dict) else batch).shape[0])
+    return examples, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def measure(make_dataset, passes):
-    dataset = make_dataset()
-    _one_pass(dataset)  # warm-up: tracing, page cache, autotuning
-    runs = [_one_pass(dataset) for _ in range(passes)]
-    examples, nbytes = runs[0][0], runs[0][1]
-    rates = [examples / wall for _, _, wall, _ in runs]
-    cpu_seconds = min(cpu for *_, cpu in runs) / examples
-    return {"examples": examples, "examples_per_s_best": max(rates),
-            "examples_per_s_median": statistics.median(rates),
-            "cpu_ms_per_example": cpu_seconds * 1e3,
-            "cpu_bound_ceiling_examples_per_s": (os.cpu_count() or 1) / cpu_seconds,
-            "output_mb_per_s_best": max(nbytes / wall for _, _, wall, _ in runs) / 1e6}
+def measure_pipelines(datasets, rounds):
+    """Alternating passes: per pipeline the examples and per-round (rate, CPU us / example)."""
+    for dataset in datasets.values():
+        one_pass(dataset)  # warm-up: tracing, XLA compilation, page cache, autotuning
+    runs = {name: [] for name in datasets}
+    for round_index in range(rounds):
+        for name, dataset in datasets.items():
+            examples, wall, cpu = one_pass(dataset)
+            runs[name].append((examples, examples / wall, 1e6 * cpu / examples))
+        logging.info("round %d: %s", round_index + 1, {
+            name: f"{runs[name][-1][1]:.0f}/s" for name in datasets})
+    return runs
 
 
-def markdown_table(results, command):
-    lines = [f"`{command}`", "",
-             "| pipeline | examples/s (best) | examples/s (median) | CPU ms / example | "
-             "CPU-bound ceiling, examples/s | MB/s out | target |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+def summarize(runs):
+    results = {}
+    for name, passes in runs.items():
+        rates = [rate for _, rate, _ in passes]
+        results[name] = {"examples": passes[0][0], "examples_per_s": rates,
+                         "best": max(rates), "median": statistics.median(rates),
+                         "min": min(rates),
+                         "cpu_us_per_example": min(cpu for *_, cpu in passes)}
+    ratios = {}
+    for kind in ("uint8", "float32"):
+        reader, plain = runs.get(f"reader {kind}"), runs.get(f"plain {kind}")
+        if reader and plain:
+            per_round = [r[1] / p[1] for r, p in zip(reader, plain)]
+            ratios[kind] = {"of_best": results[f"reader {kind}"]["best"]
+                            / results[f"plain {kind}"]["best"],
+                            "per_round_median": statistics.median(per_round),
+                            "per_round_min": min(per_round), "per_round_max": max(per_round),
+                            "cpu": results[f"plain {kind}"]["cpu_us_per_example"]
+                            / results[f"reader {kind}"]["cpu_us_per_example"],
+                            "target": TARGETS[kind]}
+    return results, ratios
+
+
+# ----------------------------------------------------------------------------------------------
+# Stage costs: each piece alone on batches held in memory.
+
+
+def stage_functions():
+    """name -> (function of one in-memory batch, which reader it belongs to). The reader's pieces
+    are its own functions (yt8m.data.readers), called as its parse step calls them."""
+    reader_parser = readers._FrameParser(NUM_CLASSES, NAMES, SIZES)
+    reader_uint8 = readers.frame_batch_parser(NUM_CLASSES, MAX_FRAMES, dequantize=False)
+    reader_float32 = readers.frame_batch_parser(NUM_CLASSES, MAX_FRAMES, dequantize=True)
+
+    def parsed(batch):
+        context, strings, lengths = tf.io.parse_sequence_example(
+            batch["serialized"], context_features=reader_parser.context_features,
+            sequence_features=reader_parser.sequence_features, example_names=batch["filenames"])
+        return context, strings, lengths
+
+    def reader_checks(batch):
+        context, strings, lengths = parsed(batch)
+        video_ids, id_check = readers._video_ids(context, batch["filenames"])
+        _, label_check = readers._multi_hot(context["labels"], NUM_CLASSES, batch["filenames"],
+                                            video_ids)
+        return [id_check, label_check] + readers._check_frames(
+            strings, lengths, NAMES, SIZES, batch["filenames"], video_ids)
+
+    def decoded(batch):
+        _, strings, lengths = plain_parse(batch["serialized"])
+        num_frames = tf.minimum(tf.cast(lengths[NAMES[0]], tf.int32), MAX_FRAMES)
+        return [plain_decode_pad(strings[name], size) for name, size in zip(NAMES, SIZES)], \
+            num_frames
+
+    def fused_dequantize(batch):
+        codes, num_frames = decoded(batch)
+        return [readers._dequantize_padded_fused(c, num_frames) for c in codes]
+
+    def plain_dequantize(batch):
+        codes, num_frames = decoded(batch)
+        return [plain_dequantize_mask(c, num_frames) for c in codes]
+
+    def with_labels(batch):
+        context, strings, _ = plain_parse(batch["serialized"])
+        return plain_labels(context), strings[NAMES[0]]
+
+    return {
+        "parse": (lambda batch: plain_parse(batch["serialized"]), "both"),
+        "parse + multi-hot labels": (with_labels, "both"),
+        "parse + multi-hot labels + the reader's checks": (reader_checks, "reader"),
+        "parse + decode_raw + pad": (decoded, "both"),
+        "parse + decode + pad + dequantize + mask, unfused": (plain_dequantize, "plain"),
+        "parse + decode + pad + dequantize + mask, XLA-fused": (fused_dequantize, "reader"),
+        "plain parse step, uint8": (lambda batch: plain_batch(batch["serialized"], False),
+                                    "plain"),
+        "reader parse step, uint8": (
+            lambda batch: reader_uint8(batch["filenames"], batch["serialized"]), "reader"),
+        "plain parse step, float32": (lambda batch: plain_batch(batch["serialized"], True),
+                                      "plain"),
+        "reader parse step, float32": (
+            lambda batch: reader_float32(batch["filenames"], batch["serialized"]), "reader"),
+    }
+
+
+def measure_stages(pattern, batch_size, num_batches, rounds):
+    """CPU microseconds per example of each stage function (best of `rounds`, alternating)."""
+    stream = record_stream.named_records(data.list_files(pattern))
+    batches = [{"filenames": names, "serialized": serialized} for names, serialized in
+               stream.batch(batch_size, drop_remainder=True).take(num_batches)]
+    examples = batch_size * len(batches)
+    functions = {name: tf.function(function) for name, (function, _) in
+                 stage_functions().items()}
+
+    def run(function):
+        cpu = time.process_time()
+        for batch in batches:
+            tf.nest.map_structure(lambda t: t.numpy(), function(batch), expand_composites=True)
+        return 1e6 * (time.process_time() - cpu) / examples
+
+    for function in functions.values():
+        run(function)  # tracing and compilation
+    costs = {name: [] for name in functions}
+    for _ in range(rounds):
+        for name, function in functions.items():
+            costs[name].append(run(function))
+    return {name: min(values) for name, values in costs.items()}
+
+
+def stage_table(stages, results):
+    """The cost of each stage = the difference of two measured functions (us / example)."""
+    read = results["read"]["cpu_us_per_example"]
+    parse = stages["parse"]
+    decode = stages["parse + decode_raw + pad"] - parse
+    rows = [
+        ("TFRecord read + batch (read pipeline)", read, read),
+        ("file names + end-of-file byte check (stream - read pipelines)", None,
+         results["stream"]["cpu_us_per_example"] - read),
+        ("tf.io.parse_sequence_example", parse, parse),
+        ("checks: ids, label range, frame sizes, frame counts", None,
+         stages["parse + multi-hot labels + the reader's checks"]
+         - stages["parse + multi-hot labels"]),
+        ("multi-hot labels", stages["parse + multi-hot labels"] - parse,
+         stages["parse + multi-hot labels"] - parse),
+        ("decode_raw + pad to max_frames (uint8)", decode, decode),
+        ("dequantize + mask (float32 only)",
+         stages["parse + decode + pad + dequantize + mask, unfused"]
+         - stages["parse + decode_raw + pad"],
+         stages["parse + decode + pad + dequantize + mask, XLA-fused"]
+         - stages["parse + decode_raw + pad"]),
+        ("whole parse step, uint8 (in memory)", stages["plain parse step, uint8"],
+         stages["reader parse step, uint8"]),
+        ("whole parse step, float32 (in memory)", stages["plain parse step, float32"],
+         stages["reader parse step, float32"]),
+        ("whole pipeline, uint8 (CPU per example)",
+         results["plain uint8"]["cpu_us_per_example"],
+         results["reader uint8"]["cpu_us_per_example"]),
+        ("whole pipeline, float32 (CPU per example)",
+         results["plain float32"]["cpu_us_per_example"],
+         results["reader float32"]["cpu_us_per_example"]),
+    ]
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# Report
+
+
+def markdown(results, ratios, rows, command, info):
+    lines = [f"`{command}`", "", info, "",
+             "| pipeline | examples/s, best round | median | min | CPU us / example |",
+             "| --- | ---: | ---: | ---: | ---: |"]
     for name, row in results.items():
-        target = TARGETS.get(name)
-        lines.append(f"| {name} | {row['examples_per_s_best']:.0f} | "
-                     f"{row['examples_per_s_median']:.0f} | {row['cpu_ms_per_example']:.3f} | "
-                     f"{row['cpu_bound_ceiling_examples_per_s']:.0f} | "
-                     f"{row['output_mb_per_s_best']:.0f} | {target or ''} |")
+        lines.append(f"| {name} | {row['best']:.0f} | {row['median']:.0f} | {row['min']:.0f} | "
+                     f"{row['cpu_us_per_example']:.0f} |")
+    lines += ["", "| reader / plain | of the best rounds | per round: median (min-max) | "
+              "of CPU time | target |", "| --- | ---: | ---: | ---: | ---: |"]
+    for kind, ratio in ratios.items():
+        lines.append(f"| {kind} | {ratio['of_best']:.2f} | {ratio['per_round_median']:.2f} "
+                     f"({ratio['per_round_min']:.2f}-{ratio['per_round_max']:.2f}) | "
+                     f"{ratio['cpu']:.2f} | >= {ratio['target']} |")
+    lines += ["", "| stage (CPU us / example) | plain reader | project reader |",
+              "| --- | ---: | ---: |"]
+    for name, plain, reader in rows:
+        lines.append(f"| {name} | {'-' if plain is None else f'{plain:.0f}'} | "
+                     f"{'-' if reader is None else f'{reader:.0f}'} |")
     return "\n".join(lines) + "\n"
 
 
 def plot(results, path):
-    """Bars: measured examples/s and the CPU-bound ceiling per pipeline; ticks: the targets."""
     names = list(results)
     x = np.arange(len(names))
-    figure, axes = pyplot.subplots(figsize=(6.5, 3.8))
-    axes.bar(x - 0.2, [results[n]["examples_per_s_best"] for n in names], 0.4,
-             label="measured (best pass, wall clock)")
-    axes.bar(x + 0.2, [results[n]["cpu_bound_ceiling_examples_per_s"] for n in names], 0.4,
-             label=f"CPU-bound ceiling ({os.cpu_count()} cores / CPU time)")
-    for i, name in enumerate(names):
-        if name in TARGETS:
-            axes.hlines(TARGETS[name], i - 0.45, i + 0.45, colors="black", linestyles="dashed",
-                        label="target" if name == "float32" else None)
-    axes.set_xticks(x, names)
-    axes.set_ylabel("examples / s")
-    axes.set_title("Frame reader throughput (batch of 80, 60-300 frames)")
-    axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3)
+    best = np.array([results[n]["best"] for n in names])
+    low = best - np.array([results[n]["min"] for n in names])
+    figure, axes = pyplot.subplots(figsize=(7.5, 3.8))
+    axes.bar(x, best, 0.6, yerr=[low, np.zeros_like(low)], capsize=4,
+             color=["#999999", "#999999", "#4c72b0", "#dd8452", "#4c72b0", "#dd8452"][:len(x)])
+    axes.set_xticks(x, names, fontsize=8)
+    axes.set_ylabel("examples / s (best round; bar down to the worst)")
+    axes.set_title(f"Frame readers, batch {FLAGS.batch_size}, {MIN_FRAMES}-{MAX_FRAMES} frames")
     figure.tight_layout()
     with files.atomic_path(path) as temp:
         figure.savefig(temp, format="png", dpi=110)
@@ -170,38 +349,38 @@ def plot(results, path):
 
 def main(argv):
     del argv
-    unknown = sorted(set(FLAGS.variants) - {"raw", "uint8", "float32"})
-    if unknown:
-        raise app.UsageError(f"--variants: unknown {unknown}; use raw, uint8, float32")
     data_dir = FLAGS.data_dir or tempfile.mkdtemp(prefix="yt8m_bench_")
     try:
         pattern = os.path.join(data_dir, "frame", "train*.tfrecord")
-        source = "existing shards"
         if not tf.io.gfile.glob(pattern):
-            started = time.perf_counter()
-            source = _write_shards(data_dir, FLAGS.num_videos, FLAGS.num_shards)
-            logging.info("wrote shards in %.0f s (%s)", time.perf_counter() - started, source)
-        datasets = _datasets(pattern, FLAGS.batch_size, FLAGS.num_parallel_reads)
-        results = {}
-        for name in FLAGS.variants:
-            results[name] = measure(datasets[name], FLAGS.passes)
-            logging.info("%s: %s", name, results[name])
+            synthetic.generate(data_dir, num_videos=FLAGS.num_videos, num_shards=FLAGS.num_shards,
+                               min_frames=MIN_FRAMES, max_frames=MAX_FRAMES,
+                               validate_fraction=0.0, test_fraction=0.0, num_segment_videos=0,
+                               num_classes=1000, num_workers=os.cpu_count() or 1)
+        datasets = {name: make() for name, make in pipelines(
+            pattern, FLAGS.batch_size, FLAGS.num_parallel_reads).items()}
+        results, ratios = summarize(measure_pipelines(datasets, FLAGS.rounds))
+        stages = measure_stages(pattern, FLAGS.batch_size, FLAGS.stage_batches, FLAGS.rounds)
         shard_bytes = sum(tf.io.gfile.stat(f).length for f in data.list_files(pattern))
+        num_files = len(data.list_files(pattern))
     finally:
         if FLAGS.data_dir is None:
             shutil.rmtree(data_dir, ignore_errors=True)
 
+    rows = stage_table(stages, results)
     command = " ".join(["python bench/input_pipeline.py"] + sys.argv[1:])
-    table = markdown_table(results, command)
-    info = (f"{results[next(iter(results))]['examples']} videos, {shard_bytes / 1e6:.0f} MB of "
-            f"shards ({source}), {os.cpu_count()} CPU cores, batch {FLAGS.batch_size}\n")
-    print(info + table)
-    files.write_text_atomically(FLAGS.output + ".md", info + "\n" + table)
+    load = os.getloadavg()
+    info = (f"{results['read']['examples']} videos in {num_files} shards ({shard_bytes / 1e6:.0f} "
+            f"MB), batch {FLAGS.batch_size}, {os.cpu_count()} CPU cores, {FLAGS.rounds} rounds; "
+            f"load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
+    text = markdown(results, ratios, rows, command, info)
+    print(text)
+    files.write_text_atomically(FLAGS.output + ".md", text)
     plot(results, FLAGS.output + ".png")
-    files.write_text_atomically(FLAGS.output + ".json", json.dumps(
-        {"command": command, "shards": source, "shard_bytes": shard_bytes,
-         "cpu_count": os.cpu_count(), "batch_size": FLAGS.batch_size, "results": results},
-        indent=2) + "\n")
+    files.write_json_atomically(FLAGS.output + ".json", {
+        "command": command, "info": info, "results": results, "ratios": ratios,
+        "stages_us_per_example": stages,
+        "stage_table": [{"stage": n, "plain": p, "reader": r} for n, p, r in rows]})
 
 
 if __name__ == "__main__":

@@ -35,10 +35,12 @@ def data_config_from_model_flags(model_flags, segment_labels, num_readers, frame
         frame_buckets=tuple(frame_buckets))
 
 
-def _dataset(files, data, batch_size, *, shuffle, num_epochs, seed, dequantize, drop_remainder):
+def _dataset(files, data, batch_size, *, shuffle, num_epochs, seed, dequantize, drop_remainder,
+             shard=None):
     common = dict(num_classes=data.num_classes, feature_names=data.feature_names,
                   feature_sizes=data.feature_sizes, shuffle=shuffle, num_epochs=num_epochs,
-                  seed=seed, drop_remainder=drop_remainder, num_parallel_reads=data.num_readers)
+                  seed=seed, drop_remainder=drop_remainder, num_parallel_reads=data.num_readers,
+                  shard=shard)
     if data.frame_buckets and (data.segment_labels or not data.frame_features):
         raise ValueError("--frame_buckets applies to frame-level videos (--frame_features); "
                          "segments (--segment_labels) and video-level means have no frame axis "
@@ -57,14 +59,18 @@ def _dataset(files, data, batch_size, *, shuffle, num_epochs, seed, dequantize, 
     return readers.video_dataset(files, batch_size, **common)
 
 
-def training_dataset(files, data, global_batch_size, num_epochs, seed=None, dequantize=False):
-    """Shuffled, `num_epochs` passes, full global batches only (they split evenly over replicas).
+def training_dataset(files, data, batch_size, num_epochs, seed=None, dequantize=False,
+                     shard=None):
+    """Shuffled, `num_epochs` passes, full batches only (they split evenly over replicas).
 
+    `batch_size` is what one step of this process consumes: the global batch, or this worker's
+    share of it when `shard=(worker index, workers)` gives each worker its own part of the data
+    (multi-worker training: yt8m.training.distribution.input_shard).
     With dequantize=False frame features stay uint8 (4x less to copy to the devices); the train
     step dequantizes them (`model_inputs`).
     """
-    return _dataset(files, data, global_batch_size, shuffle=True, num_epochs=num_epochs,
-                    seed=seed, dequantize=dequantize, drop_remainder=True)
+    return _dataset(files, data, batch_size, shuffle=True, num_epochs=num_epochs, seed=seed,
+                    dequantize=dequantize, drop_remainder=True, shard=shard)
 
 
 def evaluation_dataset(files, data, batch_size):
