@@ -1,4 +1,5 @@
-"""Ensemble export benchmark: size, GAP and inference speed of float32 / float16 / int8 exports.
+"""Ensemble export benchmark: size, GAP and inference speed of float32 / float16 / int8 exports,
+and of bit-packed sparse storage (--sparse_weights) of the same members pruned.
 
     python bench/export.py                                  # synthetic data + quick training
     python bench/export.py --work_dir=/tmp/yt8m_export_bench --train_steps=300
@@ -10,18 +11,29 @@ bench/result_cache.py):
      (sizes below), each keeping its last checkpoints;
   3. the same ensemble (NeXtVLAD averaged over its last 2 checkpoints, weights 0.6/0.4) exported
      as float32, float16 and int8 with export_ensemble(), verified on frame/validate;
-  4. inference speed of each reloaded SavedModel's serving_default on validation batches held in
-     memory (so the reader is not measured): examples/s (best of --passes, wall clock) and the
-     process CPU seconds per example (steadier when the machine is shared).
+  4. the same members with --sparsity of every large matrix zeroed by magnitude (numpy, one shot
+     after training, no fine-tuning: pruning during training is train.py's job), exported at each
+     precision twice: dense (--sparse_weights=0) and bit-packed sparse (--sparse_weights=0.5);
+  5. inference speed of every reloaded SavedModel's serving_default on validation batches held in
+     memory (so the reader is not measured), all exports loaded together and timed in turn, pass
+     after pass (a busy spell of the shared machine hits all of them alike): examples/s (best of
+     --passes, wall clock) and the process CPU seconds per example (median); plus the load time
+     (which includes densifying the sparse matrices);
+  6. the two ways of densifying in TF ops, timed on one --densify_elements matrix: scatter_nd at
+     the set bits (what yt8m.export.sparse does) and a gather at the mask's cumulative sum.
 Reported per precision: on-disk size, size relative to float32, validation GAP of the float32
-ensemble and of the export, max |prediction difference|, examples/s, speed relative to float32.
-Targets (issue 6): float16 size <= 0.52 x float32 with |GAP change| < 0.0005; inference speed
->= 0.9 x float32. Writes <output>.json, <output>.md and <output>.png.
+ensemble and of the export, max |prediction difference|, examples/s, speed relative to float32;
+for the pruned members, sparse against dense at the same precision.
+Targets: float16 size <= 0.52 x float32 with |GAP change| < 0.0005, inference speed >= 0.9 x
+float32 (issue 6); sparse export speed >= 0.9 x the dense export's (issue 19). Writes
+<output>.json, <output>.md and <output>.png.
 """
 import os
 import shutil
 import statistics
 import time
+
+import numpy as np
 
 import matplotlib
 from absl import app, flags, logging
@@ -35,14 +47,18 @@ import tensorflow as tf
 import frame_level_models
 from yt8m import synthetic
 from yt8m.core import files
+from yt8m.core import model_flags as model_flags_lib
 from yt8m.core.config import DataConfig, TrainConfig
 from yt8m.data import records
 from yt8m.export import budget
 from yt8m.export import exporter
 from yt8m.export import member_module
+from yt8m.export import members as members_lib
 from yt8m.export import precision as precision_lib
 from yt8m.export import serving
+from yt8m.export import sparse
 from yt8m.export import validation_data
+from yt8m.training import checkpoints
 from yt8m.training import trainer
 
 import result_cache
@@ -56,6 +72,10 @@ flags.DEFINE_integer("batch_size", 32, "Batch size of training and of the speed 
 flags.DEFINE_integer("speed_batches", 8, "Validation batches timed per pass.")
 flags.DEFINE_integer("passes", 3, "Timed passes (after one warm-up pass).")
 flags.DEFINE_string("output", "bench/output/export", "Output path without extension.")
+flags.DEFINE_float("sparsity", 0.75, "Fraction of each large matrix of the pruned members "
+                   "zeroed by magnitude (0: no sparse-storage rows).")
+flags.DEFINE_integer("densify_elements", 2 ** 24, "Elements of the matrix the two densify ops are "
+                     "timed on (0: skip).")
 flags.DEFINE_bool("scale_sizes", True, "Also compute the variable bytes of paper-scale models "
                   "(V=3862) at each precision (built in memory, not trained or written).")
 
@@ -76,7 +96,9 @@ WEIGHTS = (0.6, 0.4)
 SCALE_MODELS = {"NeXtVLADModel (8G 128K x2 2048H)": ("NeXtVLADModel", {}),
                 "NetVLADModelLF K32-H1024": ("NetVLADModelLF", {"netvlad_cluster_size": 32,
                                                                 "netvlad_hidden_size": 1024})}
-TARGETS = {"float16_size_ratio": 0.52, "float16_gap_change": 0.0005, "speed_ratio": 0.9}
+TARGETS = {"float16_size_ratio": 0.52, "float16_gap_change": 0.0005, "speed_ratio": 0.9,
+           "sparse_speed_ratio": 0.9}
+SPARSE_WEIGHTS = 0.5  # --sparse_weights of the sparse exports (the pruned matrices are at 0.75)
 
 
 def _data(work_dir):
@@ -113,23 +135,89 @@ def _train_members(work_dir, train_pattern):
     return dirs
 
 
-def _speed(export_dir, batches):
-    """(best examples/s over the passes, median CPU seconds per example)."""
-    serve = tf.saved_model.load(export_dir).signatures[serving.SERVING_DEFAULT]
-    count = sum(int(batch["num_frames"].shape[0]) for batch in batches)
+def _prune_by_magnitude(values, sparsity):
+    flat = values.reshape(-1).copy()
+    flat[np.argsort(np.abs(flat), kind="stable")[:int(round(sparsity * flat.size))]] = 0
+    return flat.reshape(values.shape)
 
-    def one_pass():
+
+def _pruned_member(work_dir, spec_text, sparsity):
+    """<work_dir>/<member>_pruned<percent>: the member's (averaged) weights with `sparsity` of each
+    large matrix (the exporter's candidates) zeroed by magnitude, saved as one checkpoint."""
+    spec = members_lib.parse_member(os.path.join(work_dir, spec_text),
+                                    members_lib.CheckpointSelection(members_lib.LATEST))
+    name = os.path.basename(os.path.normpath(spec.train_dir))
+    train_dir = os.path.join(work_dir, f"{name}_pruned{round(sparsity * 100)}")
+    if tf.train.latest_checkpoint(train_dir):
+        return train_dir
+    member = members_lib.load_member(spec)
+    for variable in member_module.unique_variables(member.model):
+        if precision_lib.is_low_precision_candidate(variable, precision_lib.DEFAULT_MIN_ELEMENTS):
+            variable.assign(_prune_by_magnitude(variable.numpy(), sparsity))
+    files.write_json_atomically(model_flags_lib.model_flags_path(train_dir), member.model_flags)
+    step = checkpoints.checkpoint_step(member.checkpoints[-1])
+    checkpoints.make_checkpoint_manager(tf.train.Checkpoint(model=member.model), train_dir,
+                                        1).save(checkpoint_number=step)
+    return train_dir
+
+
+def _speeds(export_dirs, batches):
+    """{export dir: (best examples/s, median CPU s per example, load seconds)}: all exports loaded
+    together, then timed in turn, pass after pass."""
+    count = sum(int(batch["num_frames"].shape[0]) for batch in batches)
+    serves, load_seconds = {}, {}
+    for export_dir in export_dirs:
+        start = time.perf_counter()
+        serves[export_dir] = tf.saved_model.load(export_dir).signatures[serving.SERVING_DEFAULT]
+        load_seconds[export_dir] = time.perf_counter() - start
+
+    def one_pass(serve):
         for batch in batches:
             serve(rgb=batch["rgb"], audio=batch["audio"], num_frames=batch["num_frames"])
 
-    one_pass()  # warm-up
-    rates, cpu = [], []
+    for serve in serves.values():
+        one_pass(serve)  # warm-up
+    rates = {export_dir: [] for export_dir in export_dirs}
+    cpu = {export_dir: [] for export_dir in export_dirs}
     for _ in range(FLAGS.passes):
-        wall, process = time.perf_counter(), time.process_time()
-        one_pass()
-        rates.append(count / (time.perf_counter() - wall))
-        cpu.append((time.process_time() - process) / count)
-    return max(rates), statistics.median(cpu)
+        for export_dir, serve in serves.items():
+            wall, process = time.perf_counter(), time.process_time()
+            one_pass(serve)
+            rates[export_dir].append(count / (time.perf_counter() - wall))
+            cpu[export_dir].append((time.process_time() - process) / count)
+    return {export_dir: (max(rates[export_dir]), statistics.median(cpu[export_dir]),
+                         load_seconds[export_dir]) for export_dir in export_dirs}
+
+
+def _gather_densify(mask_bits, values, num_elements):
+    """The alternative to sparse.densify: each element takes the value at its mask's cumulative
+    sum, zero where the mask is not set."""
+    mask = sparse.unpack_mask(mask_bits, num_elements)
+    positions = tf.cumsum(tf.cast(mask, tf.int32), exclusive=True)
+    gathered = tf.gather(values, tf.minimum(positions, tf.size(values) - 1))
+    return tf.where(mask, gathered, tf.zeros_like(gathered))
+
+
+def _densify_op_seconds(num_elements, sparsity):
+    """{op: best seconds of 5} for densifying one matrix, the two ops alternating."""
+    rng = np.random.default_rng(0)
+    dense = _prune_by_magnitude(rng.normal(size=num_elements).astype(np.float32), sparsity)
+    mask_bits = tf.constant(sparse.pack_mask(dense != 0))
+    values = tf.constant(dense[dense != 0])
+    ops = {"scatter_nd (yt8m.export.sparse)": tf.function(
+               lambda: sparse.densify(mask_bits, values, [num_elements])),
+           "gather at cumsum": tf.function(
+               lambda: _gather_densify(mask_bits, values, num_elements))}
+    seconds = {name: [] for name in ops}
+    for name, op in ops.items():
+        if not np.array_equal(op().numpy(), dense):  # also the warm-up
+            raise AssertionError(f"densify op {name} is wrong")
+    for _ in range(5):
+        for name, op in ops.items():
+            start = time.perf_counter()
+            op().numpy()
+            seconds[name].append(time.perf_counter() - start)
+    return {name: min(values) for name, values in seconds.items()}
 
 
 def _scale_sizes():
@@ -190,8 +278,45 @@ def _markdown(rows, command):
             f"{row['gap_float32']:.5f} | {row['gap_exported']:.5f} | "
             f"{row['max_abs_prediction_diff']:.2g} | {row['examples_per_second']:.0f} | "
             f"{row['speed_ratio']:.2f} | {row['cpu_ms_per_example']:.2f} |")
-    return (f"Command: `{command}`\n\nMachine shared with other jobs: speeds are indicative.\n\n"
+    return (f"Command: `{command}`\n\nMachine shared with other jobs: speeds are best of "
+            f"{FLAGS.passes} passes, every export timed in turn in each pass.\n\n"
             + "\n".join(lines) + "\n")
+
+
+def _sparse_markdown(rows):
+    lines = [f"Members pruned to sparsity {FLAGS.sparsity:g} by magnitude (one shot, no "
+             "fine-tuning), exported dense and with --sparse_weights="
+             f"{SPARSE_WEIGHTS:g}. Size ratio against the unpruned float32 export; GAP float32 "
+             "is the pruned float32 ensemble; speed sparse / dense at the same precision.",
+             "",
+             "| precision | storage | on disk (MB) | size / float32 | sparse matrices: stored / "
+             "dense | GAP float32 | GAP export | max abs diff | examples/s | speed sparse / dense "
+             "| CPU ms/example | load s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(
+            f"| {row['precision']} | {row['storage']} | {row['on_disk_mb']:.2f} | "
+            f"{row['size_ratio']:.3f} | {row['sparse_stored_ratio']} | "
+            f"{row['gap_float32']:.5f} | {row['gap_exported']:.5f} | "
+            f"{row['max_abs_prediction_diff']:.2g} | {row['examples_per_second']:.0f} | "
+            f"{row['speed_ratio']} | {row['cpu_ms_per_example']:.2f} | "
+            f"{row['load_seconds']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _export_row(label, export_dir, report, **fields):
+    sparse_groups = [group for group in report["tensor_groups"] if group["group"] == "sparse"]
+    stored = sum(group["stored_bytes"] for group in sparse_groups)
+    dense = sum(group["dense_bytes"] for group in sparse_groups)
+    return {"label": label, "export_dir": export_dir, "precision": report["precision"],
+            "on_disk_bytes": report["on_disk_bytes"],
+            "on_disk_mb": report["on_disk_bytes"] / 2 ** 20,
+            "variable_bytes": report["size_bytes"][report["precision"]],
+            "sparse_stored_ratio": f"{stored / dense:.3f}" if dense else "-",
+            "gap_float32": report["gap_float32"], "gap_exported": report["gap_exported"],
+            "gap_change": report["gap_exported"] - report["gap_float32"],
+            "max_abs_prediction_diff": report["max_abs_prediction_diff"],
+            "gap_videos": report["verified_videos"], **fields}
 
 
 def main(argv):
@@ -204,35 +329,58 @@ def main(argv):
     batches = list(validation_data.frame_batches(
         validate_pattern, "validate", FLAGS.batch_size, FLAGS.batch_size * FLAGS.speed_batches,
         FLAGS.num_classes, MAX_FRAMES))
-    rows = []
-    for precision in precision_lib.PRECISIONS:
-        export_dir = os.path.join(work_dir, f"export_{precision}")
+
+    def export(name, export_members, precision, sparse_weights=0.0):
+        export_dir = os.path.join(work_dir, f"export_{name}")
         report = exporter.export_ensemble(exporter.ExportConfig(
-            members=members, weights=list(WEIGHTS), output_dir=export_dir, precision=precision,
+            members=export_members, weights=list(WEIGHTS), output_dir=export_dir,
+            precision=precision, sparse_weights=sparse_weights,
             eval_data_pattern=validate_pattern, overwrite=True))
-        rate, cpu = _speed(export_dir, batches)
-        rows.append({"precision": precision, "on_disk_bytes": report["on_disk_bytes"],
-                     "on_disk_mb": report["on_disk_bytes"] / 2 ** 20,
-                     "variable_bytes": report["size_bytes"][precision],
-                     "gap_float32": report["gap_float32"], "gap_exported": report["gap_exported"],
-                     "gap_change": report["gap_exported"] - report["gap_float32"],
-                     "max_abs_prediction_diff": report["max_abs_prediction_diff"],
-                     "examples_per_second": rate, "cpu_ms_per_example": cpu * 1000,
-                     "gap_videos": report["verified_videos"]})
-        logging.info("%s: %s", precision, rows[-1])
+        return export_dir, report
+
+    rows = [_export_row(precision, *export(precision, members, precision))
+            for precision in precision_lib.PRECISIONS]
+    sparse_rows = []
+    if FLAGS.sparsity > 0:
+        pruned = [_pruned_member(work_dir, spec, FLAGS.sparsity) for spec in MEMBER_SPECS]
+        for precision in precision_lib.PRECISIONS:
+            for storage, sparse_weights in (("dense", 0.0), ("sparse", SPARSE_WEIGHTS)):
+                name = f"pruned_{precision}_{storage}"
+                sparse_rows.append(_export_row(name, *export(name, pruned, precision,
+                                                             sparse_weights), storage=storage))
+    speeds = _speeds([row["export_dir"] for row in rows + sparse_rows], batches)
+    for row in rows + sparse_rows:
+        rate, cpu, load = speeds[row["export_dir"]]
+        row.update(examples_per_second=rate, cpu_ms_per_example=cpu * 1000, load_seconds=load)
+        logging.info("%s: %s", row["label"], row)
     base = rows[0]
-    for row in rows:
+    for row in rows + sparse_rows:
         row["size_ratio"] = row["on_disk_bytes"] / base["on_disk_bytes"]
+    for row in rows:
         row["speed_ratio"] = row["examples_per_second"] / base["examples_per_second"]
+    for row in sparse_rows:
+        dense = next(other for other in sparse_rows if other["storage"] == "dense"
+                     and other["precision"] == row["precision"])
+        row["speed_ratio"] = (f"{row['examples_per_second'] / dense['examples_per_second']:.2f}"
+                              if row["storage"] == "sparse" else "1")
     command = ("python bench/export.py " + " ".join(
         f"--{name}={FLAGS[name].value}" for name in
         ("work_dir", "num_videos", "num_classes", "train_steps", "batch_size", "speed_batches",
-         "passes")))
+         "passes", "sparsity", "densify_elements")))
     result = {"command": command, "members": {name: dirs[name] for name in dirs},
-              "weights": WEIGHTS, "targets": TARGETS, "rows": rows,
+              "weights": WEIGHTS, "targets": TARGETS, "rows": rows, "sparse_rows": sparse_rows,
               "load_average": os.getloadavg(), "cpu_count": os.cpu_count()}
     os.makedirs(os.path.dirname(FLAGS.output) or ".", exist_ok=True)
     text = _markdown(rows, command)
+    if sparse_rows:
+        text += "\n" + _sparse_markdown(sparse_rows)
+    if FLAGS.densify_elements:
+        result["densify_seconds"] = _densify_op_seconds(FLAGS.densify_elements, FLAGS.sparsity
+                                                        or 0.75)
+        text += (f"\nDensifying one matrix of {FLAGS.densify_elements} elements at sparsity "
+                 f"{FLAGS.sparsity or 0.75:g} (best of 5, alternating): " + ", ".join(
+                     f"{name} {seconds * 1000:.0f} ms"
+                     for name, seconds in result["densify_seconds"].items()) + "\n")
     if FLAGS.scale_sizes:
         result["scale_sizes_mb"] = _scale_sizes()
         text += ("\nVariable bytes at paper scale (computed by yt8m.export.budget, as the budget "

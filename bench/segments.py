@@ -29,7 +29,6 @@ import time
 from absl import app, flags, logging
 
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
-import tf_keras as keras
 
 from yt8m import synthetic
 from yt8m.core import files
@@ -94,12 +93,6 @@ def _data(scale):
     return data_dir, shards[:-1], shards[-1:]
 
 
-def _set_bn_momentum(model, momentum):
-    for module in model.submodules:
-        if isinstance(module, keras.layers.BatchNormalization):
-            module.momentum = momentum
-
-
 def _train(train_dir, model, hparams, scale, data_pattern, segment=False, finetune_from=""):
     """Trains one model (video level, or on rated segments, optionally warm started)."""
     if os.path.exists(train_dir):
@@ -110,7 +103,8 @@ def _train(train_dir, model, hparams, scale, data_pattern, segment=False, finetu
                         frame_features=True, segment_labels=segment,
                         num_classes=scale["num_classes"],
                         max_frames=5 if segment else scale["max_frames"], num_readers=2),
-        model=model, model_hparams=hparams, start_new_model=True,
+        model=model, model_hparams=dict(hparams, bn_momentum=FLAGS.bn_momentum),
+        start_new_model=True,
         batch_size=FLAGS.finetune_batch_size if segment else FLAGS.batch_size,
         base_learning_rate=FLAGS.finetune_learning_rate if segment else FLAGS.learning_rate,
         learning_rate_decay=0.8 if segment else 0.95,
@@ -121,7 +115,6 @@ def _train(train_dir, model, hparams, scale, data_pattern, segment=False, finetu
     factory = finetune.warm_start_factory(config, finetune_from) if finetune_from else None
     started = time.time()
     run = trainer.Trainer(config, training_model_factory=factory)
-    _set_bn_momentum(run.model, FLAGS.bn_momentum)
     outcome = run.run()
     parameters = int(sum(v.shape.num_elements() for v in run.model.trainable_variables))
     return {"steps": outcome.step, "train_seconds": time.time() - started,

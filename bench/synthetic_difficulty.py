@@ -133,10 +133,8 @@ class Split:
 
 def train_and_evaluate(name, train, validate, epochs, seed):
     keras.utils.set_random_seed(seed)
-    model = frame_level_models.build(name, train.labels.shape[1], **MODEL_HPARAMS[name])
-    for layer in model.submodules:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = FLAGS.bn_momentum
+    model = frame_level_models.build(name, train.labels.shape[1], bn_momentum=FLAGS.bn_momentum,
+                                     **MODEL_HPARAMS[name])
     frame_level = frame_level_models.is_frame_level(name)
     steps_per_epoch = len(train) // FLAGS.batch_size
     optimizer = keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(

@@ -11,7 +11,6 @@ import time
 from absl import logging
 
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
-import tf_keras as keras
 
 from yt8m import evaluation, synthetic
 from yt8m.inference import predictors
@@ -44,13 +43,6 @@ def data_config(frame_level, num_classes, max_frames=300, frame_buckets=()):
 
 def split_pattern(data_dir, frame_level, split):
     return os.path.join(data_dir, "frame" if frame_level else "video", f"{split}*")
-
-
-def set_bn_momentum(model, momentum):
-    """The references' 0.999 needs thousands of steps to settle; short benchmark runs use less."""
-    for module in model.submodules:
-        if isinstance(module, keras.layers.BatchNormalization):
-            module.momentum = momentum
 
 
 def trainable_parameters(model):
@@ -90,6 +82,8 @@ def train_and_evaluate(train_dir, data_dir, *, model, hparams, frame_level, num_
                        settings, reuse=True, measure_inference=False):
     """Trains `model` with the project's trainer, evaluates it on the validate split.
 
+    bn_momentum: the models' `bn_momentum` hparam (the references' 0.999 needs thousands of steps
+    to settle; short benchmark runs use less).
     Returns the result dict (parameters, training examples/s, GAP, MAP, ...). With `reuse`, a
     result already in train_dir for the same `settings` (any JSON-able description of the run)
     and the same library code (yt8m/, frame_level_models/) is returned without training again.
@@ -102,13 +96,13 @@ def train_and_evaluate(train_dir, data_dir, *, model, hparams, frame_level, num_
     config = TrainConfig(
         train_dir=train_dir, train_data_pattern=split_pattern(data_dir, frame_level, "train"),
         data=data_config(frame_level, num_classes, max_frames), model=model,
-        model_hparams=dict(hparams), start_new_model=True, batch_size=batch_size,
+        model_hparams=dict(hparams, bn_momentum=bn_momentum), start_new_model=True,
+        batch_size=batch_size,
         base_learning_rate=learning_rate, num_epochs=epochs, export_model_steps=10 ** 9,
         save_checkpoint_secs=10 ** 9, keep_checkpoint_max=1, log_every_steps=20,
         shuffle_seed=seed)
     started = time.time()
     run_trainer = trainer.Trainer(config)
-    set_bn_momentum(run_trainer.model, bn_momentum)
     outcome = run_trainer.run()
     result = {"model": model, "parameters": trainable_parameters(run_trainer.model),
               "train_examples_per_second": outcome.examples_per_second, "steps": outcome.step,

@@ -12,16 +12,23 @@ teacher and 3-5 for students that see fewer frames.
 import yt8m  # noqa: F401
 import tensorflow as tf
 
+import tf_keras as keras
+
+from frame_level_models import lstm_model
 from frame_level_models import model_parts
+from frame_level_models.hparams import integer
 from frame_level_models.layers import common
 from frame_level_models.layers.lstm import LstmEncoder
 from frame_level_models.registry import register
 
-HPARAMS = ("lstm_cells", "lstm_layers", "hlstm_block_frames", "video_level_classifier_model",
-           "l2_penalty", "moe_num_mixtures", "moe_prob_gating", "sample_random_frames",
-           "iterations")
+HPARAMS = lstm_model.LSTM_HPARAMS + (
+    integer("hlstm_block_frames", 20, "HierarchicalLstmModel: frames per block of the lower LSTM "
+            "(the paper: 20 for the teacher, 3-5 for frame-skipping students)."),
+) + model_parts.CLASSIFIER_HPARAMS + model_parts.FRAME_SAMPLING_HPARAMS + (
+    model_parts.BN_MOMENTUM,)
 
 
+@keras.utils.register_keras_serializable(package="yt8m")
 class HierarchicalLstmEncoder(common.Layer):
     """[frames [B, T, N], num_frames [B]] -> [B, cells]: an LSTM over LSTM block encodings."""
 

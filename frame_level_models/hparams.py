@@ -1,118 +1,109 @@
-"""Every hyper-parameter of the model zoo, defined once: name, type, default, help.
+"""The hyper-parameter table of the model zoo: its rows, their checks and their absl flags.
 
-Names and defaults follow the reference code (starter `frame_level_models.py` /
-`video_level_models.py`, Willow's Gated NetVLAD, linrongc's NeXtVLAD); where a reference default
-differs between models (the classifier's L2 penalty, probability gating), the flag default is None
-and `MODEL_DEFAULTS` holds each model's value. `define_flags` turns the table into absl flags and
-`hparams_from_flags` reads them back as the dict that `frame_level_models.build` takes.
+Each model module declares the rows it uses next to its code (`HParam` records, names and defaults
+from the reference code) and the registry records them here when the model registers; where a
+reference default differs between models (the classifier's L2 penalty, probability gating), the
+row's flag default is None and each model registers its own value (`defaults`), else the row's
+`fallback` applies. `define_flags` turns the table into absl flags and `hparams_from_flags` reads
+them back as the dict that `frame_level_models.build` takes.
 
 `feature_names` / `feature_sizes` are build arguments too, but their flags belong to the data flags
 (`yt8m.training.flags`), so `define_flags` leaves them out.
+
+This module is the mechanism only: it imports nothing from the project.
 """
 import dataclasses
 import types
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from absl import flags
 
-import yt8m  # noqa: F401
-from yt8m.data import records
-from yt8m.distillation import mixture_hparams
-
-CLASSIFIER_NAMES = ("LogisticModel", "MoeModel")
-POOLING_METHODS = ("max", "average")
+MODEL = "model"      # row group of the model hyper-parameters
+PRUNING = "pruning"  # row group of the pruning options (frame_level_models.pruning)
+INPUT_HPARAMS = ("feature_names", "feature_sizes")
 
 
 @dataclasses.dataclass(frozen=True)
 class HParam:
     name: str
     kind: str  # "integer", "float", "bool", "string" or "enum"
-    default: Any
+    default: Any  # the flag default; None: the model's registered default, else `fallback`
     help: str
     choices: Optional[Tuple[str, ...]] = None
     lower_bound: Optional[float] = None  # inclusive; checked for numbers
     upper_bound: Optional[float] = None
+    fallback: Any = None  # value when neither the caller nor the model sets one
 
 
-def _int(name, default, help_text, lower=1):
+def integer(name, default, help_text, lower=1):
+    """An integer row, >= `lower` (1 unless said otherwise)."""
     return HParam(name, "integer", default, help_text, lower_bound=lower)
 
 
-MODEL_HPARAMS = (
-    # Classifiers (starter video_level_models, Willow's gated MoE).
-    HParam("l2_penalty", "float", None,
-           "L2 penalty of the classifier weights, starter meaning penalty/2*sum(w^2). Default per "
-           "model: 1e-8 (starter models), 1e-6 (NetVLADModelLF, Willow's moe_l2), 1e-5 "
-           "(NeXtVLADModel).", lower_bound=0.0),
-    _int("moe_num_mixtures", 2, "Experts per class of the MoE classifier."),
-    HParam("moe_prob_gating", "bool", None,
-           "Probability context gating on the MoE output (Willow). Default per model: on for "
-           "NetVLADModelLF, off elsewhere."),
-    HParam("video_level_classifier_model", "enum", "MoeModel",
-           "Classifier on top of DbofModel and LstmModel.", choices=CLASSIFIER_NAMES),
-    # Frame sampling (training only).
-    HParam("sample_random_frames", "bool", False,
-           "Frame-level models: at training time, feed `iterations` frames drawn with "
-           "replacement from the valid frames. Evaluation and inference always use every valid "
-           "frame (deterministic)."),
-    _int("iterations", 30, "Frames drawn per video when --sample_random_frames is on."),
-    # DBoF (starter).
-    _int("dbof_cluster_size", 8192, "DBoF clusters of the first feature stream (half for the "
-         "others)."),
-    _int("dbof_hidden_size", 1024, "DBoF hidden layer size."),
-    HParam("dbof_add_batch_norm", "bool", True,
-           "Batch norm on the DBoF input, cluster activations and hidden layer (else biases)."),
-    HParam("dbof_pooling_method", "enum", "max", "Pooling of DBoF cluster activations over the "
-           "valid frames.", choices=POOLING_METHODS),
-    # LSTM (starter).
-    _int("lstm_cells", 1024, "LSTM units per layer (one stack per feature stream)."),
-    _int("lstm_layers", 2, "Stacked LSTM layers."),
-    _int("hlstm_block_frames", 20, "HierarchicalLstmModel: frames per block of the lower LSTM "
-         "(the paper: 20 for the teacher, 3-5 for frame-skipping students)."),
-    # Gated NetVLAD (Willow, 2017 winner; defaults are the winning configuration).
-    _int("netvlad_cluster_size", 256, "NetVLAD clusters of the first stream (half for the "
-         "others)."),
-    _int("netvlad_hidden_size", 1024, "Hidden layer after the NetVLAD concatenation."),
-    HParam("netvlad_relu", "bool", False,
-           "BN + ReLU6 on the NetVLAD hidden layer (the winner used a plain affine layer)."),
-    HParam("netvlad_add_batch_norm", "bool", True,
-           "Batch norm on the input frames and the cluster assignments (else assignment biases)."),
-    HParam("gating", "bool", True, "Context gating on the NetVLAD hidden layer."),
-    # NeXtVLAD (linrongc; defaults are the paper's configuration).
-    _int("nextvlad_cluster_size", 128, "NeXtVLAD clusters of the first stream (half for the "
-         "others)."),
-    _int("nextvlad_hidden_size", 2048, "Hidden layer after the NeXtVLAD concatenation."),
-    _int("groups", 8, "NeXtVLAD groups of the first stream (half for the others)."),
-    _int("expansion", 2, "NeXtVLAD expansion factor lambda."),
-    HParam("drop_rate", "float", 0.5, "Dropout before the NeXtVLAD hidden layer.",
-           lower_bound=0.0, upper_bound=0.999),
-    _int("gating_reduction", 8, "SE gating reduction r of the NeXtVLAD model."),
-    HParam("pca_eigenvalues_file", "string", "",
-           "NeXtVLAD reverse whitening: a .npy of the rgb PCA eigenvalues (one per rgb "
-           "dimension); rgb frames are multiplied by sqrt(eigenvalue). Empty: off."),
-) + tuple(HParam(**row) for row in mixture_hparams.MIXTURE_HPARAM_ROWS)
+@dataclasses.dataclass(frozen=True)
+class _Declaration:
+    names: Tuple[str, ...]       # the rows the model declared
+    defaults: Dict[str, Any]     # its values for rows whose flag default is None
+    other_names: Tuple[str, ...]  # settings its builder checks itself (no row, no flag)
+    every_hparam: bool           # it also takes every model row (e.g. any zoo model as a leaf)
 
-PRUNING_HPARAMS = (
-    HParam("pruning_target_sparsity", "float", 0.0,
-           "Magnitude pruning: final fraction of zeros in the large weight matrices (0: off).",
-           lower_bound=0.0, upper_bound=0.999),
-    _int("pruning_begin_step", 0, "Step at which pruning starts.", lower=0),
-    _int("pruning_end_step", 10000, "Step at which the target sparsity is reached."),
-    _int("pruning_frequency", 100, "Masks are updated every this many steps."),
-)
 
-INPUT_HPARAMS = ("feature_names", "feature_sizes")
+_ROWS = {}    # name -> HParam, in declaration order (the flags' order)
+_GROUPS = {}  # name -> MODEL or PRUNING
+_MODELS = {}  # model name -> _Declaration
 
-# Model-specific defaults for the hparams whose reference default differs between models.
-MODEL_DEFAULTS = {
-    "NetVLADModelLF": {"l2_penalty": 1e-6, "moe_prob_gating": True},
-    "NeXtVLADModel": {"l2_penalty": 1e-5},
-}
-_GLOBAL_DEFAULTS = {"l2_penalty": 1e-8, "moe_prob_gating": False}
 
-_BY_NAME = {hparam.name: hparam for hparam in MODEL_HPARAMS}
-_PRUNING_BY_NAME = {hparam.name: hparam for hparam in PRUNING_HPARAMS}
-ALL_NAMES = tuple(sorted(set(_BY_NAME) | set(INPUT_HPARAMS)))
+def add_rows(rows, group=MODEL):
+    """Adds rows to the table; a name declared again must be the very same row."""
+    for row in rows:
+        known = _ROWS.get(row.name)
+        if known is not None and (known != row or _GROUPS[row.name] != group):
+            raise ValueError(f"hparam {row.name} is declared twice with different definitions:\n"
+                             f"  {known}\n  {row}")
+        _ROWS[row.name] = row
+        _GROUPS[row.name] = group
+
+
+def declare_model(model_name, rows, defaults=None, other_names=(), every_hparam=False):
+    """Records the hparams model `model_name` uses: its rows (added to the table), its defaults for
+    rows whose flag default is None, names its builder checks itself, and whether it also takes
+    every model row (`every_hparam`: a composite whose leaf may be any zoo model)."""
+    if model_name in _MODELS:
+        raise ValueError(f"model {model_name} declares its hparams twice")
+    add_rows(rows)
+    names = tuple(row.name for row in rows)
+    unknown = sorted(set(defaults or {}) - set(names))
+    if unknown:
+        raise ValueError(f"model {model_name} gives defaults for hparams it does not declare: "
+                         f"{', '.join(unknown)}")
+    _MODELS[model_name] = _Declaration(names, dict(defaults or {}), tuple(other_names),
+                                       bool(every_hparam))
+
+
+def all_hparams(group=MODEL):
+    """Every row of `group` declared so far, in declaration order."""
+    return tuple(row for name, row in _ROWS.items() if _GROUPS[name] == group)
+
+
+def all_names():
+    """Every name `build` accepts: the model rows and the input names, sorted."""
+    return tuple(sorted({row.name for row in all_hparams()} | set(INPUT_HPARAMS)))
+
+
+def _declaration(model_name):
+    if model_name not in _MODELS:
+        raise ValueError(f"unknown model {model_name!r}; models with hparams: "
+                         f"{', '.join(_MODELS)}")
+    return _MODELS[model_name]
+
+
+def model_hparam_names(model_name):
+    """The hyper-parameters model `model_name` uses (input hparams excluded), its own rows first."""
+    declaration = _declaration(model_name)
+    names = declaration.other_names + declaration.names
+    if declaration.every_hparam:
+        names += tuple(row.name for row in all_hparams() if row.name not in names)
+    return names
 
 
 def _define(hparam, flag_values):
@@ -137,8 +128,13 @@ def define_flag(hparam, flag_values=flags.FLAGS):
 
 def define_flags(flag_values=flags.FLAGS, pruning=True):
     """Defines one absl flag per model hyper-parameter (and the pruning flags)."""
-    for hparam in MODEL_HPARAMS + (PRUNING_HPARAMS if pruning else ()):
+    for hparam in all_hparams() + (all_hparams(PRUNING) if pruning else ()):
         _define(hparam, flag_values)
+
+
+def values_from_flags(rows, flag_values=flags.FLAGS):
+    """{name: flag value} of `rows`."""
+    return {hparam.name: flag_values[hparam.name].value for hparam in rows}
 
 
 def hparams_from_flags(flag_values=flags.FLAGS, model_name=None):
@@ -146,27 +142,15 @@ def hparams_from_flags(flag_values=flags.FLAGS, model_name=None):
 
     With `model_name`, only the hparams that model uses (what `model_flags.json` should record).
     """
-    names = [hparam.name for hparam in MODEL_HPARAMS]
+    rows = all_hparams()
     if model_name is not None:
-        from frame_level_models import registry  # the registry imports this module
-        used = set(registry.hparam_names(model_name))
-        names = [name for name in names if name in used]
-    return {name: flag_values[name].value for name in names}
+        used = set(model_hparam_names(model_name))
+        rows = [row for row in rows if row.name in used]
+    return values_from_flags(rows, flag_values)
 
 
-def pruning_from_flags(flag_values=flags.FLAGS):
-    """The pruning flags as keyword arguments of `frame_level_models.pruning.prune`
-    (None when --pruning_target_sparsity is 0)."""
-    values = {hparam.name: flag_values[hparam.name].value for hparam in PRUNING_HPARAMS}
-    if not values["pruning_target_sparsity"]:
-        return None
-    return {"target_sparsity": values["pruning_target_sparsity"],
-            "begin_step": values["pruning_begin_step"],
-            "end_step": values["pruning_end_step"],
-            "frequency": values["pruning_frequency"]}
-
-
-def _check_value(hparam, value, model_name):
+def check_value(hparam, value, model_name):
+    """Checks one value against its HParam (type, choices, bounds); errors name model and hparam."""
     where = f"{model_name}: hparam {hparam.name}={value!r}"
     if hparam.kind == "bool":
         if not isinstance(value, (bool,)):
@@ -193,77 +177,35 @@ def _check_value(hparam, value, model_name):
     return value
 
 
-def check_value(hparam, value, model_name):
-    """Checks one value against its HParam (type, choices, bounds); errors name model and hparam."""
-    return _check_value(hparam, value, model_name)
-
-
-def _split_csv(value):
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    return list(value)
-
-
-def resolve_features(model_name, frame_level, feature_names=None, feature_sizes=None):
-    """(names, sizes) for a model, defaulting to rgb/audio (frame) or mean_rgb/mean_audio (video)
-    with sizes 1024/128; strings such as "rgb,audio" are accepted (they are what the flags hold)."""
-    default_names = records.DEFAULT_FEATURE_NAMES if frame_level else records.VIDEO_FEATURE_NAMES
-    names = tuple(_split_csv(feature_names)) if feature_names is not None else default_names
-    if feature_sizes is None:
-        if len(names) != len(records.DEFAULT_FEATURE_SIZES):
-            raise ValueError(f"{model_name}: feature_names={','.join(names)} needs feature_sizes "
-                             "(the default sizes 1024,128 fit two features)")
-        sizes = records.DEFAULT_FEATURE_SIZES
-    else:
-        try:
-            sizes = tuple(int(size) for size in _split_csv(feature_sizes))
-        except ValueError:
-            raise ValueError(f"{model_name}: feature_sizes={feature_sizes!r} must be integers") \
-                from None
-    if not names or len(names) != len(sizes):
-        raise ValueError(f"{model_name}: feature_names={names} and feature_sizes={sizes} need one "
-                         "size per name")
-    if any(size <= 0 for size in sizes):
-        raise ValueError(f"{model_name}: feature_sizes={sizes} must be positive")
-    if len(set(names)) != len(names) or "num_frames" in names:
-        raise ValueError(f"{model_name}: feature_names={names} must be distinct and not "
-                         "'num_frames'")
-    video_names = [name for name in names if name.startswith("mean_")]
-    if frame_level and video_names:
-        raise ValueError(f"{model_name} is a frame-level model but feature_names has video-level "
-                         f"features {video_names}; use rgb,audio (or a video-level model)")
-    if not frame_level and len(video_names) != len(names):
-        raise ValueError(f"{model_name} is a video-level model; feature_names={','.join(names)} "
-                         "must be video-level features (mean_rgb,mean_audio)")
-    return names, sizes
-
-
-def resolve(model_name, used_names, hparams):
-    """Checks `hparams` and fills in defaults: a namespace of every hparam the model uses.
-
-    Unknown names raise an error listing the known ones; names known but not used by this model are
-    accepted and ignored (callers may pass every flag).
-    """
-    unknown = sorted(set(hparams) - set(ALL_NAMES))
+def check_known(model_name, hparams):
+    """Unknown names raise an error listing the known ones; names known but not used by this model
+    are accepted (callers may pass every flag)."""
+    known = set(all_names()) | set(_declaration(model_name).other_names)
+    unknown = sorted(set(hparams) - known)
     if unknown:
         raise ValueError(f"{model_name}: unknown hparams {', '.join(unknown)}; known hparams: "
-                         f"{', '.join(ALL_NAMES)}")
-    values = {}
-    model_defaults = MODEL_DEFAULTS.get(model_name, {})
-    for name in used_names:
-        hparam = _BY_NAME[name]
-        value = hparams.get(name)
-        if value is None:
-            value = hparam.default
-        if value is None:
-            value = model_defaults.get(name, _GLOBAL_DEFAULTS.get(name))
-        values[name] = _check_value(hparam, value, model_name)
-    return types.SimpleNamespace(**values)
+                         f"{', '.join(all_names())}")
 
 
 def default_value(model_name, name):
-    """The value a model uses for `name` when the caller leaves it out (for docs and tests)."""
-    value = _BY_NAME[name].default
-    if value is None:
-        value = MODEL_DEFAULTS.get(model_name, {}).get(name, _GLOBAL_DEFAULTS.get(name))
-    return value
+    """The value a model uses for `name` when the caller leaves it out (None: unset)."""
+    hparam = _ROWS[name]
+    if hparam.default is not None:
+        return hparam.default
+    return _declaration(model_name).defaults.get(name, hparam.fallback)
+
+
+def resolve(model_name, hparams, names=None):
+    """Checks `hparams` and fills in defaults: a namespace of every hparam the model uses (or of
+    `names`, a subset of them). A value that stays None (an optional row) is None."""
+    check_known(model_name, hparams)
+    declared = [name for name in model_hparam_names(model_name) if name in _ROWS]
+    values = {}
+    for name in (declared if names is None else names):
+        if name not in declared:
+            raise ValueError(f"{model_name} has no hparam row {name!r}")
+        value = hparams.get(name)
+        if value is None:
+            value = default_value(model_name, name)
+        values[name] = None if value is None else check_value(_ROWS[name], value, model_name)
+    return types.SimpleNamespace(**values)

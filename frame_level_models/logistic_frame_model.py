@@ -7,7 +7,7 @@ from frame_level_models.registry import register
 
 
 @register("FrameLevelLogisticModel", frame_level=True,
-          hparams=("l2_penalty", "sample_random_frames", "iterations"),
+          hparams=(model_parts.L2_PENALTY,) + model_parts.FRAME_SAMPLING_HPARAMS,
           description="Logistic regression on the mean of the valid frames.")
 def frame_level_logistic_model(inputs, num_classes, names, sizes, hp):
     streams, num_frames = model_parts.frame_streams(inputs, names, hp)

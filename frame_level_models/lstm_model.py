@@ -2,13 +2,21 @@
 import yt8m  # noqa: F401
 
 from frame_level_models import model_parts
+from frame_level_models.hparams import integer
 from frame_level_models.layers.lstm import LstmEncoder
 from frame_level_models.registry import register
 
 
-@register("LstmModel", frame_level=True,
-          hparams=("lstm_cells", "lstm_layers", "video_level_classifier_model", "l2_penalty",
-                   "moe_num_mixtures", "moe_prob_gating", "sample_random_frames", "iterations"),
+# Shared with HierarchicalLstmModel.
+LSTM_HPARAMS = (
+    integer("lstm_cells", 1024, "LSTM units per layer (one stack per feature stream)."),
+    integer("lstm_layers", 2, "Stacked LSTM layers."),
+)
+HPARAMS = (LSTM_HPARAMS + model_parts.CLASSIFIER_HPARAMS + model_parts.FRAME_SAMPLING_HPARAMS
+           + (model_parts.BN_MOMENTUM,))
+
+
+@register("LstmModel", frame_level=True, hparams=HPARAMS,
           description="Stacked LSTM final states, video-level classifier.")
 def lstm_model(inputs, num_classes, names, sizes, hp):
     streams, num_frames = model_parts.frame_streams(inputs, names, hp)

@@ -1,14 +1,90 @@
 """Assembly steps the models share: Keras inputs, training-time frame sampling, fusion of the
-per-stream representations, and the classifier heads with their output dict."""
+per-stream representations, and the classifier heads with their output dict; with the hparam rows
+of those shared steps (each model lists the ones it uses)."""
 import yt8m  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
 
+from frame_level_models.hparams import HParam, integer
+from frame_level_models.layers import common
 from frame_level_models.layers import frame_ops
 from frame_level_models.layers.logistic import LogisticClassifier
 from frame_level_models.layers.moe import MoeClassifier
+from yt8m import features
 
 NUM_FRAMES = "num_frames"
+CLASSIFIER_NAMES = ("LogisticModel", "MoeModel")
+
+# Classifiers (starter video_level_models, Willow's gated MoE).
+L2_PENALTY = HParam(
+    "l2_penalty", "float", None,
+    "L2 penalty of the classifier weights, starter meaning penalty/2*sum(w^2). Default per "
+    "model: 1e-8 (starter models), 1e-6 (NetVLADModelLF, Willow's moe_l2), 1e-5 "
+    "(NeXtVLADModel).", lower_bound=0.0, fallback=1e-8)
+MOE_NUM_MIXTURES = integer("moe_num_mixtures", 2, "Experts per class of the MoE classifier.")
+MOE_PROB_GATING = HParam(
+    "moe_prob_gating", "bool", None,
+    "Probability context gating on the MoE output (Willow). Default per model: on for "
+    "NetVLADModelLF, off elsewhere.", fallback=False)
+VIDEO_LEVEL_CLASSIFIER = HParam(
+    "video_level_classifier_model", "enum", "MoeModel",
+    "Classifier on top of DbofModel and LstmModel.", choices=CLASSIFIER_NAMES)
+MOE_HPARAMS = (MOE_NUM_MIXTURES, MOE_PROB_GATING)
+# What `classifier_outputs` reads.
+CLASSIFIER_HPARAMS = (VIDEO_LEVEL_CLASSIFIER, L2_PENALTY) + MOE_HPARAMS
+# Frame sampling (training only), what `frame_streams` reads.
+FRAME_SAMPLING_HPARAMS = (
+    HParam("sample_random_frames", "bool", False,
+           "Frame-level models: at training time, feed `iterations` frames drawn with "
+           "replacement from the valid frames. Evaluation and inference always use every valid "
+           "frame (deterministic)."),
+    integer("iterations", 30, "Frames drawn per video when --sample_random_frames is on."),
+)
+BN_MOMENTUM = HParam(
+    "bn_momentum", "float", common.BN_MOMENTUM,
+    "Momentum of every batch norm's moving statistics (moving = momentum * moving + (1 - "
+    "momentum) * batch). 0.999 is the references' (slim's) value, meant for long runs; short "
+    "runs evaluate better with 0.9-0.99.", lower_bound=0.0, upper_bound=1.0)
+
+
+def _split_csv(value):
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return list(value)
+
+
+def resolve_features(model_name, frame_level, feature_names=None, feature_sizes=None):
+    """(names, sizes) for a model, defaulting to rgb/audio (frame) or mean_rgb/mean_audio (video)
+    with sizes 1024/128; strings such as "rgb,audio" are accepted (they are what the flags hold)."""
+    default_names = features.DEFAULT_FEATURE_NAMES if frame_level else features.VIDEO_FEATURE_NAMES
+    names = tuple(_split_csv(feature_names)) if feature_names is not None else default_names
+    if feature_sizes is None:
+        if len(names) != len(features.DEFAULT_FEATURE_SIZES):
+            raise ValueError(f"{model_name}: feature_names={','.join(names)} needs feature_sizes "
+                             "(the default sizes 1024,128 fit two features)")
+        sizes = features.DEFAULT_FEATURE_SIZES
+    else:
+        try:
+            sizes = tuple(int(size) for size in _split_csv(feature_sizes))
+        except ValueError:
+            raise ValueError(f"{model_name}: feature_sizes={feature_sizes!r} must be integers") \
+                from None
+    if not names or len(names) != len(sizes):
+        raise ValueError(f"{model_name}: feature_names={names} and feature_sizes={sizes} need one "
+                         "size per name")
+    if any(size <= 0 for size in sizes):
+        raise ValueError(f"{model_name}: feature_sizes={sizes} must be positive")
+    if len(set(names)) != len(names) or NUM_FRAMES in names:
+        raise ValueError(f"{model_name}: feature_names={names} must be distinct and not "
+                         "'num_frames'")
+    video_names = [name for name in names if name.startswith("mean_")]
+    if frame_level and video_names:
+        raise ValueError(f"{model_name} is a frame-level model but feature_names has video-level "
+                         f"features {video_names}; use rgb,audio (or a video-level model)")
+    if not frame_level and len(video_names) != len(names):
+        raise ValueError(f"{model_name} is a video-level model; feature_names={','.join(names)} "
+                         "must be video-level features (mean_rgb,mean_audio)")
+    return names, sizes
 
 
 def make_inputs(names, sizes, frame_level):
@@ -50,9 +126,10 @@ def logistic_outputs(embedding, num_classes, l2_penalty):
     return {"predictions": predictions, "logits": logits, "embedding": embedding}
 
 
-def moe_outputs(embedding, num_classes, num_mixtures, l2_penalty, prob_gating):
+def moe_outputs(embedding, num_classes, num_mixtures, l2_penalty, prob_gating,
+                bn_momentum=common.BN_MOMENTUM):
     predictions = MoeClassifier(num_classes, num_mixtures, l2_penalty, prob_gating,
-                                name="moe")(embedding)
+                                bn_momentum=bn_momentum, name="moe")(embedding)
     return {"predictions": predictions, "embedding": embedding}
 
 
@@ -62,5 +139,5 @@ def classifier_outputs(classifier, embedding, num_classes, hp):
         return logistic_outputs(embedding, num_classes, hp.l2_penalty)
     if classifier == "MoeModel":
         return moe_outputs(embedding, num_classes, hp.moe_num_mixtures, hp.l2_penalty,
-                           hp.moe_prob_gating)
+                           hp.moe_prob_gating, hp.bn_momentum)
     raise ValueError(f"unknown classifier {classifier!r}; choose LogisticModel or MoeModel")

@@ -11,6 +11,7 @@ UpdatePruningStep callback in `model.fit`), so custom training loops need nothin
 is a model variable, so checkpoints carry it.
 """
 import numpy as np
+from absl import flags
 
 import yt8m  # noqa: F401
 import tf_keras as keras
@@ -18,7 +19,33 @@ import tensorflow_model_optimization as tfmot
 # The wrapper class is not exported by tfmot.sparsity.keras; strip_pruning uses the same one.
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
+from frame_level_models import hparams as hparams_lib
+
 _PruneLowMagnitude = pruning_wrapper.PruneLowMagnitude
+
+# The pruning flags (hparams.define_flags(pruning=True) defines them).
+PRUNING_HPARAMS = (
+    hparams_lib.HParam(
+        "pruning_target_sparsity", "float", 0.0,
+        "Magnitude pruning: final fraction of zeros in the large weight matrices (0: off).",
+        lower_bound=0.0, upper_bound=0.999),
+    hparams_lib.integer("pruning_begin_step", 0, "Step at which pruning starts.", lower=0),
+    hparams_lib.integer("pruning_end_step", 10000, "Step at which the target sparsity is reached."),
+    hparams_lib.integer("pruning_frequency", 100, "Masks are updated every this many steps."),
+)
+hparams_lib.add_rows(PRUNING_HPARAMS, hparams_lib.PRUNING)
+
+
+def pruning_from_flags(flag_values=flags.FLAGS):
+    """The pruning flags as keyword arguments of `prune` (None when --pruning_target_sparsity is
+    0)."""
+    values = hparams_lib.values_from_flags(PRUNING_HPARAMS, flag_values)
+    if not values["pruning_target_sparsity"]:
+        return None
+    return {"target_sparsity": values["pruning_target_sparsity"],
+            "begin_step": values["pruning_begin_step"],
+            "end_step": values["pruning_end_step"],
+            "frequency": values["pruning_frequency"]}
 
 
 def _check_schedule(target_sparsity, begin_step, end_step, frequency):
@@ -95,11 +122,11 @@ def sparsity(model):
 
 
 def prune_from_hparams(model, target_sparsity=0.0, **schedule):
-    """`prune` when target_sparsity > 0 (the flags of hparams.PRUNING_HPARAMS), else `model`."""
+    """`prune` when target_sparsity > 0 (the flags of PRUNING_HPARAMS), else `model`."""
     if not target_sparsity:
         return model
     return prune(model, target_sparsity, **schedule)
 
 
 __all__ = ["prune", "strip", "apply_masks", "set_step", "sparsity", "prunable_weights",
-           "pruning_layers", "prune_from_hparams"]
+           "pruning_layers", "prune_from_hparams", "pruning_from_flags", "PRUNING_HPARAMS"]

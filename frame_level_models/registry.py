@@ -1,10 +1,12 @@
-"""The model registry: `build(name, num_classes, **hparams)` -> functional tf_keras model.
+"""The model registry: `build(name, num_classes, **hparams)` -> tf_keras model.
 
-Model modules register a builder with the hparams it uses; the registry resolves defaults, checks
-names and values (hparams.py), creates the Keras inputs and wraps the builder's outputs in a model.
+Model modules register a builder with the hparam rows it uses (hparams.py records them); the
+registry resolves defaults, checks names and values, creates the Keras inputs and wraps the
+builder's outputs in a functional model. Composite models (mixtures, MOD trees, frame-skipping
+students) register a factory that builds the whole model.
 """
 import dataclasses
-from typing import Callable, Tuple
+from typing import Callable
 
 import yt8m  # noqa: F401
 import tf_keras as keras
@@ -18,38 +20,48 @@ class ModelSpec:
     name: str
     builder: Callable  # (inputs dict, num_classes, names, sizes, hp namespace) -> outputs dict
     frame_level: bool
-    hparams: Tuple[str, ...]
     description: str
-    # Composite models (mixtures / MOD trees, yt8m.distillation) build the whole Keras model:
-    # builder(name, num_classes, **hparams) -> keras.Model, checking their own hparams.
+    # Composite models build the whole Keras model: builder(name, num_classes, **hparams) ->
+    # keras.Model, checking their own hparams.
     builds_model: bool = False
 
 
 _REGISTRY = {}
 
 
-def register(name, frame_level, hparams, description):
-    """Decorator that adds a model builder to the registry under `name` (the --model value)."""
-    unknown = sorted(set(hparams) - {h.name for h in hparams_lib.MODEL_HPARAMS})
-    if unknown:
-        raise ValueError(f"model {name} declares unknown hparams {unknown}")
+def _add(spec):
+    if spec.name in _REGISTRY:
+        raise ValueError(f"model {spec.name} is registered twice")
+    _REGISTRY[spec.name] = spec
+
+
+def register(name, frame_level, hparams, description, defaults=None):
+    """Decorator that adds a model builder to the registry under `name` (the --model value).
+
+    hparams: the HParam rows the model uses; defaults: its values for rows whose flag default is
+    None (hparams.py).
+    """
 
     def decorator(builder):
-        if name in _REGISTRY:
-            raise ValueError(f"model {name} is registered twice")
-        _REGISTRY[name] = ModelSpec(name, builder, frame_level, tuple(hparams), description)
+        hparams_lib.declare_model(name, hparams, defaults)
+        _add(ModelSpec(name, builder, frame_level, description))
         return builder
 
     return decorator
 
 
-def register_composite(name, frame_level, hparams, description):
-    """Decorator that registers a factory building a whole model (see ModelSpec.builds_model)."""
+def register_composite(name, frame_level, hparams, description, other_names=(),
+                       every_hparam=False):
+    """Decorator that registers a factory building a whole model (see ModelSpec.builds_model).
+
+    other_names: settings the factory checks itself (no flag); every_hparam: the model also takes
+    every model hparam (its leaf may be any zoo model).
+    """
 
     def decorator(factory):
-        if name in _REGISTRY:
-            raise ValueError(f"model {name} is registered twice")
-        _REGISTRY[name] = ModelSpec(name, factory, frame_level, tuple(hparams), description, True)
+        hparams_lib.declare_model(name, hparams, other_names=other_names,
+                                  every_hparam=every_hparam)
+        _add(ModelSpec(name, factory, frame_level, description, builds_model=True))
         return factory
 
     return decorator
@@ -67,7 +79,8 @@ def spec(name):
 
 def hparam_names(name):
     """The hyper-parameters model `name` uses (input hparams excluded)."""
-    return spec(name).hparams
+    spec(name)
+    return hparams_lib.model_hparam_names(name)
 
 
 def is_frame_level(name):
@@ -77,18 +90,19 @@ def is_frame_level(name):
 def build(name, num_classes, **hparams):
     """Builds model `name` for `num_classes` classes.
 
-    hparams: any of hparams.MODEL_HPARAMS plus feature_names / feature_sizes (sequences or
-    comma-separated strings). Unused but known names are ignored; unknown ones raise ValueError.
-    Returns a functional keras.Model taking a dict (feature names, plus num_frames for frame-level
-    models) and returning a dict with `predictions` and, where defined, `logits` and `embedding`.
+    hparams: any model hparam (hparams.all_names()) plus feature_names / feature_sizes (sequences
+    or comma-separated strings). Unused but known names are ignored; unknown ones raise ValueError.
+    Returns a keras.Model taking a dict (feature names, plus num_frames for frame-level models) and
+    returning a dict with `predictions` and, where defined, `logits` and `embedding`.
     """
     model = spec(name)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
         raise ValueError(f"{name}: num_classes must be a positive integer, got {num_classes!r}")
+    hparams_lib.check_known(name, hparams)
     if model.builds_model:
         return model.builder(name, num_classes, **hparams)
-    hp = hparams_lib.resolve(name, model.hparams, hparams)
-    names, sizes = hparams_lib.resolve_features(
+    hp = hparams_lib.resolve(name, hparams)
+    names, sizes = model_parts.resolve_features(
         name, model.frame_level, hparams.get("feature_names"), hparams.get("feature_sizes"))
     inputs = model_parts.make_inputs(names, sizes, model.frame_level)
     outputs = model.builder(inputs, num_classes, names, sizes, hp)

@@ -5,7 +5,7 @@ from frame_level_models import model_parts
 from frame_level_models.registry import register
 
 
-@register("LogisticModel", frame_level=False, hparams=("l2_penalty",),
+@register("LogisticModel", frame_level=False, hparams=(model_parts.L2_PENALTY,),
           description="Logistic regression on the video-level mean features.")
 def logistic_model(inputs, num_classes, names, sizes, hp):
     embedding = model_parts.concat([inputs[name] for name in names], "video_features")
@@ -13,7 +13,7 @@ def logistic_model(inputs, num_classes, names, sizes, hp):
 
 
 @register("MoeModel", frame_level=False,
-          hparams=("l2_penalty", "moe_num_mixtures", "moe_prob_gating"),
+          hparams=(model_parts.L2_PENALTY,) + model_parts.MOE_HPARAMS + (model_parts.BN_MOMENTUM,),
           description="Mixture of experts on the video-level mean features.")
 def moe_model(inputs, num_classes, names, sizes, hp):
     embedding = model_parts.concat([inputs[name] for name in names], "video_features")

@@ -1,6 +1,8 @@
-"""Label losses (the starter's `--label_loss` choices), TensorFlow ops returning a scalar.
+"""Label losses (the starter's `--label_loss` choices) and the KL divergences between logits that
+mixtures (online distillation) and the distillation objectives share. TensorFlow ops returning a
+scalar (or [B] for the `*_per_example` forms); this module imports nothing else of the project.
 
-Every loss has `calculate_loss(predictions, labels, label_weights=None, logits=None)`:
+Every label loss has `calculate_loss(predictions, labels, label_weights=None, logits=None)`:
 - predictions: [B, V] scores, probabilities for the sigmoid models of this project.
 - labels: [B, V] multi-hot targets.
 - label_weights: optional [B, V] weight of each class term (segment training: 1 at the rated
@@ -113,3 +115,61 @@ def get_label_loss(name):
     except KeyError:
         raise ValueError(f"Unknown label loss {name!r} (--label_loss); choose one of: "
                          f"{', '.join(sorted(LABEL_LOSSES))}") from None
+
+
+# ----------------------------------------------------------------------------- KL from logits
+
+def check_temperature(temperature):
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+
+
+def softmax_kl_per_example(target_logits, logits, temperature=1.0):
+    """[B]: KL(softmax(target/T) || softmax(logits/T)) across the class axis."""
+    check_temperature(temperature)
+    logits = tf.convert_to_tensor(logits)
+    target_logits = tf.cast(target_logits, logits.dtype)
+    target_log_p = tf.nn.log_softmax(target_logits / temperature, axis=-1)
+    log_q = tf.nn.log_softmax(logits / temperature, axis=-1)
+    return tf.reduce_sum(tf.exp(target_log_p) * (target_log_p - log_q), axis=-1)
+
+
+def binary_kl_per_example(target_logits, logits, temperature=1.0):
+    """[B]: sum_c KL(Bernoulli(sigmoid(t_c/T)) || Bernoulli(sigmoid(z_c/T))), from logits.
+
+    Uses log sigmoid(x) = -softplus(-x) and log(1 - sigmoid(x)) = -softplus(x): no clipping.
+    """
+    check_temperature(temperature)
+    logits = tf.convert_to_tensor(logits)
+    t = tf.cast(target_logits, logits.dtype) / temperature
+    z = logits / temperature
+    p = tf.sigmoid(t)
+    per_class = (p * (tf.nn.softplus(-z) - tf.nn.softplus(-t))
+                 + (1 - p) * (tf.nn.softplus(z) - tf.nn.softplus(t)))
+    return tf.reduce_sum(per_class, axis=-1)
+
+
+def softmax_kl(target_logits, logits, temperature=1.0):
+    """Mean over the batch of KL(softmax(target/T) || softmax(logits/T))."""
+    return tf.reduce_mean(softmax_kl_per_example(target_logits, logits, temperature))
+
+
+def binary_kl(target_logits, logits, temperature=1.0):
+    """Mean over the batch of the per-class binary KL with temperature (sigmoid form)."""
+    return tf.reduce_mean(binary_kl_per_example(target_logits, logits, temperature))
+
+
+def mixture_kl(mixture_logits, branch_logits_list, temperature):
+    """Online distillation term of MixNeXtVLAD / MOD (SPEC 4):
+    mean over the batch of sum_i KL(softmax(z/T) || softmax(z_i/T)).
+
+    No stop-gradient on the mixture side (the reference code puts none; wrap `mixture_logits` in
+    tf.stop_gradient to get the other variant). temperature == 0 means no distillation term (0).
+    The caller multiplies by lambda (the references use lambda = T^2).
+    """
+    if temperature == 0:
+        return tf.constant(0.0, tf.convert_to_tensor(mixture_logits).dtype)
+    if not branch_logits_list:
+        raise ValueError("mixture_kl needs at least one branch's logits")
+    return tf.reduce_mean(tf.add_n([softmax_kl_per_example(mixture_logits, branch, temperature)
+                                    for branch in branch_logits_list]))

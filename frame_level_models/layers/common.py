@@ -66,13 +66,13 @@ class MaskedBatchNormalization(keras.layers.BatchNormalization,
         return mean, variance
 
 
-def batch_norm(name):
-    """Batch norm with the slim defaults (momentum 0.999, epsilon 1e-3, centre and scale).
+def batch_norm(name, momentum=BN_MOMENTUM):
+    """Batch norm with the slim defaults (momentum 0.999, epsilon 1e-3, centre and scale); the
+    models pass their `bn_momentum` hparam.
 
     Not fused: frame-level callers pass a mask so padded frames stay out of the batch statistics.
     """
-    return MaskedBatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, fused=False,
-                                    name=name)
+    return MaskedBatchNormalization(momentum=momentum, epsilon=BN_EPSILON, fused=False, name=name)
 
 
 def frame_mask(num_frames, frames, dtype=tf.float32):
@@ -100,3 +100,18 @@ class Layer(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
 
     def get_prunable_weights(self):
         return [getattr(self, name) for name in self._prunable_weight_names]
+
+
+class BatchNormLayer(Layer):
+    """A zoo layer holding batch norms: their momentum is a constructor argument (`bn_momentum`
+    hparam), kept in the config."""
+
+    def __init__(self, bn_momentum=BN_MOMENTUM, **kwargs):
+        super().__init__(**kwargs)
+        self.bn_momentum = float(bn_momentum)
+
+    def make_batch_norm(self, name):
+        return batch_norm(name, self.bn_momentum)
+
+    def get_config(self):
+        return {**super().get_config(), "bn_momentum": self.bn_momentum}

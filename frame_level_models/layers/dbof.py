@@ -11,7 +11,7 @@ from frame_level_models.layers import common
 
 
 @keras.utils.register_keras_serializable(package="yt8m")
-class DbofPooling(common.Layer):
+class DbofPooling(common.BatchNormLayer):
     """[frames [B, T, N], num_frames [B]] -> [B, cluster_size]."""
 
     _prunable_weight_names = ("cluster_kernel",)
@@ -32,9 +32,9 @@ class DbofPooling(common.Layer):
         self.cluster_kernel = self.add_weight("cluster_kernel", [feature_size, self.cluster_size],
                                               initializer=common.fan_in_normal())
         if self.add_batch_norm:
-            self.input_bn = common.batch_norm("input_bn")
+            self.input_bn = self.make_batch_norm("input_bn")
             self.input_bn.build([None, feature_size])
-            self.cluster_bn = common.batch_norm("cluster_bn")
+            self.cluster_bn = self.make_batch_norm("cluster_bn")
             self.cluster_bn.build([None, self.cluster_size])
         else:
             self.cluster_bias = self.add_weight(

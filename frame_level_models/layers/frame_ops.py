@@ -122,12 +122,12 @@ class ReverseWhitening(common.Layer):
 
 
 @keras.utils.register_keras_serializable(package="yt8m")
-class FrameBatchNorm(common.Layer):
+class FrameBatchNorm(common.BatchNormLayer):
     """Batch norm over frames whose batch statistics skip padded frames:
     [frames [B, T, N], num_frames [B]] -> [B, T, N] (slim defaults, see common.batch_norm)."""
 
     def build(self, input_shape):
-        self.batch_norm = common.batch_norm("bn")
+        self.batch_norm = self.make_batch_norm("bn")
         self.batch_norm.build([None, None, int(input_shape[0][-1])])
         super().build(input_shape)
 

@@ -11,7 +11,7 @@ from frame_level_models.layers import common
 
 
 @keras.utils.register_keras_serializable(package="yt8m")
-class ContextGating(common.Layer):
+class ContextGating(common.BatchNormLayer):
     _prunable_weight_names = ("kernel",)
 
     def __init__(self, kernel_initializer=None, **kwargs):
@@ -23,7 +23,7 @@ class ContextGating(common.Layer):
     def build(self, input_shape):
         size = int(input_shape[-1])
         self.kernel = self.add_weight("kernel", [size, size], initializer=self.kernel_initializer)
-        self.batch_norm = common.batch_norm("gating_bn")
+        self.batch_norm = self.make_batch_norm("gating_bn")
         self.batch_norm.build([None, size])
         super().build(input_shape)
 
@@ -37,7 +37,7 @@ class ContextGating(common.Layer):
 
 
 @keras.utils.register_keras_serializable(package="yt8m")
-class SEGating(common.Layer):
+class SEGating(common.BatchNormLayer):
     _prunable_weight_names = ("squeeze_kernel", "excite_kernel")
 
     def __init__(self, reduction=8, **kwargs):
@@ -56,7 +56,7 @@ class SEGating(common.Layer):
                                               initializer=common.he_normal())
         self.excite_kernel = self.add_weight("excite_kernel", [squeezed, size],
                                              initializer=common.he_normal())
-        self.batch_norm = common.batch_norm("gating_bn")
+        self.batch_norm = self.make_batch_norm("gating_bn")
         self.batch_norm.build([None, squeezed])
         super().build(input_shape)
 

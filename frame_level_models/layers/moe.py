@@ -13,7 +13,7 @@ from frame_level_models.layers import common
 
 
 @keras.utils.register_keras_serializable(package="yt8m")
-class MoeClassifier(common.Layer):
+class MoeClassifier(common.BatchNormLayer):
     """[B, D] -> class probabilities [B, V]. Defines no logits (a mixture of sigmoids)."""
 
     def __init__(self, num_classes, num_mixtures=2, l2_penalty=1e-8, prob_gating=False,
@@ -41,7 +41,7 @@ class MoeClassifier(common.Layer):
         if self.prob_gating:
             self.prob_gating_kernel = self.add_weight("prob_gating_kernel", [classes, classes],
                                                       initializer=common.fan_in_normal())
-            self.prob_gating_bn = common.batch_norm("prob_gating_bn")
+            self.prob_gating_bn = self.make_batch_norm("prob_gating_bn")
             self.prob_gating_bn.build([None, classes])
         super().build(input_shape)
 

@@ -12,7 +12,7 @@ from frame_level_models.layers import common
 
 
 @keras.utils.register_keras_serializable(package="yt8m")
-class NetVLAD(common.Layer):
+class NetVLAD(common.BatchNormLayer):
     """[frames [B, T, D], num_frames [B]] -> [B, D*K]."""
 
     _prunable_weight_names = ("cluster_kernel", "centroids")
@@ -31,7 +31,7 @@ class NetVLAD(common.Layer):
         self.cluster_kernel = self.add_weight("cluster_kernel", [feature_size, self.cluster_size],
                                               initializer=common.fan_in_normal())
         if self.add_batch_norm:
-            self.cluster_bn = common.batch_norm("cluster_bn")
+            self.cluster_bn = self.make_batch_norm("cluster_bn")
             self.cluster_bn.build([None, self.cluster_size])
         else:
             self.cluster_bias = self.add_weight(

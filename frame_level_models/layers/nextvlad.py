@@ -17,7 +17,7 @@ from frame_level_models.layers import common
 
 
 @keras.utils.register_keras_serializable(package="yt8m")
-class NeXtVLAD(common.Layer):
+class NeXtVLAD(common.BatchNormLayer):
     """[frames [B, T, N], num_frames [B]] -> [B, D*K] with D = expansion*N/groups."""
 
     _prunable_weight_names = ("expansion_kernel", "attention_kernel", "cluster_kernel",
@@ -50,11 +50,11 @@ class NeXtVLAD(common.Layer):
         self.attention_bias = self.add_weight("attention_bias", [groups], initializer="zeros")
         self.cluster_kernel = self.add_weight("cluster_kernel", [expanded, groups * clusters],
                                               initializer=common.he_normal())
-        self.cluster_bn = common.batch_norm("cluster_bn")
+        self.cluster_bn = self.make_batch_norm("cluster_bn")
         self.cluster_bn.build([None, groups * clusters])
         self.centroids = self.add_weight("centroids", [self.group_size, clusters],
                                          initializer=common.he_normal())
-        self.output_bn = common.batch_norm("vlad_bn")
+        self.output_bn = self.make_batch_norm("vlad_bn")
         self.output_bn.build([None, self.group_size * clusters])
         super().build(input_shape)
 

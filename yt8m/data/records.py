@@ -8,6 +8,10 @@ import numpy as np
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
+# The feature streams are shared with the models (which must not load the readers).
+from yt8m.features import (DEFAULT_FEATURE_NAMES, DEFAULT_FEATURE_SIZES,  # noqa: F401
+                           VIDEO_FEATURE_NAMES)
+
 MAX_QUANTIZED_VALUE = 2.0
 MIN_QUANTIZED_VALUE = -2.0
 _QUANTIZED_RANGE = MAX_QUANTIZED_VALUE - MIN_QUANTIZED_VALUE
@@ -15,9 +19,6 @@ _QUANTIZED_RANGE = MAX_QUANTIZED_VALUE - MIN_QUANTIZED_VALUE
 DEQUANTIZE_SCALE = _QUANTIZED_RANGE / 255.0
 DEQUANTIZE_BIAS = _QUANTIZED_RANGE / 512.0 + MIN_QUANTIZED_VALUE
 
-DEFAULT_FEATURE_NAMES = ("rgb", "audio")
-DEFAULT_FEATURE_SIZES = (1024, 128)
-VIDEO_FEATURE_NAMES = ("mean_rgb", "mean_audio")
 DEFAULT_MAX_FRAMES = 300
 DEFAULT_NUM_CLASSES = 3862
 SEGMENT_SIZE = 5  # frames per rated segment (2019 challenge)

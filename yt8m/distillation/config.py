@@ -6,19 +6,12 @@ from typing import Optional
 
 import yt8m  # noqa: F401
 from yt8m.core.options import option
-from yt8m.distillation.frame_selection import STRATEGIES
+from frame_level_models.composite.frame_selection import STRATEGIES
 from yt8m.distillation.graph import DISTANCES
 from yt8m.distillation.losses import FORMS, PREDICTION_DISTANCES
-from yt8m.distillation import graph_distillation
-from yt8m.distillation import modes
-from yt8m.distillation import multi_teacher
-from yt8m.distillation import teacher_student
-from yt8m.distillation.teacher_student import LOSS_NAMES, TRAINING_MODES
 
-# The built-in modes, in the order --distill_mode lists them (a new mode: its module, and here).
-for _mode in (teacher_student.MODE, multi_teacher.MODE, graph_distillation.MODE):
-    modes.register(_mode)
-MODES = modes.names()
+LOSS_NAMES = ("rep", "pred", "ce")  # teacher_student's loss terms
+TRAINING_MODES = ("serial", "parallel")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +20,8 @@ class DistillConfig:
     mode: str = option(
         "", "Distillation set-up: teacher_student (frame-skipping student, one teacher), "
         "multi_teacher (weighted soft labels) or graph (learned teacher weights). Unset: no "
-        "distillation.", choices=MODES, flag="distill_mode")
+        "distillation. Any mode registered in yt8m.distillation.modes is accepted (checked when "
+        "training starts).", flag="distill_mode")
     teacher_dirs: tuple[str, ...] = option(
         (), "Teachers: train dirs written by train.py or ensembles exported by "
         "export_ensemble.py (frozen; parallel training: the teacher's initialisation).")

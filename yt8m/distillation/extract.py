@@ -8,6 +8,10 @@ sub-tree a MixtureModel with the remaining levels. The output dir holds model_fl
 checkpoint `ckpt-<step of the source checkpoint>` written through tf.train.CheckpointManager over
 tf.train.Checkpoint(model=...), the layout train.py writes: eval.py, inference.py and the exporter
 load it with `yt8m.training.checkpoints.load_model`.
+
+A tool, not a model part: it reads and writes train dirs through yt8m.training, which the model
+package must not import; the model side (`mixture_models.node_model_flags`, `MixtureModel.subtree`)
+lives in frame_level_models.composite.
 """
 import os
 
@@ -16,8 +20,8 @@ from absl import flags
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
-from yt8m.distillation import mixture_models
-from yt8m.distillation import mod_tree
+from frame_level_models.composite import mixture_models
+from frame_level_models.composite import mod_tree
 from yt8m.training import checkpoints
 from yt8m.core import files
 from yt8m.core import model_flags as model_flags_lib

@@ -16,6 +16,7 @@ import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 import tf_keras as keras
 
+from yt8m import losses as base_losses
 from yt8m.distillation import losses
 from yt8m.distillation.bilinear import CompactBilinearPooling
 
@@ -56,7 +57,7 @@ def vertex_distance(source_logits, source_temperature, target_logits, target_tem
                                       tf.nn.softmax(target, axis=-1))
     if form == "sigmoid":
         if distance == "kl":
-            return losses.binary_kl_per_example(source, target, 1.0)
+            return base_losses.binary_kl_per_example(source, target, 1.0)
         return tf.reduce_sum(tf.abs(tf.sigmoid(source) - tf.sigmoid(target)), axis=-1)
     raise ValueError(f"Unknown distribution form {form!r}; choose one of: "
                      f"{', '.join(losses.FORMS)}")

@@ -1,6 +1,7 @@
-"""Distillation losses (SPEC 5): teacher-student matching, multi-teacher soft labels, the mixture
-(online distillation) KL term and MMD. TensorFlow ops; every loss is a scalar averaged over the batch
-(per-example terms are summed over classes / feature dimensions, as the label losses are).
+"""Distillation losses (SPEC 5): teacher-student matching, multi-teacher soft labels and MMD.
+TensorFlow ops; every loss is a scalar averaged over the batch (per-example terms are summed over
+classes / feature dimensions, as the label losses are). The KL divergences between logits that the
+mixtures share (softmax_kl, binary_kl, mixture_kl) live in `yt8m.losses`.
 
 Two forms of "class distribution" are offered for the multi-label task:
 - softmax: one distribution across the V classes, softmax(z / T) (Hinton et al.; the papers' form);
@@ -10,7 +11,7 @@ Two forms of "class distribution" are offered for the multi-label task:
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
-from yt8m import losses as label_losses
+from yt8m import losses as base_losses
 
 FORMS = ("softmax", "sigmoid")
 PREDICTION_DISTANCES = ("kl", "squared_error", "binary_kl")
@@ -21,11 +22,6 @@ _EPSILON = 1e-7
 def _check_form(form):
     if form not in FORMS:
         raise ValueError(f"Unknown distribution form {form!r}; choose one of: {', '.join(FORMS)}")
-
-
-def _check_temperature(temperature):
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature!r}")
 
 
 # ----------------------------------------------------------------------------- teacher-student
@@ -83,59 +79,6 @@ def prediction_loss(teacher_predictions, student_predictions, distance="kl",
     return tf.reduce_mean(tf.reduce_sum(per_class, axis=-1))
 
 
-# ----------------------------------------------------------------------------- KL from logits
-
-def softmax_kl_per_example(target_logits, logits, temperature=1.0):
-    """[B]: KL(softmax(target/T) || softmax(logits/T)) across the class axis."""
-    _check_temperature(temperature)
-    logits = tf.convert_to_tensor(logits)
-    target_logits = tf.cast(target_logits, logits.dtype)
-    target_log_p = tf.nn.log_softmax(target_logits / temperature, axis=-1)
-    log_q = tf.nn.log_softmax(logits / temperature, axis=-1)
-    return tf.reduce_sum(tf.exp(target_log_p) * (target_log_p - log_q), axis=-1)
-
-
-def binary_kl_per_example(target_logits, logits, temperature=1.0):
-    """[B]: sum_c KL(Bernoulli(sigmoid(t_c/T)) || Bernoulli(sigmoid(z_c/T))), from logits.
-
-    Uses log sigmoid(x) = -softplus(-x) and log(1 - sigmoid(x)) = -softplus(x): no clipping.
-    """
-    _check_temperature(temperature)
-    logits = tf.convert_to_tensor(logits)
-    t = tf.cast(target_logits, logits.dtype) / temperature
-    z = logits / temperature
-    p = tf.sigmoid(t)
-    per_class = (p * (tf.nn.softplus(-z) - tf.nn.softplus(-t))
-                 + (1 - p) * (tf.nn.softplus(z) - tf.nn.softplus(t)))
-    return tf.reduce_sum(per_class, axis=-1)
-
-
-def softmax_kl(target_logits, logits, temperature=1.0):
-    """Mean over the batch of KL(softmax(target/T) || softmax(logits/T))."""
-    return tf.reduce_mean(softmax_kl_per_example(target_logits, logits, temperature))
-
-
-def binary_kl(target_logits, logits, temperature=1.0):
-    """Mean over the batch of the per-class binary KL with temperature (sigmoid form)."""
-    return tf.reduce_mean(binary_kl_per_example(target_logits, logits, temperature))
-
-
-def mixture_kl(mixture_logits, branch_logits_list, temperature):
-    """Online distillation term of MixNeXtVLAD / MOD (SPEC 4):
-    mean over the batch of sum_i KL(softmax(z/T) || softmax(z_i/T)).
-
-    No stop-gradient on the mixture side (the reference code puts none; wrap `mixture_logits` in
-    tf.stop_gradient to get the other variant). temperature == 0 means no distillation term (0).
-    The caller multiplies by lambda (the references use lambda = T^2).
-    """
-    if temperature == 0:
-        return tf.constant(0.0, tf.convert_to_tensor(mixture_logits).dtype)
-    if not branch_logits_list:
-        raise ValueError("mixture_kl needs at least one branch's logits")
-    return tf.reduce_mean(tf.add_n([softmax_kl_per_example(mixture_logits, branch, temperature)
-                                    for branch in branch_logits_list]))
-
-
 # ----------------------------------------------------------------------------- multi-teacher
 
 def _teacher_weights(num_teachers, weights):
@@ -158,7 +101,7 @@ def multi_teacher_soft_labels(teacher_logits_list, temperature, weights=None, fo
     weights: mu_i (>= 0, default equal). The soft labels carry no gradient to the teachers.
     """
     _check_form(form)
-    _check_temperature(temperature)
+    base_losses.check_temperature(temperature)
     if not teacher_logits_list:
         raise ValueError("multi-teacher soft labels need at least one teacher")
     mus = _teacher_weights(len(teacher_logits_list), weights)
@@ -177,7 +120,7 @@ def soft_label_loss(soft_labels, student_logits, temperature, form="softmax"):
     sigmoid: sum_c binary KL(q_c || sigmoid(s_c/T)).
     """
     _check_form(form)
-    _check_temperature(temperature)
+    base_losses.check_temperature(temperature)
     scaled = student_logits / temperature
     q = tf.cast(soft_labels, scaled.dtype)
     if form == "softmax":
@@ -197,7 +140,7 @@ def hard_label_loss(student_logits, labels, form="softmax", label_weights=None):
     sigmoid: `CrossEntropyLoss` (per-class binary cross-entropy summed over classes).
     """
     _check_form(form)
-    loss = label_losses.SoftmaxLoss() if form == "softmax" else label_losses.CrossEntropyLoss()
+    loss = base_losses.SoftmaxLoss() if form == "softmax" else base_losses.CrossEntropyLoss()
     return loss.calculate_loss(None, labels, label_weights=label_weights, logits=student_logits)
 
 

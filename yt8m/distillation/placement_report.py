@@ -150,7 +150,7 @@ def main(argv):
     del argv
     from yt8m.training import distribution
     distribution.configure_cpu_devices(flags.FLAGS.num_cpu_devices)
-    from yt8m.distillation import mixture_models
+    from frame_level_models.composite import mixture_models
     model = mixture_models.build(flags.FLAGS.model, flags.FLAGS.num_classes, **_tiny_hparams())
     print(json.dumps(placement_report(model, flags.FLAGS.batch_size, flags.FLAGS.num_classes),
                      indent=2, sort_keys=True))

@@ -19,14 +19,13 @@ import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
 from yt8m.distillation import losses as distillation_losses
+from yt8m.distillation.config import LOSS_NAMES
 from yt8m.distillation import modes
 from yt8m.distillation import teacher_sources
 from yt8m.distillation import teachers as teachers_lib
 from yt8m.distillation.distillation_model import (DistillationModel, build_dense, teacher_key,
                                                   require_embeddings)
 
-LOSS_NAMES = ("rep", "pred", "ce")
-TRAINING_MODES = ("serial", "parallel")
 PROJECTED_EMBEDDING = "student/projected_embedding"
 
 

@@ -11,15 +11,21 @@ import os
 
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 
-from yt8m.distillation import frame_selection
-from yt8m.distillation import frame_skipping
+from frame_level_models.composite import frame_selection
+from frame_level_models.composite import frame_skipping
 from yt8m.distillation import losses as distillation_losses
 from yt8m.distillation import modes
-from yt8m.distillation.config import MODES  # noqa: F401  (registers the built-in modes)
-from yt8m.distillation.teacher_student import TRAINING_MODES
+from yt8m.distillation import graph_distillation
+from yt8m.distillation import multi_teacher
+from yt8m.distillation import teacher_student
+from yt8m.distillation.config import TRAINING_MODES
 from yt8m.losses import get_label_loss
 from yt8m.core import files
 
+# The built-in modes, in the order --distill_mode lists them (a new mode: its module, and here).
+for _mode in (teacher_student.MODE, multi_teacher.MODE, graph_distillation.MODE):
+    modes.register(_mode)
+MODES = modes.names()
 RECORD_FILE = "distillation.json"
 
 
@@ -62,9 +68,8 @@ def student_train_config(train_config, config):
     seeing --student_frames frames."""
     if not config.student_frames:
         return train_config
-    from frame_level_models import registry
     try:
-        frame_skipping.check_base_model(train_config.model, registry)
+        frame_skipping.check_base_model(train_config.model)
     except ValueError as error:
         raise ValueError(f"--student_frames={config.student_frames} needs --model to be a "
                          f"frame-level zoo model: {error}") from None

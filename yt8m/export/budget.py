@@ -6,6 +6,7 @@ import yt8m  # noqa: F401
 import tensorflow as tf
 
 from yt8m.export import precision as precision_lib
+from yt8m.export import storage
 
 BYTES_PER_MB = 2 ** 20
 
@@ -14,21 +15,15 @@ class SizeBudgetError(ValueError):
     pass
 
 
-def variable_bytes(variables, precision, min_elements):
-    """Bytes of variable data when the candidates among `variables` are stored at `precision`."""
-    total = 0
-    for variable in variables:
-        if (precision != precision_lib.FLOAT32
-                and precision_lib.is_low_precision_candidate(variable, min_elements)):
-            total += precision_lib.stored_bytes(variable.shape, precision)
-        else:
-            total += variable.shape.num_elements() * variable.dtype.size
-    return total
+def variable_bytes(variables, precision, min_elements, sparse_weights=0.0):
+    """Bytes of variable data when `variables` are stored at `precision` (yt8m.export.storage)."""
+    return sum(storage.plan(variable, precision, min_elements, sparse_weights).stored_bytes
+               for variable in variables)
 
 
-def sizes_by_precision(variables, min_elements):
+def sizes_by_precision(variables, min_elements, sparse_weights=0.0):
     """{precision: bytes} for float32, float16 and int8 storage of the same variables."""
-    return {precision: variable_bytes(variables, precision, min_elements)
+    return {precision: variable_bytes(variables, precision, min_elements, sparse_weights)
             for precision in precision_lib.PRECISIONS}
 
 
@@ -37,8 +32,9 @@ def check_budget(num_bytes, budget_mb, what):
     if num_bytes > budget_mb * BYTES_PER_MB:
         raise SizeBudgetError(
             f"{what} would take {num_bytes / BYTES_PER_MB:.2f} MB, over "
-            f"--size_budget_mb={budget_mb:g}; drop members, use --precision=float16 or int8, or pass "
-            "--select_under_budget with --tune_weights_on")
+            f"--size_budget_mb={budget_mb:g}; drop members, use --precision=float16 or int8 (and "
+            "--sparse_weights for pruned members), or pass --select_under_budget with "
+            "--tune_weights_on")
 
 
 def directory_bytes(path):

@@ -1,10 +1,11 @@
 """export_ensemble: members' train dirs -> one verified SavedModel, written atomically.
 
 Steps: load every member (checkpoint averaging included) -> optionally tune the weights / choose
-the members on validation data -> build the ensemble module at the requested precision -> check
-the size budget (before anything is written) -> save to a temp dir next to output_dir -> reload it
-and verify (max abs difference against the float32 ensemble, GAP before and after) -> write
-export_report.json -> rename the temp dir to output_dir. Any failure removes the temp dir.
+the members on validation data -> build the ensemble module at the requested precision (pruned
+matrices bit-packed with --sparse_weights) -> check the size budget (before anything is written)
+-> save to a temp dir next to output_dir -> reload it and verify (max abs difference against the
+float32 ensemble, GAP before and after) -> write export_report.json -> rename the temp dir to
+output_dir. Any failure removes the temp dir.
 """
 import dataclasses
 import os
@@ -25,6 +26,7 @@ from yt8m.export import member_module
 from yt8m.export import members as members_lib
 from yt8m.export import precision as precision_lib
 from yt8m.export import serving
+from yt8m.export import storage
 from yt8m.export import tuning
 from yt8m.export import validation_data
 
@@ -65,6 +67,10 @@ class ExportConfig:
         1024.0, "Refuse the export if it would exceed this many MB (2**20 bytes).")
     min_low_precision_elements: int = options.option(
         precision_lib.DEFAULT_MIN_ELEMENTS, "Weight matrices with fewer values stay float32.")
+    sparse_weights: float = options.option(
+        0.0, "Store a large matrix with at least this fraction of zeros (a pruned one) as a bit "
+        "mask + its non-zero values, when that is smaller; 0: off. Combines with any "
+        "--precision (yt8m.export.storage).", lower=0.0, upper=1.0)
     top_k: int = options.override(
         TopK, "top_k", help="Classes in the top-k outputs of the signatures and in GAP.")
     tune_weights_on: str = options.option(
@@ -108,6 +114,7 @@ def _check_config(config):
     if config.select_under_budget and not config.tune_weights_on:
         raise ValueError("--select_under_budget needs --tune_weights_on (validation data to "
                          "choose the members by GAP)")
+    storage.check_sparse_weights(config.sparse_weights)
     if config.min_low_precision_elements < 1:
         raise ValueError("--min_low_precision_elements must be >= 1, got "
                          f"{config.min_low_precision_elements}")
@@ -196,12 +203,30 @@ def _graph_bytes(signatures):
     return sum(function.graph.as_graph_def().ByteSize() for function in signatures.values())
 
 
-def build_ensemble(loaded, weights, precision, min_elements, num_classes, top_k=20):
+def build_ensemble(loaded, weights, precision, min_elements, num_classes, top_k=20,
+                   sparse_weights=0.0):
     """EnsembleModule over LoadedMembers (their models keep their float32 weights)."""
     modules = [member_module.MemberModule(member.model, member.model_flags, precision,
-                                          min_elements, name=f"member_{index}")
+                                          min_elements, name=f"member_{index}",
+                                          sparse_weights=sparse_weights)
                for index, member in enumerate(loaded)]
     return serving.EnsembleModule(modules, weights, num_classes, top_k=top_k)
+
+
+def storage_report(loaded, ensemble):
+    """Per member and storage group (yt8m.export.storage): tensors, sparsity, stored and dense
+    bytes; and one row per matrix stored sparse."""
+    groups, sparse_tensors = [], []
+    for member, module in zip(loaded, ensemble.members):
+        plans = module.storage_plans
+        for group, totals in storage.group_totals([plan for _, plan in plans]).items():
+            groups.append({"member": member.spec.describe(), "group": group, **totals})
+        sparse_tensors += [{"member": member.spec.describe(), "variable": name,
+                            "shape": list(plan.shape), "precision": plan.precision,
+                            "sparsity": plan.num_zeros / plan.num_elements,
+                            "stored_bytes": plan.stored_bytes, "dense_bytes": plan.dense_bytes}
+                           for name, plan in plans if plan.group == storage.SPARSE]
+    return {"tensor_groups": groups, "sparse_tensors": sparse_tensors}
 
 
 def export_ensemble(config):
@@ -213,11 +238,13 @@ def export_ensemble(config):
     loaded = [members_lib.load_member(spec) for spec in specs]
     num_classes = _check_members_agree(loaded)
     min_elements = config.min_low_precision_elements
-    sizes = [budget.sizes_by_precision(member_module.unique_variables(member.model), min_elements)
+    sizes = [budget.sizes_by_precision(member_module.unique_variables(member.model), min_elements,
+                                       config.sparse_weights)
              for member in loaded]
     report = {
         "output_dir": config.output_dir,
         "precision": config.precision,
+        "sparse_weights": config.sparse_weights,
         "num_classes": num_classes,
         "members": [{"member": member.spec.describe(), "model": member.model_flags.get("model"),
                      "checkpoints": member.checkpoints, "bytes": size}
@@ -238,9 +265,10 @@ def export_ensemble(config):
                          for loaded_member, weight in zip(loaded, weights)}
 
     ensemble = build_ensemble(loaded, weights, config.precision, min_elements, num_classes,
-                              config.top_k)
+                              config.top_k, config.sparse_weights)
     max_frames = int(ensemble.max_frames.numpy())
     report["max_frames"] = max_frames
+    report.update(storage_report(loaded, ensemble))
     signatures = ensemble.signatures()
     for function in signatures.values():
         member_module.check_no_float32_reads(function, ensemble.members)
@@ -321,6 +349,14 @@ def format_report(report):
         f"  max |prediction - float32 ensemble|: {report['max_abs_prediction_diff']:.3g} "
         f"(limit {report['max_prediction_diff_limit']:g})",
     ]
+    sparse = [row for row in report.get("tensor_groups", []) if row["group"] == storage.SPARSE]
+    if sparse:
+        elements = sum(row["elements"] for row in sparse)
+        zeros = sum(row["sparsity"] * row["elements"] for row in sparse)
+        lines.append(
+            f"  sparse storage: {sum(row['tensors'] for row in sparse)} matrices, sparsity "
+            f"{zeros / elements:.3f}, {sum(row['stored_bytes'] for row in sparse) / mb:.3f} MB "
+            f"instead of {sum(row['dense_bytes'] for row in sparse) / mb:.3f} MB dense")
     if "gap_exported" in report:
         lines.append(f"  GAP on {report['gap_data']}: float32 {report['gap_float32']:.5f}, "
                      f"exported {report['gap_exported']:.5f}")

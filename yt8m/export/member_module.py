@@ -2,13 +2,14 @@
 
 How the low precision gets in without per-model code: the member's tf_keras model is rebuilt and
 filled with float32 weights as usual. Each large weight matrix then gets a `StoredWeight`
-(float16 or int8 variables). While the member's forward runs (inside the serving tf.function),
-every layer attribute that holds one of those float32 variables (`Dense.kernel`, a NetVLAD
-layer's cluster weights, ...) temporarily holds the float32 tensor read from the low-precision
-storage instead, so the layers' own `call` code computes with it. Afterwards the attributes are
-restored. This works for any layer that reads its weights through attributes, which is what
-`add_weight` + `self.x = ...` gives; `check_no_float32_reads` verifies it on the traced graph, so
-a layer that reads its weights some other way is refused rather than silently exported in float32.
+(float16 or int8 variables, or bit-packed sparse storage: yt8m.export.storage). While the
+member's forward runs (inside the serving tf.function), every layer attribute that holds one of
+those float32 variables (`Dense.kernel`, a NetVLAD layer's cluster weights, ...) temporarily
+holds the float32 tensor read from the low-precision storage instead, so the layers' own `call`
+code computes with it. Afterwards the attributes are restored. This works for any layer that
+reads its weights through attributes, which is what `add_weight` + `self.x = ...` gives;
+`check_no_float32_reads` verifies it on the traced graph, so a layer that reads its weights some
+other way is refused rather than silently exported in float32.
 
 The module tracks only what the SavedModel must hold: the low-precision storage and the variables
 that stay float32. The Keras model itself is held untracked (its float32 copies of the large
@@ -19,8 +20,8 @@ import contextlib
 import yt8m  # noqa: F401
 import tensorflow as tf
 
-from yt8m.export import budget
 from yt8m.export import precision as precision_lib
+from yt8m.export import storage
 
 NUM_FRAMES = "num_frames"
 VIDEO_LEVEL_PREFIX = "mean_"
@@ -110,23 +111,25 @@ def _fixed_frame_counts(model):
 class MemberModule(tf.Module):
     """A member's forward pass: frames -> predictions [B, V], reading large weights in `precision`."""
 
-    def __init__(self, model, model_flags, precision, min_elements, name):
+    def __init__(self, model, model_flags, precision, min_elements, name, sparse_weights=0.0):
         super().__init__(name=name)
         precision_lib.check_precision(precision)
         self.member_name = name
         self.precision = precision
         self.max_frames = int(model_flags.get("max_frames", 300))
-        stored, kept, replaced = [], [], []
+        stored, kept, replaced, plans = [], [], [], []
         for variable in unique_variables(model):
-            if (precision != precision_lib.FLOAT32
-                    and precision_lib.is_low_precision_candidate(variable, min_elements)):
-                stored.append(precision_lib.make_stored_weight(variable, precision))
-                replaced.append(variable)
-            else:
+            plans.append((variable.name, storage.plan(variable, precision, min_elements,
+                                                      sparse_weights)))
+            stored_weight = storage.make_stored_weight(variable, plans[-1][1])
+            if stored_weight is None:
                 kept.append(variable)
+            else:
+                stored.append(stored_weight)
+                replaced.append(variable)
         self.stored_weights = stored
         self.float32_variables = kept
-        self._held = Untracked(model=model, replaced=replaced,
+        self._held = Untracked(model=model, replaced=replaced, plans=plans,
                                input_names=model_input_names(model_flags),
                                fixed_frames=_fixed_frame_counts(model))
 
@@ -186,11 +189,14 @@ class MemberModule(tf.Module):
         """The reference: the same forward with the original float32 weights."""
         return self._predictions(self._model_inputs(frames, num_frames))
 
+    @property
+    def storage_plans(self):
+        """[(variable name, storage.Plan)] of every variable of the model."""
+        return list(self._held.plans)
+
     def saved_bytes(self):
         """Bytes of variable data this member puts in the SavedModel."""
-        return (sum(precision_lib.stored_bytes(v.shape, self.precision)
-                    for v in self._held.replaced)
-                + budget.variable_bytes(self.float32_variables, precision_lib.FLOAT32, 0))
+        return sum(plan.stored_bytes for _, plan in self._held.plans)
 
 
 def check_no_float32_reads(concrete_function, members):

@@ -38,7 +38,7 @@ def is_low_precision_candidate(variable, min_elements):
             and variable.shape.rank >= 2 and variable.shape.num_elements() >= min_elements)
 
 
-def _storage_name(variable, suffix):
+def storage_name(variable, suffix):
     return variable.name.split(":")[0] + "_" + suffix
 
 
@@ -60,23 +60,47 @@ def int8_dequantize(codes, scales):
     return np.asarray(codes, np.float32) * np.asarray(scales, np.float32)
 
 
+def to_float16(values, name):
+    """float32 array -> float16 array; an error naming the variable when a value is out of range."""
+    values = np.asarray(values, np.float32)
+    if np.any(np.abs(values) > _FLOAT16_MAX):
+        raise ValueError(
+            f"variable {name} holds values beyond the float16 range "
+            f"(max |w| = {float(np.max(np.abs(values))):g} > {_FLOAT16_MAX:g}); export it "
+            "with --precision=int8 or raise --min_low_precision_elements above its size")
+    return values.astype(np.float16)
+
+
+def encode(values, precision, name):
+    """float32 array -> (per-element array as stored at `precision`, float32 scales [C] or None).
+
+    float32: the values; float16: the values rounded to float16; int8: the codes of
+    `int8_quantize` and their per-channel scales. `decode` is the inverse in TF ops.
+    """
+    check_precision(precision)
+    if precision == INT8:
+        return int8_quantize(values)
+    if precision == FLOAT16:
+        return to_float16(values, name), None
+    return np.asarray(values, np.float32), None
+
+
+def decode(elements, scales=None):
+    """What the model computes with: the stored elements as float32, times the int8 scales."""
+    values = tf.cast(elements, tf.float32)
+    return values if scales is None else values * scales
+
+
 class Float16Weight(tf.Module):
     """A float32 matrix stored as a float16 variable and cast back to float32 where it is read."""
 
     def __init__(self, variable):
         super().__init__(name=None)
-        values = variable.numpy()
-        too_large = np.abs(values) > _FLOAT16_MAX
-        if np.any(too_large):
-            raise ValueError(
-                f"variable {variable.name} holds values beyond the float16 range "
-                f"(max |w| = {float(np.max(np.abs(values))):g} > {_FLOAT16_MAX:g}); export it "
-                "with --precision=int8 or raise --min_low_precision_elements above its size")
-        self.values = tf.Variable(values.astype(np.float16), trainable=False,
-                                  name=_storage_name(variable, "float16"))
+        self.values = tf.Variable(to_float16(variable.numpy(), variable.name), trainable=False,
+                                  name=storage_name(variable, "float16"))
 
     def read(self):
-        return tf.cast(self.values, tf.float32)
+        return decode(self.values)
 
     def reference_numpy(self):
         """What `read()` returns, computed in numpy (tests, error bounds)."""
@@ -89,12 +113,12 @@ class Int8Weight(tf.Module):
     def __init__(self, variable):
         super().__init__(name=None)
         codes, scales = int8_quantize(variable.numpy())
-        self.codes = tf.Variable(codes, trainable=False, name=_storage_name(variable, "int8"))
+        self.codes = tf.Variable(codes, trainable=False, name=storage_name(variable, "int8"))
         self.scales = tf.Variable(scales, trainable=False,
-                                  name=_storage_name(variable, "int8_scales"))
+                                  name=storage_name(variable, "int8_scales"))
 
     def read(self):
-        return tf.cast(self.codes, tf.float32) * self.scales
+        return decode(self.codes, self.scales)
 
     def reference_numpy(self):
         return int8_dequantize(self.codes.numpy(), self.scales.numpy())

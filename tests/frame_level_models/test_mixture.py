@@ -6,9 +6,9 @@ import yt8m  # noqa: F401
 import tensorflow as tf
 
 import frame_level_models
-from yt8m.distillation import mixture_models
-from yt8m.distillation import mod_tree
-from yt8m.distillation.mixture import MixtureModel
+from frame_level_models.composite import mixture_models
+from frame_level_models.composite import mod_tree
+from frame_level_models.composite.mixture import MixtureModel
 
 V = 4
 FEATURES = dict(feature_names="rgb,audio", feature_sizes="6,3")

@@ -1,7 +1,8 @@
 """A gated mixture of models trained with online distillation (MixNeXtVLAD; MOD paper eq. 6).
 
 `MixtureModel` holds m branch models: any model of the zoo (outputs with `logits`), or other
-MixtureModels, which makes a MOD tree a mixture of mixtures (mod_tree.py builds them).
+MixtureModels, which makes a MOD tree a mixture of mixtures (mod_tree.py builds them). Its config
+holds its branches' configs, so it clones and saves (.keras) like a functional model.
 
   gate      w = softmax(dense(BN(mean of the valid frames), m))        [B, m]
   mixture   z = sum_i w_i z_i,  predictions = sigmoid(z)
@@ -21,18 +22,17 @@ import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 import tf_keras as keras
 
+from frame_level_models.composite import placement
 from frame_level_models.layers import common
 from frame_level_models.layers.frame_ops import MaskedMean
-from yt8m import losses as label_losses
+from yt8m import losses as losses_lib
 from yt8m.core.training_protocol import TrainingModel
-from yt8m.distillation import losses as distillation_losses
-from yt8m.distillation import placement
 
 NUM_FRAMES = "num_frames"
 BRANCH_LOGITS = "branch_logits"
 GATE_WEIGHTS = "gate_weights"
 
-_CROSS_ENTROPY = label_losses.CrossEntropyLoss()
+_CROSS_ENTROPY = losses_lib.CrossEntropyLoss()
 
 
 def binary_cross_entropy(labels, logits, label_weights=None):
@@ -59,14 +59,15 @@ def input_specs(model):
     return {name: tuple(tensor.shape[1:]) for name, tensor in nested.items()}
 
 
-class MixtureGate(common.Layer):
+@keras.utils.register_keras_serializable(package="yt8m")
+class MixtureGate(common.BatchNormLayer):
     """w = softmax(dense(BN(x), m)): a weight per branch and video. No bias: BN gives the shift."""
 
     def __init__(self, num_branches, l2_penalty=0.0, **kwargs):
         super().__init__(**kwargs)
         self.num_branches = int(num_branches)
         self.l2_penalty = float(l2_penalty)
-        self.norm = common.batch_norm("gate_bn")
+        self.norm = self.make_batch_norm("gate_bn")
         self.dense = keras.layers.Dense(self.num_branches, use_bias=False,
                                         kernel_initializer=common.he_normal(),
                                         kernel_regularizer=common.slim_l2(self.l2_penalty),
@@ -85,6 +86,7 @@ class MixtureGate(common.Layer):
                 "l2_penalty": self.l2_penalty}
 
 
+@keras.utils.register_keras_serializable(package="yt8m")
 class MixtureModel(TrainingModel, keras.Model):
     """Gated mixture of `branches` with online distillation from the mixture to each branch.
 
@@ -99,10 +101,12 @@ class MixtureModel(TrainingModel, keras.Model):
         reference code does not (default False).
       branch_devices: one device name (or None: the caller's scope) per branch.
       gate_l2_penalty: starter-convention L2 on the gate's kernel.
+      bn_momentum: momentum of the gate's batch norm.
     """
 
     def __init__(self, branches, num_classes, temperature=0.0, distill_lambda=0.0,
-                 stop_teacher_gradient=False, branch_devices=None, gate_l2_penalty=0.0, **kwargs):
+                 stop_teacher_gradient=False, branch_devices=None, gate_l2_penalty=0.0,
+                 bn_momentum=common.BN_MOMENTUM, **kwargs):
         super().__init__(**kwargs)
         branches = list(branches)
         if not branches:
@@ -130,7 +134,8 @@ class MixtureModel(TrainingModel, keras.Model):
         object.__setattr__(self, "input_specs", dict(specs))
         self._feature_names = tuple(sorted(name for name in specs if name != NUM_FRAMES))
         self._frame_level = NUM_FRAMES in specs
-        self.gate = MixtureGate(len(branches), gate_l2_penalty, name="gate")
+        self.gate = MixtureGate(len(branches), gate_l2_penalty, bn_momentum=bn_momentum,
+                                name="gate")
         gate_size = sum(int(specs[name][-1]) for name in self._feature_names)
         # Create the gate's weights now (not at the first call): a checkpoint can then be restored
         # into a freshly built model at once, and the weights land under the caller's device.
@@ -140,6 +145,27 @@ class MixtureModel(TrainingModel, keras.Model):
     @property
     def branch_devices(self):
         return self._branch_devices
+
+    def get_config(self):
+        return {"name": self.name, "num_classes": self.num_classes,
+                "branches": [keras.saving.serialize_keras_object(branch)
+                             for branch in self.branch_models],
+                "temperature": self.temperature, "distill_lambda": self.distill_lambda,
+                "stop_teacher_gradient": self.stop_teacher_gradient,
+                "branch_devices": list(self.branch_devices),
+                "gate_l2_penalty": self.gate.l2_penalty, "bn_momentum": self.gate.bn_momentum}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        branch_configs = config.pop("branches")
+        devices = config.get("branch_devices") or [None] * len(branch_configs)
+        branches = []
+        for branch_config, device in zip(branch_configs, devices):
+            with placement.device_scope(device):  # the branch's weights on the branch's device
+                branches.append(keras.saving.deserialize_keras_object(
+                    branch_config, custom_objects=custom_objects))
+        return cls(branches, **config)
 
     @property
     def is_model_parallel(self):
@@ -192,7 +218,7 @@ class MixtureModel(TrainingModel, keras.Model):
                                                   f"{path}/{index}", branch_logits[index])
         if self.temperature > 0:
             teacher = tf.stop_gradient(logits) if self.stop_teacher_gradient else logits
-            total += self.distill_lambda * distillation_losses.mixture_kl(
+            total += self.distill_lambda * losses_lib.mixture_kl(
                 teacher, branch_logits, self.temperature)
         return total
 

@@ -86,10 +86,13 @@ def test_masked_mean_ignores_padding():
     np.testing.assert_array_equal(empty, np.zeros((1, 5), np.float32))
 
 
-def test_frame_batch_norm_statistics_skip_padded_frames():
+@pytest.mark.parametrize("momentum", [None, 0.9])
+def test_frame_batch_norm_statistics_skip_padded_frames(momentum):
     rng = np.random.default_rng(1)
     clean, garbage = frames_with_garbage(rng, 4)
-    layer = layers.FrameBatchNorm()
+    layer = layers.FrameBatchNorm() if momentum is None else layers.FrameBatchNorm(
+        bn_momentum=momentum)
+    momentum = momentum or 0.999  # slim's default
     layer.build([(None, None, 4), (None,)])
     randomize_batch_norms(layer, rng)
     mask = valid_mask()
@@ -99,12 +102,12 @@ def test_frame_batch_norm_statistics_skip_padded_frames():
         got = run(layer, garbage, training)
         expected = bn_ref(garbage.astype(np.float64), layer.batch_norm, training, mask)
         np.testing.assert_allclose(got[mask], expected[mask], **TOL)
-    # The training call moved the statistics towards the valid frames' moments (momentum 0.999).
+    # The training call moved the statistics towards the valid frames' moments.
     valid = clean[mask].astype(np.float64)
     np.testing.assert_allclose(layer.batch_norm.moving_mean.numpy(),
-                               0.999 * moving_mean + 0.001 * valid.mean(0), **TOL)
+                               momentum * moving_mean + (1 - momentum) * valid.mean(0), **TOL)
     np.testing.assert_allclose(layer.batch_norm.moving_variance.numpy(),
-                               0.999 * moving_var + 0.001 * valid.var(0), **TOL)
+                               momentum * moving_var + (1 - momentum) * valid.var(0), **TOL)
 
 
 def test_random_frame_sampler_training_only():

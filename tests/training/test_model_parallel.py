@@ -1,6 +1,6 @@
 """The optimizer of models that place their own variables (MOD trees): the base optimizer's
 numbers and checkpoint layout, with each variable's clipping and update on its device (where the
-ops run: tests/test_mod_tree.py, on three logical devices; across workers: test_multi_worker.py)."""
+ops run: tests/frame_level_models/test_mod_tree.py, on three logical devices; across workers: test_multi_worker.py)."""
 import numpy as np
 import pytest
 

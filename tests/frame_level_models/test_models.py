@@ -29,6 +29,18 @@ SMALL = {
                           groups=2, gating_reduction=4, drop_rate=0.2),
 }
 FRAME_MODELS = [name for name in SMALL if frame_level_models.is_frame_level(name)]
+# Tiny hparams of every registered model; the registry-wide tests fail for a model missing here.
+TINY = {
+    **SMALL,
+    "MixtureModel": dict(FRAME_FEATURES, mixture_base_model="FrameLevelLogisticModel",
+                         mod_tree="2x2"),
+    "MixNeXtVLADModel": dict(SMALL["NeXtVLADModel"], mix_number=2),
+    "MODNeXtVLADModel": dict(SMALL["NeXtVLADModel"], mod_tree="2x2"),
+    "HierarchicalLstmModel": dict(FRAME_FEATURES, lstm_cells=4, lstm_layers=1,
+                                  hlstm_block_frames=2, moe_prob_gating=True),
+    "FrameSkippingModel": dict(SMALL["NeXtVLADModel"], student_base_model="NeXtVLADModel",
+                               student_frames=3, frame_selection="uniform"),
+}
 NUM_FRAMES = np.array([3, 5, 1, 4, 5, 2, 5, 4], np.int32)
 
 
@@ -61,7 +73,7 @@ def small_models():
 # ---------------------------------------------------------------- registry and hparams
 
 def test_registry_names_and_errors():
-    # The zoo's own models come first; yt8m.distillation registers its mixtures after them.
+    # The zoo's own models come first; the composite models register after them.
     assert frame_level_models.MODEL_NAMES[:len(SMALL)] == tuple(SMALL)
     with pytest.raises(ValueError) as error:
         frame_level_models.build("NetVLAD", 10)
@@ -70,8 +82,8 @@ def test_registry_names_and_errors():
     with pytest.raises(ValueError) as error:
         frame_level_models.build("NeXtVLADModel", 10, cluster_size=3, hiden_size=2)
     assert str(error.value) == ("NeXtVLADModel: unknown hparams cluster_size, hiden_size; known "
-                                "hparams: " + ", ".join(hparams.ALL_NAMES))
-    assert {"nextvlad_cluster_size", "feature_names", "groups"} <= set(hparams.ALL_NAMES)
+                                "hparams: " + ", ".join(hparams.all_names()))
+    assert {"nextvlad_cluster_size", "feature_names", "groups"} <= set(hparams.all_names())
     with pytest.raises(ValueError, match=r"^MoeModel: hparam moe_num_mixtures=0 must be >= 1$"):
         frame_level_models.build("MoeModel", 10, moe_num_mixtures=0)
     with pytest.raises(TypeError, match=r"^LstmModel: hparam lstm_cells=2.5 must be an integer$"):
@@ -94,16 +106,16 @@ def test_hparam_flags_round_trip():
     flag_values(["prog", "--nextvlad_cluster_size=32", "--l2_penalty=0.5",
                  "--pruning_target_sparsity=0.5", "--pruning_end_step=300"])
     values = hparams.hparams_from_flags(flag_values)
-    assert set(values) == {hparam.name for hparam in hparams.MODEL_HPARAMS}
+    assert set(values) == {hparam.name for hparam in hparams.all_hparams()}
     assert values["nextvlad_cluster_size"] == 32 and values["groups"] == 8
     assert values["moe_prob_gating"] is None  # per-model default
     only = hparams.hparams_from_flags(flag_values, model_name="NeXtVLADModel")
     assert set(only) == set(frame_level_models.hparam_names("NeXtVLADModel"))
     assert "lstm_cells" not in only and only["l2_penalty"] == 0.5
-    assert hparams.pruning_from_flags(flag_values) == {
+    assert pruning.pruning_from_flags(flag_values) == {
         "target_sparsity": 0.5, "begin_step": 0, "end_step": 300, "frequency": 100}
     flag_values["pruning_target_sparsity"].value = 0.0
-    assert hparams.pruning_from_flags(flag_values) is None
+    assert pruning.pruning_from_flags(flag_values) is None
     # Reference defaults, and the per-model ones.
     assert hparams.default_value("NeXtVLADModel", "l2_penalty") == 1e-5
     assert hparams.default_value("NetVLADModelLF", "l2_penalty") == 1e-6
@@ -212,6 +224,54 @@ def test_models_clone_and_save_with_their_config(small_models, tmp_path):
     model.save(tmp_path / "model.keras")
     loaded = keras.models.load_model(tmp_path / "model.keras")
     np.testing.assert_array_equal(loaded(batch)["predictions"].numpy(), expected)
+
+
+def tiny_model_and_batch(name, **hparams):
+    assert name in TINY, (f"{name} is registered but has no entry in TINY (tests/frame_level_models/test_models.py): "
+                          "add its tiny hparams so the registry-wide tests cover it")
+    keras.utils.set_random_seed(13)
+    model = frame_level_models.build(name, NUM_CLASSES, **TINY[name], **hparams)
+    rng = np.random.default_rng(14)
+    batch = frame_batch(rng) if frame_level_models.is_frame_level(name) else video_batch(rng)
+    return model, batch
+
+
+def assert_same_outputs(model, batch, expected):
+    outputs = model(batch)
+    assert set(outputs) == set(expected)
+    for key, value in expected.items():
+        np.testing.assert_array_equal(outputs[key].numpy(), value, err_msg=key)
+
+
+@pytest.mark.parametrize("name", frame_level_models.model_names())
+def test_every_registered_model_round_trips_config_and_keras_file(name, tmp_path):
+    """get_config/from_config with the weights copied, and a .keras file, give a model of the same
+    class with identical outputs (after a training call moved the batch-norm statistics)."""
+    model, batch = tiny_model_and_batch(name)
+    model(batch, training=True)
+    expected = {key: value.numpy() for key, value in model(batch).items()}
+    clone = type(model).from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    assert type(clone) is type(model)
+    assert_same_outputs(clone, batch, expected)
+    path = str(tmp_path / f"{name}.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert type(loaded) is type(model)
+    assert_same_outputs(loaded, batch, expected)
+
+
+@pytest.mark.parametrize("name", frame_level_models.model_names())
+def test_bn_momentum_reaches_every_batch_norm(name):
+    model, _ = tiny_model_and_batch(name, bn_momentum=0.5)
+    norms = [module for module in model.submodules
+             if isinstance(module, keras.layers.BatchNormalization)]
+    if "bn_momentum" not in frame_level_models.hparam_names(name):
+        assert not norms, f"{name} has batch norms but no bn_momentum hparam"
+    assert [norm.momentum for norm in norms] == [0.5] * len(norms)
+    default, _ = tiny_model_and_batch(name)
+    assert {module.momentum for module in default.submodules
+            if isinstance(module, keras.layers.BatchNormalization)} <= {0.999}
 
 
 # ---------------------------------------------------------------- parameter counts

@@ -11,14 +11,14 @@ import yt8m  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
 
+from frame_level_models.composite import mixture_models
+from frame_level_models.composite import placement
 from yt8m.distillation import extract
-from yt8m.distillation import mixture_models
-from yt8m.distillation import placement
 from yt8m.training import checkpoints
 from yt8m.core import model_flags as model_flags_lib
 from yt8m.core.config import DataConfig, TrainConfig
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 V = 5
 NEXTVLAD = dict(nextvlad_cluster_size=4, nextvlad_hidden_size=8, groups=2, expansion=2)
 

@@ -1,4 +1,5 @@
-"""Distillation building blocks (yt8m.distillation) against numpy on fixed inputs."""
+"""Distillation building blocks (yt8m.distillation, the KL terms of yt8m.losses, frame selection)
+against numpy on fixed inputs."""
 import itertools
 
 import numpy as np
@@ -7,7 +8,9 @@ import pytest
 import yt8m  # noqa: F401
 import tensorflow as tf
 
-from yt8m.distillation import bilinear, frame_selection, graph
+from frame_level_models.composite import frame_selection
+from yt8m import losses as base_losses
+from yt8m.distillation import bilinear, graph
 from yt8m.distillation import losses as dl
 
 RNG = np.random.default_rng(1234)
@@ -172,26 +175,26 @@ def test_prediction_loss_distances():
 
 def test_kl_from_logits_with_temperature():
     t = 2.5
-    assert float(dl.softmax_kl(TEACHER_A, STUDENT, t)) == pytest.approx(
+    assert float(base_losses.softmax_kl(TEACHER_A, STUDENT, t)) == pytest.approx(
         np.mean(np_kl(np_softmax(TEACHER_A / t), np_softmax(STUDENT / t))), rel=1e-5)
-    assert float(dl.binary_kl(TEACHER_A, STUDENT, t)) == pytest.approx(
+    assert float(base_losses.binary_kl(TEACHER_A, STUDENT, t)) == pytest.approx(
         np.mean(np_binary_kl(np_sigmoid(TEACHER_A / t), np_sigmoid(STUDENT / t))), rel=1e-5)
     # saturated logits stay finite in the logits form: p = sigmoid(60) ~= 1, so
     # KL ~= 1 * (log 1 - log sigmoid(-60)) = softplus(60) ~= 60 (clipped probabilities give ~16)
-    assert float(dl.binary_kl([[60.0]], [[-60.0]])) == pytest.approx(60.0, rel=1e-6)
+    assert float(base_losses.binary_kl([[60.0]], [[-60.0]])) == pytest.approx(60.0, rel=1e-6)
 
 
 def test_mixture_kl():
     t = 3.0
     mixture = tf.Variable(STUDENT)
     with tf.GradientTape() as tape:
-        loss = dl.mixture_kl(mixture, [TEACHER_A, TEACHER_B], t)
+        loss = base_losses.mixture_kl(mixture, [TEACHER_A, TEACHER_B], t)
     # mean over the batch of sum over the 2 branches of KL(softmax(z/T) || softmax(z_i/T))
     p = np_softmax(STUDENT / t)
     expected = np.mean(np_kl(p, np_softmax(TEACHER_A / t)) + np_kl(p, np_softmax(TEACHER_B / t)))
     assert float(loss) == pytest.approx(expected, rel=1e-5)
     assert tape.gradient(loss, mixture) is not None  # no stop-gradient on the mixture side
-    assert float(dl.mixture_kl(STUDENT, [TEACHER_A], 0)) == 0.0  # T = 0: no distillation
+    assert float(base_losses.mixture_kl(STUDENT, [TEACHER_A], 0)) == 0.0  # T = 0: no distillation
 
 
 # ----------------------------------------------------------------------------- multi-teacher

@@ -1,6 +1,6 @@
 """One worker of test_multi_worker's model-parallel run (started by the test with TF_CONFIG set).
 
-    python tests/multi_worker_mod_worker.py OUTPUT_DIR
+    python tests/training/multi_worker_mod_worker.py OUTPUT_DIR
 
 A MOD tree (2 sub-trees of 2 logistic leaves) is built outside the strategy scope with its
 sub-trees on this worker's two logical CPUs, each worker from a different random seed; the
@@ -19,7 +19,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from yt8m import losses
-from yt8m.distillation import mixture_models
+from frame_level_models.composite import mixture_models
 from yt8m.training import distribution
 from yt8m.training import model_parallel
 from yt8m.training import multi_worker

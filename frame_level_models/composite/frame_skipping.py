@@ -1,18 +1,18 @@
 """Frame-skipping students (teacher-student paper, SPEC 5): any frame-level zoo model that sees only
 k frames of each video, at training and at inference.
 
-`FrameSkippingModel` is registered in the zoo (frame_level_models/__init__.py calls `register`) so a
-student's train dir rebuilds like any other model (eval.py, inference.py, export, `load_model`):
-its model_flags.json holds `student_base_model`, `student_frames`, `frame_selection` and the base
-model's hparams. train.py writes that record itself for `--model=<base> --student_frames=k`.
-
-Imported while frame_level_models itself is being imported: nothing of the zoo is loaded at module
-level; the factory imports it when a student is first built.
+`FrameSkippingModel` is registered in the zoo so a student's train dir rebuilds like any other
+model (eval.py, inference.py, export, `load_model`): its model_flags.json holds
+`student_base_model`, `student_frames`, `frame_selection` and the base model's hparams. train.py
+writes that record itself for `--model=<base> --student_frames=k` (the distillation set-up calls
+`student_hparams`).
 """
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tf_keras as keras
 
-from yt8m.distillation import frame_selection
+from frame_level_models import model_parts
+from frame_level_models import registry
+from frame_level_models.composite import frame_selection
 
 MODEL_NAME = "FrameSkippingModel"
 NUM_FRAMES = "num_frames"
@@ -21,6 +21,7 @@ DESCRIPTION = ("A frame-level model that sees --student_frames frames chosen by 
                "--frame_selection (train.py builds it from --model=<base> --student_frames=k).")
 
 
+@keras.utils.register_keras_serializable(package="yt8m")
 class FrameSelection(keras.layers.Layer):
     """{features..., num_frames} -> the same dict with k frames per video (frame_selection.py).
 
@@ -58,7 +59,7 @@ def split_hparams(hparams):
     return own, rest
 
 
-def check_base_model(base, registry):
+def check_base_model(base):
     """A frame-level zoo model that is a plain functional model (not a mixture or a student)."""
     if base not in registry.model_names():
         raise ValueError(f"{MODEL_NAME}: student_base_model={base!r} is not a zoo model; choose "
@@ -72,19 +73,18 @@ def check_base_model(base, registry):
                          "frame skipping needs a frame-level model")
 
 
+@registry.register_composite(MODEL_NAME, frame_level=True, hparams=(), other_names=OWN_HPARAMS,
+                             every_hparam=True, description=DESCRIPTION)
 def build_frame_skipping_model(name, num_classes, **hparams):
     """The base model behind a FrameSelection layer, as one functional model."""
-    from frame_level_models import hparams as hparams_lib
-    from frame_level_models import model_parts
-    from frame_level_models import registry
     own, rest = split_hparams(hparams)
     missing = [key for key in OWN_HPARAMS if own.get(key) is None]
     if missing:
         raise ValueError(f"{name}: missing hparams {', '.join(missing)} (train.py sets them from "
                          "--model and --student_frames / --frame_selection)")
-    check_base_model(own["student_base_model"], registry)
+    check_base_model(own["student_base_model"])
     base = registry.build(own["student_base_model"], num_classes, **rest)
-    names, sizes = hparams_lib.resolve_features(name, True, rest.get("feature_names"),
+    names, sizes = model_parts.resolve_features(name, True, rest.get("feature_names"),
                                                 rest.get("feature_sizes"))
     inputs = model_parts.make_inputs(names, sizes, frame_level=True)
     selected = FrameSelection(own["student_frames"], own["frame_selection"],
@@ -97,9 +97,3 @@ def student_hparams(base_model, base_hparams, student_frames, strategy):
     return {**base_hparams, "student_base_model": base_model, "student_frames": int(student_frames),
             "frame_selection": strategy}
 
-
-def register(registry):
-    """Adds FrameSkippingModel to the zoo (frame level, whole-model factory)."""
-    hparams = OWN_HPARAMS + tuple(h.name for h in registry.hparams_lib.MODEL_HPARAMS)
-    registry.register_composite(MODEL_NAME, frame_level=True, hparams=hparams,
-                                description=DESCRIPTION)(build_frame_skipping_model)

@@ -31,7 +31,7 @@ from yt8m.training import multi_worker
 from yt8m.training import trainer
 from yt8m.core.config import DataConfig, TrainConfig
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NUM_CLASSES = 5
 MAX_FRAMES = 10
 BATCH_PER_WORKER = 4
@@ -332,7 +332,7 @@ def model_parallel_run(tmp_path_factory):
             {"cluster": cluster, "task": {"type": "worker", "index": index}}))
         log = open(output_dir / f"worker{index}.log", "w+")
         workers.append((subprocess.Popen(
-            [sys.executable, os.path.join(REPO, "tests", "multi_worker_mod_worker.py"),
+            [sys.executable, os.path.join(REPO, "tests", "training", "multi_worker_mod_worker.py"),
              str(output_dir)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
             text=True), log))
     outputs = _finish(workers, time.time() + RUN_TIMEOUT_SECS)
@@ -365,7 +365,7 @@ def test_model_parallel_workers_hold_one_model(model_parallel_run):
 def test_model_parallel_steps_equal_averaged_gradients_of_the_halves(model_parallel_run):
     """Reference without any strategy or placement: the gradients of each half of the batch
     (batch norm sees each half alone, as on each worker) averaged, moving statistics averaged."""
-    sys.path.insert(0, os.path.join(REPO, "tests"))
+    sys.path.insert(0, os.path.join(REPO, "tests", "training"))
     try:
         import multi_worker_mod_worker as script  # noqa: E402 (constants and builders only)
     finally:

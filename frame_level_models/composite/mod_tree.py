@@ -14,8 +14,9 @@ import dataclasses
 
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 
-from yt8m.distillation import placement
-from yt8m.distillation.mixture import MixtureModel
+from frame_level_models.composite import placement
+from frame_level_models.composite.mixture import MixtureModel
+from frame_level_models.layers import common
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +75,7 @@ def level_settings(depth, cl_temperature, cl_lambda, final_temperature=None, fin
 
 
 def build_tree(shape, make_leaf, num_classes, settings, devices=(), stop_teacher_gradient=False,
-               gate_l2_penalty=0.0, name="mod_tree"):
+               gate_l2_penalty=0.0, bn_momentum=common.BN_MOMENTUM, name="mod_tree"):
     """Builds the MixtureModel tree of `shape` whose leaves come from `make_leaf(path)`.
 
     Args:
@@ -105,7 +106,8 @@ def build_tree(shape, make_leaf, num_classes, settings, devices=(), stop_teacher
                             distill_lambda=level.distill_lambda,
                             stop_teacher_gradient=stop_teacher_gradient,
                             branch_devices=top_devices if depth == 0 else None,
-                            gate_l2_penalty=gate_l2_penalty, name=node_name)
+                            gate_l2_penalty=gate_l2_penalty, bn_momentum=bn_momentum,
+                            name=node_name)
 
     return build_node(())
 
