@@ -252,7 +252,8 @@ def input_run(tmp_path_factory):
             {"cluster": cluster, "task": {"type": "worker", "index": index}}))
         log = open(workspace / f"input-worker{index}.log", "w+")
         workers.append((subprocess.Popen(
-            [sys.executable, os.path.join(REPO, "tests", "multi_worker_input_worker.py"),
+            [sys.executable, os.path.join(REPO, "tests", "training",
+                                          "multi_worker_input_worker.py"),
              str(workspace), str(workspace / "train"), by_files, by_records],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True), log))
     outputs = _finish(workers, time.time() + RUN_TIMEOUT_SECS)

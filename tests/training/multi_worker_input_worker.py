@@ -1,6 +1,6 @@
 """One worker of test_multi_worker's input-sharding run (started by the test with TF_CONFIG set).
 
-    python tests/multi_worker_input_worker.py OUTPUT_DIR TRAIN_DIR PATTERN [PATTERN ...]
+    python tests/training/multi_worker_input_worker.py OUTPUT_DIR TRAIN_DIR PATTERN [PATTERN ...]
 
 For each data pattern, builds the trainer exactly as train.py does under
 --distribution_strategy=multi_worker (one epoch, batches of BATCH per worker) and reads its
