@@ -274,7 +274,7 @@ class Trainer:
                                                and step + 1 >= config.max_steps)
                 learning_rate = float(self.learning_rate(step))
                 losses, predictions, labels = self._step_function(batch)
-                if not (save_due or last_step):
+                if config.device_prefetch and not (save_due or last_step):
                     # The next batch goes to the devices while this step runs; never before a
                     # save, so a saved input position holds no batch that was not trained on.
                     feeder.prefetch()

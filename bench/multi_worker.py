@@ -1,0 +1,188 @@
+"""Multi-worker training on one machine: each worker's share of the data (counted) and examples/s.
+
+    python bench/multi_worker.py --work_dir=/tmp/yt8m_bench_multi_worker --rounds=2
+
+Writes synthetic frame shards under --work_dir (reused when made with the same settings and
+generator code, bench/result_cache.py), then runs train.py itself, --rounds times, alternating:
+  1 worker    --distribution_strategy=multi_worker, TF_CONFIG: one worker on 127.0.0.1
+  2 workers   the same, TF_CONFIG: two workers on 127.0.0.1
+  prefetch on / off   one process, --distribution_strategy=mirrored over 2 logical CPUs,
+              --device_prefetch=true / false (on CPUs the placement copies nothing: it must cost
+              nothing either)
+Every process gets --num_cpu_devices=2 (a multi-worker CPU worker still has one replica:
+TensorFlow's MultiWorkerMirroredStrategy uses one CPU device per worker) and trains --num_epochs
+from a fresh train dir.
+Counted: the examples each worker's pipeline produced and it trained on (the trainer's count,
+"this process read N examples"), per epoch, against the records in the shards.
+Speed: examples/s of the whole job (global batch / step time) from the trainer's progress lines,
+the median of the windows after the first (which holds tracing). The machine may be shared:
+rounds alternate the set-ups, the table gives the best and the median round.
+Writes <output>.json and <output>.md.
+"""
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+from absl import app, flags, logging
+
+import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
+import tensorflow as tf
+
+from yt8m import synthetic
+from yt8m.core import files
+
+import result_cache
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("work_dir", "/tmp/yt8m_bench_multi_worker", "Data set and train dirs.")
+flags.DEFINE_integer("num_videos", 1600, "Synthetic training videos.")
+flags.DEFINE_integer("num_shards", 8, "Training shards (each worker reads half of them).")
+flags.DEFINE_integer("num_classes", 100, "Synthetic vocabulary size.")
+flags.DEFINE_integer("batch_size", 32, "Examples per replica per step.")
+flags.DEFINE_integer("num_epochs", 2, "Epochs of every run.")
+flags.DEFINE_integer("rounds", 2, "Rounds; each runs every set-up once.")
+flags.DEFINE_string("model", "FrameLevelLogisticModel", "Model trained (a light one keeps the "
+                    "input pipeline the larger cost).")
+flags.DEFINE_integer("timeout_secs", 900, "Limit for one run of train.py.")
+flags.DEFINE_string("output", "bench/output/multi_worker", "Output path without extension.")
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_RATE = re.compile(r"step (\d+) \| loss \S+ \| learning rate \S+ \| training GAP \S+ \| "
+                   r"([0-9.]+) examples/s")
+_READ = re.compile(r"this process read (\d+) examples")
+_SHARE = re.compile(r"Worker (\d+) of (\d+) reads its share of (\d+) file\(s\) \((by \w+)\)")
+
+
+def make_data(work_dir):
+    data_dir = os.path.join(work_dir, "data")
+    options = dict(num_videos=FLAGS.num_videos, num_shards=FLAGS.num_shards,
+                   num_classes=FLAGS.num_classes, seed=1, min_frames=60, max_frames=300,
+                   validate_fraction=0.0, test_fraction=0.0, num_segment_videos=0)
+    if not result_cache.directory_is_fresh(data_dir, options, result_cache.DATA_SOURCES):
+        shutil.rmtree(data_dir, ignore_errors=True)
+        synthetic.generate(data_dir, num_workers=2, **options)
+        result_cache.stamp_directory(data_dir, options, result_cache.DATA_SOURCES)
+    pattern = os.path.join(data_dir, "frame", "train*.tfrecord")
+    records = sum(1 for _ in tf.data.TFRecordDataset(tf.io.gfile.glob(pattern)))
+    return pattern, records
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def train_flags(train_dir, pattern, strategy, extra=()):
+    return ["train.py", f"--train_dir={train_dir}", f"--train_data_pattern={pattern}",
+            f"--model={FLAGS.model}", "--frame_features", "--feature_names=rgb,audio",
+            "--feature_sizes=1024,128", f"--num_classes={FLAGS.num_classes}", "--max_frames=300",
+            f"--batch_size={FLAGS.batch_size}", f"--num_epochs={FLAGS.num_epochs}",
+            "--shuffle_seed=1", "--log_every_steps=5", "--export_model_steps=1000000",
+            "--num_cpu_devices=2", f"--distribution_strategy={strategy}", *extra]
+
+
+def run_job(commands, environments, logs_prefix):
+    """Starts one process per command, waits for all; returns their logs (raises on failure)."""
+    processes = []
+    for index, (command, env) in enumerate(zip(commands, environments)):
+        log = open(f"{logs_prefix}-{index}.log", "w+")
+        processes.append((subprocess.Popen([sys.executable, *command], cwd=REPO,
+                                           env=dict(os.environ, PYTHONPATH=REPO, **env),
+                                           stdout=log, stderr=subprocess.STDOUT, text=True), log))
+    deadline = time.time() + FLAGS.timeout_secs
+    logs = []
+    for process, log in processes:
+        try:
+            process.wait(timeout=max(deadline - time.time(), 1))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.seek(0)
+        text = log.read()
+        log.close()
+        if process.returncode != 0:
+            raise RuntimeError(f"train.py failed (exit {process.returncode}):\n{text[-3000:]}")
+        logs.append(text)
+    return logs
+
+
+def workers_job(workers, pattern, run_dir):
+    ports = _free_ports(workers)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    environments = [{"TF_CONFIG": json.dumps({"cluster": cluster,
+                                              "task": {"type": "worker", "index": index}})}
+                    for index in range(workers)]
+    commands = [train_flags(run_dir, pattern, "multi_worker")] * workers
+    return run_job(commands, environments, run_dir)
+
+
+def summarize_logs(logs, records):
+    """Job examples/s (median window after the first) and each worker's counted examples."""
+    rates = [float(rate) for _, rate in _RATE.findall(logs[0])][1:]
+    read = [int(_READ.search(log).group(1)) for log in logs]
+    shares = [list(_SHARE.search(log).groups()) for log in logs if _SHARE.search(log)]
+    return {"examples_per_s": statistics.median(rates) if rates else None,
+            "examples_read": read,
+            "examples_read_per_epoch": [count / FLAGS.num_epochs for count in read],
+            "records_in_shards": records, "shares": shares}
+
+
+def main(argv):
+    del argv
+    os.makedirs(FLAGS.work_dir, exist_ok=True)
+    pattern, records = make_data(FLAGS.work_dir)
+    setups = {
+        "1 worker": lambda run_dir: workers_job(1, pattern, run_dir),
+        "2 workers": lambda run_dir: workers_job(2, pattern, run_dir),
+        "mirrored 2 CPUs, prefetch on": lambda run_dir: run_job(
+            [train_flags(run_dir, pattern, "mirrored", ["--device_prefetch=true"])], [{}],
+            run_dir),
+        "mirrored 2 CPUs, prefetch off": lambda run_dir: run_job(
+            [train_flags(run_dir, pattern, "mirrored", ["--device_prefetch=false"])], [{}],
+            run_dir),
+    }
+    rounds = {name: [] for name in setups}
+    for round_index in range(FLAGS.rounds):
+        for name, start in setups.items():
+            run_dir = os.path.join(FLAGS.work_dir, "runs", name.replace(" ", "_").replace(",", ""))
+            shutil.rmtree(run_dir, ignore_errors=True)
+            rounds[name].append(summarize_logs(start(run_dir), records))
+            logging.info("round %d, %s: %s", round_index + 1, name, rounds[name][-1])
+    results = {}
+    for name, runs in rounds.items():
+        rates = [run["examples_per_s"] for run in runs if run["examples_per_s"]]
+        results[name] = {"best": max(rates), "median": statistics.median(rates),
+                         "examples_read_per_epoch": runs[0]["examples_read_per_epoch"],
+                         "shares": runs[0]["shares"], "rounds": runs}
+    command = " ".join(["python bench/multi_worker.py"] + sys.argv[1:])
+    load = os.getloadavg()
+    lines = [f"`{command}`", "",
+             f"{records} training videos in {FLAGS.num_shards} shards, {FLAGS.model}, batch "
+             f"{FLAGS.batch_size} per replica, {FLAGS.num_epochs} epochs, {os.cpu_count()} CPU "
+             f"cores, {FLAGS.rounds} rounds; load average at the end {load[0]:.1f}", "",
+             "| set-up | examples/s, best round | median | examples read per epoch, per worker "
+             "(counted) | records |", "| --- | ---: | ---: | --- | ---: |"]
+    for name, row in results.items():
+        counts = " + ".join(f"{count:.0f}" for count in row["examples_read_per_epoch"])
+        lines.append(f"| {name} | {row['best']:.0f} | {row['median']:.0f} | {counts} | "
+                     f"{records} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    files.write_text_atomically(FLAGS.output + ".md", text)
+    files.write_json_atomically(FLAGS.output + ".json", {"command": command, "results": results,
+                                                         "records": records})
+
+
+if __name__ == "__main__":
+    app.run(main)
