@@ -64,11 +64,14 @@ def file_sizes(files):
     return [stat.length for stat in stats]
 
 
-def _file_chunks(filename, size):
-    """Chunks of up to _CHUNK_RECORDS records of one file, then an empty end chunk, each with the
-    file's bytes not read yet (after that chunk): 0 at the end unless a corrupted or truncated
-    record stopped the reading. `check_end(records, bytes_left)` runs on every chunk (one
-    tf.data function call per chunk, never per record: a call costs more than reading a record)."""
+def _file_chunks(filename, size, process_chunk):
+    """`process_chunk(records, bytes_left)` of each chunk of up to _CHUNK_RECORDS records of one
+    file, then of an empty end chunk: `bytes_left` = the file's bytes not read yet after the
+    chunk, 0 at the end unless a corrupted or truncated record stopped the reading.
+
+    One tf.data function call per chunk, never per record (a call costs more than reading the
+    record); batching and unbatching move the records, they are not copied.
+    """
     chunks = (tf.data.TFRecordDataset(filename, buffer_size=_READ_BUFFER_BYTES).ignore_errors()
               .batch(_CHUNK_RECORDS)
               .concatenate(tf.data.Dataset.from_tensors(tf.zeros([0], tf.string))))
@@ -76,7 +79,7 @@ def _file_chunks(filename, size):
     def count_bytes(offset, records):
         record_bytes = tf.cast(tf.strings.length(records), tf.int64) + _TFRECORD_OVERHEAD_BYTES
         offset += tf.reduce_sum(record_bytes)
-        return offset, (records, size - offset)
+        return offset, process_chunk(records, size - offset)
 
     return chunks.scan(tf.constant(0, tf.int64), count_bytes)
 
@@ -93,17 +96,13 @@ def _truncation_message(filename, bytes_left, size):
 
 
 def _checked_file(filename, size):
-    """(filename, record) of one file; a short read fails naming the file.
-
-    The records are moved through the chunks, never copied; the file name is zipped on (no
-    function call per record)."""
+    """(filename, record) of one file; a short read fails naming the file."""
     def check_end(records, bytes_left):
         ok = checks.raise_if(_is_end(records) & (bytes_left != 0),
                              lambda: _truncation_message(filename, bytes_left, size))
-        return checks.after([ok], records)
+        return checks.after([ok], (tf.fill(tf.shape(records), filename), records))
 
-    records = _file_chunks(filename, size).map(check_end).unbatch()
-    return tf.data.Dataset.zip((tf.data.Dataset.from_tensors(filename).repeat(), records))
+    return _file_chunks(filename, size, check_end).unbatch()
 
 
 def _skipping_file(filename, size, validate):
@@ -128,7 +127,7 @@ def _skipping_file(filename, size, validate):
         index, record, is_end, bytes_left = row
         return index + 1, (filename, record, is_end, index - expected_index, bytes_left)
 
-    return (_file_chunks(filename, size).map(to_rows).unbatch().enumerate()
+    return (_file_chunks(filename, size, to_rows).unbatch().enumerate()
             .map(check_row).ignore_errors()
             .scan(tf.constant(0, tf.int64), count_gaps))
 
