@@ -6,8 +6,11 @@
 Shards: `<data_dir>/frame/train*.tfrecord` are reused when present, else written there by
 yt8m.synthetic (--num_videos videos of 60-300 frames, rgb + audio + labels).
 
-Pipelines, measured in the same process and alternating: every round times one full pass of each
-(after one warm-up pass of each), so a load spike from other jobs hits all of them alike:
+Pipelines, measured in the same process and alternating: every round, each pipeline in turn
+reads its files (repeated) through a fresh iterator; after the first batch and 8 more, one pass
+(as many batches as the files hold) is timed: steady state, what a training or evaluation run
+sees. So a load spike from other jobs hits all of them alike. The time from creating the iterator
+to its first batch ("start": tracing the functions, opening the files) is reported apart:
   read            TFRecordDataset(files) -> batch: bytes only, nothing parsed
   stream          the reader's record stream (yt8m.data.record_stream): + file names + the
                   end-of-file byte check -> batch
@@ -18,8 +21,9 @@ Pipelines, measured in the same process and alternating: every round times one f
   reader float32  yt8m.data.frame_dataset()
 Both readers read the same files with the same number of parallel reads, read buffer, parallel
 batching and parsing, and prefetch. Reported: examples/s (best round, median, min), CPU time per
-example, and reader / plain ratios: of the best rounds, and the median and range of the per-round
-ratios (each round's passes ran back to back, so its ratio is the least disturbed).
+example (process CPU time, all threads; best round), start time, and reader / plain ratios: of the
+best rounds, and the median and range of the per-round ratios (each round's passes ran back to
+back, so its ratio is the least disturbed).
 
 Stage costs: each stage alone on --stage_batches batches held in memory (so reading is not in
 them), best of the rounds, in CPU microseconds per example, plus the stream stages from the
@@ -53,7 +57,8 @@ flags.DEFINE_string("data_dir", None, "Directory with frame/train*.tfrecord shar
 flags.DEFINE_integer("num_videos", 2000, "Videos to write when shards are missing.")
 flags.DEFINE_integer("num_shards", 8, "Shards to write when shards are missing.")
 flags.DEFINE_integer("batch_size", 80, "Batch size of every pipeline.")
-flags.DEFINE_integer("rounds", 7, "Timed rounds (each: one pass of every pipeline, alternating).")
+flags.DEFINE_integer("rounds", 7, "Timed rounds (each: one pass of every pipeline, "
+                     "alternating).")
 flags.DEFINE_integer("stage_batches", 5, "Batches held in memory for the stage costs.")
 flags.DEFINE_integer("num_parallel_reads", None, "Files read in parallel (default: the reader's "
                      "own, min(#files, 8)); the plain reader uses the same number.")
@@ -138,38 +143,54 @@ def pipelines(pattern, batch_size, num_parallel_reads):
             "plain float32": plain(True), "reader float32": reader(True)}
 
 
-def one_pass(dataset):
-    """(examples, wall seconds, CPU seconds) of one full pass."""
+def count(batch):
+    return int((batch[0] if isinstance(batch, tuple) else
+                batch["id"] if isinstance(batch, dict) else batch).shape[0])
+
+
+def timed_batches(iterator, num_batches):
+    """(examples, wall seconds, CPU seconds) of the next `num_batches` batches."""
     examples = 0
     wall, cpu = time.perf_counter(), time.process_time()
-    for batch in dataset:
-        examples += int((batch[0] if isinstance(batch, tuple) else
-                         batch["id"] if isinstance(batch, dict) else batch).shape[0])
+    for _ in range(num_batches):
+        examples += count(next(iterator))
     return examples, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def measure_pipelines(datasets, rounds):
-    """Alternating passes: per pipeline the examples and per-round (rate, CPU us / example)."""
-    for dataset in datasets.values():
-        one_pass(dataset)  # warm-up: tracing, XLA compilation, page cache, autotuning
+def measure_pipelines(datasets, rounds, num_batches, warm_batches=8):
+    """Alternating: every round, each pipeline in turn gets a fresh iterator over its data repeated
+    forever; the time from its creation to its first batch is its start (tracing the functions,
+    opening the files), then after `warm_batches` more (the pipeline running at full speed) the
+    next `num_batches` batches are timed (steady state: what a long training or evaluation run
+    sees). Only the pipeline being measured is running."""
     runs = {name: [] for name in datasets}
-    for round_index in range(rounds):
+    for round_index in range(rounds + 1):  # round 0 warms the page cache
         for name, dataset in datasets.items():
-            examples, wall, cpu = one_pass(dataset)
-            runs[name].append((examples, examples / wall, 1e6 * cpu / examples))
-        logging.info("round %d: %s", round_index + 1, {
-            name: f"{runs[name][-1][1]:.0f}/s" for name in datasets})
+            started = time.perf_counter()
+            iterator = iter(dataset.repeat())
+            next(iterator)
+            startup = time.perf_counter() - started
+            for _ in range(warm_batches):
+                next(iterator)
+            examples, wall, cpu = timed_batches(iterator, num_batches)
+            del iterator
+            if round_index:
+                runs[name].append((examples, examples / wall, 1e6 * cpu / examples, startup))
+        if round_index:
+            logging.info("round %d: %s", round_index, {
+                name: f"{runs[name][-1][1]:.0f}/s" for name in datasets})
     return runs
 
 
 def summarize(runs):
     results = {}
     for name, passes in runs.items():
-        rates = [rate for _, rate, _ in passes]
+        rates = [rate for _, rate, _, _ in passes]
         results[name] = {"examples": passes[0][0], "examples_per_s": rates,
                          "best": max(rates), "median": statistics.median(rates),
                          "min": min(rates),
-                         "cpu_us_per_example": min(cpu for *_, cpu in passes)}
+                         "cpu_us_per_example": min(cpu for _, _, cpu, _ in passes),
+                         "startup_s": statistics.median(start for *_, start in passes)}
     ratios = {}
     for kind in ("uint8", "float32"):
         reader, plain = runs.get(f"reader {kind}"), runs.get(f"plain {kind}")
@@ -252,13 +273,25 @@ def measure_stages(pattern, batch_size, num_batches, rounds):
     batches = [{"filenames": names, "serialized": serialized} for names, serialized in
                stream.batch(batch_size, drop_remainder=True).take(num_batches)]
     examples = batch_size * len(batches)
-    functions = {name: tf.function(function) for name, (function, _) in
+
+    def completed(function):
+        """The function returning all its numeric outputs (so no op can be pruned) and, of the
+        strings, one length each (turning strings into Python bytes would cost more than
+        making them)."""
+        def run(batch):
+            outputs = tf.nest.flatten(function(batch), expand_composites=True)
+            return [tf.strings.length(tf.reshape(output, [-1])[:1]) if output.dtype == tf.string
+                    else output for output in outputs]
+        return tf.function(run)
+
+    functions = {name: completed(function) for name, (function, _) in
                  stage_functions().items()}
 
     def run(function):
         cpu = time.process_time()
         for batch in batches:
-            tf.nest.map_structure(lambda t: t.numpy(), function(batch), expand_composites=True)
+            for output in function(batch):
+                output.numpy()  # numbers: a view, no copy
         return 1e6 * (time.process_time() - cpu) / examples
 
     for function in functions.values():
@@ -311,11 +344,12 @@ def stage_table(stages, results):
 
 def markdown(results, ratios, rows, command, info):
     lines = [f"`{command}`", "", info, "",
-             "| pipeline | examples/s, best round | median | min | CPU us / example |",
-             "| --- | ---: | ---: | ---: | ---: |"]
+             "| pipeline | examples/s, best round | median | min | CPU us / example | "
+             "start: iterator to first batch (median) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for name, row in results.items():
         lines.append(f"| {name} | {row['best']:.0f} | {row['median']:.0f} | {row['min']:.0f} | "
-                     f"{row['cpu_us_per_example']:.0f} |")
+                     f"{row['cpu_us_per_example']:.0f} | {1e3 * row['startup_s']:.0f} ms |")
     lines += ["", "| reader / plain | of the best rounds | per round: median (min-max) | "
               "of CPU time | target |", "| --- | ---: | ---: | ---: | ---: |"]
     for kind, ratio in ratios.items():
@@ -359,10 +393,12 @@ def main(argv):
                                num_classes=1000, num_workers=os.cpu_count() or 1)
         datasets = {name: make() for name, make in pipelines(
             pattern, FLAGS.batch_size, FLAGS.num_parallel_reads).items()}
-        results, ratios = summarize(measure_pipelines(datasets, FLAGS.rounds))
+        num_files = len(data.list_files(pattern))
+        num_videos = sum(1 for _ in tf.data.TFRecordDataset(data.list_files(pattern)))
+        num_batches = -(-num_videos // FLAGS.batch_size)  # one pass a round
+        results, ratios = summarize(measure_pipelines(datasets, FLAGS.rounds, num_batches))
         stages = measure_stages(pattern, FLAGS.batch_size, FLAGS.stage_batches, FLAGS.rounds)
         shard_bytes = sum(tf.io.gfile.stat(f).length for f in data.list_files(pattern))
-        num_files = len(data.list_files(pattern))
     finally:
         if FLAGS.data_dir is None:
             shutil.rmtree(data_dir, ignore_errors=True)
@@ -370,8 +406,9 @@ def main(argv):
     rows = stage_table(stages, results)
     command = " ".join(["python bench/input_pipeline.py"] + sys.argv[1:])
     load = os.getloadavg()
-    info = (f"{results['read']['examples']} videos in {num_files} shards ({shard_bytes / 1e6:.0f} "
-            f"MB), batch {FLAGS.batch_size}, {os.cpu_count()} CPU cores, {FLAGS.rounds} rounds; "
+    info = (f"{num_videos} videos in {num_files} shards ({shard_bytes / 1e6:.0f} MB), batch "
+            f"{FLAGS.batch_size}, {os.cpu_count()} CPU cores, {FLAGS.rounds} rounds of "
+            f"{results['read']['examples']} examples per pipeline; "
             f"load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
     text = markdown(results, ratios, rows, command, info)
     print(text)
