@@ -50,9 +50,13 @@ flags.DEFINE_integer("rounds", 2, "Rounds; each runs every set-up once.")
 flags.DEFINE_string("model", "FrameLevelLogisticModel", "Model trained (a light one keeps the "
                     "input pipeline the larger cost).")
 flags.DEFINE_integer("timeout_secs", 900, "Limit for one run of train.py.")
+flags.DEFINE_string("repo", os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                    "Checkout whose train.py runs (another one measures another version, e.g. "
+                    "one from before the input sharding, with --setups='1 worker,2 workers').")
+flags.DEFINE_list("setups", ["1 worker", "2 workers", "mirrored 2 CPUs, prefetch on",
+                             "mirrored 2 CPUs, prefetch off"], "Set-ups to run (default: all).")
 flags.DEFINE_string("output", "bench/output/multi_worker", "Output path without extension.")
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _RATE = re.compile(r"step (\d+) \| loss \S+ \| learning rate \S+ \| training GAP \S+ \| "
                    r"([0-9.]+) examples/s")
 _READ = re.compile(r"this process read (\d+) examples")
@@ -94,11 +98,12 @@ def train_flags(train_dir, pattern, strategy, extra=()):
 
 def run_job(commands, environments, logs_prefix):
     """Starts one process per command, waits for all; returns their logs (raises on failure)."""
+    os.makedirs(os.path.dirname(logs_prefix), exist_ok=True)
     processes = []
     for index, (command, env) in enumerate(zip(commands, environments)):
         log = open(f"{logs_prefix}-{index}.log", "w+")
-        processes.append((subprocess.Popen([sys.executable, *command], cwd=REPO,
-                                           env=dict(os.environ, PYTHONPATH=REPO, **env),
+        processes.append((subprocess.Popen([sys.executable, *command], cwd=FLAGS.repo,
+                                           env=dict(os.environ, PYTHONPATH=FLAGS.repo, **env),
                                            stdout=log, stderr=subprocess.STDOUT, text=True), log))
     deadline = time.time() + FLAGS.timeout_secs
     logs = []
@@ -130,11 +135,13 @@ def workers_job(workers, pattern, run_dir):
 def summarize_logs(logs, records):
     """Job examples/s (median window after the first) and each worker's counted examples."""
     rates = [float(rate) for _, rate in _RATE.findall(logs[0])][1:]
-    read = [int(_READ.search(log).group(1)) for log in logs]
+    # (None: a train.py without the count, e.g. a checkout from before it was added)
+    read = [int(_READ.search(log).group(1)) if _READ.search(log) else None for log in logs]
     shares = [list(_SHARE.search(log).groups()) for log in logs if _SHARE.search(log)]
     return {"examples_per_s": statistics.median(rates) if rates else None,
             "examples_read": read,
-            "examples_read_per_epoch": [count / FLAGS.num_epochs for count in read],
+            "examples_read_per_epoch": [count / FLAGS.num_epochs if count is not None else None
+                                        for count in read],
             "records_in_shards": records, "shares": shares}
 
 
@@ -152,6 +159,10 @@ def main(argv):
             [train_flags(run_dir, pattern, "mirrored", ["--device_prefetch=false"])], [{}],
             run_dir),
     }
+    unknown = sorted(set(FLAGS.setups) - set(setups))
+    if unknown:
+        raise app.UsageError(f"--setups: unknown {unknown}; choose from {list(setups)}")
+    setups = {name: setups[name] for name in FLAGS.setups}
     rounds = {name: [] for name in setups}
     for round_index in range(FLAGS.rounds):
         for name, start in setups.items():
@@ -174,7 +185,8 @@ def main(argv):
              "| set-up | examples/s, best round | median | examples read per epoch, per worker "
              "(counted) | records |", "| --- | ---: | ---: | --- | ---: |"]
     for name, row in results.items():
-        counts = " + ".join(f"{count:.0f}" for count in row["examples_read_per_epoch"])
+        counts = " + ".join("not counted" if count is None else f"{count:.0f}"
+                            for count in row["examples_read_per_epoch"])
         lines.append(f"| {name} | {row['best']:.0f} | {row['median']:.0f} | {counts} | "
                      f"{records} |")
     text = "\n".join(lines) + "\n"
