@@ -8,7 +8,8 @@ generator code, bench/result_cache.py), then runs train.py itself, --rounds time
   2 workers   the same, TF_CONFIG: two workers on 127.0.0.1
   prefetch on / off   one process, --distribution_strategy=mirrored over 2 logical CPUs,
               --device_prefetch=true / false (on CPUs the placement copies nothing: it must cost
-              nothing either)
+              nothing either); "mirrored 2 CPUs" is the same with the checkout's defaults (with
+              --repo, a version from before the device placement)
 Every process gets --num_cpu_devices=2 (a multi-worker CPU worker still has one replica:
 TensorFlow's MultiWorkerMirroredStrategy uses one CPU device per worker) and trains --num_epochs
 from a fresh train dir.
@@ -152,6 +153,8 @@ def main(argv):
     setups = {
         "1 worker": lambda run_dir: workers_job(1, pattern, run_dir),
         "2 workers": lambda run_dir: workers_job(2, pattern, run_dir),
+        "mirrored 2 CPUs": lambda run_dir: run_job(  # the checkout's defaults (any version)
+            [train_flags(run_dir, pattern, "mirrored")], [{}], run_dir),
         "mirrored 2 CPUs, prefetch on": lambda run_dir: run_job(
             [train_flags(run_dir, pattern, "mirrored", ["--device_prefetch=true"])], [{}],
             run_dir),
