@@ -111,6 +111,32 @@ class _Evaluator:
         return results
 
 
+def hparam_flag_warnings(model_flags, given):
+    """Warnings for model hyper-parameter flags given to eval.py.
+
+    The starter's eval.py needs the model flags again (its model_flags.json does not record
+    them); here the model is rebuilt from the hparams model_flags.json records, so a given flag
+    changes nothing: it is accepted, and a warning says so where it differs from the recorded
+    value or the model has no such hyper-parameter.
+
+    Args:
+      model_flags: the train dir's model_flags.json.
+      given: {hparam name: value given on the command line}.
+    """
+    from frame_level_models import hparams  # the zoo's table, loaded with the model anyway
+    model = model_flags["model"]
+    used = set(hparams.model_hparam_names(model))
+    recorded = vars(hparams.resolve(model, model_flags.get("hparams", {})))
+    warnings = []
+    for name, value in sorted(given.items()):
+        if name not in used:
+            warnings.append(f"--{name} is ignored: model {model!r} has no such hyper-parameter")
+        elif name in recorded and recorded[name] != value:
+            warnings.append(f"--{name}={value!r} is ignored: the model is rebuilt as trained, "
+                            f"with {name}={recorded[name]!r} (model_flags.json)")
+    return warnings
+
+
 def _checkpoints_to_evaluate(config):
     if config.checkpoint:
         yield config.checkpoint

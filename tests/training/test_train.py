@@ -14,7 +14,7 @@ from frame_level_models import hparams
 from yt8m.core import training_protocol
 from yt8m.core import option_groups
 from yt8m.core import options
-from yt8m.core.config import CpuDevices, TrainConfig
+from yt8m.core.config import LocalDevices, TrainConfig
 from yt8m.core.model_flags import ModelFlagsMismatchError
 from yt8m.data import records
 from yt8m.training import checkpoints
@@ -35,7 +35,7 @@ def data_dir(tmp_path_factory):
 def _parse_train_flags(argv):
     flag_values = flags.FlagValues()
     options.define_flags(TrainConfig, flag_values)
-    options.define_flags(CpuDevices, flag_values)
+    options.define_flags(LocalDevices, flag_values)
     hparams.define_flags(flag_values, pruning=False)
     flag_values(["train.py", *argv])
     return flag_values, options.from_flags(

@@ -143,6 +143,11 @@ class Trainer:
                 tracked["data_iterator"] = self.iterator
                 tracked["input_signature"] = self.input_signature
         self.checkpoint = tf.train.Checkpoint(**tracked)
+        if config.start_new_model and self.is_chief:
+            removed = checkpoints.remove_checkpoints(config.train_dir)
+            if removed:
+                logging.warning("--start_new_model: removed the %d checkpoint(s) of %s.",
+                                removed, config.train_dir)
         # Only the chief writes to train_dir; the other workers of a multi-worker run save to a
         # scratch directory (they must still call save: it is a collective operation).
         self.manager = multi_worker.make_checkpoint_manager(
@@ -174,9 +179,8 @@ class Trainer:
         latest = self.manager.latest_checkpoint
         if latest is None:
             return ""
-        if self.config.start_new_model:
-            logging.warning("--start_new_model: not restoring %s; new checkpoints will replace "
-                            "the old ones in %s.", latest, self.config.train_dir)
+        if self.config.start_new_model:  # a worker that is not the chief (it removed them)
+            logging.warning("--start_new_model: not restoring %s.", latest)
             return ""
         in_checkpoint = self.config.checkpoint_input_pipeline and self.input_positions is None
         checkpoints.restore_training_state(
