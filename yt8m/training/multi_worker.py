@@ -242,7 +242,8 @@ class InputPositions:
         self._iterator = iterator
         self._manager = tf.train.CheckpointManager(
             tf.train.Checkpoint(data_iterator=iterator, input_signature=input_signature),
-            self.directory, max_to_keep=max_to_keep, checkpoint_name="position")
+            self.directory, max_to_keep=max_to_keep or None,  # 0: keep all, as the checkpoints
+            checkpoint_name="position")
 
     def path(self, step):
         return os.path.join(self.directory, f"position-{step}")
