@@ -29,7 +29,6 @@ Stage costs: each stage alone on --stage_batches batches held in memory (so read
 them), best of the rounds, in CPU microseconds per example, plus the stream stages from the
 pipeline passes. Writes <output>.json, <output>.md and <output>.png.
 """
-import json
 import os
 import shutil
 import statistics

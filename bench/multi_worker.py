@@ -20,11 +20,9 @@ the median of the windows after the first (which holds tracing). The machine may
 rounds alternate the set-ups, the table gives the best and the median round.
 Writes <output>.json and <output>.md.
 """
-import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +35,7 @@ import tensorflow as tf
 
 from yt8m import synthetic
 from yt8m.core import files
+from yt8m.training import multi_worker
 
 import result_cache
 
@@ -78,16 +77,6 @@ def make_data(work_dir):
     return pattern, records
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
 def train_flags(train_dir, pattern, strategy, extra=()):
     return ["train.py", f"--train_dir={train_dir}", f"--train_data_pattern={pattern}",
             f"--model={FLAGS.model}", "--frame_features", "--feature_names=rgb,audio",
@@ -124,11 +113,8 @@ def run_job(commands, environments, logs_prefix):
 
 
 def workers_job(workers, pattern, run_dir):
-    ports = _free_ports(workers)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-    environments = [{"TF_CONFIG": json.dumps({"cluster": cluster,
-                                              "task": {"type": "worker", "index": index}})}
-                    for index in range(workers)]
+    environments = [{"TF_CONFIG": tf_config}
+                    for tf_config in multi_worker.local_tf_configs(workers)]
     commands = [train_flags(run_dir, pattern, "multi_worker")] * workers
     return run_job(commands, environments, run_dir)
 

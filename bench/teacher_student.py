@@ -21,6 +21,7 @@ Steps (everything through the same library calls train.py makes):
 Writes results.json, results.md (the tables of docs/distillation_toolkit.md) and gap_and_speed.png.
 Timings come from a shared machine: indicative only.
 """
+import json
 import os
 import shutil
 import time

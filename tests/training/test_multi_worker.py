@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -55,16 +54,6 @@ def _write_data(directory, shards=2, videos_per_shard=16, prefix="train"):
     return os.path.join(directory, f"{prefix}*.tfrecord")
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
 def _train_flags(train_dir, pattern, max_steps):
     return [f"--train_dir={train_dir}", f"--train_data_pattern={pattern}",
             "--model=FrameLevelLogisticModel", "--frame_features", "--feature_names=rgb,audio",
@@ -75,19 +64,21 @@ def _train_flags(train_dir, pattern, max_steps):
             "--log_every_steps=1", "--distribution_strategy=multi_worker"]
 
 
-def _start_workers(workspace, train_dir, pattern, max_steps, run_name):
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+def _launch(command, workspace, run_name):
+    """Starts `python COMMAND...` as the two workers of a cluster on 127.0.0.1 (logs in
+    workspace/<run_name>-worker<i>.log); returns [(process, log)]."""
     workers = []
-    for index in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": index}}))
+    for index, tf_config in enumerate(multi_worker.local_tf_configs(2)):
+        env = dict(os.environ, PYTHONPATH=REPO, TF_CONFIG=tf_config)
         log = open(workspace / f"{run_name}-worker{index}.log", "w+")
-        process = subprocess.Popen(
-            [sys.executable, "train.py", *_train_flags(train_dir, pattern, max_steps)],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
-        workers.append((process, log))
+        workers.append((subprocess.Popen([sys.executable, *command], cwd=REPO, env=env,
+                                         stdout=log, stderr=subprocess.STDOUT, text=True), log))
     return workers
+
+
+def _start_workers(workspace, train_dir, pattern, max_steps, run_name):
+    return _launch(["train.py", *_train_flags(train_dir, pattern, max_steps)], workspace,
+                   run_name)
 
 
 def _diagnosis(log):
@@ -244,18 +235,9 @@ def input_run(tmp_path_factory):
     workspace = tmp_path_factory.mktemp("multi_worker_input")
     by_files = _write_data(str(workspace), shards=2, videos_per_shard=16, prefix="two")
     by_records = _write_data(str(workspace), shards=1, videos_per_shard=24, prefix="one")
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-    workers = []
-    for index in range(2):
-        env = dict(os.environ, PYTHONPATH=REPO, TF_CONFIG=json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        log = open(workspace / f"input-worker{index}.log", "w+")
-        workers.append((subprocess.Popen(
-            [sys.executable, os.path.join(REPO, "tests", "training",
-                                          "multi_worker_input_worker.py"),
-             str(workspace), str(workspace / "train"), by_files, by_records],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True), log))
+    workers = _launch([os.path.join(REPO, "tests", "training", "multi_worker_input_worker.py"),
+                       str(workspace), str(workspace / "train"), by_files, by_records],
+                      workspace, "input")
     outputs = _finish(workers, time.time() + RUN_TIMEOUT_SECS)
     for index, (returncode, log) in enumerate(outputs):
         assert returncode == 0, f"worker {index}:\n{_diagnosis(log)}"
@@ -325,17 +307,8 @@ def test_single_machine_strategies_are_left_alone():
 @pytest.fixture(scope="module")
 def model_parallel_run(tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("model_parallel")
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-    workers = []
-    for index in range(2):
-        env = dict(os.environ, PYTHONPATH=REPO, TF_CONFIG=json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        log = open(output_dir / f"worker{index}.log", "w+")
-        workers.append((subprocess.Popen(
-            [sys.executable, os.path.join(REPO, "tests", "training", "multi_worker_mod_worker.py"),
-             str(output_dir)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-            text=True), log))
+    workers = _launch([os.path.join(REPO, "tests", "training", "multi_worker_mod_worker.py"),
+                       str(output_dir)], output_dir, "model_parallel")
     outputs = _finish(workers, time.time() + RUN_TIMEOUT_SECS)
     return output_dir, outputs
 

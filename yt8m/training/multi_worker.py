@@ -34,6 +34,7 @@ import dataclasses
 import json
 import os
 import re
+import socket
 
 from absl import logging
 
@@ -127,6 +128,19 @@ def cluster_task_from_tf_config(environ=None):
                                  f"{task_type!r}, which has {len(cluster[task_type])} task(s)")
     return ClusterTask(task_type, task_id, {job: list(addresses)
                                             for job, addresses in cluster.items()})
+
+
+def local_tf_configs(num_workers):
+    """TF_CONFIG values for a cluster of `num_workers` workers on this machine (127.0.0.1, ports
+    free when asked): multi-worker training on one machine, for tests and benchmarks."""
+    sockets = [socket.socket() for _ in range(num_workers)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    cluster = {"worker": [f"127.0.0.1:{sock.getsockname()[1]}" for sock in sockets]}
+    for sock in sockets:
+        sock.close()
+    return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+            for index in range(num_workers)]
 
 
 def make_multi_worker_strategy():
