@@ -6,11 +6,12 @@
 Shards: `<data_dir>/frame/train*.tfrecord` are reused when present, else written there by
 yt8m.synthetic (--num_videos videos of 60-300 frames, rgb + audio + labels).
 
-Pipelines, measured in the same process and alternating: every round, each pipeline in turn
-reads its files (repeated) through a fresh iterator; after the first batch and 8 more, one pass
-(as many batches as the files hold) is timed: steady state, what a training or evaluation run
-sees. So a load spike from other jobs hits all of them alike. The time from creating the iterator
-to its first batch ("start": tracing the functions, opening the files) is reported apart:
+Pipelines, measured in the same process and alternating: every round, each pipeline in turn (the
+order reversed every other round) reads its files (repeated) through a fresh iterator; after the
+first batch and 8 more, one pass (as many batches as the files hold) is timed: steady state, what
+a training or evaluation run sees. So a load spike from other jobs hits all of them alike. The
+time from creating the iterator to its first batch ("start": tracing the functions, opening the
+files) is reported apart:
   read            TFRecordDataset(files) -> batch: bytes only, nothing parsed
   stream          the reader's record stream (yt8m.data.record_stream): + file names + the
                   end-of-file byte check -> batch
@@ -58,7 +59,7 @@ flags.DEFINE_integer("num_shards", 8, "Shards to write when shards are missing."
 flags.DEFINE_integer("batch_size", 80, "Batch size of every pipeline.")
 flags.DEFINE_integer("rounds", 7, "Timed rounds (each: one pass of every pipeline, "
                      "alternating).")
-flags.DEFINE_integer("stage_batches", 5, "Batches held in memory for the stage costs.")
+flags.DEFINE_integer("stage_batches", 8, "Batches held in memory for the stage costs.")
 flags.DEFINE_integer("num_parallel_reads", None, "Files read in parallel (default: the reader's "
                      "own, min(#files, 8)); the plain reader uses the same number.")
 flags.DEFINE_string("output", "bench/output/input_pipeline",
@@ -164,7 +165,8 @@ def measure_pipelines(datasets, rounds, num_batches, warm_batches=8):
     sees). Only the pipeline being measured is running."""
     runs = {name: [] for name in datasets}
     for round_index in range(rounds + 1):  # round 0 warms the page cache
-        for name, dataset in datasets.items():
+        order = list(datasets.items())
+        for name, dataset in (order if round_index % 2 else order[::-1]):  # no favoured place
             started = time.perf_counter()
             iterator = iter(dataset.repeat())
             next(iterator)
