@@ -6,9 +6,9 @@ Writes synthetic frame shards under --work_dir (reused when made with the same s
 generator code, bench/result_cache.py), then runs train.py itself, --rounds times, alternating:
   1 worker    --distribution_strategy=multi_worker, TF_CONFIG: one worker on 127.0.0.1
   2 workers   the same, TF_CONFIG: two workers on 127.0.0.1
-  prefetch on / off   one process, --distribution_strategy=mirrored over 2 logical CPUs,
-              --device_prefetch=true / false (on CPUs the placement copies nothing: it must cost
-              nothing either); "mirrored 2 CPUs" is the same with the checkout's defaults (with
+  mirrored prefetch on / off   one process, --distribution_strategy=mirrored over 2 logical
+              CPUs, --device_prefetch=true / false (on CPUs the placement copies nothing: it must
+              cost nothing either); "mirrored" is the same with the checkout's defaults (with
               --repo, a version from before the device placement)
 Every process gets --num_cpu_devices=2 (a multi-worker CPU worker still has one replica:
 TensorFlow's MultiWorkerMirroredStrategy uses one CPU device per worker) and trains --num_epochs
@@ -53,8 +53,9 @@ flags.DEFINE_integer("timeout_secs", 900, "Limit for one run of train.py.")
 flags.DEFINE_string("repo", os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                     "Checkout whose train.py runs (another one measures another version, e.g. "
                     "one from before the input sharding, with --setups='1 worker,2 workers').")
-flags.DEFINE_list("setups", ["1 worker", "2 workers", "mirrored 2 CPUs, prefetch on",
-                             "mirrored 2 CPUs, prefetch off"], "Set-ups to run (default: all).")
+flags.DEFINE_list("setups", ["1 worker", "2 workers", "mirrored prefetch on",
+                             "mirrored prefetch off"], "Set-ups to run: any of these and "
+                  "'mirrored' (the checkout's defaults).")
 flags.DEFINE_string("output", "bench/output/multi_worker", "Output path without extension.")
 
 _RATE = re.compile(r"step (\d+) \| loss \S+ \| learning rate \S+ \| training GAP \S+ \| "
@@ -139,12 +140,12 @@ def main(argv):
     setups = {
         "1 worker": lambda run_dir: workers_job(1, pattern, run_dir),
         "2 workers": lambda run_dir: workers_job(2, pattern, run_dir),
-        "mirrored 2 CPUs": lambda run_dir: run_job(  # the checkout's defaults (any version)
+        "mirrored": lambda run_dir: run_job(  # the checkout's defaults (any version)
             [train_flags(run_dir, pattern, "mirrored")], [{}], run_dir),
-        "mirrored 2 CPUs, prefetch on": lambda run_dir: run_job(
+        "mirrored prefetch on": lambda run_dir: run_job(
             [train_flags(run_dir, pattern, "mirrored", ["--device_prefetch=true"])], [{}],
             run_dir),
-        "mirrored 2 CPUs, prefetch off": lambda run_dir: run_job(
+        "mirrored prefetch off": lambda run_dir: run_job(
             [train_flags(run_dir, pattern, "mirrored", ["--device_prefetch=false"])], [{}],
             run_dir),
     }
