@@ -52,7 +52,8 @@ flags.DEFINE_string("model", "FrameLevelLogisticModel", "Model trained (a light 
 flags.DEFINE_integer("timeout_secs", 900, "Limit for one run of train.py.")
 flags.DEFINE_string("repo", os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                     "Checkout whose train.py runs (another one measures another version, e.g. "
-                    "one from before the input sharding, with --setups='1 worker,2 workers,mirrored').")
+                    "one from before the input sharding, with "
+                    "--setups='1 worker,2 workers,mirrored').")
 flags.DEFINE_list("setups", ["1 worker", "2 workers", "mirrored prefetch on",
                              "mirrored prefetch off"], "Set-ups to run: any of these and "
                   "'mirrored' (the checkout's defaults).")
