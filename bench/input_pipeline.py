@@ -362,15 +362,17 @@ def markdown(results, ratios, rows, command, info):
 
 
 def plot(results, path):
+    """Bars: the median round; whiskers: the worst and the best round."""
     names = list(results)
     x = np.arange(len(names))
-    best = np.array([results[n]["best"] for n in names])
-    low = best - np.array([results[n]["min"] for n in names])
+    median = np.array([results[n]["median"] for n in names])
+    spread = [median - np.array([results[n]["min"] for n in names]),
+              np.array([results[n]["best"] for n in names]) - median]
     figure, axes = pyplot.subplots(figsize=(7.5, 3.8))
-    axes.bar(x, best, 0.6, yerr=[low, np.zeros_like(low)], capsize=4,
+    axes.bar(x, median, 0.6, yerr=spread, capsize=4,
              color=["#999999", "#999999", "#4c72b0", "#dd8452", "#4c72b0", "#dd8452"][:len(x)])
     axes.set_xticks(x, names, fontsize=8)
-    axes.set_ylabel("examples / s (best round; bar down to the worst)")
+    axes.set_ylabel("examples / s (median round;\nwhiskers: worst and best)")
     axes.set_title(f"Frame readers, batch {FLAGS.batch_size}, {MIN_FRAMES}-{MAX_FRAMES} frames")
     figure.tight_layout()
     with files.atomic_path(path) as temp:
