@@ -20,6 +20,7 @@ import tensorflow_model_optimization as tfmot
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
 from frame_level_models import hparams as hparams_lib
+from yt8m.core import errors
 
 _PruneLowMagnitude = pruning_wrapper.PruneLowMagnitude
 
@@ -50,14 +51,15 @@ def pruning_from_flags(flag_values=flags.FLAGS):
 
 def _check_schedule(target_sparsity, begin_step, end_step, frequency):
     if not 0.0 < target_sparsity < 1.0:
-        raise ValueError(f"pruning_target_sparsity={target_sparsity} must be in (0, 1)")
+        raise errors.InvalidInputError(
+            f"pruning_target_sparsity={target_sparsity} must be in (0, 1)")
     if begin_step < 0:
-        raise ValueError(f"pruning_begin_step={begin_step} must be >= 0")
+        raise errors.InvalidInputError(f"pruning_begin_step={begin_step} must be >= 0")
     if end_step <= begin_step:
-        raise ValueError(f"pruning_end_step={end_step} must be after "
-                         f"pruning_begin_step={begin_step}")
+        raise errors.InvalidInputError(f"pruning_end_step={end_step} must be after "
+                                       f"pruning_begin_step={begin_step}")
     if frequency <= 0:
-        raise ValueError(f"pruning_frequency={frequency} must be positive")
+        raise errors.InvalidInputError(f"pruning_frequency={frequency} must be positive")
 
 
 def pruning_layers(model):

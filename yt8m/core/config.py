@@ -51,12 +51,19 @@ class TrainConfig:
         None, "Stop at this global step (after the data runs out at the latest).", lower=1)
     regularization_penalty: float = option(
         1.0, "Weight of the models' regularization losses in the total loss.")
-    label_loss: str = option("CrossEntropyLoss", "CrossEntropyLoss, HingeLoss or SoftmaxLoss.")
+    label_loss: str = option(
+        "CrossEntropyLoss", "CrossEntropyLoss, HingeLoss or SoftmaxLoss (the starter's, on the "
+        "predictions), or LogitsCrossEntropyLoss / LogitsSoftmaxLoss (from the logits where the "
+        "model has them).")
     optimizer: str = option(
         "AdamOptimizer", "AdamOptimizer, GradientDescentOptimizer, MomentumOptimizer, "
-        "RMSPropOptimizer or AdagradOptimizer (Keras names such as Adam work too).")
+        "RMSPropOptimizer, AdagradOptimizer or AdadeltaOptimizer with TF1's constants (Keras "
+        "names such as Adam work too, with Keras' constants).")
     clip_gradient_norm: float = option(
         1.0, "Clip each variable's gradient to this L2 norm (0 disables).")
+    average_replica_gradients: bool = option(
+        False, "Average the replicas' gradients before clipping. Default: sum them, as the "
+        "starter sums its towers' gradients (with --batch_size examples per tower).")
     export_model_steps: int = option(
         1000, "Write a checkpoint (what eval, inference and export read) every this many steps.",
         lower=1)

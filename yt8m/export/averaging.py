@@ -11,6 +11,7 @@ import numpy as np
 
 from yt8m.export.member_module import unique_variables
 from yt8m.training import checkpoints
+from yt8m.core import errors
 
 
 def average_checkpoints(model, checkpoint_paths, description="the model"):
@@ -21,7 +22,7 @@ def average_checkpoints(model, checkpoint_paths, description="the model"):
     """
     checkpoint_paths = list(checkpoint_paths)
     if not checkpoint_paths:
-        raise ValueError(f"no checkpoint to average for {description}")
+        raise errors.InvalidInputError(f"no checkpoint to average for {description}")
     variables = unique_variables(model)
     sums = None
     for path in checkpoint_paths:

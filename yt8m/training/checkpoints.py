@@ -12,6 +12,7 @@ from absl import logging
 import yt8m  # noqa: F401
 import tensorflow as tf
 
+from yt8m.core import errors
 from yt8m.core import model_flags as model_flags_lib
 from yt8m.training.model_builder import build_model
 
@@ -22,11 +23,11 @@ _STEP_PATTERN = re.compile(r"-(\d+)$")
 CHECKPOINT_FILE = re.compile(rf"^{CHECKPOINT_PREFIX}-(\d+)\.(index|data-\d+-of-\d+)$")
 
 
-class NoCheckpointError(FileNotFoundError):
+class NoCheckpointError(errors.MissingInputError):
     pass
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(errors.InvalidInputError):
     pass
 
 
@@ -34,7 +35,8 @@ def checkpoint_step(checkpoint_path):
     """ckpt-1200 -> 1200 (the trainer numbers checkpoints by global step)."""
     match = _STEP_PATTERN.search(checkpoint_path)
     if not match:
-        raise ValueError(f"checkpoint path {checkpoint_path!r} does not end in -<step>")
+        raise errors.InvalidInputError(
+            f"checkpoint path {checkpoint_path!r} does not end in -<step>")
     return int(match.group(1))
 
 

@@ -1,20 +1,26 @@
-"""Builds the model a model_flags record describes (frame_level_models registry)."""
+"""Builds the model a model_flags record describes (frame_level_models registry), and the label
+loss it trains with."""
 import yt8m  # noqa: F401
+from yt8m.core import errors
 
 import frame_level_models
+from frame_level_models import registry
+from yt8m.losses import get_label_loss
 
 
 def check_model_choice(model, frame_features):
     """Clear errors for an unknown --model and a model/data-level mismatch."""
     if model not in frame_level_models.MODEL_NAMES:
-        raise ValueError(f"--model={model!r} is not a known model; choose one of: "
-                         f"{', '.join(frame_level_models.MODEL_NAMES)}")
+        raise errors.InvalidInputError(f"--model={model!r} is not a known model; choose one of: "
+                                       f"{', '.join(frame_level_models.MODEL_NAMES)}")
     if frame_level_models.is_frame_level(model) != bool(frame_features):
         if frame_features:
-            raise ValueError(f"--model={model} is a video-level model but --frame_features is "
-                             "set; drop --frame_features (and read mean_rgb,mean_audio)")
-        raise ValueError(f"--model={model} is a frame-level model: pass --frame_features and "
-                         "frame feature names (--feature_names=rgb,audio)")
+            raise errors.InvalidInputError(
+                f"--model={model} is a video-level model but --frame_features is "
+                "set; drop --frame_features (and read mean_rgb,mean_audio)")
+        raise errors.InvalidInputError(
+            f"--model={model} is a frame-level model: pass --frame_features and "
+            "frame feature names (--feature_names=rgb,audio)")
 
 
 def build_model(model_flags):
@@ -24,3 +30,9 @@ def build_model(model_flags):
         model_flags["model"], int(model_flags["num_classes"]),
         feature_names=model_flags["feature_names"], feature_sizes=model_flags["feature_sizes"],
         **model_flags.get("hparams", {}))
+
+
+def label_loss_for(label_loss, model):
+    """The --label_loss `label_loss` as model `model`'s reference code computed it (its
+    CrossEntropyLoss epsilon: 1e-5 for the starter's and Willow's models, 1e-8 for linrongc's)."""
+    return get_label_loss(label_loss, registry.loss_epsilon(model))

@@ -26,7 +26,7 @@ Model parallelism inside a worker (MOD trees over the worker's devices) cannot l
 strategy's scope (the strategy would put every variable on its replica device). Such a model is
 built outside the scope on every worker and trained with
 `yt8m.training.model_parallel.make_model_parallel_step`: `broadcast_from_chief` makes the copies
-equal and `all_reduce_mean` averages the gradients over the workers before each worker applies
+equal and `all_reduce_sum` sums the gradients over the workers before each worker applies
 them.
 """
 import contextlib
@@ -42,6 +42,8 @@ import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
 from yt8m.training import checkpoints
+from yt8m.core import errors
+from yt8m.core import files
 
 STRATEGY_NAME = "multi_worker"
 TF_CONFIG = "TF_CONFIG"
@@ -59,7 +61,7 @@ _TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["host0:2222", "host1:2222"]}, '
                       '"task": {"type": "worker", "index": 0}}')
 
 
-class ClusterConfigError(ValueError):
+class ClusterConfigError(errors.InvalidInputError):
     pass
 
 
@@ -188,7 +190,7 @@ def check_train_config(strategy, config):
     if not is_multi_worker(strategy):
         return
     if config.shuffle_seed is None:
-        raise ValueError(
+        raise errors.InvalidInputError(
             f"--distribution_strategy={STRATEGY_NAME} needs --shuffle_seed: workers that split "
             "the records of too few files must list them in the same shuffled order, and a "
             "restarted job must shuffle as the first one did")
@@ -222,7 +224,7 @@ class _ScratchCheckpointManager:
 
     def save(self, checkpoint_number):
         self._manager.save(checkpoint_number=checkpoint_number)
-        tf.io.gfile.rmtree(self._directory)
+        files.remove(self._directory)  # never through a link planted there
         self._saved_number = checkpoint_number
         return self.latest_checkpoint
 
@@ -305,16 +307,24 @@ def any_worker(strategy, *decisions):
     return tuple(bool(count > 0) for count in count_votes(votes).numpy())
 
 
-def all_reduce_mean(strategy, tensors):
-    """Element-wise mean over the replicas of all workers of a list of tensors (e.g. the gradients
+def all_reduce_sum(strategy, tensors):
+    """Element-wise sum over the replicas of all workers of a list of tensors (e.g. the gradients
     of a model built outside the strategy scope). Call it in cross-replica context (not inside
     strategy.run); every worker must call it with tensors of the same shapes. The result is
     bit-identical on every worker."""
     tensors = list(tensors)
     if not is_multi_worker(strategy):
         return tensors
-    summed = _all_reduce_sum(strategy, lambda _: tensors)
-    return [total / strategy.num_replicas_in_sync for total in summed]
+    return list(_all_reduce_sum(strategy, lambda _: tensors))
+
+
+def all_reduce_mean(strategy, tensors):
+    """Element-wise mean over the replicas of all workers (see all_reduce_sum)."""
+    tensors = list(tensors)
+    if not is_multi_worker(strategy):
+        return tensors
+    return [total / strategy.num_replicas_in_sync
+            for total in all_reduce_sum(strategy, tensors)]
 
 
 def broadcast_from_chief(strategy, variables):

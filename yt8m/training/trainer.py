@@ -2,8 +2,9 @@
 
 One step = `strategy.run(replica_step)` inside a tf.function, so data parallelism (MirroredStrategy,
 later MultiWorkerMirroredStrategy) and models that place their own sub-models on devices (MOD
-trees) both work. Each replica divides its loss by the number of replicas; the optimizer sums the
-replicas' gradients and then clips each variable's gradient (Keras `clipnorm`).
+trees) both work. The optimizer sums the replicas' gradients and then clips each variable's
+gradient (Keras `clipnorm`), as the starter sums its towers' gradients and clips per variable;
+with --average_replica_gradients each replica divides its loss by the number of replicas first.
 """
 import dataclasses
 import json
@@ -24,9 +25,8 @@ from yt8m.training import inputs
 from yt8m.core import model_flags as model_flags_lib
 from yt8m.training import multi_worker
 from yt8m.training import objective
-from yt8m.losses import get_label_loss
 from yt8m.metrics import gap as batch_gap
-from yt8m.training.model_builder import build_model, check_model_choice
+from yt8m.training.model_builder import build_model, check_model_choice, label_loss_for
 from yt8m.training.optimizers import make_optimizer
 from yt8m.training.schedules import examples_staircase_decay
 
@@ -89,7 +89,7 @@ class Trainer:
 
         check_model_choice(config.model, config.data.frame_features)
         flags_record = model_flags_lib.model_flags_from_config(config)
-        self.label_loss = get_label_loss(config.label_loss)
+        self.label_loss = label_loss_for(config.label_loss, config.model)
         files = inputs.require_files(config.train_data_pattern, "--train_data_pattern")
         if self.is_chief:
             model_flags_lib.check_and_write_model_flags(
@@ -205,7 +205,10 @@ class Trainer:
             outputs = self.training_model(features, training=True)
             losses = objective.training_loss(self.training_model, outputs, labels, label_weights,
                                              self.label_loss, self.config.regularization_penalty)
-            scaled_loss = losses["total_loss"] / self.num_replicas
+            # The optimizer sums the replicas' gradients (the starter's towers); averaging them
+            # is the named option.
+            scaled_loss = (losses["total_loss"] / self.num_replicas
+                           if self.config.average_replica_gradients else losses["total_loss"])
         variables = self.training_model.trainable_variables
         # A model placed over several devices (MOD tree) computes each sub-tree's gradients on
         # that sub-tree's device.
