@@ -30,40 +30,53 @@ Stage costs: each stage alone on --stage_batches batches held in memory (so read
 them), best of the rounds, in CPU microseconds per example, plus the stream stages from the
 pipeline passes. Writes <output>.json, <output>.md and <output>.png.
 """
+import dataclasses
 import os
 import shutil
 import statistics
 import sys
 import tempfile
 import time
+from typing import Optional
 
-import matplotlib
 import numpy as np
-from absl import app, flags, logging
-
-matplotlib.use("Agg")
-from matplotlib import pyplot  # noqa: E402  (after choosing the headless backend)
+from absl import app, logging
 
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
+import bench_options
+import figures
 from yt8m import data, synthetic
 from yt8m.core import files
+from yt8m.core import options
+from yt8m.core.options import option, override
 from yt8m.data import readers, record_stream, records
+from yt8m.synthetic import Config as SyntheticConfig
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("data_dir", None, "Directory with frame/train*.tfrecord shards (written there "
-                    "when missing). Default: a temporary directory, deleted afterwards.")
-flags.DEFINE_integer("num_videos", 2000, "Videos to write when shards are missing.")
-flags.DEFINE_integer("num_shards", 8, "Shards to write when shards are missing.")
-flags.DEFINE_integer("batch_size", 80, "Batch size of every pipeline.")
-flags.DEFINE_integer("rounds", 7, "Timed rounds (each: one pass of every pipeline, "
-                     "alternating).")
-flags.DEFINE_integer("stage_batches", 8, "Batches held in memory for the stage costs.")
-flags.DEFINE_integer("num_parallel_reads", None, "Files read in parallel (default: the reader's "
-                     "own, min(#files, 8)); the plain reader uses the same number.")
-flags.DEFINE_string("output", "bench/output/input_pipeline",
-                    "Output path without extension: writes .json, .md and .png.")
+
+@dataclasses.dataclass
+class Options:
+    data_dir: Optional[str] = option(
+        None, "Directory with frame/train*.tfrecord shards (written there when missing). "
+        "Default: a temporary directory, deleted afterwards.")
+    num_videos: int = override(bench_options.SyntheticScale, "num_videos", 2000,
+                               help="Videos to write when shards are missing.")
+    num_shards: int = override(SyntheticConfig, "num_shards", 8, lower=1,
+                               help="Shards to write when shards are missing.")
+    batch_size: int = override(bench_options.Optimization, "batch_size", 80,
+                               help="Batch size of every pipeline.")
+    rounds: int = option(7, "Timed rounds (each: one pass of every pipeline, alternating).",
+                         lower=1)
+    stage_batches: int = option(8, "Batches held in memory for the stage costs.", lower=1)
+    num_parallel_reads: Optional[int] = option(
+        None, "Files read in parallel (default: the reader's own, min(#files, 8)); the plain "
+        "reader uses the same number.", lower=1)
+    output: str = option("bench/output/input_pipeline",
+                         "Output path without extension: writes .json, .md and .png.")
+
+
+options.define_flags(Options)
 
 MIN_FRAMES, MAX_FRAMES = 60, 300
 NUM_CLASSES = records.DEFAULT_NUM_CLASSES
@@ -361,59 +374,57 @@ def markdown(results, ratios, rows, command, info):
     return "\n".join(lines) + "\n"
 
 
-def plot(results, path):
+def plot(results, batch_size, path):
     """Bars: the median round; whiskers: the worst and the best round."""
     names = list(results)
     x = np.arange(len(names))
     median = np.array([results[n]["median"] for n in names])
     spread = [median - np.array([results[n]["min"] for n in names]),
               np.array([results[n]["best"] for n in names]) - median]
-    figure, axes = pyplot.subplots(figsize=(7.5, 3.8))
+    figure, axes = figures.subplots(figsize=(7.5, 3.8))
     axes.bar(x, median, 0.6, yerr=spread, capsize=4,
              color=["#999999", "#999999", "#4c72b0", "#dd8452", "#4c72b0", "#dd8452"][:len(x)])
     axes.set_xticks(x, names, fontsize=8)
     axes.set_ylabel("examples / s (median round;\nwhiskers: worst and best)")
-    axes.set_title(f"Frame readers, batch {FLAGS.batch_size}, {MIN_FRAMES}-{MAX_FRAMES} frames")
-    figure.tight_layout()
-    with files.atomic_path(path) as temp:
-        figure.savefig(temp, format="png", dpi=110)
-    pyplot.close(figure)
+    axes.set_title(f"Frame readers, batch {batch_size}, {MIN_FRAMES}-{MAX_FRAMES} frames")
+    figures.save_png(figure, path)
 
 
 def main(argv):
     del argv
-    data_dir = FLAGS.data_dir or tempfile.mkdtemp(prefix="yt8m_bench_")
+    opts = options.from_flags(Options)
+    data_dir = opts.data_dir or tempfile.mkdtemp(prefix="yt8m_bench_")
     try:
         pattern = os.path.join(data_dir, "frame", "train*.tfrecord")
         if not tf.io.gfile.glob(pattern):
-            synthetic.generate(data_dir, num_videos=FLAGS.num_videos, num_shards=FLAGS.num_shards,
+            synthetic.generate(data_dir, num_videos=opts.num_videos, num_shards=opts.num_shards,
                                min_frames=MIN_FRAMES, max_frames=MAX_FRAMES,
                                validate_fraction=0.0, test_fraction=0.0, num_segment_videos=0,
                                num_classes=1000, num_workers=os.cpu_count() or 1)
         datasets = {name: make() for name, make in pipelines(
-            pattern, FLAGS.batch_size, FLAGS.num_parallel_reads).items()}
+            pattern, opts.batch_size, opts.num_parallel_reads).items()}
         num_files = len(data.list_files(pattern))
         num_videos = sum(1 for _ in tf.data.TFRecordDataset(data.list_files(pattern)))
-        num_batches = -(-num_videos // FLAGS.batch_size)  # one pass a round
-        results, ratios = summarize(measure_pipelines(datasets, FLAGS.rounds, num_batches))
-        stages = measure_stages(pattern, FLAGS.batch_size, FLAGS.stage_batches, FLAGS.rounds)
+        num_batches = -(-num_videos // opts.batch_size)  # one pass a round
+        results, ratios = summarize(measure_pipelines(datasets, opts.rounds, num_batches))
+        stages = measure_stages(pattern, opts.batch_size, opts.stage_batches, opts.rounds)
         shard_bytes = sum(tf.io.gfile.stat(f).length for f in data.list_files(pattern))
     finally:
-        if FLAGS.data_dir is None:
+        if opts.data_dir is None:
             shutil.rmtree(data_dir, ignore_errors=True)
 
     rows = stage_table(stages, results)
     command = " ".join(["python bench/input_pipeline.py"] + sys.argv[1:])
     load = os.getloadavg()
     info = (f"{num_videos} videos in {num_files} shards ({shard_bytes / 1e6:.0f} MB), batch "
-            f"{FLAGS.batch_size}, {os.cpu_count()} CPU cores, {FLAGS.rounds} rounds of "
+            f"{opts.batch_size}, {os.cpu_count()} CPU cores, {opts.rounds} rounds of "
             f"{results['read']['examples']} examples per pipeline; "
             f"load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
     text = markdown(results, ratios, rows, command, info)
     print(text)
-    files.write_text_atomically(FLAGS.output + ".md", text)
-    plot(results, FLAGS.output + ".png")
-    files.write_json_atomically(FLAGS.output + ".json", {
+    files.write_text_atomically(opts.output + ".md", text)
+    plot(results, opts.batch_size, opts.output + ".png")
+    files.write_json_atomically(opts.output + ".json", {
         "command": command, "info": info, "results": results, "ratios": ratios,
         "stages_us_per_example": stages,
         "stage_table": [{"stage": n, "plain": p, "reader": r} for n, p, r in rows]})

@@ -20,6 +20,7 @@ the median of the windows after the first (which holds tracing). The machine may
 rounds alternate the set-ups, the table gives the best and the median round.
 Writes <output>.json and <output>.md.
 """
+import dataclasses
 import os
 import re
 import shutil
@@ -28,36 +29,48 @@ import subprocess
 import sys
 import time
 
-from absl import app, flags, logging
+from absl import app, logging
 
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
-from yt8m import synthetic
+import bench_options
+import training_runs
 from yt8m.core import files
+from yt8m.core import options
+from yt8m.core.options import option, override
+from yt8m.synthetic import Config as SyntheticConfig
 from yt8m.training import multi_worker
 
-import result_cache
+SETUPS = ("1 worker", "2 workers", "mirrored", "mirrored prefetch on", "mirrored prefetch off")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("work_dir", "/tmp/yt8m_bench_multi_worker", "Data set and train dirs.")
-flags.DEFINE_integer("num_videos", 1600, "Synthetic training videos.")
-flags.DEFINE_integer("num_shards", 8, "Training shards (each worker reads half of them).")
-flags.DEFINE_integer("num_classes", 100, "Synthetic vocabulary size.")
-flags.DEFINE_integer("batch_size", 32, "Examples per replica per step.")
-flags.DEFINE_integer("num_epochs", 2, "Epochs of every run.")
-flags.DEFINE_integer("rounds", 2, "Rounds; each runs every set-up once.")
-flags.DEFINE_string("model", "FrameLevelLogisticModel", "Model trained (a light one keeps the "
-                    "input pipeline the larger cost).")
-flags.DEFINE_integer("timeout_secs", 900, "Limit for one run of train.py.")
-flags.DEFINE_string("repo", os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                    "Checkout whose train.py runs (another one measures another version, e.g. "
-                    "one from before the input sharding, with "
-                    "--setups='1 worker,2 workers,mirrored').")
-flags.DEFINE_list("setups", ["1 worker", "2 workers", "mirrored prefetch on",
-                             "mirrored prefetch off"], "Set-ups to run: any of these and "
-                  "'mirrored' (the checkout's defaults).")
-flags.DEFINE_string("output", "bench/output/multi_worker", "Output path without extension.")
+
+@dataclasses.dataclass
+class Options(bench_options.SyntheticScale):
+    work_dir: str = option("/tmp/yt8m_bench_multi_worker", "Data set and train dirs.")
+    num_videos: int = override(bench_options.SyntheticScale, "num_videos", 1600,
+                               help="Synthetic training videos.")
+    num_classes: int = override(bench_options.SyntheticScale, "num_classes", 100)
+    num_shards: int = override(SyntheticConfig, "num_shards", 8, lower=1,
+                               help="Training shards (each worker reads half of them).")
+    batch_size: int = override(bench_options.Optimization, "batch_size",
+                               help="Examples per replica per step.")
+    num_epochs: int = option(2, "Epochs of every run.", lower=1)
+    rounds: int = option(2, "Rounds; each runs every set-up once.", lower=1)
+    model: str = option("FrameLevelLogisticModel", "Model trained (a light one keeps the input "
+                        "pipeline the larger cost).")
+    timeout_secs: int = option(900, "Limit for one run of train.py.", lower=1)
+    repo: str = option(REPO, "Checkout whose train.py runs (another one measures another "
+                       "version, e.g. one from before the input sharding, with "
+                       "--setups='1 worker,2 workers,mirrored').")
+    setups: tuple[str, ...] = option(
+        SETUPS[:2] + SETUPS[3:], "Set-ups to run: any of " + ", ".join(SETUPS) + " ('mirrored': "
+        "the checkout's defaults).")
+    output: str = option("bench/output/multi_worker", "Output path without extension.")
+
+
+options.define_flags(Options)
 
 _RATE = re.compile(r"step (\d+) \| loss \S+ \| learning rate \S+ \| training GAP \S+ \| "
                    r"([0-9.]+) examples/s")
@@ -65,39 +78,35 @@ _READ = re.compile(r"this process read (\d+) examples")
 _SHARE = re.compile(r"Worker (\d+) of (\d+) reads its share of (\d+) file\(s\) \((by \w+)\)")
 
 
-def make_data(work_dir):
-    data_dir = os.path.join(work_dir, "data")
-    options = dict(num_videos=FLAGS.num_videos, num_shards=FLAGS.num_shards,
-                   num_classes=FLAGS.num_classes, seed=1, min_frames=60, max_frames=300,
-                   validate_fraction=0.0, test_fraction=0.0, num_segment_videos=0)
-    if not result_cache.directory_is_fresh(data_dir, options, result_cache.DATA_SOURCES):
-        shutil.rmtree(data_dir, ignore_errors=True)
-        synthetic.generate(data_dir, num_workers=2, **options)
-        result_cache.stamp_directory(data_dir, options, result_cache.DATA_SOURCES)
+def make_data(opts):
+    data_dir = training_runs.synthetic_data(
+        os.path.join(opts.work_dir, "data"), **bench_options.synthetic_settings(
+            opts, num_shards=opts.num_shards, seed=1, min_frames=60, max_frames=300,
+            validate_fraction=0.0, test_fraction=0.0, num_segment_videos=0))
     pattern = os.path.join(data_dir, "frame", "train*.tfrecord")
     records = sum(1 for _ in tf.data.TFRecordDataset(tf.io.gfile.glob(pattern)))
     return pattern, records
 
 
-def train_flags(train_dir, pattern, strategy, extra=()):
+def train_flags(opts, train_dir, pattern, strategy, extra=()):
     return ["train.py", f"--train_dir={train_dir}", f"--train_data_pattern={pattern}",
-            f"--model={FLAGS.model}", "--frame_features", "--feature_names=rgb,audio",
-            "--feature_sizes=1024,128", f"--num_classes={FLAGS.num_classes}", "--max_frames=300",
-            f"--batch_size={FLAGS.batch_size}", f"--num_epochs={FLAGS.num_epochs}",
+            f"--model={opts.model}", "--frame_features", "--feature_names=rgb,audio",
+            "--feature_sizes=1024,128", f"--num_classes={opts.num_classes}", "--max_frames=300",
+            f"--batch_size={opts.batch_size}", f"--num_epochs={opts.num_epochs}",
             "--shuffle_seed=1", "--log_every_steps=5", "--export_model_steps=1000000",
             "--num_cpu_devices=2", f"--distribution_strategy={strategy}", *extra]
 
 
-def run_job(commands, environments, logs_prefix):
+def run_job(opts, commands, environments, logs_prefix):
     """Starts one process per command, waits for all; returns their logs (raises on failure)."""
     os.makedirs(os.path.dirname(logs_prefix), exist_ok=True)
     processes = []
     for index, (command, env) in enumerate(zip(commands, environments)):
         log = open(f"{logs_prefix}-{index}.log", "w+")
-        processes.append((subprocess.Popen([sys.executable, *command], cwd=FLAGS.repo,
-                                           env=dict(os.environ, PYTHONPATH=FLAGS.repo, **env),
+        processes.append((subprocess.Popen([sys.executable, *command], cwd=opts.repo,
+                                           env=dict(os.environ, PYTHONPATH=opts.repo, **env),
                                            stdout=log, stderr=subprocess.STDOUT, text=True), log))
-    deadline = time.time() + FLAGS.timeout_secs
+    deadline = time.time() + opts.timeout_secs
     logs = []
     for process, log in processes:
         try:
@@ -114,14 +123,14 @@ def run_job(commands, environments, logs_prefix):
     return logs
 
 
-def workers_job(workers, pattern, run_dir):
+def workers_job(opts, workers, pattern, run_dir):
     environments = [{"TF_CONFIG": tf_config}
                     for tf_config in multi_worker.local_tf_configs(workers)]
-    commands = [train_flags(run_dir, pattern, "multi_worker")] * workers
-    return run_job(commands, environments, run_dir)
+    commands = [train_flags(opts, run_dir, pattern, "multi_worker")] * workers
+    return run_job(opts, commands, environments, run_dir)
 
 
-def summarize_logs(logs, records):
+def summarize_logs(logs, records, num_epochs):
     """Job examples/s (median window after the first) and each worker's counted examples."""
     rates = [float(rate) for _, rate in _RATE.findall(logs[0])][1:]
     # (None: a train.py without the count, e.g. a checkout from before it was added)
@@ -129,37 +138,38 @@ def summarize_logs(logs, records):
     shares = [list(_SHARE.search(log).groups()) for log in logs if _SHARE.search(log)]
     return {"examples_per_s": statistics.median(rates) if rates else None,
             "examples_read": read,
-            "examples_read_per_epoch": [count / FLAGS.num_epochs if count is not None else None
+            "examples_read_per_epoch": [count / num_epochs if count is not None else None
                                         for count in read],
             "records_in_shards": records, "shares": shares}
 
 
 def main(argv):
     del argv
-    os.makedirs(FLAGS.work_dir, exist_ok=True)
-    pattern, records = make_data(FLAGS.work_dir)
-    setups = {
-        "1 worker": lambda run_dir: workers_job(1, pattern, run_dir),
-        "2 workers": lambda run_dir: workers_job(2, pattern, run_dir),
-        "mirrored": lambda run_dir: run_job(  # the checkout's defaults (any version)
-            [train_flags(run_dir, pattern, "mirrored")], [{}], run_dir),
-        "mirrored prefetch on": lambda run_dir: run_job(
-            [train_flags(run_dir, pattern, "mirrored", ["--device_prefetch=true"])], [{}],
-            run_dir),
-        "mirrored prefetch off": lambda run_dir: run_job(
-            [train_flags(run_dir, pattern, "mirrored", ["--device_prefetch=false"])], [{}],
-            run_dir),
-    }
-    unknown = sorted(set(FLAGS.setups) - set(setups))
+    opts = options.from_flags(Options)
+    unknown = sorted(set(opts.setups) - set(SETUPS))
     if unknown:
-        raise app.UsageError(f"--setups: unknown {unknown}; choose from {list(setups)}")
-    setups = {name: setups[name] for name in FLAGS.setups}
+        raise app.UsageError(f"--setups: unknown {unknown}; choose from {list(SETUPS)}")
+    os.makedirs(opts.work_dir, exist_ok=True)
+    pattern, records = make_data(opts)
+
+    def mirrored(extra=()):
+        return lambda run_dir: run_job(
+            opts, [train_flags(opts, run_dir, pattern, "mirrored", extra)], [{}], run_dir)
+
+    setups = {
+        "1 worker": lambda run_dir: workers_job(opts, 1, pattern, run_dir),
+        "2 workers": lambda run_dir: workers_job(opts, 2, pattern, run_dir),
+        "mirrored": mirrored(),  # the checkout's defaults (any version)
+        "mirrored prefetch on": mirrored(["--device_prefetch=true"]),
+        "mirrored prefetch off": mirrored(["--device_prefetch=false"]),
+    }
+    setups = {name: setups[name] for name in opts.setups}
     rounds = {name: [] for name in setups}
-    for round_index in range(FLAGS.rounds):
+    for round_index in range(opts.rounds):
         for name, start in setups.items():
-            run_dir = os.path.join(FLAGS.work_dir, "runs", name.replace(" ", "_").replace(",", ""))
+            run_dir = os.path.join(opts.work_dir, "runs", name.replace(" ", "_").replace(",", ""))
             shutil.rmtree(run_dir, ignore_errors=True)
-            rounds[name].append(summarize_logs(start(run_dir), records))
+            rounds[name].append(summarize_logs(start(run_dir), records, opts.num_epochs))
             logging.info("round %d, %s: %s", round_index + 1, name, rounds[name][-1])
     results = {}
     for name, runs in rounds.items():
@@ -170,9 +180,9 @@ def main(argv):
     command = " ".join(["python bench/multi_worker.py"] + sys.argv[1:])
     load = os.getloadavg()
     lines = [f"`{command}`", "",
-             f"{records} training videos in {FLAGS.num_shards} shards, {FLAGS.model}, batch "
-             f"{FLAGS.batch_size} per replica, {FLAGS.num_epochs} epochs, {os.cpu_count()} CPU "
-             f"cores, {FLAGS.rounds} rounds; load average at the end {load[0]:.1f}", "",
+             f"{records} training videos in {opts.num_shards} shards, {opts.model}, batch "
+             f"{opts.batch_size} per replica, {opts.num_epochs} epochs, {os.cpu_count()} CPU "
+             f"cores, {opts.rounds} rounds; load average at the end {load[0]:.1f}", "",
              "| set-up | examples/s, best round | median | examples read per epoch, per worker "
              "(counted) | records |", "| --- | ---: | ---: | --- | ---: |"]
     for name, row in results.items():
@@ -182,8 +192,8 @@ def main(argv):
                      f"{records} |")
     text = "\n".join(lines) + "\n"
     print(text)
-    files.write_text_atomically(FLAGS.output + ".md", text)
-    files.write_json_atomically(FLAGS.output + ".json", {"command": command, "results": results,
+    files.write_text_atomically(opts.output + ".md", text)
+    files.write_json_atomically(opts.output + ".json", {"command": command, "results": results,
                                                          "records": records})
 
 

@@ -2,10 +2,13 @@
 the project's trainer and evaluation (results cached by their settings and the code's digest,
 result_cache.py), inference throughput.
 
-Imported by bench/model_zoo.py and bench/distillation.py (run from the repository root, so this
-directory is on sys.path).
+Imported by the benchmarks (run as `python bench/<name>.py`, so this directory is on sys.path).
 """
+import dataclasses
+import hashlib
+import json
 import os
+import shutil
 import time
 
 from absl import logging
@@ -24,14 +27,25 @@ FRAME_FEATURES = (("rgb", "audio"), (1024, 128))
 VIDEO_FEATURES = (("mean_rgb", "mean_audio"), (1024, 128))
 
 
-def synthetic_data(output_dir, **options):
-    """Generates (or reuses) a yt8m.synthetic set with `options` under output_dir; its path (which
-    changes with the options and with the generator's code)."""
-    data_dir = result_cache.keyed_dir(output_dir, "data", options, result_cache.DATA_SOURCES)
-    if not os.path.exists(os.path.join(data_dir, "generator_config.json")):
-        logging.info("Generating %s", options)
-        synthetic.generate(data_dir, num_workers=2, **options)
+def synthetic_data(data_dir, num_workers=2, **options):
+    """`data_dir`, holding the yt8m.synthetic set of `options` (fields of yt8m.synthetic.Config):
+    reused when it was written with them by the current generator code (result_cache's stamp),
+    else written anew."""
+    config = dataclasses.asdict(synthetic.Config(**options))
+    if result_cache.directory_is_fresh(data_dir, config, result_cache.DATA_SOURCES):
+        logging.info("Reusing the data set in %s", data_dir)
+        return data_dir
+    shutil.rmtree(data_dir, ignore_errors=True)  # a benchmark's own output: start clean
+    logging.info("Generating %s", options)
+    synthetic.generate(data_dir, num_workers=num_workers, **options)  # logs its videos/s
+    result_cache.stamp_directory(data_dir, config, result_cache.DATA_SOURCES)
     return data_dir
+
+
+def settings_dir(output_dir, prefix, settings):
+    """output_dir/<prefix>_<digest of settings>: one directory per JSON-able set of settings."""
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+    return os.path.join(output_dir, f"{prefix}_{digest}")
 
 
 def data_config(frame_level, num_classes, max_frames=300, frame_buckets=()):
