@@ -282,7 +282,8 @@ def stage_functions():
 
 
 def measure_stages(pattern, batch_size, num_batches, rounds):
-    """CPU microseconds per example of each stage function (best of `rounds`, alternating)."""
+    """CPU microseconds per example of each stage function (best of `rounds`; the order is
+    reversed every other round)."""
     stream = record_stream.named_records(data.list_files(pattern))
     batches = [{"filenames": names, "serialized": serialized} for names, serialized in
                stream.batch(batch_size, drop_remainder=True).take(num_batches)]
@@ -307,8 +308,9 @@ def measure_stages(pattern, batch_size, num_batches, rounds):
     for function in functions.values():
         run(function)  # tracing and compilation
     costs = {name: [] for name in functions}
-    for _ in range(rounds):
-        for name, function in functions.items():
+    order = list(functions.items())
+    for round_index in range(rounds):
+        for name, function in (order if round_index % 2 else order[::-1]):  # no favoured place
             costs[name].append(run(function))
     return {name: min(values) for name, values in costs.items()}
 
