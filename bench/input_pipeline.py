@@ -26,9 +26,10 @@ example (process CPU time, all threads; best round), start time, and reader / pl
 best rounds, and the median and range of the per-round ratios (each round's passes ran back to
 back, so its ratio is the least disturbed).
 
-Stage costs: each stage alone on --stage_batches batches held in memory (so reading is not in
-them), best of the rounds, in CPU microseconds per example, plus the stream stages from the
-pipeline passes. Writes <output>.json, <output>.md and <output>.png.
+Stage costs: each stage alone on --stage_batches batches held in memory with its own inputs
+(records, parsed features or decoded codes, so no stage is a difference of two timings), best of
+the rounds (order reversed every other round), in CPU microseconds per example, plus the record
+stages (read and stream) from the pipeline passes. Writes <output>.json, <output>.md and <output>.png.
 """
 import dataclasses
 import os
@@ -225,68 +226,75 @@ def summarize(runs):
 
 
 def stage_functions():
-    """name -> (function of one in-memory batch, which reader it belongs to). The reader's pieces
-    are its own functions (yt8m.data.readers), called as its parse step calls them."""
+    """name -> function of one in-memory batch (its records, file names, and their parsed and
+    decoded forms, so that each stage runs alone on its own inputs). The reader's pieces are its
+    own functions (yt8m.data.readers), called as its parse step calls them."""
     reader_parser = readers._FrameParser(NUM_CLASSES, NAMES, SIZES)
     reader_uint8 = readers.frame_batch_parser(NUM_CLASSES, MAX_FRAMES, dequantize=False)
     reader_float32 = readers.frame_batch_parser(NUM_CLASSES, MAX_FRAMES, dequantize=True)
 
-    def parsed(batch):
-        context, strings, lengths = tf.io.parse_sequence_example(
+    def reader_parse(batch):
+        return tf.io.parse_sequence_example(
             batch["serialized"], context_features=reader_parser.context_features,
             sequence_features=reader_parser.sequence_features, example_names=batch["filenames"])
-        return context, strings, lengths
 
-    def reader_checks(batch):
-        context, strings, lengths = parsed(batch)
-        video_ids, id_check = readers._video_ids(context, batch["filenames"])
-        _, label_check = readers._multi_hot(context["labels"], NUM_CLASSES, batch["filenames"],
-                                            video_ids)
-        return [id_check, label_check] + readers._check_frames(
-            strings, lengths, NAMES, SIZES, batch["filenames"], video_ids)
+    def reader_labels_and_checks(batch):
+        filenames, context = batch["filenames"], batch["context"]
+        video_ids, id_check = readers._video_ids(context, filenames)
+        labels, label_check = readers._multi_hot(context["labels"], NUM_CLASSES, filenames,
+                                                 video_ids)
+        return [video_ids, labels, id_check, label_check] + readers._check_frames(
+            batch["strings"], batch["lengths"], NAMES, SIZES, filenames, video_ids)
 
-    def decoded(batch):
-        _, strings, lengths = plain_parse(batch["serialized"])
-        num_frames = tf.minimum(tf.cast(lengths[NAMES[0]], tf.int32), MAX_FRAMES)
-        return [plain_decode_pad(strings[name], size) for name, size in zip(NAMES, SIZES)], \
-            num_frames
-
-    def fused_dequantize(batch):
-        codes, num_frames = decoded(batch)
-        return [readers._dequantize_padded_fused(c, num_frames) for c in codes]
-
-    def plain_dequantize(batch):
-        codes, num_frames = decoded(batch)
-        return [plain_dequantize_mask(c, num_frames) for c in codes]
-
-    def with_labels(batch):
-        context, strings, _ = plain_parse(batch["serialized"])
-        return plain_labels(context), strings[NAMES[0]]
+    def each_feature(function):
+        return lambda batch: [function(batch, name, size) for name, size in zip(NAMES, SIZES)]
 
     return {
-        "parse": (lambda batch: plain_parse(batch["serialized"]), "both"),
-        "parse + multi-hot labels": (with_labels, "both"),
-        "parse + multi-hot labels + the reader's checks": (reader_checks, "reader"),
-        "parse + decode_raw + pad": (decoded, "both"),
-        "parse + decode + pad + dequantize + mask, unfused": (plain_dequantize, "plain"),
-        "parse + decode + pad + dequantize + mask, XLA-fused": (fused_dequantize, "reader"),
-        "plain parse step, uint8": (lambda batch: plain_batch(batch["serialized"], False),
-                                    "plain"),
-        "reader parse step, uint8": (
-            lambda batch: reader_uint8(batch["filenames"], batch["serialized"]), "reader"),
-        "plain parse step, float32": (lambda batch: plain_batch(batch["serialized"], True),
-                                      "plain"),
-        "reader parse step, float32": (
-            lambda batch: reader_float32(batch["filenames"], batch["serialized"]), "reader"),
+        "plain parse": lambda batch: plain_parse(batch["serialized"]),
+        "reader parse": reader_parse,
+        "plain labels": lambda batch: plain_labels(batch["context"]),
+        "reader labels and checks": reader_labels_and_checks,
+        "plain decode": each_feature(
+            lambda batch, name, size: plain_decode_pad(batch["strings"][name], size)),
+        "reader decode": each_feature(
+            lambda batch, name, size: readers._fixed_frames(batch["strings"][name], size,
+                                                            MAX_FRAMES)),
+        "plain dequantize": each_feature(
+            lambda batch, name, _: plain_dequantize_mask(batch["codes"][name],
+                                                         batch["num_frames"])),
+        "reader dequantize": each_feature(
+            lambda batch, name, _: readers._dequantize_padded_fused(batch["codes"][name],
+                                                                    batch["num_frames"])),
+        "plain step uint8": lambda batch: plain_batch(batch["serialized"], False),
+        "reader step uint8": lambda batch: reader_uint8(batch["filenames"], batch["serialized"]),
+        "plain step float32": lambda batch: plain_batch(batch["serialized"], True),
+        "reader step float32": lambda batch: reader_float32(batch["filenames"],
+                                                            batch["serialized"]),
     }
+
+
+def in_memory_batches(pattern, batch_size, num_batches):
+    """`num_batches` batches of records with their file names, parsed (the reader's features),
+    and decoded: the inputs of every stage, computed once."""
+    parser = readers._FrameParser(NUM_CLASSES, NAMES, SIZES)
+    stream = record_stream.named_records(data.list_files(pattern))
+    batches = []
+    for filenames, serialized in stream.batch(batch_size, drop_remainder=True).take(num_batches):
+        context, strings, lengths = tf.io.parse_sequence_example(
+            serialized, context_features=parser.context_features,
+            sequence_features=parser.sequence_features, example_names=filenames)
+        num_frames = tf.minimum(tf.cast(lengths[NAMES[0]], tf.int32), MAX_FRAMES)
+        batches.append({"filenames": filenames, "serialized": serialized, "context": context,
+                        "strings": strings, "lengths": lengths, "num_frames": num_frames,
+                        "codes": {name: plain_decode_pad(strings[name], size)
+                                  for name, size in zip(NAMES, SIZES)}})
+    return batches
 
 
 def measure_stages(pattern, batch_size, num_batches, rounds):
     """CPU microseconds per example of each stage function (best of `rounds`; the order is
     reversed every other round)."""
-    stream = record_stream.named_records(data.list_files(pattern))
-    batches = [{"filenames": names, "serialized": serialized} for names, serialized in
-               stream.batch(batch_size, drop_remainder=True).take(num_batches)]
+    batches = in_memory_batches(pattern, batch_size, num_batches)
     examples = batch_size * len(batches)
 
     def completed(function):
@@ -296,8 +304,7 @@ def measure_stages(pattern, batch_size, num_batches, rounds):
         return tf.function(
             lambda batch: tf.nest.flatten(function(batch), expand_composites=True))
 
-    functions = {name: completed(function) for name, (function, _) in
-                 stage_functions().items()}
+    functions = {name: completed(function) for name, function in stage_functions().items()}
 
     def run(function):
         cpu = time.process_time()
@@ -316,38 +323,27 @@ def measure_stages(pattern, batch_size, num_batches, rounds):
 
 
 def stage_table(stages, results):
-    """The cost of each stage = the difference of two measured functions (us / example)."""
-    read = results["read"]["cpu_us_per_example"]
-    parse = stages["parse"]
-    decode = stages["parse + decode_raw + pad"] - parse
-    rows = [
-        ("TFRecord read + batch (read pipeline)", read, read),
-        ("file names + end-of-file byte check (stream - read pipelines)", None,
-         results["stream"]["cpu_us_per_example"] - read),
-        ("tf.io.parse_sequence_example", parse, parse),
-        ("checks: ids, label range, frame sizes, frame counts", None,
-         stages["parse + multi-hot labels + the reader's checks"]
-         - stages["parse + multi-hot labels"]),
-        ("multi-hot labels", stages["parse + multi-hot labels"] - parse,
-         stages["parse + multi-hot labels"] - parse),
-        ("decode_raw + pad to max_frames (uint8)", decode, decode),
-        ("dequantize + mask (float32 only)",
-         stages["parse + decode + pad + dequantize + mask, unfused"]
-         - stages["parse + decode_raw + pad"],
-         stages["parse + decode + pad + dequantize + mask, XLA-fused"]
-         - stages["parse + decode_raw + pad"]),
-        ("whole parse step, uint8 (in memory)", stages["plain parse step, uint8"],
-         stages["reader parse step, uint8"]),
-        ("whole parse step, float32 (in memory)", stages["plain parse step, float32"],
-         stages["reader parse step, float32"]),
-        ("whole pipeline, uint8 (CPU per example)",
-         results["plain uint8"]["cpu_us_per_example"],
-         results["reader uint8"]["cpu_us_per_example"]),
-        ("whole pipeline, float32 (CPU per example)",
-         results["plain float32"]["cpu_us_per_example"],
-         results["reader float32"]["cpu_us_per_example"]),
+    """(stage, plain reader, project reader) in CPU us / example, each measured on its own."""
+    def cpu(name):
+        return results[name]["cpu_us_per_example"]
+
+    def both(stage):
+        return stages[f"plain {stage}"], stages[f"reader {stage}"]
+
+    return [
+        ("records to batches: TFRecordDataset(files) / the reader's stream (+ file names, "
+         "end-of-file byte check)", cpu("read"), cpu("stream")),
+        ("tf.io.parse_sequence_example (the reader: + video_id, file names)", *both("parse")),
+        ("multi-hot labels (the reader: + ids, label range, frame sizes, frame counts checks)",
+         stages["plain labels"], stages["reader labels and checks"]),
+        ("decode_raw + pad to max_frames", *both("decode")),
+        ("dequantize + mask, float32 only (the reader: XLA-fused)", *both("dequantize")),
+        ("whole parse step, uint8 (in memory)", *both("step uint8")),
+        ("whole parse step, float32 (in memory)", *both("step float32")),
+        ("whole pipeline, uint8 (CPU per example)", cpu("plain uint8"), cpu("reader uint8")),
+        ("whole pipeline, float32 (CPU per example)", cpu("plain float32"),
+         cpu("reader float32")),
     ]
-    return rows
 
 
 # ----------------------------------------------------------------------------------------------
