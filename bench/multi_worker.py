@@ -10,6 +10,8 @@ generator code, bench/result_cache.py), then runs train.py itself, --rounds time
               CPUs, --device_prefetch=true / false (on CPUs the placement copies nothing: it must
               cost nothing either); "mirrored" is the same with the checkout's defaults (with
               --repo, a version from before the device placement)
+  ... (baseline)   --baseline_setups run with --baseline_repo (another checkout, e.g. from
+              before the input sharding) in the same rounds
 Every process gets --num_cpu_devices=2 (a multi-worker CPU worker still has one replica:
 TensorFlow's MultiWorkerMirroredStrategy uses one CPU device per worker) and trains --num_epochs
 from a fresh train dir.
@@ -17,7 +19,8 @@ Counted: the examples each worker's pipeline produced and it trained on (the tra
 "this process read N examples"), per epoch, against the records in the shards.
 Speed: examples/s of the whole job (global batch / step time) from the trainer's progress lines,
 the median of the windows after the first (which holds tracing). The machine may be shared:
-rounds alternate the set-ups, the table gives the best and the median round.
+rounds alternate the set-ups (the order reversed every other round), the table gives the best
+and the median round.
 Writes <output>.json and <output>.md.
 """
 import dataclasses
@@ -28,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Optional
 
 from absl import app, logging
 
@@ -64,6 +68,11 @@ class Options(bench_options.SyntheticScale):
     repo: str = option(REPO, "Checkout whose train.py runs (another one measures another "
                        "version, e.g. one from before the input sharding, with "
                        "--setups='1 worker,2 workers,mirrored').")
+    baseline_repo: Optional[str] = option(
+        None, "A second checkout (e.g. from before the input sharding) whose --baseline_setups "
+        "run in the same rounds, alternating with this checkout's (rows '... (baseline)').")
+    baseline_setups: tuple[str, ...] = option(
+        ("1 worker", "2 workers"), "Set-ups run with --baseline_repo.")
     setups: tuple[str, ...] = option(
         SETUPS[:2] + SETUPS[3:], "Set-ups to run: any of " + ", ".join(SETUPS) + " ('mirrored': "
         "the checkout's defaults).")
@@ -97,14 +106,14 @@ def train_flags(opts, train_dir, pattern, strategy, extra=()):
             "--num_cpu_devices=2", f"--distribution_strategy={strategy}", *extra]
 
 
-def run_job(opts, commands, environments, logs_prefix):
+def run_job(opts, repo, commands, environments, logs_prefix):
     """Starts one process per command, waits for all; returns their logs (raises on failure)."""
     os.makedirs(os.path.dirname(logs_prefix), exist_ok=True)
     processes = []
     for index, (command, env) in enumerate(zip(commands, environments)):
         log = open(f"{logs_prefix}-{index}.log", "w+")
-        processes.append((subprocess.Popen([sys.executable, *command], cwd=opts.repo,
-                                           env=dict(os.environ, PYTHONPATH=opts.repo, **env),
+        processes.append((subprocess.Popen([sys.executable, *command], cwd=repo,
+                                           env=dict(os.environ, PYTHONPATH=repo, **env),
                                            stdout=log, stderr=subprocess.STDOUT, text=True), log))
     deadline = time.time() + opts.timeout_secs
     logs = []
@@ -123,11 +132,11 @@ def run_job(opts, commands, environments, logs_prefix):
     return logs
 
 
-def workers_job(opts, workers, pattern, run_dir):
+def workers_job(opts, repo, workers, pattern, run_dir):
     environments = [{"TF_CONFIG": tf_config}
                     for tf_config in multi_worker.local_tf_configs(workers)]
     commands = [train_flags(opts, run_dir, pattern, "multi_worker")] * workers
-    return run_job(opts, commands, environments, run_dir)
+    return run_job(opts, repo, commands, environments, run_dir)
 
 
 def summarize_logs(logs, records, num_epochs):
@@ -146,28 +155,35 @@ def summarize_logs(logs, records, num_epochs):
 def main(argv):
     del argv
     opts = options.from_flags(Options)
-    unknown = sorted(set(opts.setups) - set(SETUPS))
+    unknown = sorted(set(opts.setups + opts.baseline_setups) - set(SETUPS))
     if unknown:
         raise app.UsageError(f"--setups: unknown {unknown}; choose from {list(SETUPS)}")
     os.makedirs(opts.work_dir, exist_ok=True)
     pattern, records = make_data(opts)
 
-    def mirrored(extra=()):
-        return lambda run_dir: run_job(
-            opts, [train_flags(opts, run_dir, pattern, "mirrored", extra)], [{}], run_dir)
+    def setups_of(repo):
+        def mirrored(extra=()):
+            return lambda run_dir: run_job(
+                opts, repo, [train_flags(opts, run_dir, pattern, "mirrored", extra)], [{}],
+                run_dir)
 
-    setups = {
-        "1 worker": lambda run_dir: workers_job(opts, 1, pattern, run_dir),
-        "2 workers": lambda run_dir: workers_job(opts, 2, pattern, run_dir),
-        "mirrored": mirrored(),  # the checkout's defaults (any version)
-        "mirrored prefetch on": mirrored(["--device_prefetch=true"]),
-        "mirrored prefetch off": mirrored(["--device_prefetch=false"]),
-    }
-    setups = {name: setups[name] for name in opts.setups}
+        return {
+            "1 worker": lambda run_dir: workers_job(opts, repo, 1, pattern, run_dir),
+            "2 workers": lambda run_dir: workers_job(opts, repo, 2, pattern, run_dir),
+            "mirrored": mirrored(),  # the checkout's defaults (any version)
+            "mirrored prefetch on": mirrored(["--device_prefetch=true"]),
+            "mirrored prefetch off": mirrored(["--device_prefetch=false"]),
+        }
+
+    setups = {name: setups_of(opts.repo)[name] for name in opts.setups}
+    if opts.baseline_repo:
+        setups.update({f"{name} (baseline)": setups_of(opts.baseline_repo)[name]
+                       for name in opts.baseline_setups})
     rounds = {name: [] for name in setups}
     for round_index in range(opts.rounds):
-        for name, start in setups.items():
-            run_dir = os.path.join(opts.work_dir, "runs", name.replace(" ", "_").replace(",", ""))
+        order = list(setups.items())
+        for name, start in (order if round_index % 2 == 0 else order[::-1]):  # no favoured place
+            run_dir = os.path.join(opts.work_dir, "runs", re.sub(r"[^\w]+", "_", name))
             shutil.rmtree(run_dir, ignore_errors=True)
             rounds[name].append(summarize_logs(start(run_dir), records, opts.num_epochs))
             logging.info("round %d, %s: %s", round_index + 1, name, rounds[name][-1])
