@@ -27,9 +27,10 @@ def runs(tmp_path_factory, small_dataset, video_logistic_run, video_moe_run):
 
 
 def _run_programs(root, data_dir, logistic_run, moe_dir):
-    """Runs every program case in parallel on the shared data and tiny train dirs (the
-    LogisticModel one copied: eval.py writes into it)."""
+    """Runs every program case in parallel on the shared data and tiny train dirs (copied where
+    eval.py writes into them)."""
     logistic_dir = helpers.copy_tree(logistic_run, root / "logistic")
+    moe_copy = helpers.copy_tree(moe_dir, root / "moe")
     no_checkpoint_dir = root / "no_checkpoint"
     no_checkpoint_dir.mkdir()
     with open(os.path.join(logistic_dir, "model_flags.json")) as handle:
@@ -65,7 +66,7 @@ def _run_programs(root, data_dir, logistic_run, moe_dir):
         "train_starter_flags": ("train.py", f"--train_dir={root / 'starter'}", *train_args,
                                 "--num_gpu=2", "--log_device_placement",
                                 "--learning_rate_decay_examples=2.5e6"),
-        "eval_model_flags": ("eval.py", f"--train_dir={moe_dir}", validate, "--run_once",
+        "eval_model_flags": ("eval.py", f"--train_dir={moe_copy}", validate, "--run_once",
                              "--moe_num_mixtures=2", "--l2_penalty=0.5",
                              "--dbof_cluster_size=4096"),
     }
