@@ -203,7 +203,8 @@ def _run_cases(root, data_dir):
         **copies).items()}
     test_ids = {name: _video_ids(os.path.join(video, name))
                 for name in ("test0000.tfrecord", "test0001.tfrecord")}
-    return {"results": results, "paths": paths, "stale_pid": stale_pid, "test_ids": test_ids}
+    return {"results": results, "paths": paths, "stale_pid": stale_pid, "holder_pid": os.getpid(),
+            "test_ids": test_ids}
 
 
 def _output(runs, case, code=0):
@@ -225,8 +226,8 @@ def _leftovers(train_dir):
 def test_a_second_run_on_a_locked_train_dir_is_refused(runs):
     train_dir = runs["paths"]["held"]
     assert failure(runs, "lock_held", "train.py") == (
-        f"train.py: error: --train_dir={train_dir!r} is in use by process {os.getpid()} on host "
-        f"{socket.gethostname()} (started 2026-01-01T00:00:00), which holds "
+        f"train.py: error: --train_dir={train_dir!r} is in use by process {runs['holder_pid']} "
+        f"on host {socket.gethostname()} (started 2026-01-01T00:00:00), which holds "
         f"{train_dir}/{LOCK_FILE}: two runs would overwrite each other's checkpoints; wait for "
         "it to end or choose another --train_dir")
     assert not os.path.exists(os.path.join(train_dir, "ckpt-6.index"))
