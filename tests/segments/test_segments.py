@@ -259,7 +259,7 @@ def video_run(data_dir, tmp_path_factory):
 def _train_flag_values(argv):
     fv = flags.FlagValues()
     options.define_flags(TrainConfig, fv)
-    zoo_hparams.define_flags(fv, pruning=False)
+    zoo_hparams.define_flags(fv)
     finetune.define_flags(fv)
     fv(["train.py"] + argv)
     return fv

@@ -2,6 +2,8 @@
 import yt8m  # noqa: F401
 
 import frame_level_models
+from frame_level_models import pruning
+from yt8m.core import model_flags as model_flags_lib
 
 
 def check_model_choice(model, frame_features):
@@ -18,9 +20,13 @@ def check_model_choice(model, frame_features):
 
 
 def build_model(model_flags):
-    """model_flags (the dict of model_flags.json) -> functional tf_keras model."""
+    """model_flags (the dict of model_flags.json) -> functional tf_keras model, as the train dir's
+    checkpoints hold it: with tfmot's pruning wrappers (masks, schedule) when the record has
+    pruning options. `pruning.strip` turns that one into the model to serve
+    (checkpoints.load_model does)."""
     check_model_choice(model_flags["model"], model_flags["frame_features"])
-    return frame_level_models.build(
+    model = frame_level_models.build(
         model_flags["model"], int(model_flags["num_classes"]),
         feature_names=model_flags["feature_names"], feature_sizes=model_flags["feature_sizes"],
         **model_flags.get("hparams", {}))
+    return pruning.prune_with_options(model, model_flags_lib.pruning_options(model_flags))

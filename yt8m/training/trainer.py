@@ -28,6 +28,7 @@ from yt8m.losses import get_label_loss
 from yt8m.metrics import gap as batch_gap
 from yt8m.training.model_builder import build_model, check_model_choice
 from yt8m.training.optimizers import make_optimizer
+from yt8m.training.pruning_steps import PruningSteps
 from yt8m.training.schedules import examples_staircase_decay
 
 
@@ -87,9 +88,9 @@ class Trainer:
         flags_record = model_flags_lib.model_flags_from_config(config)
         self.label_loss = get_label_loss(config.label_loss)
         files = inputs.require_files(config.train_data_pattern, "--train_data_pattern")
-        if self.is_chief:
-            model_flags_lib.check_and_write_model_flags(
-                config.train_dir, flags_record, config.start_new_model)
+        if self.is_chief:  # a train dir of another model: refused before anything is built
+            model_flags_lib.check_model_flags(config.train_dir, flags_record,
+                                              config.start_new_model)
         if config.shuffle_seed is not None:
             keras.utils.set_random_seed(config.shuffle_seed)
 
@@ -101,6 +102,8 @@ class Trainer:
             config.learning_rate_decay_examples, self.global_batch_size)
         with self.strategy.scope():
             self.model = build_model(flags_record)
+            # Pruned models (--pruning_*): the schedule follows the optimizer's step.
+            self.pruning_steps = PruningSteps(self.model)
             # What the steps train: the model, or a wrapper around it (distillation: teachers,
             # projections, graph weights; yt8m.distillation.training_setup). The checkpoint's
             # "model" stays the model alone; a wrapper's own state is saved beside it.
@@ -114,6 +117,10 @@ class Trainer:
             # Create the slots now, so a restore fills them immediately and the checkpoint always
             # has the same structure.
             self.optimizer.build(self.training_model.trainable_variables)
+        # Written once the model is built: a model the flags cannot build leaves no file behind.
+        if self.is_chief:
+            model_flags_lib.check_and_write_model_flags(
+                config.train_dir, flags_record, config.start_new_model)
         self.iterator = iter(self.dataset)
         tracked = {"model": self.model, "optimizer": self.optimizer}
         self.extra_tracked = ({"training_model": trained}
@@ -175,6 +182,7 @@ class Trainer:
             features[key] = batch[key]
         labels = batch["labels"]
         label_weights = batch.get("label_weights")
+        self.pruning_steps.before_step(self.optimizer.iterations)
         with tf.GradientTape() as tape:
             outputs = self.training_model(features, training=True)
             losses = objective.training_loss(self.training_model, outputs, labels, label_weights,
