@@ -30,6 +30,7 @@ from yt8m.core import model_flags as model_flags_lib
 from yt8m.core import options
 from yt8m.core.config import EvalConfig, InferenceConfig, PruningConfig, TrainConfig
 from yt8m.data import readers
+from yt8m.export import exporter
 from yt8m.export import members as members_lib
 from yt8m.inference import video_inference
 from yt8m.training import checkpoints
@@ -209,9 +210,10 @@ def test_sparse_export_of_a_pruned_train_dir_equals_the_stripped_model(pruned_di
                                                                          tmp_path):
     output_dir = tmp_path / "export"
     pattern = helpers.pattern(data_dir, "frame", "validate")
-    run_to_end(helpers.python_command(
-        "export_ensemble.py", f"--members={pruned_dir}", f"--output_dir={output_dir}",
-        "--sparse_weights=0.5", f"--eval_data_pattern={pattern}"))
+    # What export_ensemble.py --members=<dir> --sparse_weights=0.5 runs: no pruning option.
+    exporter.export_ensemble(exporter.ExportConfig(
+        members=[pruned_dir], output_dir=str(output_dir), sparse_weights=0.5,
+        eval_data_pattern=pattern))
     with open(output_dir / "export_report.json") as handle:
         report = json.load(handle)
     model = checkpoints.load_model(pruned_dir)
@@ -286,6 +288,16 @@ def test_bad_pruning_values_name_the_flag(argv, message):
     with pytest.raises(ValueError) as error:
         _parse_train_flags(argv)
     assert str(error.value).startswith(message)
+
+
+def test_pruning_flags_become_the_config_and_the_model_flags_record():
+    config = _parse_train_flags(["--pruning_target_sparsity=0.5", "--pruning_end_step=300"])
+    assert config.pruning == PruningConfig(0.5, 0, 300, 100)
+    assert model_flags_lib.model_flags_from_config(config)["pruning"] == {
+        "pruning_target_sparsity": 0.5, "pruning_begin_step": 0, "pruning_end_step": 300,
+        "pruning_frequency": 100}
+    unpruned = _parse_train_flags(["--pruning_end_step=5"])  # no target: off, nothing recorded
+    assert "pruning" not in model_flags_lib.model_flags_from_config(unpruned)
 
 
 def test_negative_sparsity_is_refused_by_the_flag_parser():
