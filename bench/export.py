@@ -28,7 +28,6 @@ float32 (issue 6); sparse export speed >= 0.9 x the dense export's (issue 19). W
 <output>.json, <output>.md and <output>.png.
 """
 import os
-import statistics
 import time
 
 import numpy as np
@@ -53,11 +52,12 @@ from yt8m.export import exporter
 from yt8m.export import member_module
 from yt8m.export import members as members_lib
 from yt8m.export import precision as precision_lib
-from yt8m.export import serving
 from yt8m.export import sparse
 from yt8m.export import validation_data
 from yt8m.training import checkpoints
 from yt8m.training import trainer
+
+import export_timing
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("work_dir", "bench/output/export_work", "Data, train dirs and exports.")
@@ -148,34 +148,6 @@ def _pruned_member(work_dir, spec_text, sparsity):
     checkpoints.make_checkpoint_manager(tf.train.Checkpoint(model=member.model), train_dir,
                                         1).save(checkpoint_number=step)
     return train_dir
-
-
-def _speeds(export_dirs, batches):
-    """{export dir: (best examples/s, median CPU s per example, load seconds)}: all exports loaded
-    together, then timed in turn, pass after pass."""
-    count = sum(int(batch["num_frames"].shape[0]) for batch in batches)
-    serves, load_seconds = {}, {}
-    for export_dir in export_dirs:
-        start = time.perf_counter()
-        serves[export_dir] = tf.saved_model.load(export_dir).signatures[serving.SERVING_DEFAULT]
-        load_seconds[export_dir] = time.perf_counter() - start
-
-    def one_pass(serve):
-        for batch in batches:
-            serve(rgb=batch["rgb"], audio=batch["audio"], num_frames=batch["num_frames"])
-
-    for serve in serves.values():
-        one_pass(serve)  # warm-up
-    rates = {export_dir: [] for export_dir in export_dirs}
-    cpu = {export_dir: [] for export_dir in export_dirs}
-    for _ in range(FLAGS.passes):
-        for export_dir, serve in serves.items():
-            wall, process = time.perf_counter(), time.process_time()
-            one_pass(serve)
-            rates[export_dir].append(count / (time.perf_counter() - wall))
-            cpu[export_dir].append((time.process_time() - process) / count)
-    return {export_dir: (max(rates[export_dir]), statistics.median(cpu[export_dir]),
-                         load_seconds[export_dir]) for export_dir in export_dirs}
 
 
 def _gather_densify(mask_bits, values, num_elements):
@@ -337,10 +309,13 @@ def main(argv):
                 name = f"pruned_{precision}_{storage}"
                 sparse_rows.append(_export_row(name, *export(name, pruned, precision,
                                                              sparse_weights), storage=storage))
-    speeds = _speeds([row["export_dir"] for row in rows + sparse_rows], batches)
+    timings = export_timing.time_exports([row["export_dir"] for row in rows + sparse_rows],
+                                         batches, FLAGS.passes)
     for row in rows + sparse_rows:
-        rate, cpu, load = speeds[row["export_dir"]]
-        row.update(examples_per_second=rate, cpu_ms_per_example=cpu * 1000, load_seconds=load)
+        timing = timings[row["export_dir"]]
+        row.update(examples_per_second=timing.examples_per_second,
+                   cpu_ms_per_example=timing.cpu_seconds_per_example * 1000,
+                   load_seconds=timing.load_seconds)
         logging.info("%s: %s", row["label"], row)
     base = rows[0]
     for row in rows + sparse_rows:
