@@ -93,7 +93,8 @@ def run_to_end(command):
 def pruned_dir(data_dir, tmp_path_factory):
     """The uninterrupted pruned run: checkpoints at steps 2, 4, ..., 10."""
     train_dir = tmp_path_factory.mktemp("pruned") / "run"
-    run_to_end(train_command(train_dir, data_dir, NEXTVLAD_RUN))
+    output = run_to_end(train_command(train_dir, data_dir, NEXTVLAD_RUN))
+    assert "global batch 4 on 2 replica(s)" in output  # MirroredStrategy
     return str(train_dir)
 
 
@@ -168,6 +169,7 @@ def test_killed_mid_schedule_resume_equals_the_uninterrupted_run(data_dir, tmp_p
     assert 2 <= saved < END, (kill_after, saved)
     output = run_to_end(command)
     assert f"Resumed from {train_dir}/ckpt-{saved} at step {saved}" in output
+    assert "global batch 4 on 2 replica(s)" in output
     got = _model_and_optimizer_values(str(train_dir / f"ckpt-{MAX_STEPS}"))
     want = _model_and_optimizer_values(str(uninterrupted / f"ckpt-{MAX_STEPS}"))
     assert sorted(got) == sorted(want)
