@@ -1,7 +1,10 @@
-"""Writes the video-level Kaggle submission CSV from a train dir's checkpoint:
-`python inference.py --train_dir=... --input_data_pattern=... --output_file=...`,
-or from an exported ensemble: `--saved_model_dir=...` in place of --train_dir (docs/export.md).
-See docs/training.md.
+"""Writes the Kaggle submission CSV from a train dir's checkpoint:
+`python inference.py --train_dir=... --input_data_pattern=... --output_file=...`.
+
+The model may also come from an archive written by --output_model_tgz (`--input_model_tgz`) or
+from an exported ensemble (`--saved_model_dir`, docs/export.md). With --segment_labels: the
+starter's segment mode (yt8m.segments.starter_inference), else the video-level CSV. See
+docs/training.md.
 """
 import dataclasses
 
@@ -10,7 +13,9 @@ from yt8m.core import cli
 from yt8m.core import options
 from yt8m.core.config import InferenceConfig
 from yt8m.export import saved_model_predictor
+from yt8m.inference import model_archive
 from yt8m.inference import video_inference
+from yt8m.segments import starter_inference
 
 
 @dataclasses.dataclass
@@ -24,15 +29,31 @@ options.define_flags(InferenceConfig)
 options.define_flags(SavedModelSource)
 
 
+def _saved_model(config, saved_model_dir):
+    """(predict, data_config) of --saved_model_dir, which replaces the train dir's checkpoint."""
+    for flag, value in (("--train_dir", config.train_dir),
+                        ("--input_model_tgz", config.input_model_tgz),
+                        ("--output_model_tgz", config.output_model_tgz)):
+        if value:
+            raise ValueError(f"{flag} and --saved_model_dir exclude each other")
+    return saved_model_predictor.load_saved_model_predictor(saved_model_dir,
+                                                            num_readers=config.num_readers)
+
+
 def main():
     config = options.from_flags(InferenceConfig)
     source = options.from_flags(SavedModelSource)
     predict = data_config = None
     if source.saved_model_dir:
-        predict, data_config = saved_model_predictor.load_saved_model_predictor(
-            source.saved_model_dir, num_readers=config.num_readers)
-    num_videos = video_inference.run_inference(config, predict, data_config)
-    print(f"inference.py: wrote {num_videos} videos to {config.output_file}", flush=True)
+        predict, data_config = _saved_model(config, source.saved_model_dir)
+    config = model_archive.use_input_archive(config)
+    if config.segment_labels:
+        result = starter_inference.run_starter_segment_inference(config, predict, data_config)
+        print(f"inference.py: wrote {result.num_rows} classes ({result.num_segments} segments "
+              f"scored) to {config.output_file}", flush=True)
+    else:
+        num_videos = video_inference.run_inference(config, predict, data_config)
+        print(f"inference.py: wrote {num_videos} videos to {config.output_file}", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from absl import flags
 import yt8m  # noqa: F401
 from yt8m.core import cli
 from yt8m.core import options
-from yt8m.core.config import CpuDevices, TrainConfig
+from yt8m.core.config import LocalDevices, TrainConfig
 from yt8m.distillation import distill_flags
 from yt8m.distillation import training_setup
 from yt8m.segments import finetune
@@ -19,16 +19,16 @@ from frame_level_models import hparams
 
 FLAGS = flags.FLAGS
 options.define_flags(TrainConfig)
-options.define_flags(CpuDevices)
+options.define_flags(LocalDevices)
 hparams.define_flags()
 distill_flags.define_flags()
 finetune.define_flags()
 
 
 def main():
-    # Splitting the CPU must come before TensorFlow runs anything.
+    # Choosing GPUs and splitting the CPU must come before TensorFlow runs anything.
     from yt8m.training import distribution
-    distribution.configure_cpu_devices(options.from_flags(CpuDevices).num_cpu_devices)
+    distribution.configure_local_devices(options.from_flags(LocalDevices))
     from yt8m.training import trainer
     from yt8m.training.model_builder import check_model_choice
     if FLAGS.finetune_from:  # model, inputs and hparams come from the source train dir

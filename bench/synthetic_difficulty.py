@@ -130,8 +130,13 @@ class Split:
 
 def train_and_evaluate(name, train, validate, epochs, seed):
     keras.utils.set_random_seed(seed)
+    hparams = dict(MODEL_HPARAMS[name])
+    if "iterations" in frame_level_models.hparam_names(name):
+        # Models that sample (Willow's) draw --train_frames frames, with replacement, from the
+        # frames the batch holds.
+        hparams["iterations"] = FLAGS.train_frames
     model = frame_level_models.build(name, train.labels.shape[1], bn_momentum=FLAGS.bn_momentum,
-                                     **MODEL_HPARAMS[name])
+                                     **hparams)
     frame_level = frame_level_models.is_frame_level(name)
     steps_per_epoch = len(train) // FLAGS.batch_size
     optimizer = keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(
@@ -177,7 +182,7 @@ def train_and_evaluate(name, train, validate, epochs, seed):
         logging.info("%s epoch %d: loss %.3f, GAP %.4f (clean labels %.4f), %.0f s", name,
                      epoch + 1, history[-1]["loss"], history[-1]["gap"],
                      history[-1]["gap_clean"], history[-1]["seconds"])
-    return {"model": name, "frame_level": frame_level, "hparams": MODEL_HPARAMS[name],
+    return {"model": name, "frame_level": frame_level, "hparams": hparams,
             "parameters": int(model.count_params()), "history": history,
             "final_gap": history[-1]["gap"], "final_gap_clean": history[-1]["gap_clean"],
             "best_gap": max(h["gap"] for h in history)}

@@ -13,7 +13,8 @@ import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import training_runs
 
 # (model, frame level, hparams): the zoo at CPU scale. Frame-level models train on
-# `train_frames` random frames per video (the starter's sample_random_frames) and predict on all.
+# `train_frames` random frames per video (--sample_random_frames --iterations) and predict on all,
+# except DbofModel, which samples its `train_frames` frames at evaluation too (the starter's).
 ZOO = (
     ("LogisticModel", False, {}),
     ("MoeModel", False, {"moe_num_mixtures": 4}),

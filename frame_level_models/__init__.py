@@ -20,6 +20,10 @@ from frame_level_models import dbof_model  # noqa: F401
 from frame_level_models import lstm_model  # noqa: F401
 from frame_level_models import netvlad_model  # noqa: F401
 from frame_level_models import nextvlad_model  # noqa: F401
+from frame_level_models import netfv_model  # noqa: F401
+from frame_level_models import soft_dbof_model  # noqa: F401
+from frame_level_models import gated_dbof_model  # noqa: F401
+from frame_level_models import gru_model  # noqa: F401
 from frame_level_models.composite import mixture_models  # noqa: F401
 from frame_level_models import hierarchical_lstm  # noqa: F401
 from frame_level_models.composite import frame_skipping  # noqa: F401

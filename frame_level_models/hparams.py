@@ -7,6 +7,10 @@ row's flag default is None and each model registers its own value (`defaults`), 
 `fallback` applies. `define_flags` turns the table into absl flags and `hparams_from_flags` reads
 them back as the dict that `frame_level_models.build` takes.
 
+A row may carry `aliases`: other flag names of the same option (a reference's own name for it,
+e.g. Willow's `--moe_l2` for `l2_penalty`). Each alias is an absl alias flag that sets the row's
+flag, and `build` accepts it as a keyword; the row stays the option's one declaration.
+
 `feature_names` / `feature_sizes` are build arguments too, but their flags belong to the data flags
 (`yt8m.training.flags`), so `define_flags` leaves them out.
 
@@ -32,6 +36,7 @@ class HParam:
     lower_bound: Optional[float] = None  # inclusive; checked for numbers
     upper_bound: Optional[float] = None
     fallback: Any = None  # value when neither the caller nor the model sets one
+    aliases: Tuple[str, ...] = ()  # other names of this option (flags and build keywords)
 
 
 def integer(name, default, help_text, lower=1):
@@ -48,6 +53,7 @@ class _Declaration:
 
 
 _ROWS = {}    # name -> HParam, in declaration order (the flags' order)
+_ALIASES = {}  # alias -> row name
 _GROUPS = {}  # name -> row group (MODEL)
 _MODELS = {}  # model name -> _Declaration
 
@@ -59,6 +65,13 @@ def add_rows(rows, group=MODEL):
         if known is not None and (known != row or _GROUPS[row.name] != group):
             raise ValueError(f"hparam {row.name} is declared twice with different definitions:\n"
                              f"  {known}\n  {row}")
+        for alias in row.aliases:
+            if alias in _ROWS or _ALIASES.get(alias, row.name) != row.name:
+                raise ValueError(f"hparam alias {alias} of {row.name} is already a name of "
+                                 f"{_ALIASES.get(alias, alias)}")
+            _ALIASES[alias] = row.name
+        if row.name in _ALIASES:
+            raise ValueError(f"hparam {row.name} is already an alias of {_ALIASES[row.name]}")
         _ROWS[row.name] = row
         _GROUPS[row.name] = group
 
@@ -70,7 +83,7 @@ def declare_model(model_name, rows, defaults=None, other_names=(), every_hparam=
     if model_name in _MODELS:
         raise ValueError(f"model {model_name} declares its hparams twice")
     add_rows(rows)
-    names = tuple(row.name for row in rows)
+    names = tuple(dict.fromkeys(row.name for row in rows))  # a shared row listed twice counts once
     unknown = sorted(set(defaults or {}) - set(names))
     if unknown:
         raise ValueError(f"model {model_name} gives defaults for hparams it does not declare: "
@@ -85,8 +98,26 @@ def all_hparams(group=MODEL):
 
 
 def all_names():
-    """Every name `build` accepts: the model rows and the input names, sorted."""
+    """Every name `build` accepts: the model rows and the input names, sorted (aliases aside)."""
     return tuple(sorted({row.name for row in all_hparams()} | set(INPUT_HPARAMS)))
+
+
+def aliases():
+    """{alias: row name} of every alias declared so far."""
+    return dict(_ALIASES)
+
+
+def canonical(model_name, hparams):
+    """`hparams` with every alias replaced by its row's name; an alias given together with its
+    row (or another alias of it) must carry the same value."""
+    values = {}
+    for name, value in hparams.items():
+        target = _ALIASES.get(name, name)
+        if target in values and values[target][1] != value:
+            raise ValueError(f"{model_name}: hparams {values[target][0]}={values[target][1]!r} "
+                             f"and {name}={value!r} name the same option ({target})")
+        values[target] = (name, value)
+    return {name: value for name, (_, value) in values.items()}
 
 
 def _declaration(model_name):
@@ -120,15 +151,22 @@ def _define(hparam, flag_values):
                upper_bound=hparam.upper_bound, **kwargs)
 
 
+def _define_aliases(hparam, flag_values):
+    for alias in hparam.aliases:
+        flags.DEFINE_alias(alias, hparam.name, flag_values=flag_values)
+
+
 def define_flag(hparam, flag_values=flags.FLAGS):
     """Defines the absl flag of one HParam (also used for hparams declared outside this table)."""
     _define(hparam, flag_values)
+    _define_aliases(hparam, flag_values)
 
 
 def define_flags(flag_values=flags.FLAGS):
     """Defines one absl flag per model hyper-parameter."""
     for hparam in all_hparams():
         _define(hparam, flag_values)
+        _define_aliases(hparam, flag_values)
 
 
 def values_from_flags(rows, flag_values=flags.FLAGS):
@@ -178,8 +216,8 @@ def check_value(hparam, value, model_name):
 
 def check_known(model_name, hparams):
     """Unknown names raise an error listing the known ones; names known but not used by this model
-    are accepted (callers may pass every flag)."""
-    known = set(all_names()) | set(_declaration(model_name).other_names)
+    are accepted (callers may pass every flag), aliases too."""
+    known = set(all_names()) | set(_declaration(model_name).other_names) | set(_ALIASES)
     unknown = sorted(set(hparams) - known)
     if unknown:
         raise ValueError(f"{model_name}: unknown hparams {', '.join(unknown)}; known hparams: "
@@ -198,6 +236,7 @@ def resolve(model_name, hparams, names=None):
     """Checks `hparams` and fills in defaults: a namespace of every hparam the model uses (or of
     `names`, a subset of them). A value that stays None (an optional row) is None."""
     check_known(model_name, hparams)
+    hparams = canonical(model_name, hparams)
     declared = [name for name in model_hparam_names(model_name) if name in _ROWS]
     values = {}
     for name in (declared if names is None else names):

@@ -1,4 +1,6 @@
-"""FrameLevelLogisticModel (starter): mean of the valid frames per stream, then logistic."""
+"""FrameLevelLogisticModel (the starter's): rgb ++ audio per frame, L2-normalised, averaged over
+the valid frames (the starter sums every row and divides by num_frames: padded rows are zero),
+then logistic regression."""
 import yt8m  # noqa: F401
 
 from frame_level_models import model_parts
@@ -10,8 +12,8 @@ from frame_level_models.registry import register
           hparams=(model_parts.L2_PENALTY,) + model_parts.FRAME_SAMPLING_HPARAMS,
           description="Logistic regression on the mean of the valid frames.")
 def frame_level_logistic_model(inputs, num_classes, names, sizes, hp):
-    streams, num_frames = model_parts.frame_streams(inputs, names, hp)
-    pooled = [MaskedMean(name=f"{name}_mean")([stream, num_frames])
-              for name, stream in zip(names, streams)]
-    embedding = model_parts.concat(pooled, "mean_features")
+    frames = model_parts.starter_input(inputs, names)
+    (frames,), num_frames = model_parts.sampled_streams(
+        [frames], inputs[model_parts.NUM_FRAMES], hp)
+    embedding = MaskedMean(name="frame_mean")([frames, num_frames])
     return model_parts.logistic_outputs(embedding, num_classes, hp.l2_penalty)

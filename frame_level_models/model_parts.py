@@ -18,9 +18,10 @@ CLASSIFIER_NAMES = ("LogisticModel", "MoeModel")
 # Classifiers (starter video_level_models, Willow's gated MoE).
 L2_PENALTY = HParam(
     "l2_penalty", "float", None,
-    "L2 penalty of the classifier weights, starter meaning penalty/2*sum(w^2). Default per "
-    "model: 1e-8 (starter models), 1e-6 (NetVLADModelLF, Willow's moe_l2), 1e-5 "
-    "(NeXtVLADModel).", lower_bound=0.0, fallback=1e-8)
+    "L2 penalty of the classifier weights, starter meaning penalty/2*sum(w^2); --moe_l2 (Willow's "
+    "name) is an alias. Default per model: 1e-8 (starter models, Willow's other models), 1e-6 "
+    "(NetVLADModelLF, the winning configuration), 1e-5 (NeXtVLADModel).", lower_bound=0.0,
+    fallback=1e-8, aliases=("moe_l2",))
 MOE_NUM_MIXTURES = integer("moe_num_mixtures", 2, "Experts per class of the MoE classifier.")
 MOE_PROB_GATING = HParam(
     "moe_prob_gating", "bool", None,
@@ -32,14 +33,30 @@ VIDEO_LEVEL_CLASSIFIER = HParam(
 MOE_HPARAMS = (MOE_NUM_MIXTURES, MOE_PROB_GATING)
 # What `classifier_outputs` reads.
 CLASSIFIER_HPARAMS = (VIDEO_LEVEL_CLASSIFIER, L2_PENALTY) + MOE_HPARAMS
-# Frame sampling (training only), what `frame_streams` reads.
-FRAME_SAMPLING_HPARAMS = (
-    HParam("sample_random_frames", "bool", False,
-           "Frame-level models: at training time, feed `iterations` frames drawn with "
-           "replacement from the valid frames. Evaluation and inference always use every valid "
-           "frame (deterministic)."),
-    integer("iterations", 30, "Frames drawn per video when --sample_random_frames is on."),
-)
+# Frame sampling: the starter's (DbofModel, and Willow's models, which sample as the starter:
+# at training AND evaluation, `starter_sampling`), or a training-time augmentation of the models
+# whose reference does not sample (`frame_streams`).
+SAMPLE_RANDOM_FRAMES = HParam(
+    "sample_random_frames", "bool", None,
+    "DbofModel and Willow's *ModelLF (their flag, default True there): sample `iterations` "
+    "frames per video at training (and evaluation/inference, see --deterministic_eval), True = "
+    "drawn at random with replacement, False = a random run of consecutive frames. Other "
+    "frame-level models (their reference does not sample; default False): True feeds "
+    "`iterations` random frames at training only.", fallback=False)
+ITERATIONS = HParam(
+    "iterations", "integer", None,
+    "Frames sampled per video (--sample_random_frames; Willow's --gru_random_sequence / "
+    "--lstm_random_sequence). Default per model: 30 (the references' flag default), 300 "
+    "(NetVLADModelLF, the winning configuration).", lower_bound=1, fallback=30)
+DETERMINISTIC_EVAL = HParam(
+    "deterministic_eval", "bool", None,
+    "Models that sample frames at evaluation in their reference (DbofModel, Willow's models): "
+    "evaluation, inference and export use every valid frame instead (deterministic "
+    "predictions); training still samples. Default per model: off for DbofModel (the "
+    "starter's behaviour), on for Willow's models (an announced deviation, docs/models.md).",
+    fallback=False)
+FRAME_SAMPLING_HPARAMS = (SAMPLE_RANDOM_FRAMES, ITERATIONS)
+STARTER_SAMPLING_HPARAMS = FRAME_SAMPLING_HPARAMS + (DETERMINISTIC_EVAL,)
 BN_MOMENTUM = HParam(
     "bn_momentum", "float", common.BN_MOMENTUM,
     "Momentum of every batch norm's moving statistics (moving = momentum * moving + (1 - "
@@ -98,14 +115,39 @@ def make_inputs(names, sizes, frame_level):
     return inputs
 
 
+def starter_input(inputs, names):
+    """The starter's model input: the features concatenated (1152 per frame for rgb,audio; or
+    mean_rgb ++ mean_audio) and L2-normalised over that axis (train.py / eval.py / export_model.py
+    `tf.nn.l2_normalize(model_input_raw, feature_dim)`). Part of the model, so evaluation,
+    inference, export, serving and distillation teachers all see what training saw."""
+    return frame_ops.FrameL2Normalize(name="input_l2_normalize")(
+        concat([inputs[name] for name in names], "input_concat"))
+
+
 def frame_streams(inputs, names, hp):
-    """(streams, num_frames) after the optional training-time random frame sampling."""
+    """(streams, num_frames) after the optional training-time random frame sampling
+    (--sample_random_frames of the models whose reference does not sample)."""
     streams = [inputs[name] for name in names]
-    num_frames = inputs[NUM_FRAMES]
+    return sampled_streams(streams, inputs[NUM_FRAMES], hp)
+
+
+def sampled_streams(streams, num_frames, hp):
+    """(streams, num_frames) after the optional training-time random frame sampling."""
     if getattr(hp, "sample_random_frames", False):
         *streams, num_frames = frame_ops.RandomFrameSampler(
-            hp.iterations, name="random_frame_sampler")(streams + [num_frames])
-    return streams, num_frames
+            hp.iterations, name="random_frame_sampler")(list(streams) + [num_frames])
+    return list(streams), num_frames
+
+
+def starter_sampling(frames, num_frames, hp):
+    """(frames, num_frames) sampled as the starter's DbofModel does: `iterations` frames per
+    video at training and evaluation (random frames, or a random consecutive run with
+    --sample_random_frames=False); with --deterministic_eval every valid frame outside training.
+    """
+    frames, num_frames = frame_ops.RandomFrameSampler(
+        hp.iterations, sequence=not hp.sample_random_frames,
+        at_inference=not hp.deterministic_eval, name="frame_sampler")([frames, num_frames])
+    return frames, num_frames
 
 
 def concat(tensors, name):
@@ -114,10 +156,10 @@ def concat(tensors, name):
     return keras.layers.Concatenate(axis=-1, name=name)(tensors)
 
 
-def stream_share(value, index):
-    """Size rule of late fusion (references: rgb full, audio half): the first stream gets `value`,
-    the others value // 2 (at least 1)."""
-    return value if index == 0 else max(value // 2, 1)
+def stream_share(value, index, divisor=2):
+    """Size rule of late fusion (references: rgb full, audio half; Willow's DBoF models: audio an
+    eighth): the first stream gets `value`, the others value // divisor (at least 1)."""
+    return value if index == 0 else max(value // divisor, 1)
 
 
 def logistic_outputs(embedding, num_classes, l2_penalty):

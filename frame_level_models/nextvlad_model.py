@@ -14,6 +14,7 @@ from frame_level_models.layers.frame_ops import ReverseWhitening, load_eigenvalu
 from frame_level_models.layers.gating import SEGating
 from frame_level_models.layers.nextvlad import NeXtVLAD
 from frame_level_models.registry import register
+from yt8m.losses import LINRONGC_EPSILON
 
 
 # Defaults are the paper's configuration.
@@ -34,7 +35,8 @@ HPARAMS = (
 
 
 @register("NeXtVLADModel", frame_level=True, hparams=HPARAMS, defaults={"l2_penalty": 1e-5},
-          description="NeXtVLAD pooling, SE context gating, logistic classifier.")
+          description="NeXtVLAD pooling, SE context gating, logistic classifier.",
+          loss_epsilon=LINRONGC_EPSILON)
 def nextvlad_model(inputs, num_classes, names, sizes, hp):
     streams, num_frames = model_parts.frame_streams(inputs, names, hp)
     if hp.pca_eigenvalues_file:

@@ -6,7 +6,7 @@ builder's outputs in a functional model. Composite models (mixtures, MOD trees, 
 students) register a factory that builds the whole model.
 """
 import dataclasses
-from typing import Callable
+from typing import Callable, Optional
 
 import yt8m  # noqa: F401
 import tf_keras as keras
@@ -24,6 +24,9 @@ class ModelSpec:
     # Composite models build the whole Keras model: builder(name, num_classes, **hparams) ->
     # keras.Model, checking their own hparams.
     builds_model: bool = False
+    # Epsilon of CrossEntropyLoss's probability logs in the model's reference training code
+    # (None: the starter's 1e-5; linrongc's NeXtVLAD and MOD code used 1e-8).
+    loss_epsilon: Optional[float] = None
 
 
 _REGISTRY = {}
@@ -35,33 +38,34 @@ def _add(spec):
     _REGISTRY[spec.name] = spec
 
 
-def register(name, frame_level, hparams, description, defaults=None):
+def register(name, frame_level, hparams, description, defaults=None, loss_epsilon=None):
     """Decorator that adds a model builder to the registry under `name` (the --model value).
 
     hparams: the HParam rows the model uses; defaults: its values for rows whose flag default is
-    None (hparams.py).
+    None (hparams.py); loss_epsilon: see ModelSpec.
     """
 
     def decorator(builder):
         hparams_lib.declare_model(name, hparams, defaults)
-        _add(ModelSpec(name, builder, frame_level, description))
+        _add(ModelSpec(name, builder, frame_level, description, loss_epsilon=loss_epsilon))
         return builder
 
     return decorator
 
 
 def register_composite(name, frame_level, hparams, description, other_names=(),
-                       every_hparam=False):
+                       every_hparam=False, loss_epsilon=None):
     """Decorator that registers a factory building a whole model (see ModelSpec.builds_model).
 
     other_names: settings the factory checks itself (no flag); every_hparam: the model also takes
-    every model hparam (its leaf may be any zoo model).
+    every model hparam (its leaf may be any zoo model); loss_epsilon: see ModelSpec.
     """
 
     def decorator(factory):
         hparams_lib.declare_model(name, hparams, other_names=other_names,
                                   every_hparam=every_hparam)
-        _add(ModelSpec(name, factory, frame_level, description, builds_model=True))
+        _add(ModelSpec(name, factory, frame_level, description, builds_model=True,
+                       loss_epsilon=loss_epsilon))
         return factory
 
     return decorator
@@ -87,11 +91,18 @@ def is_frame_level(name):
     return spec(name).frame_level
 
 
+def loss_epsilon(name):
+    """The CrossEntropyLoss epsilon of model `name`'s reference training code (None: the
+    starter's)."""
+    return spec(name).loss_epsilon
+
+
 def build(name, num_classes, **hparams):
     """Builds model `name` for `num_classes` classes.
 
     hparams: any model hparam (hparams.all_names()) plus feature_names / feature_sizes (sequences
-    or comma-separated strings). Unused but known names are ignored; unknown ones raise ValueError.
+    or comma-separated strings); a row's alias (`moe_l2`) stands for the row. Unused but known names
+    are ignored; unknown ones raise ValueError.
     Returns a keras.Model taking a dict (feature names, plus num_frames for frame-level models) and
     returning a dict with `predictions` and, where defined, `logits` and `embedding`.
     """
@@ -99,6 +110,7 @@ def build(name, num_classes, **hparams):
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
         raise ValueError(f"{name}: num_classes must be a positive integer, got {num_classes!r}")
     hparams_lib.check_known(name, hparams)
+    hparams = hparams_lib.canonical(name, hparams)
     if model.builds_model:
         return model.builder(name, num_classes, **hparams)
     hp = hparams_lib.resolve(name, hparams)

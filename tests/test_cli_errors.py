@@ -63,6 +63,13 @@ def _run_programs(root):
         "eval_good": ("eval.py", f"--train_dir={logistic_dir}", validate, "--run_once"),
         "inference_good": ("inference.py", f"--train_dir={logistic_dir}", test_files,
                            f"--output_file={outputs['good']}"),
+        # The starter's flags: accepted (on a machine without GPUs --num_gpu=2 means the CPU).
+        "train_starter_flags": ("train.py", f"--train_dir={root / 'starter'}", *train_args,
+                                "--num_gpu=2", "--log_device_placement",
+                                "--learning_rate_decay_examples=2.5e6"),
+        "eval_model_flags": ("eval.py", f"--train_dir={moe_dir}", validate, "--run_once",
+                             "--moe_num_mixtures=2", "--l2_penalty=0.5",
+                             "--dbof_cluster_size=4096"),
     }
     processes = {name: helpers.start(helpers.python_command(*args))
                  for name, args in cases.items()}
@@ -163,3 +170,24 @@ def test_inference_input_pattern_matching_no_file(runs):
             train_dir=runs["logistic_dir"], input_data_pattern=NO_FILES, output_file=output_file))
     assert str(error.value).startswith(f"--input_data_pattern='{NO_FILES}' matches no file")
     assert not os.path.exists(output_file)
+
+
+def test_train_accepts_the_starters_device_flags(runs):
+    code, output = runs["results"]["train_starter_flags"]
+    assert code == 0, output
+    assert f"train.py: stopped at step 1 (max_steps); checkpoint {runs['root']}/starter/ckpt-1" \
+        in output
+    # --log_device_placement: TensorFlow prints where each operation runs.
+    assert "/job:localhost/replica:0/task:0/device:CPU:0" in output
+
+
+def test_eval_accepts_the_model_flags_and_names_those_it_does_not_use(runs):
+    code, output = runs["results"]["eval_model_flags"]
+    assert code == 0, output
+    assert "eval.py: step 2: GAP " in output
+    warnings = [line for line in output.splitlines() if line.startswith("eval.py: warning:")]
+    assert warnings == [
+        "eval.py: warning: --dbof_cluster_size is ignored: model 'MoeModel' has no such "
+        "hyper-parameter",
+        "eval.py: warning: --l2_penalty=0.5 is ignored: the model is rebuilt as trained, with "
+        "l2_penalty=1e-08 (model_flags.json)"]

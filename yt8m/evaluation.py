@@ -22,8 +22,7 @@ from yt8m.training import checkpoints
 from yt8m.core import files
 from yt8m.training import inputs
 from yt8m.core import model_flags as model_flags_lib
-from yt8m.losses import get_label_loss
-from yt8m.training.model_builder import build_model
+from yt8m.training.model_builder import build_model, label_loss_for
 from yt8m.training.objective import model_predictions
 
 EVAL_SUBDIR = "eval"
@@ -81,7 +80,7 @@ class _Evaluator:
 
     def __post_init__(self):
         self.model = build_model(self.model_flags)
-        self.label_loss = get_label_loss(self.model_flags["label_loss"])
+        self.label_loss = label_loss_for(self.model_flags["label_loss"], self.model_flags["model"])
         self.eval_step = make_eval_step(self.model, self.data_config, self.label_loss)
         self.writer = None  # created with the first results: a failed run leaves no eval dir
 
@@ -109,6 +108,32 @@ class _Evaluator:
                      "%d examples", step, results["gap"], results["map"], results["hit_at_one"],
                      results["perr"], results["loss"], results["num_examples"])
         return results
+
+
+def hparam_flag_warnings(model_flags, given):
+    """Warnings for model hyper-parameter flags given to eval.py.
+
+    The starter's eval.py needs the model flags again (its model_flags.json does not record
+    them); here the model is rebuilt from the hparams model_flags.json records, so a given flag
+    changes nothing: it is accepted, and a warning says so where it differs from the recorded
+    value or the model has no such hyper-parameter.
+
+    Args:
+      model_flags: the train dir's model_flags.json.
+      given: {hparam name: value given on the command line}.
+    """
+    from frame_level_models import hparams  # the zoo's table, loaded with the model anyway
+    model = model_flags["model"]
+    used = set(hparams.model_hparam_names(model))
+    recorded = vars(hparams.resolve(model, model_flags.get("hparams", {})))
+    warnings = []
+    for name, value in sorted(given.items()):
+        if name not in used:
+            warnings.append(f"--{name} is ignored: model {model!r} has no such hyper-parameter")
+        elif name in recorded and recorded[name] != value:
+            warnings.append(f"--{name}={value!r} is ignored: the model is rebuilt as trained, "
+                            f"with {name}={recorded[name]!r} (model_flags.json)")
+    return warnings
 
 
 def _checkpoints_to_evaluate(config):

@@ -6,9 +6,15 @@ holds its branches' configs, so it clones and saves (.keras) like a functional m
 
   gate      w = softmax(dense(BN(mean of the valid frames), m))        [B, m]
   mixture   z = sum_i w_i z_i,  predictions = sigmoid(z)
-  loss      BCE(y, sigmoid(z))                        (the trainer's label loss)
-            + sum_i BCE(y, sigmoid(z_i))         (`auxiliary_loss`, recursively for sub-mixtures)
-            + lambda * mean_batch sum_i KL(softmax(z/T) || softmax(z_i/T))   (skipped when T = 0)
+  loss      L(y, sigmoid(z))                        (the trainer's label loss L)
+            + sum_i L(y, sigmoid(z_i))     (`auxiliary_predictions`, recursively for sub-mixtures)
+            + penalty * lambda * mean_batch sum_i KL(softmax(z/T) || softmax(z_i/T))
+                                           (`regularization_terms`; skipped when T = 0)
+
+as linrongc's and MOD's train.py: the branches are `aux_predictions` scored with --label_loss, the
+KL is the model's `regularization_loss`, multiplied by --regularization_penalty. The KL is the
+reference's, on probabilities with epsilon 1e-8 in the logs (`KL_EPSILON`), and the trainer's
+cross-entropy uses linrongc's epsilon 1e-8 for the mixtures (registry `loss_epsilon`).
 
 Outputs: `predictions`, `logits`, `gate_weights` [B, m], `branch_logits` [B, m, V]; a sub-mixture's
 entries come back under its path ("branch_logits/2" = the logits of the branches of branch 2,
@@ -32,13 +38,8 @@ NUM_FRAMES = "num_frames"
 BRANCH_LOGITS = "branch_logits"
 GATE_WEIGHTS = "gate_weights"
 
-_CROSS_ENTROPY = losses_lib.CrossEntropyLoss()
-
-
-def binary_cross_entropy(labels, logits, label_weights=None):
-    """The project's label BCE (summed over classes, averaged over the batch; with label_weights
-    only the weighted classes count), from logits."""
-    return _CROSS_ENTROPY.calculate_loss(None, labels, label_weights=label_weights, logits=logits)
+# linrongc's (and MOD's) distillation KL: log(q + 1e-8) - log(p + 1e-8).
+KL_EPSILON = losses_lib.LINRONGC_EPSILON
 
 
 def child_key(key, index):
@@ -202,24 +203,39 @@ class MixtureModel(TrainingModel, keras.Model):
                         result[child_key(key, index)] = value
         return result
 
-    def auxiliary_loss(self, labels, outputs, label_weights=None):
-        """Every loss term of the tree except BCE of this model's own mixture (the trainer's label
-        loss): the branches' BCE, the sub-mixtures' terms and the distillation terms."""
-        return self._subtree_loss(labels, outputs, label_weights, "", outputs["logits"])
-
-    def _subtree_loss(self, labels, outputs, label_weights, path, logits):
+    def _nodes(self, outputs, path="", logits=None, device=None):
+        """[(mixture, its device, its logits, its branch logits)] of this mixture and every
+        sub-mixture below it, root first; `device` is where the node runs (a sub-tree's device)."""
+        logits = outputs["logits"] if logits is None else logits
         branch_logits = tf.unstack(outputs[BRANCH_LOGITS + path], axis=1)
+        nodes = [(self, device, logits, branch_logits)]
+        for index, branch in enumerate(self.branch_models):
+            if isinstance(branch, MixtureModel):
+                nodes += branch._nodes(outputs, f"{path}/{index}", branch_logits[index],
+                                       self.branch_devices[index] or device)
+        return nodes
+
+    def auxiliary_predictions(self, outputs):
+        """(sigmoid(z_i), z_i) of every branch of every mixture of the tree (the sub-mixtures'
+        and the leaves'), each computed on its branch's device."""
+        pairs = []
+        for node, device, _, branch_logits in self._nodes(outputs):
+            for branch_device, logits in zip(node.branch_devices, branch_logits):
+                with placement.device_scope(branch_device or device):
+                    pairs.append((tf.sigmoid(logits), logits))
+        return pairs
+
+    def regularization_terms(self, outputs):
+        """lambda * mean_batch sum_i KL(softmax(z/T) || softmax(z_i/T)) of every mixture of the
+        tree, each with its level's temperature and lambda (none where T = 0), each computed on
+        its mixture's device."""
         total = tf.constant(0.0)
-        for index, (branch, device) in enumerate(zip(self.branch_models, self.branch_devices)):
-            with placement.device_scope(device):  # each branch's loss terms next to its weights
-                total += binary_cross_entropy(labels, branch_logits[index], label_weights)
-                if isinstance(branch, MixtureModel):
-                    total += branch._subtree_loss(labels, outputs, label_weights,
-                                                  f"{path}/{index}", branch_logits[index])
-        if self.temperature > 0:
-            teacher = tf.stop_gradient(logits) if self.stop_teacher_gradient else logits
-            total += self.distill_lambda * losses_lib.mixture_kl(
-                teacher, branch_logits, self.temperature)
+        for node, device, logits, branch_logits in self._nodes(outputs):
+            if node.temperature > 0:
+                with placement.device_scope(device):
+                    teacher = tf.stop_gradient(logits) if node.stop_teacher_gradient else logits
+                    total += node.distill_lambda * losses_lib.mixture_kl(
+                        teacher, branch_logits, node.temperature, epsilon=KL_EPSILON)
         return total
 
     @property

@@ -19,6 +19,7 @@ from frame_level_models import registry
 from frame_level_models.composite import mod_tree
 from frame_level_models.composite import placement
 from frame_level_models.hparams import HParam, integer
+from yt8m.losses import LINRONGC_EPSILON
 
 GENERIC_MIXTURE = "MixtureModel"
 MIX_NEXTVLAD = "MixNeXtVLADModel"
@@ -192,4 +193,5 @@ _LEAF_HPARAMS = {GENERIC_MIXTURE: (model_parts.BN_MOMENTUM,), MIX_NEXTVLAD: next
 for _name in MIXTURE_MODELS:
     registry.register_composite(_name, frame_level=True, hparams=HPARAMS + _LEAF_HPARAMS[_name],
                                 every_hparam=_name == GENERIC_MIXTURE,
-                                description=DESCRIPTIONS[_name])(build)
+                                description=DESCRIPTIONS[_name],
+                                loss_epsilon=LINRONGC_EPSILON)(build)

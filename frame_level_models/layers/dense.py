@@ -26,17 +26,19 @@ class WideDense(common.Layer):
 
     _prunable_weight_names = ("kernel",)
 
-    def __init__(self, units, use_bias=True, kernel_initializer="glorot_uniform", **kwargs):
+    def __init__(self, units, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", **kwargs):
         super().__init__(**kwargs)
         self.units = int(units)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
 
     def build(self, input_shape):
         self.kernel = self.add_weight("kernel", [int(input_shape[-1]), self.units],
                                       initializer=self.kernel_initializer)
         if self.use_bias:
-            self.bias = self.add_weight("bias", [self.units], initializer="zeros")
+            self.bias = self.add_weight("bias", [self.units], initializer=self.bias_initializer)
         super().build(input_shape)
 
     def call(self, inputs):
@@ -45,4 +47,5 @@ class WideDense(common.Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer)}

@@ -1,5 +1,5 @@
-"""Frame-level helpers without learned weights: masked mean, frame L2 norm, training-time frame
-sampling, and the NeXtVLAD paper's reverse whitening of the rgb input.
+"""Frame-level helpers without learned weights: masked mean, L2 normalisation of the input, the
+starter's frame sampling, and the NeXtVLAD paper's reverse whitening of the rgb input.
 
 They are layers (not bare TF ops) so a model is made of layers only, which is what tfmot's
 `prune_low_magnitude` (it wraps every layer) and `keras.models.clone_model` need.
@@ -27,7 +27,9 @@ class MaskedMean(common.Layer):
 
 @keras.utils.register_keras_serializable(package="yt8m")
 class FrameL2Normalize(common.Layer):
-    """L2-normalises each frame over its feature axis (the starter's input normalisation)."""
+    """L2-normalises each frame (or video-level vector) over its last, feature axis: the starter's
+    input normalisation, tf.nn.l2_normalize (epsilon 1e-12 on the squared norm: zero padding stays
+    zero)."""
 
     def call(self, frames):
         return common.l2_normalize(frames, axis=-1)
@@ -48,38 +50,72 @@ class SplitFeatures(common.Layer):
         return {**super().get_config(), "sizes": self.sizes}
 
 
+def random_frames_index(uniform, num_frames):
+    """The starter's SampleRandomFrames indices for uniform draws `uniform` [B, n] in [0, 1):
+    int32(uniform * num_frames), `n` frames drawn with replacement from the valid frames
+    (clipped to num_frames - 1, which a float rounding up to 1.0 could otherwise exceed)."""
+    num_frames = tf.expand_dims(num_frames, 1)
+    index = tf.cast(uniform * tf.cast(num_frames, uniform.dtype), tf.int32)
+    return tf.minimum(index, tf.maximum(num_frames - 1, 0))
+
+
+def random_sequence_index(uniform, num_frames, count):
+    """The starter's SampleRandomSequence indices for one uniform draw per video `uniform` [B]:
+    start = int32(u * (max(num_frames - count, 0) + 1)), index = min(start + [0, ..., count-1],
+    num_frames - 1): a random run of `count` consecutive frames (a shorter video repeats its last
+    frame)."""
+    num_frames = tf.expand_dims(num_frames, 1)
+    max_start = tf.maximum(num_frames - count, 0)
+    start = tf.cast(tf.expand_dims(uniform, 1) * tf.cast(max_start + 1, uniform.dtype), tf.int32)
+    start = tf.minimum(start, max_start)
+    return tf.minimum(start + tf.range(count)[None, :], tf.maximum(num_frames - 1, 0))
+
+
 @keras.utils.register_keras_serializable(package="yt8m")
 class RandomFrameSampler(common.Layer):
-    """Training-time augmentation of the starter (`sample_random_frames`): `iterations` frames drawn
-    uniformly with replacement from each video's valid frames, the same frames for every stream.
+    """The starter's frame sampling: `iterations` frames per video, the same frames for every
+    stream. Inputs [stream_1, ..., stream_n, num_frames]; outputs the same list with sampled
+    streams [B, iterations, size] and num_frames = iterations (a video without frames keeps 0).
 
-    Inputs [stream_1, ..., stream_n, num_frames]; outputs the same list with sampled streams
-    [B, iterations, size] and num_frames = iterations (0 stays 0). With training false (evaluation,
-    inference) the inputs pass through unchanged, so predictions are deterministic.
+    sequence: False draws the frames uniformly with replacement (`SampleRandomFrames`); True takes
+      a random run of consecutive frames (`SampleRandomSequence`), the starter's
+      --sample_random_frames=False.
+    at_inference: sample when not training too (the starter's DbofModel samples at training,
+      evaluation and export). False: a training-time augmentation; with training false the inputs
+      pass through unchanged, so predictions are deterministic.
     """
 
-    def __init__(self, iterations, seed=None, **kwargs):
+    def __init__(self, iterations, seed=None, sequence=False, at_inference=False, **kwargs):
         super().__init__(**kwargs)
         if iterations <= 0:
             raise ValueError(f"iterations must be positive, got {iterations}")
         self.iterations = int(iterations)
         self.seed = seed
+        self.sequence = bool(sequence)
+        self.at_inference = bool(at_inference)
+
+    def draw_uniform(self, shape):
+        """The uniform draws in [0, 1) the indices are computed from (one per video for a
+        sequence, one per sampled frame otherwise)."""
+        return tf.random.uniform(shape, seed=self.seed)
 
     def call(self, inputs, training=None):
         *streams, num_frames = inputs
-        if not training:
+        if not (training or self.at_inference):
             return list(streams) + [num_frames]
+        num_frames = tf.cast(num_frames, tf.int32)
         batch = tf.shape(num_frames)[0]
-        uniform = tf.random.uniform([batch, self.iterations], seed=self.seed)
-        valid = tf.cast(tf.expand_dims(num_frames, 1), tf.float32)
-        index = tf.cast(tf.floor(uniform * valid), tf.int32)
-        index = tf.minimum(index, tf.maximum(tf.expand_dims(num_frames, 1) - 1, 0))
+        if self.sequence:
+            index = random_sequence_index(self.draw_uniform([batch]), num_frames, self.iterations)
+        else:
+            index = random_frames_index(self.draw_uniform([batch, self.iterations]), num_frames)
         sampled = [tf.gather(stream, index, axis=1, batch_dims=1) for stream in streams]
         sampled_count = tf.where(num_frames > 0, self.iterations, 0)
-        return sampled + [tf.cast(sampled_count, num_frames.dtype)]
+        return sampled + [tf.cast(sampled_count, inputs[-1].dtype)]
 
     def get_config(self):
-        return {**super().get_config(), "iterations": self.iterations, "seed": self.seed}
+        return {**super().get_config(), "iterations": self.iterations, "seed": self.seed,
+                "sequence": self.sequence, "at_inference": self.at_inference}
 
 
 def load_eigenvalues(path, size):
@@ -138,3 +174,15 @@ class FrameBatchNorm(common.BatchNormLayer):
         # A new tensor without the Keras mask the inner layer attached: the next layers take
         # num_frames explicitly and must not receive a `mask` argument.
         return tf.identity(normalized)
+
+
+@keras.utils.register_keras_serializable(package="yt8m")
+class ReverseFrames(common.Layer):
+    """[frames [B, T, N], num_frames [B]] -> frames with each video's first min(num_frames, T)
+    frames in reverse order, the padding left in place (Willow's --gru_backward/--lstm_backward,
+    tf.reverse_sequence)."""
+
+    def call(self, inputs):
+        frames, num_frames = inputs
+        lengths = tf.minimum(num_frames, tf.shape(frames, out_type=num_frames.dtype)[1])
+        return tf.reverse_sequence(frames, lengths, seq_axis=1, batch_axis=0)

@@ -1,6 +1,7 @@
 """Gating layers that re-weight a video representation channel by channel (SPEC section 4).
 
-ContextGating (Willow): y = x * sigmoid(BN(x W)), W n x n without bias (BN supplies the shift).
+ContextGating (Willow): y = x * sigmoid(BN(x W)), W n x n without bias (BN supplies the shift);
+  with remove_diagonal (Willow --gating_remove_diag) x W - diag(W) * x, no channel gates itself.
 SEGating (NeXtVLAD):   y = x * sigmoid(relu(BN(x W1)) W2), W1 n x n/r, W2 n/r x n, no biases.
 """
 import yt8m  # noqa: F401
@@ -14,11 +15,12 @@ from frame_level_models.layers import common
 class ContextGating(common.BatchNormLayer):
     _prunable_weight_names = ("kernel",)
 
-    def __init__(self, kernel_initializer=None, **kwargs):
+    def __init__(self, kernel_initializer=None, remove_diagonal=False, **kwargs):
         super().__init__(**kwargs)
         # Willow initialised W with stddev 1/sqrt(n).
         self.kernel_initializer = keras.initializers.get(
             kernel_initializer or common.fan_in_normal())
+        self.remove_diagonal = bool(remove_diagonal)
 
     def build(self, input_shape):
         size = int(input_shape[-1])
@@ -28,12 +30,15 @@ class ContextGating(common.BatchNormLayer):
         super().build(input_shape)
 
     def call(self, inputs, training=None):
-        gates = self.batch_norm(tf.matmul(inputs, self.kernel), training=training)
-        return inputs * tf.sigmoid(gates)
+        gates = tf.matmul(inputs, self.kernel)
+        if self.remove_diagonal:
+            gates -= tf.linalg.diag_part(self.kernel) * inputs
+        return inputs * tf.sigmoid(self.batch_norm(gates, training=training))
 
     def get_config(self):
         return {**super().get_config(),
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "remove_diagonal": self.remove_diagonal}
 
 
 @keras.utils.register_keras_serializable(package="yt8m")

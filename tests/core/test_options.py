@@ -9,7 +9,7 @@ from absl import flags
 import yt8m  # noqa: F401
 from yt8m.beam_inference import BeamInferenceConfig
 from yt8m.core import options
-from yt8m.core.config import CpuDevices, DataConfig, EvalConfig, InferenceConfig, TrainConfig
+from yt8m.core.config import DataConfig, EvalConfig, InferenceConfig, LocalDevices, TrainConfig
 from yt8m.core.option_groups import Batching, TopK, parse_features
 from yt8m.core.options import Items, option, override
 from yt8m.distillation.config import DistillConfig
@@ -190,9 +190,9 @@ def test_groups_are_shared_by_the_tools():
         options.define_flags(config_class, flag_values)
         return flag_values[name]
 
-    # One declaration, per-tool defaults: eval 1024, inference 8192 (the starter's).
+    # One declaration, per-tool defaults: eval 1024, inference 512 (the starter's).
     assert (flag(EvalConfig, "batch_size").default, flag(InferenceConfig, "batch_size").default,
-            flag(TrainConfig, "batch_size").default) == (1024, 8192, 1024)
+            flag(TrainConfig, "batch_size").default) == (1024, 512, 1024)
     assert flag(EvalConfig, "batch_size").help == flag(InferenceConfig, "batch_size").help
     for config_class in (EvalConfig, InferenceConfig, TeacherCacheOptions):
         assert flag(config_class, "num_readers").help == "Files read in parallel."
@@ -224,7 +224,7 @@ def test_feature_lists_are_parsed_once_for_flags_records_and_configs():
 
 
 @pytest.mark.parametrize("config_class", [
-    TrainConfig, CpuDevices, EvalConfig, InferenceConfig, ExportConfig, DistillConfig,
+    TrainConfig, LocalDevices, EvalConfig, InferenceConfig, ExportConfig, DistillConfig,
     FinetuneOptions, SegmentInferenceConfig, SegmentEvaluationOptions, BeamInferenceConfig,
     TeacherCacheOptions, SyntheticConfig])
 def test_every_tool_config_round_trips_its_defaults(config_class):

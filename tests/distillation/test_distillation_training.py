@@ -33,7 +33,9 @@ from yt8m.training import trainer
 import training_helpers as helpers
 
 SIZES = (8, 4)
-DBOF = dict(dbof_cluster_size=16, dbof_hidden_size=8)  # MoE classifier: no logits output
+# MoE classifier: no logits output. Deterministic evaluation: a teacher cache must give the
+# teacher's on-the-fly outputs (the starter's DbofModel samples frames at evaluation too).
+DBOF = dict(dbof_cluster_size=16, dbof_hidden_size=8, deterministic_eval=True)
 
 
 def _softmax(x):

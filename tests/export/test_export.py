@@ -60,6 +60,7 @@ def _write_train_dir(train_dir, model_name, feature_names, hparams, steps, seed)
              "num_classes": NUM_CLASSES, "max_frames": MAX_FRAMES,
              "label_loss": "CrossEntropyLoss", "hparams": hparams}
     files.write_json_atomically(os.path.join(train_dir, "model_flags.json"), flags)
+    keras.utils.set_random_seed(seed)  # the same initial weights every run (float16 error bounds)
     model = frame_level_models.build(model_name, NUM_CLASSES, feature_names=feature_names,
                                      feature_sizes="1024,128", **hparams)
     manager = checkpoints.make_checkpoint_manager(

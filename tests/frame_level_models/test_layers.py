@@ -11,6 +11,7 @@ import tf_keras as keras
 
 from frame_level_models import layers
 from frame_level_models.layers import common
+from frame_level_models.layers import frame_ops
 from frame_level_models.layers.frame_ops import load_eigenvalues
 
 EPS = common.BN_EPSILON
@@ -110,11 +111,14 @@ def test_frame_batch_norm_statistics_skip_padded_frames(momentum):
                                momentum * moving_var + (1 - momentum) * valid.var(0), **TOL)
 
 
-def test_random_frame_sampler_training_only():
-    rng = np.random.default_rng(2)
-    # Frame value = 100*video + frame index, so a sampled frame tells where it came from.
+def _frame_ids():
+    """Frame value = 100*video + frame index, so a sampled frame tells where it came from."""
     rgb = (100 * np.arange(4)[:, None] + np.arange(MAX_T)[None, :]).astype(np.float32)[..., None]
-    audio = -rgb
+    return rgb, -rgb
+
+
+def test_random_frame_sampler_training_only():
+    rgb, audio = _frame_ids()
     sampler = layers.RandomFrameSampler(iterations=50, seed=3)
     inputs = [tf.constant(rgb), tf.constant(audio), tf.constant(NUM_FRAMES)]
     same_rgb, same_audio, same_count = sampler(inputs, training=False)
@@ -130,7 +134,51 @@ def test_random_frame_sampler_training_only():
     assert len(np.unique(frame[1])) > 3  # draws spread over the 6 valid frames of video 1
     with pytest.raises(ValueError, match="iterations must be positive, got 0"):
         layers.RandomFrameSampler(0)
-    del rng
+
+
+def test_starter_sampler_samples_at_inference_a_random_sequence():
+    """The starter's DbofModel sampling (at_inference): SampleRandomSequence for
+    --sample_random_frames=False, a run of consecutive valid frames (the last repeated when the
+    video is shorter), at evaluation as well."""
+    rgb, audio = _frame_ids()
+    sampler = layers.RandomFrameSampler(iterations=3, sequence=True, at_inference=True)
+    starts = set()
+    for _ in range(20):
+        new_rgb, _, count = [t.numpy() for t in sampler(
+            [tf.constant(rgb), tf.constant(audio), tf.constant(NUM_FRAMES)], training=False)]
+        np.testing.assert_array_equal(count, [3] * 4)
+        frame = new_rgb[..., 0].astype(int) % 100
+        for b, n in enumerate(NUM_FRAMES):
+            expected = np.minimum(frame[b, 0] + np.arange(3), n - 1)
+            np.testing.assert_array_equal(frame[b], expected)
+            assert 0 <= frame[b, 0] <= max(n - 3, 0)
+        starts.add(frame[1, 0])
+    assert starts == {0, 1, 2, 3}  # video 1 (6 frames): every start 0..3 drawn in 20 tries
+
+
+@pytest.mark.parametrize("sequence", [False, True])
+def test_sampler_indices_are_the_starters(sequence):
+    """random_frames_index / random_sequence_index on given uniform draws against the starter's
+    formulas (tests/reference/common.py), edge draws included; the layer uses its draw."""
+    from reference import common as reference
+    num_frames = np.array([1, 7, 30, 300, 4], np.int32)
+    rng = np.random.default_rng(4)
+    shape = (5,) if sequence else (5, 30)
+    uniform = rng.uniform(size=shape).astype(np.float32)
+    uniform.reshape(-1)[:3] = [0.0, 0.5, np.nextafter(np.float32(1), np.float32(0))]
+    if sequence:
+        got = frame_ops.random_sequence_index(tf.constant(uniform), tf.constant(num_frames), 30)
+        expected = reference.random_sequence_index(uniform, num_frames, 30)
+    else:
+        got = frame_ops.random_frames_index(tf.constant(uniform), tf.constant(num_frames))
+        expected = reference.random_frames_index(uniform, num_frames)
+    np.testing.assert_array_equal(got.numpy(), expected)
+    sampler = layers.RandomFrameSampler(iterations=30, sequence=sequence, at_inference=True)
+    sampler.draw_uniform = lambda draw_shape: tf.constant(uniform)
+    frames = np.arange(300, dtype=np.float32)[None, :, None] * np.ones((5, 1, 1), np.float32)
+    sampled, count = sampler([tf.constant(frames), tf.constant(num_frames)])
+    np.testing.assert_array_equal(sampled.numpy()[..., 0], expected)
+    np.testing.assert_array_equal(count.numpy(), [30] * 5)
 
 
 def test_reverse_whitening_and_eigenvalue_file(tmp_path):
@@ -296,32 +344,36 @@ def test_nextvlad(training):
         layers.NeXtVLAD(3, groups=4, expansion=2)([tf.zeros([1, 2, 5]), tf.constant([2])])
 
 
-@pytest.mark.parametrize("pooling", ["max", "average"])
-def test_dbof_pooling(pooling):
+@pytest.mark.parametrize("pooling,activation", [("max", "sigmoid"), ("average", "sigmoid"),
+                                                ("max", "relu6")])
+def test_dbof_pooling(pooling, activation):
     rng = np.random.default_rng(10)
     clean, garbage = frames_with_garbage(rng, 5)
-    layer = layers.DbofPooling(cluster_size=7, pooling_method=pooling)
+    layer = layers.DbofPooling(cluster_size=7, pooling_method=pooling, activation=activation)
     layer.build([(None, None, 5), (None,)])
     randomize_batch_norms(layer, rng)
     mask = valid_mask()
     for training in (False, True):
         normed = bn_ref(clean.astype(np.float64), layer.input_bn, training, mask)
         act = bn_ref(normed @ layer.cluster_kernel.numpy(), layer.cluster_bn, training, mask)
-        act = np.clip(act, 0, 6)
+        act = sigmoid(act) if activation == "sigmoid" else np.clip(act, 0, 6)
         pool = np.max if pooling == "max" else np.mean
         expected = np.stack([pool(act[b, :n], axis=0) for b, n in enumerate(NUM_FRAMES)])
         np.testing.assert_allclose(run(layer, garbage, training), expected, **TOL)
+    with pytest.raises(ValueError, match="dbof_activation='relu' is not one of sigmoid, relu6"):
+        layers.DbofPooling(cluster_size=7, activation="relu")
 
 
-def test_lstm_encoder_stops_at_last_valid_frame():
+@pytest.mark.parametrize("state_output", ["last_h", "all"])
+def test_lstm_encoder_stops_at_last_valid_frame(state_output):
     rng = np.random.default_rng(11)
     clean, garbage = frames_with_garbage(rng, 3)
     units = 4
-    layer = layers.LstmEncoder(cells=units, num_layers=2)
+    layer = layers.LstmEncoder(cells=units, num_layers=2, state_output=state_output)
     layer.build([(None, None, 3), (None,)])
     expected = []
     for b, n in enumerate(NUM_FRAMES):
-        sequence = clean[b, :n].astype(np.float64)
+        sequence, states = clean[b, :n].astype(np.float64), []
         for lstm in layer.lstms:
             w, u, bias = (v.numpy() for v in (lstm.cell.kernel, lstm.cell.recurrent_kernel,
                                               lstm.cell.bias))
@@ -333,11 +385,27 @@ def test_lstm_encoder_stops_at_last_valid_frame():
                 h = sigmoid(z[3 * units:]) * np.tanh(c)
                 outputs.append(h)
             sequence = np.array(outputs)
-        expected.append(sequence[-1])
+            states += [c, h]
+        # "all": Willow's MultiRNNCell(state_is_tuple=False) state [c_0, h_0, c_1, h_1].
+        expected.append(sequence[-1] if state_output == "last_h" else np.concatenate(states))
     np.testing.assert_allclose(run(layer, garbage), np.stack(expected), **TOL)
     # forget-gate bias starts at 1 (starter BasicLSTMCell forget_bias=1.0)
     np.testing.assert_array_equal(layer.lstms[0].cell.bias.numpy()[units:2 * units], 1.0)
     assert len(layer.get_prunable_weights()) == 4
+
+
+def test_lstm_encoder_initialisation_is_tf1_basic_lstm_cell():
+    """BasicLSTMCell draws its joint kernel [input + units, 4 units] from Glorot uniform,
+    +-sqrt(6 / (input + 5 units)): both Keras kernels within that range and spreading over it."""
+    keras.utils.set_random_seed(5)
+    layer = layers.LstmEncoder(cells=64, num_layers=2)
+    layer.build([(None, None, 200), (None,)])
+    for lstm, input_size in zip(layer.lstms, (200, 64)):
+        limit = np.sqrt(6.0 / (input_size + 64 + 4 * 64))
+        for kernel in (lstm.cell.kernel.numpy(), lstm.cell.recurrent_kernel.numpy()):
+            assert np.abs(kernel).max() <= limit
+            assert np.abs(kernel).max() > 0.99 * limit
+            assert kernel.std() == pytest.approx(limit / np.sqrt(3), rel=0.05)
 
 
 def test_wide_dense_gradients():

@@ -9,6 +9,9 @@ import frame_level_models
 from frame_level_models.composite import mixture_models
 from frame_level_models.composite import mod_tree
 from frame_level_models.composite.mixture import MixtureModel
+from reference import nextvlad_numpy
+from yt8m.training import objective
+from yt8m.training.model_builder import label_loss_for
 
 V = 4
 FEATURES = dict(feature_names="rgb,audio", feature_sizes="6,3")
@@ -65,24 +68,64 @@ BRANCH_B = np.array([[2.0, 0.0, -1.0, -0.5], [-1.0, 1.5, 0.0, 3.0]], np.float32)
 LABELS = np.array([[1, 0, 0, 1], [0, 1, 0, 0]], np.float32)
 
 
-def test_distillation_term_matches_numpy(one_level):
+def np_kl_reference(teacher, student, temperature, epsilon=1e-8):
+    """linrongc's KL: sum_c q (log(q + 1e-8) - log(p + 1e-8)), q, p softmaxes at T."""
+    q = np.exp(np_log_softmax(teacher / temperature))
+    p = np.exp(np_log_softmax(student / temperature))
+    return (q * (np.log(q + epsilon) - np.log(p + epsilon))).sum(axis=-1)
+
+
+def test_distillation_term_is_a_regularisation_term_matching_the_reference(one_level):
     outputs = {"logits": tf.constant(LOGITS),
                "branch_logits": tf.constant(np.stack([BRANCH_A, BRANCH_B], axis=1))}
-    got = float(one_level.auxiliary_loss(tf.constant(LABELS), outputs))
-    kl = (np_kl(LOGITS, BRANCH_A, 2.0) + np_kl(LOGITS, BRANCH_B, 2.0)).mean()
-    expected = np_bce(LABELS, BRANCH_A) + np_bce(LABELS, BRANCH_B) + 0.7 * kl
+    got = float(one_level.regularization_terms(outputs))
+    kl = (np_kl_reference(LOGITS, BRANCH_A, 2.0) + np_kl_reference(LOGITS, BRANCH_B, 2.0)).mean()
     assert kl > 0.01
-    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    np.testing.assert_allclose(got, 0.7 * kl, rtol=1e-5)
+    # The reference oracle (tests/reference, from linrongc's nextvlad.py) agrees.
+    np.testing.assert_allclose(got, nextvlad_numpy.distillation_loss(
+        LOGITS, np.stack([BRANCH_A, BRANCH_B], axis=1), 2.0, 0.7), rtol=1e-5)
+    # The branches are auxiliary predictions, scored with the trainer's label loss.
+    pairs = one_level.auxiliary_predictions(outputs)
+    assert len(pairs) == 2
+    for (predictions, logits), expected in zip(pairs, (BRANCH_A, BRANCH_B)):
+        np.testing.assert_allclose(logits.numpy(), expected)
+        np.testing.assert_allclose(predictions.numpy(), 1 / (1 + np.exp(-expected)), rtol=1e-6)
 
 
-def test_zero_temperature_is_the_plain_sum_of_branch_cross_entropies():
-    model = build(mix_number=2, cl_temperature=0.0, cl_lambda=5.0)
-    outputs = {"logits": tf.constant(LOGITS),
+def test_training_loss_is_linrongcs(one_level):
+    """objective.training_loss of a mixture = linrongc's train.py: CE(p) + sum_i CE(p_i) (eps 1e-8,
+    the epsilon the mixtures register) + regularization_penalty * (L2 + lambda * KL)."""
+    outputs = {"predictions": tf.sigmoid(LOGITS), "logits": tf.constant(LOGITS),
                "branch_logits": tf.constant(np.stack([BRANCH_A, BRANCH_B], axis=1))}
+    label_loss = label_loss_for("CrossEntropyLoss", "MixtureModel")
+    assert label_loss.epsilon == 1e-8
+    penalty = 3.0
+    losses = objective.training_loss(one_level, outputs, tf.constant(LABELS), None, label_loss,
+                                     penalty)
+    sigmoid = lambda z: 1 / (1 + np.exp(-z.astype(np.float64)))  # noqa: E731
+    label_terms = nextvlad_numpy.mixture_label_loss(
+        sigmoid(LOGITS), sigmoid(np.stack([BRANCH_A, BRANCH_B], axis=1)), LABELS)
+    kl = nextvlad_numpy.distillation_loss(LOGITS, np.stack([BRANCH_A, BRANCH_B], axis=1), 2.0,
+                                          0.7)
+    l2 = float(tf.add_n(one_level.losses))
+    np.testing.assert_allclose(float(losses["total_loss"]), label_terms + penalty * (l2 + kl),
+                               rtol=1e-5)
+    np.testing.assert_allclose(float(losses["regularization_loss"]), l2 + kl, rtol=1e-5)
+
+
+def test_zero_temperature_leaves_only_the_branch_label_terms():
+    model = build(mix_number=2, cl_temperature=0.0, cl_lambda=5.0)
+    outputs = {"predictions": tf.sigmoid(LOGITS), "logits": tf.constant(LOGITS),
+               "branch_logits": tf.constant(np.stack([BRANCH_A, BRANCH_B], axis=1))}
+    assert float(model.regularization_terms(outputs)) == 0.0
     weights = np.array([[1, 1, 0, 0], [0, 1, 1, 1]], np.float32)
-    got = float(model.auxiliary_loss(tf.constant(LABELS), outputs, tf.constant(weights)))
-    np.testing.assert_allclose(got, np_bce(LABELS, BRANCH_A, weights)
-                               + np_bce(LABELS, BRANCH_B, weights), rtol=1e-6)
+    losses = objective.training_loss(model, outputs, tf.constant(LABELS), tf.constant(weights),
+                                     label_loss_for("LogitsCrossEntropyLoss", "MixtureModel"),
+                                     0.0)
+    np.testing.assert_allclose(float(losses["auxiliary_loss"]),
+                               np_bce(LABELS, BRANCH_A, weights) + np_bce(LABELS, BRANCH_B, weights),
+                               rtol=1e-6)
 
 
 def test_tree_loss_sums_every_level_with_its_own_temperature(tree):
@@ -92,14 +135,19 @@ def test_tree_loss_sums_every_level_with_its_own_temperature(tree):
     outputs = {"logits": tf.constant(LOGITS), "branch_logits": tf.constant(subs),
                "branch_logits/0": tf.constant(leaves[0]),
                "branch_logits/1": tf.constant(leaves[1])}
-    got = float(tree.auxiliary_loss(tf.constant(LABELS), outputs))
-    expected = 0.0
+    kl, aux_logits = 0.0, []
     for t in range(2):
-        expected += np_bce(LABELS, subs[:, t]) + 0.5 * np_kl(LOGITS, subs[:, t], 3.0).mean()
+        kl += 0.5 * np_kl_reference(LOGITS, subs[:, t], 3.0).mean()
+        aux_logits.append(subs[:, t])
+    for t in range(2):
         for i in range(2):
-            expected += (np_bce(LABELS, leaves[t][:, i])
-                         + 0.25 * np_kl(subs[:, t], leaves[t][:, i], 2.0).mean())
-    np.testing.assert_allclose(got, expected, rtol=1e-5)
+            kl += 0.25 * np_kl_reference(subs[:, t], leaves[t][:, i], 2.0).mean()
+            aux_logits.append(leaves[t][:, i])
+    np.testing.assert_allclose(float(tree.regularization_terms(outputs)), kl, rtol=1e-5)
+    got = [logits.numpy() for _, logits in tree.auxiliary_predictions(outputs)]
+    assert len(got) == len(aux_logits) == 6  # every sub-mixture and every leaf, once
+    for value, expected in zip(got, aux_logits):
+        np.testing.assert_array_equal(value, expected)
 
 
 def test_mixture_logits_are_the_gate_weighted_sum(tree):
@@ -137,13 +185,9 @@ def test_gate_ignores_padded_frames(tree):
 
 def _total_loss(model, inputs, labels):
     outputs = model(inputs, training=True)
-    label_loss = mixture_models_bce(labels, outputs["logits"])
-    return label_loss + model.auxiliary_loss(labels, outputs) + tf.add_n(model.losses)
-
-
-def mixture_models_bce(labels, logits):
-    return tf.reduce_mean(tf.reduce_sum(
-        tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits), axis=-1))
+    return objective.training_loss(model, outputs, labels, None,
+                                   label_loss_for("CrossEntropyLoss", "MixtureModel"),
+                                   1.0)["total_loss"]
 
 
 def test_every_branch_and_gate_receives_gradient(tree):
@@ -165,12 +209,7 @@ def test_stop_teacher_gradient_keeps_the_kl_term_off_the_gate():
         model = build(mix_number=2, cl_temperature=2.0, cl_lambda=1.0,
                       cl_stop_teacher_gradient=stop)
         with tf.GradientTape() as tape:
-            outputs = model(batch(), training=True)
-            branches = tf.unstack(outputs["branch_logits"], axis=1)
-            no_labels = tf.zeros_like(outputs["logits"])
-            # The auxiliary loss minus its branch BCE terms is the KL term alone.
-            kl_term = model.auxiliary_loss(no_labels, outputs) - tf.add_n(
-                [mixture_models_bce(no_labels, z) for z in branches])
+            kl_term = model.regularization_terms(model(batch(), training=True))
         return tape.gradient(kl_term, model.gate.dense.kernel)
 
     assert float(tf.norm(gate_gradient_of_kl(False))) > 1e-6

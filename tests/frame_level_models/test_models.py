@@ -21,12 +21,22 @@ SMALL = {
     "LogisticModel": dict(VIDEO_FEATURES),
     "MoeModel": dict(VIDEO_FEATURES, moe_prob_gating=True),
     "FrameLevelLogisticModel": dict(FRAME_FEATURES),
-    "DbofModel": dict(FRAME_FEATURES, dbof_cluster_size=16, dbof_hidden_size=8),
+    # Deterministic evaluation: these tests compare outputs of repeated calls (the starter's
+    # sampling at evaluation is checked in test_reference_forward.py).
+    "DbofModel": dict(FRAME_FEATURES, dbof_cluster_size=16, dbof_hidden_size=8,
+                      deterministic_eval=True),
     "LstmModel": dict(FRAME_FEATURES, lstm_cells=6, lstm_layers=2,
                       video_level_classifier_model="LogisticModel"),  # MoE: DbofModel
     "NetVLADModelLF": dict(FRAME_FEATURES, netvlad_cluster_size=4, netvlad_hidden_size=8),
     "NeXtVLADModel": dict(FRAME_FEATURES, nextvlad_cluster_size=4, nextvlad_hidden_size=8,
                           groups=2, gating_reduction=4, drop_rate=0.2),
+    "NetFVModelLF": dict(FRAME_FEATURES, fv_cluster_size=4, fv_hidden_size=8, gating=True,
+                         moe_prob_gating=True, fv_couple_weights=False),
+    "SoftDbofModelLF": dict(FRAME_FEATURES, dbof_cluster_size=16, dbof_hidden_size=8,
+                            softdbof_maxpool=True),
+    "GatedDbofModelLF": dict(FRAME_FEATURES, dbof_cluster_size=16, dbof_hidden_size=8,
+                             dbof_relu=False, moe_prob_gating=True),
+    "GruModel": dict(FRAME_FEATURES, gru_cells=5, gru_layers=2, moe_l2=1e-6),
 }
 FRAME_MODELS = [name for name in SMALL if frame_level_models.is_frame_level(name)]
 # Tiny hparams of every registered model; the registry-wide tests fail for a model missing here.
@@ -119,6 +129,13 @@ def test_hparam_flags_round_trip():
     assert hparams.default_value("DbofModel", "l2_penalty") == 1e-8
     assert (hparams.default_value("DbofModel", "dbof_cluster_size"),
             hparams.default_value("LstmModel", "lstm_cells")) == (8192, 1024)
+    # The starter's DbofModel samples (random frames) at training and evaluation, with sigmoid;
+    # models whose reference does not sample do not by default.
+    assert hparams.default_value("DbofModel", "sample_random_frames") is True
+    assert hparams.default_value("DbofModel", "dbof_activation") == "sigmoid"
+    assert hparams.default_value("DbofModel", "deterministic_eval") is False
+    assert hparams.default_value("LstmModel", "sample_random_frames") is False
+    assert hparams.default_value("NeXtVLADModel", "sample_random_frames") is False
 
 
 # ---------------------------------------------------------------- outputs and masking
@@ -153,9 +170,11 @@ def test_video_logistic_model_is_logistic_regression(small_models):
     outputs = model(batch)
     layer = model.get_layer("logistic")
     features = np.concatenate([batch["mean_rgb"], batch["mean_audio"]], axis=1)
+    # The starter's input: the concatenation L2-normalised (tf.nn.l2_normalize).
+    features = features / np.linalg.norm(features, axis=1, keepdims=True)
     logits = features @ layer.kernel.numpy() + layer.bias.numpy()
     np.testing.assert_allclose(outputs["logits"].numpy(), logits, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(outputs["embedding"].numpy(), features)
+    np.testing.assert_allclose(outputs["embedding"].numpy(), features, rtol=1e-6)
     # starter default L2 1e-8, slim meaning: 1e-8 / 2 * sum(w^2)
     np.testing.assert_allclose(float(sum(model.losses)),
                                1e-8 / 2 * np.sum(layer.kernel.numpy().astype(np.float64) ** 2),
@@ -181,11 +200,12 @@ def test_random_frame_sampling_only_when_training():
     batch = frame_batch(np.random.default_rng(7), garbage=True)
     first, second = model(batch)["logits"].numpy(), model(batch)["logits"].numpy()
     np.testing.assert_array_equal(first, second)
-    means = [np.stack([batch[key][b, :n].mean(axis=0) for b, n in enumerate(NUM_FRAMES)])
-             for key in ("rgb", "audio")]
+    frames = np.concatenate([batch["rgb"], batch["audio"]], axis=-1).astype(np.float64)
+    frames /= np.linalg.norm(frames, axis=-1, keepdims=True)  # the starter's input
+    means = np.stack([frames[b, :n].mean(axis=0) for b, n in enumerate(NUM_FRAMES)])
     layer = model.get_layer("logistic")
-    np.testing.assert_allclose(first, np.concatenate(means, 1) @ layer.kernel.numpy()
-                               + layer.bias.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(first, means @ layer.kernel.numpy() + layer.bias.numpy(),
+                               rtol=1e-5, atol=1e-5)
     trained_a = model(batch, training=True)["logits"].numpy()
     trained_b = model(batch, training=True)["logits"].numpy()
     assert not np.allclose(trained_a, trained_b)  # a fresh draw of 4 frames each call

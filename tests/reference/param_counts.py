@@ -99,10 +99,18 @@ def lstm_model(feature_size=1152, lstm_cells=1024, lstm_layers=2,
 # ----------------------------------------------------------------------------- Willow
 
 
-def _willow_moe(input_size, vocab_size, num_mixtures, moe_prob_gating):
+def _willow_moe(input_size, vocab_size, num_mixtures, moe_prob_gating, low_rank_gating=-1,
+                gating_input="prob"):
+    """Willow's MoeModel: --moe_low_rank_gating r splits gates into gates1 [D, r], gates2
+    [r, V(M+1)]; --moe_prob_gating_input other than 'prob' gives gating_prob_weights [D, V]."""
     shapes = moe_model(input_size, vocab_size, num_mixtures)
+    if low_rank_gating != -1:
+        del shapes["gates/weights"]
+        shapes = {"gates1/weights": (input_size, low_rank_gating),
+                  "gates2/weights": (low_rank_gating, vocab_size * (num_mixtures + 1)), **shapes}
     if moe_prob_gating:
-        shapes["gating_prob_weights"] = (vocab_size, vocab_size)
+        rows = vocab_size if gating_input == "prob" else input_size
+        shapes["gating_prob_weights"] = (rows, vocab_size)
         shapes.update(_bn("gating_prob_bn", vocab_size))
     return shapes
 
@@ -126,8 +134,10 @@ def _require_batch_norm(add_batch_norm):
 
 def netvlad_model_lf(cluster_size=64, hidden_size=1024, lightvlad=False, netvlad_relu=True,
                      gating=False, add_batch_norm=True, moe_prob_gating=False, num_mixtures=2,
-                     vocab_size=STARTER_VOCAB, video_size=1024, audio_size=128):
-    """NetVLADModelLF: video_VLAD (K clusters) + audio_VLAD (K/2), LightVLAD without centroids."""
+                     vocab_size=STARTER_VOCAB, video_size=1024, audio_size=128, vlagd=False,
+                     **moe_options):
+    """NetVLADModelLF: video_VLAD (K clusters) + audio_VLAD (K/2), LightVLAD without centroids,
+    NetVLAGD (--vlagd, when not --lightvlad) with gate_weights [1, K, N] instead."""
     _require_batch_norm(add_batch_norm)
     shapes = dict(_bn("input_bn", video_size + audio_size))
     vlad_dim = 0
@@ -135,17 +145,21 @@ def netvlad_model_lf(cluster_size=64, hidden_size=1024, lightvlad=False, netvlad
                                   ("audio_VLAD", audio_size, cluster_size // 2)):
         shapes[f"{scope}/cluster_weights"] = (size, clusters)
         shapes.update(_bn(f"{scope}/cluster_bn", clusters))
-        if not lightvlad:
+        if vlagd and not lightvlad:
+            shapes[f"{scope}/gate_weights"] = (1, clusters, size)
+        elif not lightvlad:
             shapes[f"{scope}/cluster_weights2"] = (1, size, clusters)
         vlad_dim += size * clusters
     shapes.update(_willow_hidden(vlad_dim, hidden_size, netvlad_relu, gating))
-    shapes.update(_willow_moe(hidden_size, vocab_size, num_mixtures, moe_prob_gating))
+    shapes.update(_willow_moe(hidden_size, vocab_size, num_mixtures, moe_prob_gating,
+                              **moe_options))
     return shapes
 
 
 def netfv_model_lf(fv_cluster_size=64, fv_hidden_size=2048, fv_relu=True, gating=False,
                    fv_couple_weights=True, add_batch_norm=True, moe_prob_gating=False,
-                   num_mixtures=2, vocab_size=STARTER_VOCAB, video_size=1024, audio_size=128):
+                   num_mixtures=2, vocab_size=STARTER_VOCAB, video_size=1024, audio_size=128,
+                   **moe_options):
     """NetFVModelLF: video_FV (K) + audio_FV (K/2); each FV is 2*N*K wide."""
     _require_batch_norm(add_batch_norm)
     shapes = dict(_bn("input_bn", video_size + audio_size))
@@ -159,7 +173,8 @@ def netfv_model_lf(fv_cluster_size=64, fv_hidden_size=2048, fv_relu=True, gating
             shapes[f"{scope}/cluster_weights2"] = (1, size, clusters)
         fv_dim += 2 * size * clusters
     shapes.update(_willow_hidden(fv_dim, fv_hidden_size, fv_relu, gating))
-    shapes.update(_willow_moe(fv_hidden_size, vocab_size, num_mixtures, moe_prob_gating))
+    shapes.update(_willow_moe(fv_hidden_size, vocab_size, num_mixtures, moe_prob_gating,
+                              **moe_options))
     return shapes
 
 
@@ -172,7 +187,7 @@ def _soft_dbof(scope, size, clusters):
 def gated_dbof_model_lf(dbof_cluster_size=16384, dbof_hidden_size=2048, dbof_relu=True,
                         fc_dimred=True, softdbof_maxpool=False, add_batch_norm=True,
                         moe_prob_gating=False, num_mixtures=2, vocab_size=STARTER_VOCAB,
-                        video_size=1024, audio_size=128):
+                        video_size=1024, audio_size=128, **moe_options):
     """GatedDbofModelLF: video_DBOF GatedDBoF (K) + audio_DBOF SoftDBoF (K/8)."""
     _require_batch_norm(add_batch_norm)
     clusters, audio_clusters = dbof_cluster_size, dbof_cluster_size // 8
@@ -186,14 +201,14 @@ def gated_dbof_model_lf(dbof_cluster_size=16384, dbof_hidden_size=2048, dbof_rel
     if fc_dimred:
         shapes.update(_willow_hidden(dim, dbof_hidden_size, dbof_relu, False))
         dim = dbof_hidden_size
-    shapes.update(_willow_moe(dim, vocab_size, num_mixtures, moe_prob_gating))
+    shapes.update(_willow_moe(dim, vocab_size, num_mixtures, moe_prob_gating, **moe_options))
     return shapes
 
 
 def soft_dbof_model_lf(dbof_cluster_size=16384, dbof_hidden_size=2048, dbof_relu=True,
                        fc_dimred=True, softdbof_maxpool=False, add_batch_norm=True,
                        moe_prob_gating=False, num_mixtures=2, vocab_size=STARTER_VOCAB,
-                       video_size=1024, audio_size=128):
+                       video_size=1024, audio_size=128, **moe_options):
     """SoftDbofModelLF: video_DBOF SoftDBoF (K) + audio_DBOF SoftDBoF (K/8)."""
     _require_batch_norm(add_batch_norm)
     clusters, audio_clusters = dbof_cluster_size, dbof_cluster_size // 8
@@ -204,21 +219,21 @@ def soft_dbof_model_lf(dbof_cluster_size=16384, dbof_hidden_size=2048, dbof_relu
     if fc_dimred:
         shapes.update(_willow_hidden(dim, dbof_hidden_size, dbof_relu, False))
         dim = dbof_hidden_size
-    shapes.update(_willow_moe(dim, vocab_size, num_mixtures, moe_prob_gating))
+    shapes.update(_willow_moe(dim, vocab_size, num_mixtures, moe_prob_gating, **moe_options))
     return shapes
 
 
 def willow_lstm_model(feature_size=1152, lstm_cells=1024, lstm_layers=2, moe_prob_gating=False,
-                      num_mixtures=2, vocab_size=STARTER_VOCAB):
+                      num_mixtures=2, vocab_size=STARTER_VOCAB, **moe_options):
     """Willow LstmModel: the MoE reads the whole state [c, h] of every layer."""
     shapes = _lstm_stack("RNN/rnn/", feature_size, lstm_cells, lstm_layers)
     shapes.update(_willow_moe(2 * lstm_layers * lstm_cells, vocab_size, num_mixtures,
-                              moe_prob_gating))
+                              moe_prob_gating, **moe_options))
     return shapes
 
 
 def gru_model(feature_size=1152, gru_cells=1024, gru_layers=2, moe_prob_gating=False,
-              num_mixtures=2, vocab_size=STARTER_VOCAB):
+              num_mixtures=2, vocab_size=STARTER_VOCAB, **moe_options):
     """Willow GruModel: GRUCell stack, the MoE reads [h_0, ..., h_{L-1}]."""
     shapes = {}
     size = feature_size
@@ -229,7 +244,8 @@ def gru_model(feature_size=1152, gru_cells=1024, gru_layers=2, moe_prob_gating=F
         shapes[f"{scope}/candidate/kernel"] = (size + gru_cells, gru_cells)
         shapes[f"{scope}/candidate/bias"] = (gru_cells,)
         size = gru_cells
-    shapes.update(_willow_moe(gru_layers * gru_cells, vocab_size, num_mixtures, moe_prob_gating))
+    shapes.update(_willow_moe(gru_layers * gru_cells, vocab_size, num_mixtures, moe_prob_gating,
+                              **moe_options))
     return shapes
 
 

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from reference import common
 from reference import starter_numpy
+from reference import willow_numpy
 
 RNG = np.random.default_rng(1)
 UNITS = 3
@@ -59,18 +60,8 @@ def test_lstm_and_gru_stacks_match_tf1_dynamic_rnn():
     np.testing.assert_allclose(np.concatenate([part for c_h in states for part in c_h], axis=1),
                                flat_state, atol=1e-6)
 
-    def gru_layer(index):
-        scope = f"RNN/rnn/multi_rnn_cell/cell_{index}/gru_cell/"
-
-        def step(x, state):
-            h = starter_numpy.gru_cell(x, state[0], weights[scope + "gates/kernel"],
-                                       weights[scope + "gates/bias"],
-                                       weights[scope + "candidate/kernel"],
-                                       weights[scope + "candidate/bias"])
-            return h, (h,)
-        return step, lambda batch: (np.zeros((batch, UNITS)),)
-
-    states = starter_numpy.run_dynamic_rnn(frames, lengths, [gru_layer(0), gru_layer(1)])
+    states = starter_numpy.run_dynamic_rnn(
+        frames, lengths, willow_numpy.gru_layers_of(weights, "RNN/rnn/", 2, UNITS))
     np.testing.assert_allclose(np.concatenate([s[0] for s in states], axis=1), gru_state,
                                atol=1e-6)
 

@@ -52,6 +52,22 @@ def lightvlad(x, weights, scope, bn_training=False, add_batch_norm=True):
     return common.l2_normalize(vlad.reshape(batch, -1), axis=1)
 
 
+def netvlagd(x, weights, scope, bn_training=False, add_batch_norm=True):
+    """NetVLAGD.forward (--vlagd): vlagd[k, d] = (sum_i a_ik x_id) * sigmoid(gate_weights
+    [1, K, N]); transposed to [B, N, K]; intra- then global L2 normalisation (the batch-norm path
+    only: without it the reference creates cluster_biases and never adds them)."""
+    if not add_batch_norm:
+        raise NotImplementedError("Willow's NetVLAGD without batch norm never adds its biases")
+    batch, count, size = x.shape
+    activation = x.reshape(-1, size) @ common.as_float(weights[scope + "cluster_weights"])
+    activation = common.batch_norm(activation, weights, scope + "cluster_bn", bn_training)
+    activation = common.softmax(activation).reshape(batch, count, -1)
+    gates = common.sigmoid(common.as_float(weights[scope + "gate_weights"]))  # [1, K, N]
+    vlagd = np.einsum("bnk,bnd->bkd", activation, x) * gates
+    vlagd = common.l2_normalize(np.transpose(vlagd, (0, 2, 1)), axis=1)
+    return common.l2_normalize(vlagd.reshape(batch, -1), axis=1)
+
+
 def netfv(x, weights, scope, bn_training=False, couple_weights=True, coupling_factor=0.01,
           add_batch_norm=True):
     """NetFV.forward on x [B, n, N] -> [B, 2*N*K] = concat(fv1, fv2).
@@ -128,18 +144,41 @@ def gated_dbof(x, weights, scope, bn_training=False, add_batch_norm=True):
 
 
 def moe_model(x, weights, num_mixtures=2, moe_prob_gating=False, bn_training=False,
-              gating_input="prob"):
+              gating_input="prob", low_rank_gating=-1, remove_diag=False):
     """Willow video_level_models.MoeModel: the starter's MoE (l2 = --moe_l2, default 1e-8), then
     with --moe_prob_gating: p = p * sigmoid(BN(p @ gating_prob_weights [V, V])) (gating_prob_bn);
     --moe_prob_gating_input other than 'prob' gates from the input: x @ gating_prob_weights [D, V].
+    --moe_low_rank_gating r != -1: gate activations = (x @ gates1/weights [D, r]) @ gates2/weights
+    [r, V(M+1)]. --gating_remove_diag: the gate pre-activation loses diag(gating_prob_weights) * p.
     """
-    probabilities = starter_numpy.moe_model(x, weights, num_mixtures)
+    if low_rank_gating == -1:
+        probabilities = starter_numpy.moe_model(x, weights, num_mixtures)
+    else:
+        x = common.as_float(x)
+        gate_activations = common.dense(common.dense(x, weights, "gates1", bias=False), weights,
+                                        "gates2", bias=False)
+        experts = common.sigmoid(common.dense(x, weights, "experts").reshape(-1, num_mixtures))
+        gating = common.softmax(gate_activations.reshape(-1, num_mixtures + 1))
+        probabilities = np.sum(gating[:, :num_mixtures] * experts, axis=1).reshape(x.shape[0], -1)
     if moe_prob_gating:
+        gating_weights = common.as_float(weights["gating_prob_weights"])
         source = probabilities if gating_input == "prob" else common.as_float(x)
-        gates = source @ common.as_float(weights["gating_prob_weights"])
+        gates = source @ gating_weights
+        if remove_diag:
+            gates = gates - np.diagonal(gating_weights) * probabilities
         gates = common.batch_norm(gates, weights, "gating_prob_bn", bn_training)
         probabilities = probabilities * common.sigmoid(gates)
     return probabilities
+
+
+def _moe(x, weights, num_mixtures, moe_prob_gating, bn_training, moe_options):
+    """moe_model with the model functions' keyword options (moe_prob_gating_input,
+    moe_low_rank_gating, gating_remove_diag: Willow's flag names)."""
+    options = dict(moe_options or {})
+    return moe_model(x, weights, num_mixtures, moe_prob_gating, bn_training,
+                     gating_input=options.pop("moe_prob_gating_input", "prob"),
+                     low_rank_gating=options.pop("moe_low_rank_gating", -1),
+                     remove_diag=options.pop("gating_remove_diag", False), **options)
 
 
 # ----------------------------------------------------------------------------- models
@@ -155,9 +194,11 @@ def _input_rows(frames, frame_index, weights, add_batch_norm, bn_training):
     return rows.reshape(batch, count, size)
 
 
-def _hidden_and_gating(pooled, weights, relu, gating, add_batch_norm, bn_training):
+def _hidden_and_gating(pooled, weights, relu, gating, add_batch_norm, bn_training,
+                       remove_diag=False):
     """hidden1_weights; BN (hidden1_bn) only when add_batch_norm AND relu, else + hidden1_biases;
-    ReLU6 when relu; context gating x * sigmoid(BN(x @ gating_weights_2)) when gating."""
+    ReLU6 when relu; context gating x * sigmoid(BN(x @ gating_weights_2)) when gating, whose
+    pre-activation loses diag(gating_weights_2) * x with remove_diag (NetVLADModelLF only)."""
     activation = pooled @ common.as_float(weights["hidden1_weights"])
     if add_batch_norm and relu:
         activation = common.batch_norm(activation, weights, "hidden1_bn", bn_training)
@@ -166,7 +207,10 @@ def _hidden_and_gating(pooled, weights, relu, gating, add_batch_norm, bn_trainin
     if relu:
         activation = common.relu6(activation)
     if gating:
-        gates = activation @ common.as_float(weights["gating_weights_2"])
+        gating_weights = common.as_float(weights["gating_weights_2"])
+        gates = activation @ gating_weights
+        if remove_diag:
+            gates = gates - np.diagonal(gating_weights) * activation
         if add_batch_norm:
             gates = common.batch_norm(gates, weights, "gating_bn", bn_training)
         else:
@@ -177,7 +221,8 @@ def _hidden_and_gating(pooled, weights, relu, gating, add_batch_norm, bn_trainin
 
 def netvlad_model_lf(frames, num_frames, weights, frame_index=None, lightvlad=False,
                      netvlad_relu=True, gating=False, add_batch_norm=True, moe_prob_gating=False,
-                     num_mixtures=2, bn_training=False):
+                     num_mixtures=2, bn_training=False, vlagd=False, gating_remove_diag=False,
+                     **moe_options):
     """NetVLADModelLF.create_model (flag defaults: --netvlad_relu=True, --gating=False,
     --lightvlad=False, --netvlad_add_batch_norm=True, --moe_prob_gating=False; the README's Gated
     NetVLAD sets relu False, gating True, prob gating True).
@@ -185,16 +230,19 @@ def netvlad_model_lf(frames, num_frames, weights, frame_index=None, lightvlad=Fa
     sample -> input_bn over the 1152-d rows -> video_VLAD/ NetVLAD(1024, K) on [:1024] and
     audio_VLAD/ NetVLAD(128, K/2) on [1024:] (LightVLAD with --lightvlad) -> concat [1024K + 64K]
     -> hidden1_weights [.., H] (+ hidden1_biases, or hidden1_bn when BN and relu) -> ReLU6 (relu)
-    -> context gating (gating_weights_2 [H, H], gating_bn) -> MoeModel (+ prob gating)."""
+    -> context gating (gating_weights_2 [H, H], gating_bn) -> MoeModel (+ prob gating).
+    --vlagd (NetVLAGD) applies when --lightvlad is off; --gating_remove_diag reaches the context
+    gating and the MoE; moe_options: moe_prob_gating_input, moe_low_rank_gating."""
     del num_frames  # drives only the sampling
     x = _input_rows(frames, frame_index, weights, add_batch_norm, bn_training)
-    pool = lightvlad_pool if lightvlad else netvlad_pool
+    pool = lightvlad_pool if lightvlad else netvlagd if vlagd else netvlad_pool
     pooled = np.concatenate([
         pool(x[:, :, :VIDEO_SIZE], weights, "video_VLAD/", bn_training, add_batch_norm),
         pool(x[:, :, VIDEO_SIZE:], weights, "audio_VLAD/", bn_training, add_batch_norm)], axis=1)
     activation = _hidden_and_gating(pooled, weights, netvlad_relu, gating, add_batch_norm,
-                                    bn_training)
-    return moe_model(activation, weights, num_mixtures, moe_prob_gating, bn_training)
+                                    bn_training, gating_remove_diag)
+    return _moe(activation, weights, num_mixtures, moe_prob_gating, bn_training,
+                dict(moe_options, gating_remove_diag=gating_remove_diag))
 
 
 netvlad_pool = netvlad
@@ -203,7 +251,7 @@ lightvlad_pool = lightvlad
 
 def netfv_model_lf(frames, num_frames, weights, frame_index=None, fv_relu=True, gating=False,
                    fv_couple_weights=True, fv_coupling_factor=0.01, add_batch_norm=True,
-                   moe_prob_gating=False, num_mixtures=2, bn_training=False):
+                   moe_prob_gating=False, num_mixtures=2, bn_training=False, **moe_options):
     """NetFVModelLF.create_model: as NetVLADModelLF with video_FV/ NetFV(1024, K) and audio_FV/
     NetFV(128, K/2) (K = --fv_cluster_size, H = --fv_hidden_size); the FV output is 2*N*K per
     stream; BN switch is --netvlad_add_batch_norm; relu --fv_relu; gating --gating."""
@@ -215,12 +263,13 @@ def netfv_model_lf(frames, num_frames, weights, frame_index=None, fv_relu=True, 
         netfv(x[:, :, VIDEO_SIZE:], weights, "audio_FV/", bn_training, fv_couple_weights,
               fv_coupling_factor, add_batch_norm)], axis=1)
     activation = _hidden_and_gating(pooled, weights, fv_relu, gating, add_batch_norm, bn_training)
-    return moe_model(activation, weights, num_mixtures, moe_prob_gating, bn_training)
+    return _moe(activation, weights, num_mixtures, moe_prob_gating, bn_training, moe_options)
 
 
 def gated_dbof_model_lf(frames, num_frames, weights, frame_index=None, dbof_relu=True,
                         fc_dimred=True, softdbof_maxpool=False, add_batch_norm=True,
-                        moe_prob_gating=False, num_mixtures=2, bn_training=False):
+                        moe_prob_gating=False, num_mixtures=2, bn_training=False,
+                        **moe_options):
     """GatedDbofModelLF.create_model: video_DBOF/ GatedDBoF(1024, K) + audio_DBOF/ SoftDBoF(128,
     K/8, --softdbof_maxpool) -> concat -> (--fc_dimred) hidden1_weights [.., H] with
     hidden1_bn (BN and --dbof_relu) or + hidden1_biases, ReLU6 when dbof_relu -> MoeModel.
@@ -233,12 +282,13 @@ def gated_dbof_model_lf(frames, num_frames, weights, frame_index=None, dbof_relu
                   add_batch_norm)], axis=1)
     activation = (_hidden_and_gating(pooled, weights, dbof_relu, False, add_batch_norm,
                                      bn_training) if fc_dimred else pooled)
-    return moe_model(activation, weights, num_mixtures, moe_prob_gating, bn_training)
+    return _moe(activation, weights, num_mixtures, moe_prob_gating, bn_training, moe_options)
 
 
 def soft_dbof_model_lf(frames, num_frames, weights, frame_index=None, dbof_relu=True,
                        fc_dimred=True, softdbof_maxpool=False, add_batch_norm=True,
-                       moe_prob_gating=False, num_mixtures=2, bn_training=False):
+                       moe_prob_gating=False, num_mixtures=2, bn_training=False,
+                       **moe_options):
     """SoftDbofModelLF.create_model: video_DBOF/ SoftDBoF(1024, K) + audio_DBOF/ SoftDBoF(128, K/8)
     -> concat -> hidden layer as GatedDbofModelLF -> MoeModel."""
     del num_frames
@@ -250,7 +300,7 @@ def soft_dbof_model_lf(frames, num_frames, weights, frame_index=None, dbof_relu=
                   add_batch_norm)], axis=1)
     activation = (_hidden_and_gating(pooled, weights, dbof_relu, False, add_batch_norm,
                                      bn_training) if fc_dimred else pooled)
-    return moe_model(activation, weights, num_mixtures, moe_prob_gating, bn_training)
+    return _moe(activation, weights, num_mixtures, moe_prob_gating, bn_training, moe_options)
 
 
 def _recurrent_input(frames, num_frames, frame_index, backward):
@@ -266,7 +316,8 @@ def _recurrent_input(frames, num_frames, frame_index, backward):
 
 
 def lstm_model(frames, num_frames, weights, frame_index=None, lstm_cells=1024, lstm_layers=2,
-               lstm_backward=False, moe_prob_gating=False, num_mixtures=2, bn_training=False):
+               lstm_backward=False, moe_prob_gating=False, num_mixtures=2, bn_training=False,
+               **moe_options):
     """Willow LstmModel: BasicLSTMCell(lstm_cells, forget_bias=1.0, state_is_tuple=False) stacked
     in MultiRNNCell(state_is_tuple=False) under variable scope RNN; the classifier reads the WHOLE
     final state [c_0, h_0, c_1, h_1, ...] (2 * layers * cells = 4096 at the defaults).
@@ -275,19 +326,14 @@ def lstm_model(frames, num_frames, weights, frame_index=None, lstm_cells=1024, l
     layers = starter_numpy.lstm_layers(weights, "RNN/rnn/", lstm_layers, lstm_cells)
     states = starter_numpy.run_dynamic_rnn(x, num_frames, layers)
     state = np.concatenate([part for c_h in states for part in c_h], axis=1)
-    return moe_model(state, weights, num_mixtures, moe_prob_gating, bn_training)
+    return _moe(state, weights, num_mixtures, moe_prob_gating, bn_training, moe_options)
 
 
-def gru_model(frames, num_frames, weights, frame_index=None, gru_cells=1024, gru_layers=2,
-              gru_backward=False, moe_prob_gating=False, num_mixtures=2, bn_training=False):
-    """Willow GruModel: GRUCell(gru_cells) x --gru_layers in MultiRNNCell(state_is_tuple=False)
-    under scope RNN; the classifier reads [h_0, h_1, ...] (layers * cells; 2400 for the README's
-    --gru_cells=1200). Variables RNN/rnn/multi_rnn_cell/cell_<i>/gru_cell/{gates,candidate}/
-    {kernel,bias}."""
-    x = _recurrent_input(frames, num_frames, frame_index, gru_backward)
-
+def gru_layers_of(weights, prefix, num_layers, units):
+    """(step, init) pairs (starter_numpy.run_dynamic_rnn) of TF1 GRUCell layers whose variables are
+    <prefix>multi_rnn_cell/cell_<i>/gru_cell/{gates,candidate}/{kernel,bias}."""
     def make(index):
-        scope = f"RNN/rnn/multi_rnn_cell/cell_{index}/gru_cell/"
+        scope = f"{prefix}multi_rnn_cell/cell_{index}/gru_cell/"
 
         def step(inputs, state):
             h = starter_numpy.gru_cell(inputs, state[0], weights[scope + "gates/kernel"],
@@ -295,10 +341,22 @@ def gru_model(frames, num_frames, weights, frame_index=None, gru_cells=1024, gru
                                        weights[scope + "candidate/kernel"],
                                        weights[scope + "candidate/bias"])
             return h, (h,)
-        return step, lambda batch: (np.zeros((batch, gru_cells)),)
-    states = starter_numpy.run_dynamic_rnn(x, num_frames, [make(i) for i in range(gru_layers)])
+        return step, lambda batch: (np.zeros((batch, units)),)
+    return [make(index) for index in range(num_layers)]
+
+
+def gru_model(frames, num_frames, weights, frame_index=None, gru_cells=1024, gru_layers=2,
+              gru_backward=False, moe_prob_gating=False, num_mixtures=2, bn_training=False,
+              **moe_options):
+    """Willow GruModel: GRUCell(gru_cells) x --gru_layers in MultiRNNCell(state_is_tuple=False)
+    under scope RNN; the classifier reads [h_0, h_1, ...] (layers * cells; 2400 for the README's
+    --gru_cells=1200). Variables RNN/rnn/multi_rnn_cell/cell_<i>/gru_cell/{gates,candidate}/
+    {kernel,bias}."""
+    x = _recurrent_input(frames, num_frames, frame_index, gru_backward)
+    stack = gru_layers_of(weights, "RNN/rnn/", gru_layers, gru_cells)
+    states = starter_numpy.run_dynamic_rnn(x, num_frames, stack)
     state = np.concatenate([s[0] for s in states], axis=1)
-    return moe_model(state, weights, num_mixtures, moe_prob_gating, bn_training)
+    return _moe(state, weights, num_mixtures, moe_prob_gating, bn_training, moe_options)
 
 
 def keras_gru_to_tf1_gru(kernel, recurrent_kernel, bias):

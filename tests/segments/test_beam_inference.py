@@ -39,7 +39,8 @@ RUNNER_ARGS = ["--runner=DirectRunner", "--direct_num_workers=1"]
 
 class LogisticReference:
     """A FrameLevelLogisticModel train dir with random weights, exported by export_ensemble, and
-    the same arithmetic in float64 numpy (mean of the valid frames -> x W + b -> sigmoid)."""
+    the same arithmetic in float64 numpy (the starter's input: each frame's rgb ++ audio
+    L2-normalised; mean of the valid frames -> x W + b -> sigmoid)."""
 
     def __init__(self, root, name, max_frames, seed, never_class=None, tied_bias=0.0):
         rng = np.random.default_rng(seed)
@@ -70,6 +71,7 @@ class LogisticReference:
     def numpy_predictions(self, features):
         """One video's (unpadded, already truncated) dequantized frames -> [V] float64."""
         frames = np.concatenate([features["rgb"], features["audio"]], axis=1).astype(np.float64)
+        frames /= np.sqrt(np.maximum(np.sum(frames ** 2, axis=1, keepdims=True), 1e-12))
         mean = frames.mean(axis=0) if len(frames) else np.zeros(1152)
         return 1.0 / (1.0 + np.exp(-(mean @ self.kernel + self.bias)))
 

@@ -14,7 +14,7 @@ from frame_level_models import hparams
 from yt8m.core import training_protocol
 from yt8m.core import option_groups
 from yt8m.core import options
-from yt8m.core.config import CpuDevices, TrainConfig
+from yt8m.core.config import LocalDevices, TrainConfig
 from yt8m.core.model_flags import ModelFlagsMismatchError
 from yt8m.data import records
 from yt8m.training import checkpoints
@@ -35,7 +35,7 @@ def data_dir(tmp_path_factory):
 def _parse_train_flags(argv):
     flag_values = flags.FlagValues()
     options.define_flags(TrainConfig, flag_values)
-    options.define_flags(CpuDevices, flag_values)
+    options.define_flags(LocalDevices, flag_values)
     hparams.define_flags(flag_values)
     flag_values(["train.py", *argv])
     return flag_values, options.from_flags(
@@ -112,6 +112,118 @@ def test_gradient_clipping_is_per_variable_not_global(on_variable_devices):
     np.testing.assert_allclose(small.numpy(), [-0.3, -0.4], rtol=1e-6)
 
 
+def _apply_steps(optimizer, gradients, initial):
+    variable = tf.Variable(np.asarray(initial, np.float32))
+    for gradient in gradients:
+        optimizer.apply_gradients([(tf.constant(gradient, tf.float32), variable)])
+    return variable.numpy()
+
+
+GRADIENTS = [np.array([0.5, -2.0, 1e-3]), np.array([-1.0, 0.25, 3.0]), np.array([2.0, 2.0, -4.0])]
+INITIAL = np.array([1.0, -1.0, 0.5])
+
+
+def test_optimizers_are_tf1s_with_its_constants():
+    """Three steps of each --optimizer against the TF1 update (tests/reference/starter_numpy.py:
+    Adam epsilon 1e-8, RMSProp decay 0.9 / epsilon 1e-10 / accumulator starting at ONES, Adagrad
+    accumulator 0.1 without epsilon)."""
+    from reference import starter_numpy
+    lr = 0.1
+    var, m, v = INITIAL, np.zeros(3), np.zeros(3)
+    for step, gradient in enumerate(GRADIENTS, start=1):
+        var, m, v = starter_numpy.adam_step(var, gradient, m, v, step, lr)
+    np.testing.assert_allclose(
+        _apply_steps(make_optimizer("AdamOptimizer", lr, 0.0), GRADIENTS, INITIAL), var,
+        rtol=1e-5)
+    var, rms, mom = INITIAL, np.ones(3), np.zeros(3)
+    for gradient in GRADIENTS:
+        var, rms, mom = starter_numpy.rmsprop_step(var, gradient, rms, mom, lr)
+    np.testing.assert_allclose(
+        _apply_steps(make_optimizer("RMSPropOptimizer", lr, 0.0), GRADIENTS, INITIAL), var,
+        rtol=1e-5)
+    var, accumulator = INITIAL, np.full(3, 0.1)
+    for gradient in GRADIENTS:
+        var, accumulator = starter_numpy.adagrad_step(var, gradient, accumulator, lr)
+    np.testing.assert_allclose(
+        _apply_steps(make_optimizer("AdagradOptimizer", lr, 0.0), GRADIENTS, INITIAL), var,
+        rtol=1e-5)
+    # MomentumOptimizer (the starter's raises TypeError: no default momentum): momentum 0.9,
+    # the TF1 update at a constant learning rate.
+    var, accumulator = INITIAL, np.zeros(3)
+    for gradient in GRADIENTS:
+        var, accumulator = starter_numpy.momentum_step(var, gradient, accumulator, lr, 0.9)
+    np.testing.assert_allclose(
+        _apply_steps(make_optimizer("MomentumOptimizer", lr, 0.0), GRADIENTS, INITIAL), var,
+        rtol=1e-5)
+    # The Keras constants differ (what the TF1 names must not give): Adam epsilon 1e-7.
+    assert make_optimizer("Adam", lr, 0.0).epsilon == 1e-7
+    assert make_optimizer("AdamOptimizer", lr, 0.0).epsilon == 1e-8
+
+
+def test_adadelta_optimizer_is_tf1s():
+    """Against tf.compat.v1.train.AdadeltaOptimizer itself (rho 0.95, epsilon 1e-8)."""
+    graph = tf.Graph()
+    with graph.as_default():
+        variable = tf.compat.v1.get_variable("v", initializer=tf.constant(INITIAL, tf.float64))
+        gradient = tf.compat.v1.placeholder(tf.float64, [3])
+        update = tf.compat.v1.train.AdadeltaOptimizer(0.5).apply_gradients([(gradient, variable)])
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            for value in GRADIENTS:
+                session.run(update, {gradient: value})
+            expected = session.run(variable)
+    np.testing.assert_allclose(
+        _apply_steps(make_optimizer("AdadeltaOptimizer", 0.5, 0.0), GRADIENTS, INITIAL),
+        expected, rtol=1e-5)
+
+
+def _two_replica_step(data_dir, tmp_path, average):
+    import subprocess
+    import sys
+    output = str(tmp_path / ("average.npz" if average else "sum.npz"))
+    command = [sys.executable, os.path.join(helpers.REPO, "tests", "training",
+                                            "two_replica_step.py"), data_dir, output]
+    environment = dict(os.environ, PYTHONPATH=helpers.REPO, CUDA_VISIBLE_DEVICES="")
+    result = subprocess.run(command + (["--average_replica_gradients"] if average else []),
+                            env=environment, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return dict(np.load(output))
+
+
+def _tower_gradients(run, rows):
+    """The starter's tower gradient of CrossEntropyLoss (eps 1e-5) on sigmoid(l2n(x) W + b) plus
+    the slim L2 1e-8/2 sum(W^2), written out in numpy."""
+    x = np.concatenate([run["mean_rgb"], run["mean_audio"]], axis=1)[rows].astype(np.float64)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y = run["labels"][rows].astype(np.float64)
+    kernel, bias = run["kernel_before"].astype(np.float64), run["bias_before"].astype(np.float64)
+    p = 1 / (1 + np.exp(-(x @ kernel + bias)))
+    d_p = -(y / (p + 1e-5) - (1 - y) / (1 - p + 1e-5)) / len(y)  # mean over the tower batch
+    d_z = d_p * p * (1 - p)
+    return [x.T @ d_z + 1e-8 * kernel, d_z.sum(axis=0)]
+
+
+@pytest.mark.parametrize("average", [False, True])
+def test_two_replicas_sum_their_gradients_then_clip_like_the_starters_towers(
+        data_dir, tmp_path, average):
+    """Two replicas of batch 2 (logical CPUs): the starter's utils.combine_gradients SUMS the
+    towers' gradients, then clip_gradient_norms clips each variable to norm 1.0 (oracles in
+    tests/reference/starter_numpy.py); --average_replica_gradients takes their mean instead."""
+    from reference import starter_numpy
+    run = _two_replica_step(data_dir, tmp_path, average)
+    towers = [_tower_gradients(run, slice(0, 2)), _tower_gradients(run, slice(2, 4))]
+    combined = starter_numpy.combine_gradients(towers)
+    if average:
+        combined = [gradient / 2 for gradient in combined]
+    # Summed, the kernel's gradient is over the clip norm (clipped); averaged, under it.
+    assert (np.linalg.norm(combined[0]) > 1.0) != average
+    clipped = starter_numpy.clip_gradient_norms(combined, 1.0)
+    np.testing.assert_allclose(run["kernel_after"], run["kernel_before"] - clipped[0],
+                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(run["bias_after"], run["bias_before"] - clipped[1],
+                               rtol=1e-4, atol=1e-6)
+
+
 def test_unknown_optimizer_lists_choices():
     with pytest.raises(ValueError, match=r"--optimizer='Lion' is not one of: AdamOptimizer, "):
         make_optimizer("Lion", 0.1, 1.0)
@@ -123,28 +235,40 @@ def test_training_loss_is_label_plus_penalty_times_model_losses_plus_auxiliary()
     model = keras.Model(inputs, {"predictions": keras.layers.Activation("sigmoid")(logits),
                                  "logits": logits})
 
-    class WithAuxiliaryLoss(training_protocol.PlainTrainingModel):
+    class WithHooks(training_protocol.PlainTrainingModel):
         def auxiliary_loss(self, labels, outputs, label_weights=None):
             return tf.reduce_sum(labels) * 0.125
+
+        def auxiliary_predictions(self, outputs):  # scored with the label loss, unweighted
+            return [(tf.fill(tf.shape(outputs["logits"]), 0.25), None)]
+
+        def regularization_terms(self, outputs):  # multiplied by the penalty
+            return tf.constant(0.75)
 
     x = np.array([[1.0, -2.0, 0.5], [0.0, 1.0, 1.0]], np.float32)
     y = np.array([[1.0, 0.0], [1.0, 1.0]], np.float32)
     plain = objective.training_loss(model, model(x), tf.constant(y), None,
                                     get_label_loss("CrossEntropyLoss"), regularization_penalty=3.0)
     assert float(plain["auxiliary_loss"]) == 0.0
-    losses = objective.training_loss(WithAuxiliaryLoss(model), model(x), tf.constant(y), None,
+    losses = objective.training_loss(WithHooks(model), model(x), tf.constant(y), None,
                                      get_label_loss("CrossEntropyLoss"),
                                      regularization_penalty=3.0)
     kernel, bias = (w.numpy() for w in model.layers[1].weights)
-    z = x @ kernel + bias
-    label = np.mean(np.sum(np.logaddexp(0.0, z) - y * z, axis=1))  # BCE from logits
+
+    def starter_cross_entropy(p):  # the starter's CrossEntropyLoss on probabilities, eps 1e-5
+        return np.mean(np.sum(-(y * np.log(p + 1e-5) + (1 - y) * np.log(1 - p + 1e-5)), axis=1))
+
+    label = starter_cross_entropy(1 / (1 + np.exp(-(x @ kernel + bias))))
     regularization = 0.5 * np.sum(kernel ** 2)
-    auxiliary = 3 * 0.125
+    auxiliary = 3 * 0.125 + starter_cross_entropy(np.full((2, 2), 0.25))
+    assert float(plain["label_loss"]) == pytest.approx(label, rel=1e-5)
+    assert float(plain["total_loss"]) == pytest.approx(label + 3.0 * regularization, rel=1e-5)
     assert float(losses["label_loss"]) == pytest.approx(label, rel=1e-5)
-    assert float(losses["regularization_loss"]) == pytest.approx(regularization, rel=1e-5)
-    assert float(losses["auxiliary_loss"]) == pytest.approx(auxiliary)
+    assert float(losses["regularization_loss"]) == pytest.approx(regularization + 0.75,
+                                                                 rel=1e-5)
+    assert float(losses["auxiliary_loss"]) == pytest.approx(auxiliary, rel=1e-5)
     assert float(losses["total_loss"]) == pytest.approx(
-        label + 3.0 * regularization + auxiliary, rel=1e-5)
+        label + 3.0 * (regularization + 0.75) + auxiliary, rel=1e-5)
 
 
 class _KernelDecay(training_protocol.TrainingModel, keras.Model):

@@ -88,25 +88,36 @@ class TrainConfig:
     base_learning_rate: float = option(0.01, "Learning rate at step 0.")
     learning_rate_decay: float = option(
         0.95, "Factor applied every --learning_rate_decay_examples examples.")
-    learning_rate_decay_examples: int = option(
-        4000000, "Examples seen between two learning-rate decays (staircase).")
+    learning_rate_decay_examples: float = option(
+        4000000.0, "Examples seen between two learning-rate decays (staircase); a number, so "
+        "2.5e6 works as in the starter.")
     num_epochs: int = option(5, "Passes over the training data.", lower=1)
     max_steps: Optional[int] = option(
         None, "Stop at this global step (after the data runs out at the latest).", lower=1)
     regularization_penalty: float = option(
         1.0, "Weight of the models' regularization losses in the total loss.")
-    label_loss: str = option("CrossEntropyLoss", "CrossEntropyLoss, HingeLoss or SoftmaxLoss.")
+    label_loss: str = option(
+        "CrossEntropyLoss", "CrossEntropyLoss, HingeLoss or SoftmaxLoss (the starter's, on the "
+        "predictions), or LogitsCrossEntropyLoss / LogitsSoftmaxLoss (from the logits where the "
+        "model has them).")
     optimizer: str = option(
         "AdamOptimizer", "AdamOptimizer, GradientDescentOptimizer, MomentumOptimizer, "
-        "RMSPropOptimizer or AdagradOptimizer (Keras names such as Adam work too).")
+        "RMSPropOptimizer, AdagradOptimizer or AdadeltaOptimizer with TF1's constants (Keras "
+        "names such as Adam work too, with Keras' constants).")
     clip_gradient_norm: float = option(
         1.0, "Clip each variable's gradient to this L2 norm (0 disables).")
+    average_replica_gradients: bool = option(
+        False, "Average the replicas' gradients before clipping. Default: sum them, as the "
+        "starter sums its towers' gradients (with --batch_size examples per tower).")
     export_model_steps: int = option(
         1000, "Write a checkpoint (what eval, inference and export read) every this many steps.",
         lower=1)
     save_checkpoint_secs: float = option(
-        600.0, "Also write a checkpoint when this many seconds passed since the last one.")
-    keep_checkpoint_max: int = option(5, "Checkpoints kept in --train_dir.", lower=1)
+        900.0, "Also write a checkpoint when this many seconds passed since the last one (the "
+        "starter's 15 minutes).")
+    keep_checkpoint_max: int = option(
+        0, "Checkpoints kept in --train_dir, the newest ones; 0 keeps every checkpoint (the "
+        "starter's max_to_keep=0), so the exporter can average any step range.", lower=0)
     log_every_steps: int = option(10, "Progress line and summaries every this many steps.",
                                   lower=1)
     checkpoint_input_pipeline: bool = option(
@@ -117,7 +128,8 @@ class TrainConfig:
     shuffle_seed: Optional[int] = option(
         None, "Seed of the input shuffling and model initialisation (reproducible runs).")
     distribution_strategy: str = option(
-        "default", "default: mirrored over local GPUs (or --num_cpu_devices), else one device.",
+        "default", "default: mirrored over the local GPUs (--num_gpu of them; or over "
+        "--num_cpu_devices), else one device.",
         choices=DISTRIBUTION_STRATEGIES)
 
 
@@ -137,16 +149,51 @@ class EvalConfig(CheckpointSelection, Batching, TopK, FrameBuckets):
         None, "Stop after waiting this long for a new checkpoint (default: forever).")
 
 
+# The starter's default --segment_label_ids_file: the 1000 classes rated in the 2019 challenge.
+SEGMENT_LABEL_IDS_URL = (
+    "https://raw.githubusercontent.com/google/youtube-8m/master/segment_label_ids.csv")
+
+
 @dataclasses.dataclass
 class InferenceConfig(PredictionFiles, CheckpointSelection, Batching, TopK, FrameBuckets):
-    batch_size: int = override(Batching, "batch_size", 8192)
+    # "" as in the starter: --input_model_tgz refuses a --train_dir.
+    train_dir: str = override(CheckpointSelection, "train_dir", "",
+                              help="Directory written by train.py (or give --input_model_tgz).")
+    batch_size: int = override(Batching, "batch_size", 512)
     num_readers: int = override(Batching, "num_readers", 1)
+    top_k: int = override(
+        TopK, "top_k", help="Classes per video in the CSV (with --segment_labels: the classes "
+        "each segment offers to the per-class ranking).")
+    segment_labels: bool = override(
+        DataConfig, "segment_labels",
+        help="The starter's segment mode: cut the frame-level videos of --input_data_pattern "
+        "into 5-frame segments, score each with the model and write the Class,Segments CSV "
+        "(--batch_size then counts segments).")
+    segment_max_pred: int = option(
+        100000, "With --segment_labels: segments kept per class.", lower=1)
+    segment_label_ids_file: str = option(
+        SEGMENT_LABEL_IDS_URL, "With --segment_labels: the whitelist CSV (header Index) of the "
+        "classes ranked, a path or an http(s) URL; empty: every class.")
+    input_model_tgz: str = option(
+        "", "Predict with the model of this .tgz written by --output_model_tgz (untarred to "
+        "--untar_model_dir) instead of a --train_dir.")
+    untar_model_dir: str = option(
+        "/tmp/yt8m-model", "Where --input_model_tgz is untarred (replaced if it holds an earlier "
+        "untarred model).")
+    output_model_tgz: str = option(
+        "", "Also bundle the model used (model_flags.json and its checkpoint) into this .tgz, "
+        "which --input_model_tgz reads (the Kaggle model upload).")
 
 
 @dataclasses.dataclass
-class CpuDevices:
-    """train.py applies this before TensorFlow starts
-    (yt8m.training.distribution.configure_cpu_devices)."""
+class LocalDevices:
+    """The devices of this machine that train.py uses; applied before TensorFlow starts
+    (yt8m.training.distribution.configure_local_devices)."""
+    num_gpu: int = option(
+        1, "The maximum number of local GPUs to use (the first N; 0: none). Without GPUs the "
+        "model trains on one CPU device (see --num_cpu_devices).", lower=0)
     num_cpu_devices: int = option(
         1, "Split the CPU into this many logical devices (data-parallel tests and demos on a "
         "machine without GPUs).", lower=1)
+    log_device_placement: bool = option(
+        False, "Log the device every operation runs on.")

@@ -1,6 +1,8 @@
 """What the trainer needs of the model it trains, with the plain behaviour as defaults.
 
-    total loss = label_loss_weight * label loss + regularization_penalty * sum(losses)
+    total loss = label_loss_weight * label loss(outputs)
+                 + sum of label loss(p) over auxiliary_predictions(outputs)
+                 + regularization_penalty * (sum(losses) + regularization_terms(outputs))
                  + auxiliary_loss(labels, outputs, label_weights)
     gradients  = compute_gradients(tape, total loss / replicas, trainable_variables)
 
@@ -35,6 +37,19 @@ class TrainingModel:
     def auxiliary_loss(self, labels, outputs, label_weights=None):
         """Loss terms besides the label loss and the regularisation (a scalar tensor)."""
         del labels, outputs, label_weights
+        return tf.constant(0.0)
+
+    def auxiliary_predictions(self, outputs):
+        """[(predictions, logits or None)] that the trainer also scores with its label loss, each
+        added unweighted (linrongc's `aux_predictions`: a mixture's branches)."""
+        del outputs
+        return []
+
+    def regularization_terms(self, outputs):
+        """Loss terms the model counts as regularisation (the references'
+        `result["regularization_loss"]`: the mixtures' distillation KL): the trainer multiplies
+        them by --regularization_penalty together with the weight penalties (a scalar tensor)."""
+        del outputs
         return tf.constant(0.0)
 
     def compute_gradients(self, tape, loss, variables):

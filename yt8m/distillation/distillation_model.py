@@ -5,7 +5,8 @@ A `DistillationModel` is what the trainer trains in place of the student (`train
 training_model_factory=...)`): calling it returns the student's outputs (so the trainer's label
 loss and training GAP are the student's) plus the teachers' outputs under `teacher/...` keys. It
 implements the trainer's protocol (yt8m.core.training_protocol): `auxiliary_loss` adds the
-distillation terms to the student's own, `label_loss_weight` scales the trainer's label loss
+distillation terms to the student's own (a mixture student keeps its auxiliary predictions and
+regularisation terms), `label_loss_weight` scales the trainer's label loss
 (0 drops L_CE; 1 - lambda in the multi-teacher and graph losses), and the gradient computation
 and device placement are the student's (a MOD tree student keeps its placement). The checkpoint's
 `model` stays the student alone, so eval.py, inference.py and export read a student's train dir
@@ -121,9 +122,19 @@ class DistillationModel(TrainingModel, keras.Model):
         raise NotImplementedError
 
     def auxiliary_loss(self, labels, outputs, label_weights=None):
-        """The distillation terms, plus the student's own auxiliary loss (a mixture student)."""
+        """The distillation terms, plus the student's own auxiliary loss."""
         return (self.distillation_loss(labels, outputs, label_weights)
                 + self._student_training.auxiliary_loss(labels, outputs, label_weights))
+
+    def auxiliary_predictions(self, outputs):
+        """The student's (a mixture student's branches)."""
+        return self._student_training.auxiliary_predictions(outputs)
+
+    def regularization_terms(self, outputs):
+        """The student's (a mixture student's distillation KL). The wrappers' own distillation
+        terms have no reference code multiplying them by --regularization_penalty: they are
+        auxiliary losses."""
+        return self._student_training.regularization_terms(outputs)
 
     def trained_extras(self):
         """Layers/models trained beside the student (their regularisation losses count)."""

@@ -134,13 +134,14 @@ def soft_label_loss(soft_labels, student_logits, temperature, form="softmax"):
 
 
 def hard_label_loss(student_logits, labels, form="softmax", label_weights=None):
-    """L_hard on the true labels: the project's label losses from logits.
+    """L_hard on the true labels: the label losses from logits (the papers' form).
 
-    softmax: `SoftmaxLoss` (cross-entropy with the L1-normalised multi-hot labels);
-    sigmoid: `CrossEntropyLoss` (per-class binary cross-entropy summed over classes).
+    softmax: `LogitsSoftmaxLoss` (cross-entropy with the L1-normalised multi-hot labels);
+    sigmoid: `LogitsCrossEntropyLoss` (per-class binary cross-entropy summed over classes).
     """
     _check_form(form)
-    loss = base_losses.SoftmaxLoss() if form == "softmax" else base_losses.CrossEntropyLoss()
+    loss = (base_losses.LogitsSoftmaxLoss() if form == "softmax"
+            else base_losses.LogitsCrossEntropyLoss())
     return loss.calculate_loss(None, labels, label_weights=label_weights, logits=student_logits)
 
 

@@ -11,6 +11,7 @@ import os
 
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 
+from frame_level_models import registry
 from frame_level_models.composite import frame_selection
 from frame_level_models.composite import frame_skipping
 from yt8m.distillation import losses as distillation_losses
@@ -108,7 +109,8 @@ def prepare(train_config, config):
     def factory(student):
         files.write_json_atomically(os.path.join(train_config.train_dir, RECORD_FILE),
                                     distillation_record(config))
-        return make_training_model(student, train_config, config,
-                                   get_label_loss(train_config.label_loss))
+        label_loss = get_label_loss(train_config.label_loss,
+                                    registry.loss_epsilon(student_config.model))
+        return make_training_model(student, train_config, config, label_loss)
 
     return student_config, factory

@@ -14,20 +14,26 @@ def check_video_score_weight(weight):
     return float(weight)
 
 
+def top_classes(predictions, n):
+    """(classes int64 [B, min(n, V)], their scores) of each row of predictions [B, V], best
+    first; equal scores keep the lower class first."""
+    predictions = np.asarray(predictions)
+    # Stable sort of the negated scores: equal scores keep the lower class first.
+    order = np.argsort(-predictions, axis=1, kind="stable")[:, :n].astype(np.int64)
+    return order, np.take_along_axis(predictions, order, axis=1)
+
+
 def candidate_classes(video_predictions, num_candidates, whitelist=None):
     """Per video: (classes int64 [<=N], video scores float64) of its top N, ties to the lower class,
     then restricted to `whitelist` (a set or None)."""
-    video_predictions = np.asarray(video_predictions)
     if num_candidates <= 0:
         raise ValueError(f"--segment_candidates must be positive, got {num_candidates}")
-    # Stable sort of the negated scores: equal scores keep the lower class first.
-    order = np.argsort(-video_predictions, axis=1, kind="stable")[:, :num_candidates]
     result = []
-    for row, classes in zip(video_predictions, order):
+    for classes, scores in zip(*top_classes(video_predictions, num_candidates)):
         if whitelist is not None:
-            classes = np.asarray([c for c in classes if int(c) in whitelist], np.int64)
-        classes = classes.astype(np.int64)
-        result.append((classes, row[classes].astype(np.float64)))
+            keep = np.asarray([int(c) in whitelist for c in classes], bool)
+            classes, scores = classes[keep], scores[keep]
+        result.append((classes, scores.astype(np.float64)))
     return result
 
 

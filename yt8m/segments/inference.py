@@ -78,11 +78,13 @@ def video_candidates(files, predict, data_config, batch_size, num_candidates, wh
     return candidates
 
 
-def _segment_batches(files, data_config, batch_size):
+def segment_batches(files, data_config, batch_size, max_frames=None):
+    """Every 5-frame segment (starts 0, 5, 10, ...; the last one may be partial) of every video
+    (of its first `max_frames` frames when given), `batch_size` segments a batch."""
     return readers.segment_dataset(
         files, batch_size, num_classes=data_config.num_classes, mode="all",
         feature_names=data_config.feature_names, feature_sizes=data_config.feature_sizes,
-        num_parallel_reads=data_config.num_readers)
+        num_parallel_reads=data_config.num_readers, max_frames=max_frames)
 
 
 def rank_segments(batches, candidates, segment_predict, video_score_weight, segment_top_k,
@@ -128,13 +130,6 @@ def rank_segments(batches, candidates, segment_predict, video_score_weight, segm
     return ranked, num_segments
 
 
-def submission_rows(ranked, sorted_video_ids, classes):
-    """(class, [(video id, start), ...]) rows for `classes`, best segment first."""
-    for cls in classes:
-        _, numbers, starts = ranked.top(cls)
-        yield cls, [(sorted_video_ids[n], int(s)) for n, s in zip(numbers, starts)]
-
-
 def run_segment_inference(config):
     """Writes config.output_file; returns a SegmentInferenceResult."""
     if not config.output_file:
@@ -166,12 +161,13 @@ def run_segment_inference(config):
                                   None if whitelist is None else set(whitelist))
     logging.info("%d videos: candidates from the video model", len(candidates))
     ranked, num_segments = rank_segments(
-        _segment_batches(files, segment_data, config.segment_batch_size), candidates,
+        segment_batches(files, segment_data, config.segment_batch_size), candidates,
         segment_predict, config.video_score_weight, config.segment_top_k,
         video_data.num_classes)
     classes = submission.row_classes(ranked.classes(), whitelist)
     num_rows = submission.write_segment_submission(
-        config.output_file, submission_rows(ranked, sorted(candidates), classes))
+        config.output_file,
+        submission.ranked_rows(ranked, classes, sorted(candidates).__getitem__))
     logging.info("Wrote %d classes (%d segments scored) to %s", num_rows, num_segments,
                  config.output_file)
     return SegmentInferenceResult(len(candidates), num_segments, num_rows)

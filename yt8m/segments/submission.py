@@ -8,6 +8,8 @@ starter's known bugs: the header line is checked (not parsed as a class), video 
 (never b'...' byte strings that match nothing) and every segment of a line counts, the last one
 included.
 """
+import urllib.request
+
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
@@ -17,30 +19,53 @@ from yt8m.core import files
 SEGMENT_SUBMISSION_HEADER = "Class,Segments"
 
 
+class WhitelistDownloadError(ValueError):
+    pass
+
+
 def read_segment_whitelist(path, flag="--segment_label_ids", num_classes=None):
     """segment_label_ids.csv (header `Index`, one class index a line) -> sorted tuple of classes."""
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"{flag}={path!r}: no such file")
     with tf.io.gfile.GFile(path) as handle:
-        lines = [line.strip() for line in handle.read().splitlines()]
-    lines = [(number, line) for number, line in enumerate(lines, start=1) if line]
+        return parse_segment_whitelist(handle.read(), f"{flag}={path!r}", num_classes)
+
+
+def load_segment_whitelist(location, flag, num_classes=None, timeout_secs=60):
+    """The whitelist at a path or an http(s) URL (the starter's --segment_label_ids_file)."""
+    if not location.startswith(("http://", "https://")):
+        return read_segment_whitelist(location, flag, num_classes)
+    try:
+        with urllib.request.urlopen(location, timeout=timeout_secs) as response:
+            data = response.read()
+    except OSError as error:  # URLError, HTTPError and timeouts are OSErrors
+        raise WhitelistDownloadError(
+            f"{flag}={location!r}: cannot fetch it ({error}); give a reachable URL or the path "
+            "of a local copy") from None
+    return parse_segment_whitelist(data.decode("utf-8", errors="replace"),
+                                   f"{flag}={location!r}", num_classes)
+
+
+def parse_segment_whitelist(text, where, num_classes=None):
+    """The text of a whitelist CSV -> sorted tuple of classes; errors start with `where`."""
+    lines = [(number, line.strip()) for number, line in enumerate(text.splitlines(), start=1)
+             if line.strip()]
     if not lines or lines[0][1] != records.SEGMENT_WHITELIST_HEADER:
         first = lines[0][1] if lines else "(empty file)"
-        raise ValueError(f"{flag}={path!r}: the first line must be the header "
+        raise ValueError(f"{where}: the first line must be the header "
                          f"{records.SEGMENT_WHITELIST_HEADER!r}, got {first!r}")
     classes = set()
     for number, line in lines[1:]:
         try:
             cls = int(line)
         except ValueError:
-            raise ValueError(f"{flag}={path!r} line {number}: {line!r} is not a class "
-                             "index") from None
+            raise ValueError(f"{where} line {number}: {line!r} is not a class index") from None
         if cls < 0 or (num_classes is not None and cls >= num_classes):
-            raise ValueError(f"{flag}={path!r} line {number}: class {cls} is outside "
+            raise ValueError(f"{where} line {number}: class {cls} is outside "
                              f"[0, num_classes={num_classes})")
         classes.add(cls)
     if not classes:
-        raise ValueError(f"{flag}={path!r} lists no class")
+        raise ValueError(f"{where} lists no class")
     return tuple(sorted(classes))
 
 
@@ -53,6 +78,14 @@ def row_classes(ranked_classes, whitelist=None):
 def format_segment_row(cls, segments):
     """`<cls>,<id>:<start> <id>:<start> ...` from (video_id, start) pairs, best first."""
     return f"{int(cls)}," + " ".join(f"{video_id}:{int(start)}" for video_id, start in segments)
+
+
+def ranked_rows(ranked, classes, video_text):
+    """(class, [(video id, start), ...]) rows for `classes`, best segment first, from a
+    yt8m.segments.top_k.PerClassTopK whose videos `video_text` turns into ids."""
+    for cls in classes:
+        _, videos, starts = ranked.top(cls)
+        yield cls, [(video_text(video), int(start)) for video, start in zip(videos, starts)]
 
 
 def write_segment_submission(output_file, rows):

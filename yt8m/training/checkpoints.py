@@ -17,7 +17,10 @@ from yt8m.core import model_flags as model_flags_lib
 from yt8m.training.model_builder import build_model
 
 CHECKPOINT_PREFIX = "ckpt"
+CHECKPOINT_STATE_FILE = "checkpoint"  # tf.train.CheckpointManager's list of the checkpoints
 _STEP_PATTERN = re.compile(r"-(\d+)$")
+# The files of one checkpoint: ckpt-<step>.index and ckpt-<step>.data-<shard>-of-<shards>.
+CHECKPOINT_FILE = re.compile(rf"^{CHECKPOINT_PREFIX}-(\d+)\.(index|data-\d+-of-\d+)$")
 
 
 class NoCheckpointError(FileNotFoundError):
@@ -129,8 +132,25 @@ def load_model(train_dir, checkpoint=None):
 
 
 def make_checkpoint_manager(checkpoint, train_dir, max_to_keep):
-    return tf.train.CheckpointManager(checkpoint, train_dir, max_to_keep=max_to_keep,
+    """max_to_keep: the newest checkpoints kept; 0 keeps all (as the starter's
+    Saver(max_to_keep=0))."""
+    if max_to_keep < 0:
+        raise ValueError(f"--keep_checkpoint_max must be >= 0, got {max_to_keep}")
+    return tf.train.CheckpointManager(checkpoint, train_dir, max_to_keep=max_to_keep or None,
                                       checkpoint_name=CHECKPOINT_PREFIX)
+
+
+def remove_checkpoints(train_dir):
+    """Deletes train_dir's checkpoints (ckpt-<step>.* and the `checkpoint` state file) and nothing
+    else: --start_new_model must not leave an earlier model's checkpoints among the new ones (the
+    exporter averages step ranges of whatever ckpt-<step> files it finds). Returns how many
+    checkpoints were removed."""
+    paths = [path for path in tf.io.gfile.glob(os.path.join(train_dir, f"{CHECKPOINT_PREFIX}-*"))
+             if CHECKPOINT_FILE.match(os.path.basename(path))]
+    state = os.path.join(train_dir, CHECKPOINT_STATE_FILE)
+    for path in paths + ([state] if tf.io.gfile.exists(state) else []):
+        tf.io.gfile.remove(path)
+    return sum(path.endswith(".index") for path in paths)
 
 
 def checkpoint_paths(train_dir):

@@ -12,6 +12,29 @@ from yt8m.training import multi_worker
 from yt8m.core.config import DISTRIBUTION_STRATEGIES as STRATEGIES
 
 
+def configure_local_devices(devices):
+    """Applies train.py's LocalDevices (yt8m.core.config) before TensorFlow runs anything: at most
+    --num_gpu GPUs are visible (the starter's towers: the first N GPUs; the strategy then
+    mirrors over those, or runs on the one device), the CPU is split into --num_cpu_devices, and
+    --log_device_placement logs where every operation runs."""
+    tf.debugging.set_log_device_placement(devices.log_device_placement)
+    limit_gpus(devices.num_gpu)
+    configure_cpu_devices(devices.num_cpu_devices)
+
+
+def limit_gpus(num_gpu):
+    """Hides every local GPU after the first `num_gpu` (0: train on the CPU)."""
+    if num_gpu < 0:
+        raise ValueError(f"--num_gpu must be >= 0, got {num_gpu}")
+    gpus = tf.config.list_physical_devices("GPU")
+    if len(gpus) > num_gpu:
+        try:
+            tf.config.set_visible_devices(gpus[:num_gpu], "GPU")
+        except RuntimeError as error:
+            raise RuntimeError(f"--num_gpu={num_gpu}: the visible GPUs can only be chosen "
+                               f"before TensorFlow runs its first op ({error})") from error
+
+
 def configure_cpu_devices(num_devices):
     """Splits the CPU into `num_devices` logical devices (tests and demos of data parallelism).
 
@@ -34,8 +57,9 @@ def configure_cpu_devices(num_devices):
 def make_strategy(name="default"):
     """Returns the tf.distribute strategy named by --distribution_strategy.
 
-    default: mirrored over the local GPUs when there are several, else mirrored over the logical
-      CPUs when --num_cpu_devices > 1, else one device (the GPU if any).
+    default: mirrored over the visible local GPUs (--num_gpu of them) when there are several, else
+      mirrored over the logical CPUs when --num_cpu_devices > 1, else one device (the GPU if
+      any).
     mirrored: MirroredStrategy over all local GPUs, or over all logical CPUs without GPUs.
     one_device: OneDeviceStrategy on the first GPU, else the first CPU.
     multi_worker: MultiWorkerMirroredStrategy over the machines in TF_CONFIG (multi_worker.py).

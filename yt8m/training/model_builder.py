@@ -1,9 +1,12 @@
-"""Builds the model a model_flags record describes (frame_level_models registry)."""
+"""Builds the model a model_flags record describes (frame_level_models registry), and the label
+loss it trains with."""
 import yt8m  # noqa: F401
 
 import frame_level_models
 from frame_level_models import pruning
+from frame_level_models import registry
 from yt8m.core import model_flags as model_flags_lib
+from yt8m.losses import get_label_loss
 
 
 def check_model_choice(model, frame_features):
@@ -30,3 +33,9 @@ def build_model(model_flags):
         feature_names=model_flags["feature_names"], feature_sizes=model_flags["feature_sizes"],
         **model_flags.get("hparams", {}))
     return pruning.prune_with_options(model, model_flags_lib.pruning_options(model_flags))
+
+
+def label_loss_for(label_loss, model):
+    """The --label_loss `label_loss` as model `model`'s reference code computed it (its
+    CrossEntropyLoss epsilon: 1e-5 for the starter's and Willow's models, 1e-8 for linrongc's)."""
+    return get_label_loss(label_loss, registry.loss_epsilon(model))

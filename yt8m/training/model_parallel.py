@@ -48,13 +48,15 @@ def on_variable_devices(optimizer_class):
                 (_UpdatesOnVariableDevices, optimizer_class), {})
 
 
-def make_model_parallel_step(strategy, model, optimizer, loss_fn):
+def make_model_parallel_step(strategy, model, optimizer, loss_fn, average_gradients=False):
     """Training step for a model that places its own sub-models on this worker's devices (a MOD
     tree over the worker's GPUs), built outside the strategy scope on every worker.
 
     `step(features, labels)` takes this worker's share of the global batch, computes the
-    gradients where the model puts them (its `compute_gradients`), averages them over the workers,
-    and applies them here (`optimizer`: built with `on_variable_devices` for a placed model);
+    gradients where the model puts them (its `compute_gradients`), sums them over the workers
+    (as the trainer sums replicas' gradients, the starter's towers; `average_gradients`: the mean,
+    --average_replica_gradients), and applies them here (`optimizer`: built with
+    `on_variable_devices` for a placed model);
     batch-norm moving statistics, updated from each worker's own examples, are averaged too, so
     every worker keeps the same model. Returns the loss averaged over the workers.
     `loss_fn(outputs, labels)` -> scalar.
@@ -68,8 +70,8 @@ def make_model_parallel_step(strategy, model, optimizer, loss_fn):
             loss = loss_fn(outputs, labels)
         variables = trained.trainable_variables
         gradients = trained.compute_gradients(tape, loss, variables)
-        optimizer.apply_gradients(zip(multi_worker.all_reduce_mean(strategy, gradients),
-                                      variables))
+        reduce = multi_worker.all_reduce_mean if average_gradients else multi_worker.all_reduce_sum
+        optimizer.apply_gradients(zip(reduce(strategy, gradients), variables))
         statistics = [variable for variable in model.non_trainable_variables
                       if variable.dtype.is_floating]
         if statistics:

@@ -24,7 +24,7 @@ Model parallelism inside a worker (MOD trees over the worker's devices) cannot l
 strategy's scope (the strategy would put every variable on its replica device). Such a model is
 built outside the scope on every worker and trained with
 `yt8m.training.model_parallel.make_model_parallel_step`: `broadcast_from_chief` makes the copies
-equal and `all_reduce_mean` averages the gradients over the workers before each worker applies
+equal and `all_reduce_sum` sums the gradients over the workers before each worker applies
 them.
 """
 import contextlib
@@ -248,16 +248,24 @@ def any_worker(strategy, *decisions):
     return tuple(bool(count > 0) for count in count_votes(votes).numpy())
 
 
-def all_reduce_mean(strategy, tensors):
-    """Element-wise mean over the replicas of all workers of a list of tensors (e.g. the gradients
+def all_reduce_sum(strategy, tensors):
+    """Element-wise sum over the replicas of all workers of a list of tensors (e.g. the gradients
     of a model built outside the strategy scope). Call it in cross-replica context (not inside
     strategy.run); every worker must call it with tensors of the same shapes. The result is
     bit-identical on every worker."""
     tensors = list(tensors)
     if not is_multi_worker(strategy):
         return tensors
-    summed = _all_reduce_sum(strategy, lambda _: tensors)
-    return [total / strategy.num_replicas_in_sync for total in summed]
+    return list(_all_reduce_sum(strategy, lambda _: tensors))
+
+
+def all_reduce_mean(strategy, tensors):
+    """Element-wise mean over the replicas of all workers (see all_reduce_sum)."""
+    tensors = list(tensors)
+    if not is_multi_worker(strategy):
+        return tensors
+    return [total / strategy.num_replicas_in_sync
+            for total in all_reduce_sum(strategy, tensors)]
 
 
 def broadcast_from_chief(strategy, variables):

@@ -1,12 +1,15 @@
-"""The quantity the trainer minimises (SPEC convention, docs/design.md):
+"""The quantity the trainer minimises (the references' train.py, docs/design.md):
 
   total = label_loss_weight * label_loss(predictions, labels[, label_weights])
-          + regularization_penalty * sum(model.losses)
+          + sum over model.auxiliary_predictions(outputs) of label_loss(p, labels[, ...])
+          + regularization_penalty * (sum(model.losses) + model.regularization_terms(outputs))
           + model.auxiliary_loss(labels, outputs, label_weights)
 
-label_loss_weight and auxiliary_loss come from the model's training protocol
-(yt8m.core.training_protocol: 1 and 0 for a plain model; distillation wrappers scale the label
-loss: 0 without L_CE, 1 - lambda in multi-teacher distillation).
+The hooks come from the model's training protocol (yt8m.core.training_protocol: a plain model has
+none). A mixture's branch predictions are auxiliary predictions and its distillation KL a
+regularisation term, as in linrongc's and MOD's train.py; distillation wrappers scale the label
+loss (label_loss_weight: 0 without L_CE, 1 - lambda in multi-teacher distillation) and add their
+terms through auxiliary_loss.
 """
 import yt8m  # noqa: F401
 import tensorflow as tf
@@ -23,14 +26,19 @@ def model_predictions(outputs):
 
 
 def training_loss(model, outputs, labels, label_weights, label_loss, regularization_penalty):
-    """Returns a dict of scalar tensors: label_loss, regularization_loss, auxiliary_loss, total."""
+    """Returns a dict of scalar tensors: label_loss (of the model's predictions),
+    regularization_loss (weight penalties and regularisation terms, before the penalty factor),
+    auxiliary_loss (the auxiliary predictions' label losses and the model's auxiliary loss), total.
+    """
     model = training_protocol.as_training_model(model)
     predictions, logits = model_predictions(outputs)
     label_term = label_loss.calculate_loss(predictions, labels, label_weights=label_weights,
                                            logits=logits)
-    model_losses = model.losses
-    regularization = tf.add_n(model_losses) if model_losses else tf.constant(0.0)
+    regularization = tf.add_n(list(model.losses) + [model.regularization_terms(outputs)])
     auxiliary = model.auxiliary_loss(labels, outputs, label_weights)
+    for aux_predictions, aux_logits in model.auxiliary_predictions(outputs):
+        auxiliary += label_loss.calculate_loss(aux_predictions, labels,
+                                               label_weights=label_weights, logits=aux_logits)
     total = (model.label_loss_weight * label_term + regularization_penalty * regularization
              + auxiliary)
     return {"label_loss": label_term, "regularization_loss": regularization,

@@ -1,20 +1,56 @@
-"""--optimizer names of the starter (tf.compat.v1.train classes) mapped to Keras optimizers."""
+"""--optimizer names of the starter (tf.compat.v1.train classes) as tf_keras optimizers with TF1's
+constants.
+
+The starter builds `optimizer_class(learning_rate)`, so the TF1 constructor defaults apply; the
+Keras classes differ in some constants, set here to TF1's values (the update formulas are the
+same):
+- AdamOptimizer: beta1 0.9, beta2 0.999, epsilon 1e-8 (Keras: 1e-7).
+- RMSPropOptimizer: decay 0.9, momentum 0, epsilon 1e-10 inside the square root, and the
+  mean-square accumulator starts at ONES (Keras: epsilon 1e-7 and zeros): `TF1RMSprop`.
+- AdagradOptimizer: accumulator starts at 0.1, no epsilon (Keras adds 1e-7 inside the sqrt).
+- AdadeltaOptimizer: rho 0.95, epsilon 1e-8 (Keras: 1e-7).
+- GradientDescentOptimizer: plain SGD.
+- MomentumOptimizer: the starter cannot build it (TF1's MomentumOptimizer has no default
+  momentum: `optimizer_class(learning_rate)` raises TypeError); here it is SGD with momentum 0.9
+  (docs/models.md "Deviations from the references").
+The Keras names (Adam, SGD, RMSprop, Adagrad, Adadelta) give the Keras defaults.
+"""
 import yt8m  # noqa: F401
+import tensorflow as tf
 import tf_keras as keras
 
 from yt8m.training import model_parallel
 
-# Starter name -> (Keras optimizer class, extra constructor arguments).
+
+@keras.utils.register_keras_serializable(package="yt8m")
+class TF1RMSprop(keras.optimizers.RMSprop):
+    """Keras RMSprop whose mean-square accumulator (`velocity`) starts at ones, as
+    tf.compat.v1.train.RMSPropOptimizer's `rms` slot does (the first steps are then small
+    instead of ~lr / sqrt(0.1) in size)."""
+
+    def add_variable_from_reference(self, model_variable, variable_name, shape=None,
+                                    initial_value=None):
+        if variable_name == "velocity" and initial_value is None:
+            dtype = getattr(model_variable, "true_dtype", model_variable.dtype)
+            initial_value = tf.ones(model_variable.shape if shape is None else shape, dtype)
+        return super().add_variable_from_reference(model_variable, variable_name, shape,
+                                                   initial_value)
+
+
+# Starter name -> (Keras optimizer class, the TF1 constants as constructor arguments).
 _STARTER_NAMES = {
-    "AdamOptimizer": (keras.optimizers.Adam, {}),
+    "AdamOptimizer": (keras.optimizers.Adam, {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8}),
     "GradientDescentOptimizer": (keras.optimizers.SGD, {}),
     "MomentumOptimizer": (keras.optimizers.SGD, {"momentum": 0.9}),
-    "RMSPropOptimizer": (keras.optimizers.RMSprop, {}),
-    "AdagradOptimizer": (keras.optimizers.Adagrad, {}),
+    "RMSPropOptimizer": (TF1RMSprop, {"rho": 0.9, "momentum": 0.0, "epsilon": 1e-10}),
+    "AdagradOptimizer": (keras.optimizers.Adagrad,
+                         {"initial_accumulator_value": 0.1, "epsilon": 0.0}),
+    "AdadeltaOptimizer": (keras.optimizers.Adadelta, {"rho": 0.95, "epsilon": 1e-8}),
     "Adam": (keras.optimizers.Adam, {}),
     "SGD": (keras.optimizers.SGD, {}),
     "RMSprop": (keras.optimizers.RMSprop, {}),
     "Adagrad": (keras.optimizers.Adagrad, {}),
+    "Adadelta": (keras.optimizers.Adadelta, {}),
 }
 OPTIMIZER_NAMES = tuple(_STARTER_NAMES)
 

@@ -2,8 +2,9 @@
 
 One step = `strategy.run(replica_step)` inside a tf.function, so data parallelism (MirroredStrategy,
 later MultiWorkerMirroredStrategy) and models that place their own sub-models on devices (MOD
-trees) both work. Each replica divides its loss by the number of replicas; the optimizer sums the
-replicas' gradients and then clips each variable's gradient (Keras `clipnorm`).
+trees) both work. The optimizer sums the replicas' gradients and then clips each variable's
+gradient (Keras `clipnorm`), as the starter sums its towers' gradients and clips per variable;
+with --average_replica_gradients each replica divides its loss by the number of replicas first.
 """
 import dataclasses
 import json
@@ -24,9 +25,8 @@ from yt8m.training import inputs
 from yt8m.core import model_flags as model_flags_lib
 from yt8m.training import multi_worker
 from yt8m.training import objective
-from yt8m.losses import get_label_loss
 from yt8m.metrics import gap as batch_gap
-from yt8m.training.model_builder import build_model, check_model_choice
+from yt8m.training.model_builder import build_model, check_model_choice, label_loss_for
 from yt8m.training.optimizers import make_optimizer
 from yt8m.training.pruning_steps import PruningSteps
 from yt8m.training.schedules import examples_staircase_decay
@@ -86,7 +86,7 @@ class Trainer:
 
         check_model_choice(config.model, config.data.frame_features)
         flags_record = model_flags_lib.model_flags_from_config(config)
-        self.label_loss = get_label_loss(config.label_loss)
+        self.label_loss = label_loss_for(config.label_loss, config.model)
         files = inputs.require_files(config.train_data_pattern, "--train_data_pattern")
         if self.is_chief:  # a train dir of another model: refused before anything is built
             model_flags_lib.check_model_flags(config.train_dir, flags_record,
@@ -134,6 +134,11 @@ class Trainer:
                 self._input_signature(files), dtype=tf.string, trainable=False)
             tracked["input_signature"] = self.input_signature
         self.checkpoint = tf.train.Checkpoint(**tracked)
+        if config.start_new_model and self.is_chief:
+            removed = checkpoints.remove_checkpoints(config.train_dir)
+            if removed:
+                logging.warning("--start_new_model: removed the %d checkpoint(s) of %s.",
+                                removed, config.train_dir)
         # Only the chief writes to train_dir; the other workers of a multi-worker run save to a
         # scratch directory (they must still call save: it is a collective operation).
         self.manager = multi_worker.make_checkpoint_manager(
@@ -162,9 +167,8 @@ class Trainer:
         latest = self.manager.latest_checkpoint
         if latest is None:
             return ""
-        if self.config.start_new_model:
-            logging.warning("--start_new_model: not restoring %s; new checkpoints will replace "
-                            "the old ones in %s.", latest, self.config.train_dir)
+        if self.config.start_new_model:  # a worker that is not the chief (it removed them)
+            logging.warning("--start_new_model: not restoring %s.", latest)
             return ""
         checkpoints.restore_training_state(
             latest, self.model, self.optimizer, f"model {self.config.model!r}",
@@ -187,7 +191,10 @@ class Trainer:
             outputs = self.training_model(features, training=True)
             losses = objective.training_loss(self.training_model, outputs, labels, label_weights,
                                              self.label_loss, self.config.regularization_penalty)
-            scaled_loss = losses["total_loss"] / self.num_replicas
+            # The optimizer sums the replicas' gradients (the starter's towers); averaging them
+            # is the named option.
+            scaled_loss = (losses["total_loss"] / self.num_replicas
+                           if self.config.average_replica_gradients else losses["total_loss"])
         variables = self.training_model.trainable_variables
         # A model placed over several devices (MOD tree) computes each sub-tree's gradients on
         # that sub-tree's device.
