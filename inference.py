@@ -10,12 +10,15 @@ import dataclasses
 
 import yt8m  # noqa: F401
 from yt8m.core import cli
+from yt8m.core import errors
+from yt8m.core import files
 from yt8m.core import options
 from yt8m.core.config import InferenceConfig
 from yt8m.export import saved_model_predictor
 from yt8m.inference import model_archive
 from yt8m.inference import video_inference
 from yt8m.segments import starter_inference
+from yt8m.training import inputs
 
 
 @dataclasses.dataclass
@@ -35,14 +38,34 @@ def _saved_model(config, saved_model_dir):
                         ("--input_model_tgz", config.input_model_tgz),
                         ("--output_model_tgz", config.output_model_tgz)):
         if value:
-            raise ValueError(f"{flag} and --saved_model_dir exclude each other")
+            raise errors.InvalidInputError(f"{flag} and --saved_model_dir exclude each other")
     return saved_model_predictor.load_saved_model_predictor(saved_model_dir,
                                                             num_readers=config.num_readers)
+
+
+def _check_outputs(config, source):
+    """--output_file (and --output_model_tgz) replace no input and do not lie inside one (a
+    train dir's model_flags.json); an existing --output_file only with --overwrite."""
+    model_inputs = [("--train_dir", config.train_dir),
+                    ("--saved_model_dir", source.saved_model_dir),
+                    ("--input_model_tgz", config.input_model_tgz)]
+    if config.input_model_tgz:
+        model_inputs.append(("--untar_model_dir", config.untar_model_dir))
+    if config.segment_labels and "://" not in config.segment_label_ids_file:
+        model_inputs.append(("--segment_label_ids_file", config.segment_label_ids_file))
+    data_files = inputs.require_files(config.input_data_pattern, "--input_data_pattern")
+    given = [(flag, path) for flag, path in model_inputs if path]
+    given += [("--input_data_pattern", path) for path in data_files]
+    files.check_output_file(config.output_file, "--output_file", config.overwrite, given)
+    if config.output_model_tgz:
+        files.check_output_path(config.output_model_tgz, "--output_model_tgz",
+                                given + [("--output_file", config.output_file)])
 
 
 def main():
     config = options.from_flags(InferenceConfig)
     source = options.from_flags(SavedModelSource)
+    _check_outputs(config, source)
     predict = data_config = None
     if source.saved_model_dir:
         predict, data_config = _saved_model(config, source.saved_model_dir)

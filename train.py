@@ -35,6 +35,10 @@ def main():
         config = finetune.config_from_flags(FLAGS)
     else:
         check_model_choice(FLAGS.model, FLAGS.frame_features)
+        unused = hparams.unused_flags(FLAGS.model)
+        if unused:
+            cli.warn("train.py", f"--model={FLAGS.model} does not use "
+                     f"{', '.join('--' + name for name in unused)}: ignored")
         config = options.from_flags(
             TrainConfig, model_hparams=hparams.hparams_from_flags(FLAGS, model_name=FLAGS.model))
     # Distillation: the student's config (k frames) and the wrapper the steps train.

@@ -103,7 +103,7 @@ def main(argv):
         pattern, export_dir, os.path.join(work_dir, "inference.csv"), FLAGS.batch_size))
     config = beam_inference.BeamInferenceConfig(
         input_data_pattern=pattern, saved_model_dir=export_dir,
-        output_file=os.path.join(work_dir, "beam.csv"), batch_size=FLAGS.batch_size)
+        output_file=os.path.join(work_dir, "beam.csv"), batch_size=FLAGS.batch_size, overwrite=True)
     mode = "multi_processing" if FLAGS.direct_num_workers > 1 else "in_memory"
     beam_secs = fastest(lambda: beam_inference.run(config, [
         "--runner=DirectRunner", f"--direct_num_workers={FLAGS.direct_num_workers}",

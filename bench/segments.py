@@ -128,7 +128,7 @@ def _segment_map(label, video_dir, segment_dir, data_dir, eval_files):
     result = inference.run_segment_inference(inference.SegmentInferenceConfig(
         input_data_pattern=pattern, video_model=video_dir, segment_model=segment_dir,
         output_file=output_file, segment_label_ids=whitelist,
-        segment_top_k=FLAGS.segment_top_k))
+        segment_top_k=FLAGS.segment_top_k, overwrite=True))
     seconds = time.time() - started
     evaluation = evaluate.evaluate_submission(output_file, pattern, whitelist,
                                               FLAGS.segment_top_k)

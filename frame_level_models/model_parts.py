@@ -11,6 +11,7 @@ from frame_level_models.layers import frame_ops
 from frame_level_models.layers.logistic import LogisticClassifier
 from frame_level_models.layers.moe import MoeClassifier
 from yt8m import features
+from yt8m.core import errors
 
 NUM_FRAMES = "num_frames"
 CLASSIFIER_NAMES = ("LogisticModel", "MoeModel")
@@ -77,30 +78,36 @@ def resolve_features(model_name, frame_level, feature_names=None, feature_sizes=
     names = tuple(_split_csv(feature_names)) if feature_names is not None else default_names
     if feature_sizes is None:
         if len(names) != len(features.DEFAULT_FEATURE_SIZES):
-            raise ValueError(f"{model_name}: feature_names={','.join(names)} needs feature_sizes "
-                             "(the default sizes 1024,128 fit two features)")
+            raise errors.InvalidInputError(
+                f"{model_name}: feature_names={','.join(names)} needs feature_sizes "
+                "(the default sizes 1024,128 fit two features)")
         sizes = features.DEFAULT_FEATURE_SIZES
     else:
         try:
             sizes = tuple(int(size) for size in _split_csv(feature_sizes))
         except ValueError:
-            raise ValueError(f"{model_name}: feature_sizes={feature_sizes!r} must be integers") \
+            raise errors.InvalidInputError(
+                f"{model_name}: feature_sizes={feature_sizes!r} must be integers") \
                 from None
     if not names or len(names) != len(sizes):
-        raise ValueError(f"{model_name}: feature_names={names} and feature_sizes={sizes} need one "
-                         "size per name")
+        raise errors.InvalidInputError(
+            f"{model_name}: feature_names={names} and feature_sizes={sizes} need one "
+            "size per name")
     if any(size <= 0 for size in sizes):
-        raise ValueError(f"{model_name}: feature_sizes={sizes} must be positive")
+        raise errors.InvalidInputError(f"{model_name}: feature_sizes={sizes} must be positive")
     if len(set(names)) != len(names) or NUM_FRAMES in names:
-        raise ValueError(f"{model_name}: feature_names={names} must be distinct and not "
-                         "'num_frames'")
+        raise errors.InvalidInputError(
+            f"{model_name}: feature_names={names} must be distinct and not "
+            "'num_frames'")
     video_names = [name for name in names if name.startswith("mean_")]
     if frame_level and video_names:
-        raise ValueError(f"{model_name} is a frame-level model but feature_names has video-level "
-                         f"features {video_names}; use rgb,audio (or a video-level model)")
+        raise errors.InvalidInputError(
+            f"{model_name} is a frame-level model but feature_names has video-level "
+            f"features {video_names}; use rgb,audio (or a video-level model)")
     if not frame_level and len(video_names) != len(names):
-        raise ValueError(f"{model_name} is a video-level model; feature_names={','.join(names)} "
-                         "must be video-level features (mean_rgb,mean_audio)")
+        raise errors.InvalidInputError(
+            f"{model_name} is a video-level model; feature_names={','.join(names)} "
+            "must be video-level features (mean_rgb,mean_audio)")
     return names, sizes
 
 

@@ -31,6 +31,7 @@ from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wra
 
 from frame_level_models.composite import placement
 from frame_level_models.composite.mixture import MixtureModel
+from yt8m.core import errors
 from yt8m.core.config import PruningConfig
 
 _PruneLowMagnitude = pruning_wrapper.PruneLowMagnitude
@@ -143,15 +144,17 @@ def prune(model, target_sparsity, begin_step=0, end_step=10000, frequency=100):
                             pruning_begin_step=begin_step, pruning_end_step=end_step,
                             pruning_frequency=frequency)
     if not options.enabled:
-        raise ValueError("--pruning_target_sparsity=0 means no pruning; give a fraction in (0, 1)")
+        raise errors.InvalidInputError(
+            "--pruning_target_sparsity=0 means no pruning; give a fraction in (0, 1)")
     if not prunable_weights(model):
-        raise ValueError(f"--pruning_target_sparsity={target_sparsity}: model {model.name!r} has "
-                         "no prunable layer (no layer lists weights in get_prunable_weights and "
-                         "it has no Dense layer)")
+        raise errors.InvalidInputError(
+            f"--pruning_target_sparsity={target_sparsity}: model {model.name!r} has no prunable "
+            "layer (no layer lists weights in get_prunable_weights and it has no Dense layer)")
     initial = sparsity(model)
     if initial >= target_sparsity:
-        raise ValueError(f"--pruning_target_sparsity={target_sparsity}: model {model.name!r} "
-                         f"already has sparsity {initial:.4f}")
+        raise errors.InvalidInputError(
+            f"--pruning_target_sparsity={target_sparsity}: model {model.name!r} already has "
+            f"sparsity {initial:.4f}")
     schedule = tfmot.sparsity.keras.PolynomialDecay(
         initial_sparsity=initial, final_sparsity=float(target_sparsity),
         begin_step=int(begin_step), end_step=int(end_step), frequency=int(frequency))

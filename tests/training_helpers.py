@@ -50,11 +50,12 @@ def python_command(script, *args):
     return [sys.executable, os.path.join(REPO, script), *args]
 
 
-def start(command):
-    """Starts a subprocess with the test environment (single-threaded TF, no GPU)."""
+def start(command, stdout=subprocess.PIPE):
+    """Starts a subprocess with the test environment (single-threaded TF, no GPU); its stdout
+    and stderr go together to `stdout` (a pipe, or an open file for long outputs)."""
     environment = dict(os.environ, TF_NUM_INTEROP_THREADS="1", TF_NUM_INTRAOP_THREADS="1",
                        CUDA_VISIBLE_DEVICES="", PYTHONPATH=REPO)
-    return subprocess.Popen(command, cwd=REPO, env=environment, stdout=subprocess.PIPE,
+    return subprocess.Popen(command, cwd=REPO, env=environment, stdout=stdout,
                             stderr=subprocess.STDOUT, text=True)
 
 

@@ -21,8 +21,10 @@ step), score = P_vid^w * P_seg^(1-w) (`fusion`), a per-class combiner keeps the 
 Every flag Beam knows (--runner, --project, --region, --temp_location, --setup_file, ...) is passed
 through to the pipeline; see docs/scale_out.md for the Dataflow, Flink and Spark launches.
 """
+import contextlib
 import dataclasses
 import functools
+import os
 from typing import NamedTuple
 
 from absl import app
@@ -38,9 +40,12 @@ from apache_beam.ml.inference import base as beam_inference_base
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from yt8m.core import cli
+from yt8m.core import errors
+from yt8m.core import files
 from yt8m.core import options
 from yt8m.core.option_groups import Batching, PredictionFiles, TopK
 from yt8m.data import readers
+from yt8m.data import record_stream
 from yt8m.data import records
 from yt8m.inference import submission as video_submission
 from yt8m.segments import fusion
@@ -68,13 +73,14 @@ class _LoadedServingModel:
         self.saved_model = tf.saved_model.load(saved_model_dir)
         signatures = self.saved_model.signatures
         if SERVING_SIGNATURE not in signatures:
-            raise ValueError(f"--saved_model_dir={saved_model_dir!r} has no {SERVING_SIGNATURE!r} "
-                             f"signature (it has {sorted(signatures)})")
+            raise errors.InvalidInputError(
+                f"--saved_model_dir={saved_model_dir!r} has no {SERVING_SIGNATURE!r} "
+                f"signature (it has {sorted(signatures)})")
         self.signature = signatures[SERVING_SIGNATURE]
         input_specs = self.signature.structured_input_signature[1]
         missing = [name for name in FEATURE_NAMES + (NUM_FRAMES_INPUT,) if name not in input_specs]
         if missing or PREDICTIONS_OUTPUT not in self.signature.structured_outputs:
-            raise ValueError(
+            raise errors.InvalidInputError(
                 f"--saved_model_dir={saved_model_dir!r}: {SERVING_SIGNATURE} must take "
                 f"{', '.join(FEATURE_NAMES + (NUM_FRAMES_INPUT,))} and return "
                 f"{PREDICTIONS_OUTPUT!r} (SPEC 7); it takes {sorted(input_specs)} and returns "
@@ -86,8 +92,9 @@ class _LoadedServingModel:
         num_classes = (recorded.numpy() if recorded is not None
                        else self.signature.structured_outputs[PREDICTIONS_OUTPUT].shape[-1])
         if num_classes is None:
-            raise ValueError(f"--saved_model_dir={saved_model_dir!r}: the number of classes is "
-                             "unknown (no num_classes variable, predictions of unknown width)")
+            raise errors.InvalidInputError(
+                f"--saved_model_dir={saved_model_dir!r}: the number of classes is "
+                "unknown (no num_classes variable, predictions of unknown width)")
         self.num_classes = int(num_classes)
         recorded = getattr(self.saved_model, "max_frames", None)
         self.max_frames = int(recorded.numpy()) if recorded is not None else None
@@ -109,6 +116,20 @@ class _LoadedServingModel:
             outputs.append(predictions[:min(batch_size, rows - begin)])
         return (np.concatenate(outputs) if outputs
                 else np.zeros((0, self.num_classes), np.float32))
+
+
+def read_named_records(filename):
+    """Yields (file name, serialized record) of one TFRecord file, read by the readers' own
+    checked reader (yt8m.data.record_stream): a truncated or corrupted file fails with one line
+    naming it and the byte offset (Beam's TFRecord reader dumps the bytes in hex instead)."""
+    try:
+        for _, record in record_stream.named_records([filename]).as_numpy_iterator():
+            yield filename, record
+    except tf.errors.OpError as error:
+        message = errors.input_error_message(error)
+        if message is None:
+            raise
+        raise errors.InvalidInputError(message) from None
 
 
 @functools.lru_cache(maxsize=None)
@@ -309,39 +330,44 @@ class BeamInferenceConfig(PredictionFiles, TopK, SegmentRanking):
 
 def _require_saved_model(path, flag):
     if not path:
-        raise ValueError(f"{flag} is empty: give the directory written by export_ensemble.py")
+        raise errors.InvalidInputError(
+            f"{flag} is empty: give the directory written by export_ensemble.py")
     if not tf.io.gfile.exists(f"{path.rstrip('/')}/saved_model.pb"):
-        raise FileNotFoundError(f"{flag}={path!r} is not a SavedModel directory "
-                                "(no saved_model.pb in it)")
+        raise errors.MissingInputError(f"{flag}={path!r} is not a SavedModel directory "
+                                       "(no saved_model.pb in it)")
 
 
 def validate(config):
     """Checks the configuration before anything runs; errors name the flag."""
     if not config.input_data_pattern:
-        raise ValueError("--input_data_pattern is empty: give a glob of frame-level TFRecords")
+        raise errors.InvalidInputError(
+            "--input_data_pattern is empty: give a glob of frame-level TFRecords")
     if not tf.io.gfile.glob(config.input_data_pattern):
-        raise FileNotFoundError(f"--input_data_pattern={config.input_data_pattern!r} matches no "
-                                "file")
+        raise errors.MissingInputError(
+            f"--input_data_pattern={config.input_data_pattern!r} matches no "
+            "file")
     _require_saved_model(config.saved_model_dir, "--saved_model_dir")
     if not config.output_file:
-        raise ValueError("--output_file is empty: give the path of the CSV to write")
+        raise errors.InvalidInputError("--output_file is empty: give the path of the CSV to write")
     if config.max_frames < 0:
-        raise ValueError(f"--max_frames must be >= 0 (0: the SavedModel's own), got "
-                         f"{config.max_frames}")
+        raise errors.InvalidInputError(f"--max_frames must be >= 0 (0: the SavedModel's own), got "
+                                       f"{config.max_frames}")
     for flag, value in (("--top_k", config.top_k), ("--batch_size", config.batch_size),
                         ("--segment_candidates", config.segment_candidates),
                         ("--segment_top_k", config.segment_top_k)):
         if value < 1:
-            raise ValueError(f"{flag} must be >= 1, got {value}")
+            raise errors.InvalidInputError(f"{flag} must be >= 1, got {value}")
     fusion.check_video_score_weight(config.video_score_weight)
     if config.segment_saved_model_dir:
         _require_saved_model(config.segment_saved_model_dir, "--segment_saved_model_dir")
         if not config.segment_output_file:
-            raise ValueError("--segment_saved_model_dir is set but --segment_output_file is "
-                             "empty: give the path of the Class,Segments CSV")
+            raise errors.InvalidInputError(
+                "--segment_saved_model_dir is set but --segment_output_file is "
+                "empty: give the path of the Class,Segments CSV")
     elif config.segment_output_file:
-        raise ValueError("--segment_output_file needs --segment_saved_model_dir (the 5-frame "
-                         "segment model)")
+        raise errors.InvalidInputError(
+            "--segment_output_file needs --segment_saved_model_dir (the 5-frame "
+            "segment model)")
 
 
 def _write_csv(rows, path, header, label, ordered_lines):
@@ -374,8 +400,9 @@ def build_pipeline(pipeline, config):
                  if config.segment_label_ids else None)
     predicted = (
         pipeline
-        | "InputPattern" >> beam.Create([config.input_data_pattern])
-        | "ReadRecords" >> beam.io.ReadAllFromTFRecord(with_filename=True)
+        | "InputFiles" >> beam.Create(readers.list_files(config.input_data_pattern))
+        | "SpreadFiles" >> beam.Reshuffle()
+        | "ReadRecords" >> beam.FlatMap(read_named_records)
         | "PredictVideos" >> beam_inference_base.RunInference(
             VideoModelHandler(config.saved_model_dir, config.max_frames, config.batch_size)))
     video_rows = predicted | "VideoRows" >> beam.Map(
@@ -401,11 +428,59 @@ def build_pipeline(pipeline, config):
                functools.partial(segment_rows, whitelist=whitelist))
 
 
+def _output_files(config):
+    return [path for path in (config.output_file, config.segment_output_file) if path]
+
+
+def check_outputs(config):
+    """The CSVs may replace no input (a data file, a SavedModel) and an existing file only with
+    --overwrite."""
+    inputs = [("--input_data_pattern", path) for path in readers.list_files(
+        config.input_data_pattern)]
+    inputs += [(flag, path) for flag, path in (
+        ("--saved_model_dir", config.saved_model_dir),
+        ("--segment_saved_model_dir", config.segment_saved_model_dir),
+        ("--segment_label_ids", config.segment_label_ids)) if path]
+    for flag, path in (("--output_file", config.output_file),
+                       ("--segment_output_file", config.segment_output_file)):
+        if path:
+            files.check_output_file(path, flag, config.overwrite, inputs)
+    if config.output_file == config.segment_output_file:
+        raise errors.InvalidInputError(f"--output_file and --segment_output_file are both "
+                                       f"{config.output_file!r}")
+
+
+def _beam_temp_dirs(output_files):
+    found = set()
+    for path in output_files:
+        directory, name = os.path.split(path)
+        found.update(tf.io.gfile.glob(os.path.join(directory or ".", f"beam-temp-{name}-*")))
+    return found
+
+
+@contextlib.contextmanager
+def _removing_beam_temp_dirs(output_files):
+    """Beam writes each CSV in a `beam-temp-<name>-<uuid>` directory next to it and moves it into
+    place once the pipeline succeeds; a failed run leaves that directory behind. Removes the ones
+    that appeared during the run when it fails."""
+    before = _beam_temp_dirs(output_files)
+    try:
+        yield
+    except BaseException:
+        for path in sorted(_beam_temp_dirs(output_files) - before):
+            files.remove(path)
+        raise
+
+
 def run(config, pipeline_args=()):
-    """Builds and runs the pipeline with Beam options `pipeline_args`; waits until it finishes."""
+    """Builds and runs the pipeline with Beam options `pipeline_args`; waits until it finishes.
+    A failed run leaves no temporary files and any earlier CSV as it was."""
+    validate(config)
+    check_outputs(config)
     options = PipelineOptions(list(pipeline_args))
-    with beam.Pipeline(options=options) as pipeline:
-        build_pipeline(pipeline, config)
+    with _removing_beam_temp_dirs(_output_files(config)):
+        with beam.Pipeline(options=options) as pipeline:
+            build_pipeline(pipeline, config)
     logging.info("Wrote %s%s", config.output_file,
                  f" and {config.segment_output_file}" if config.segment_saved_model_dir else "")
 

@@ -15,6 +15,7 @@ import time
 from absl import logging
 
 import yt8m  # noqa: F401
+import numpy as np
 import tensorflow as tf
 
 from yt8m.metrics import EvaluationMetrics
@@ -24,6 +25,7 @@ from yt8m.training import inputs
 from yt8m.core import model_flags as model_flags_lib
 from yt8m.training.model_builder import build_model, label_loss_for
 from yt8m.training.objective import model_predictions
+from yt8m.core import errors
 
 EVAL_SUBDIR = "eval"
 
@@ -53,18 +55,31 @@ def make_eval_step(model, data_config, label_loss):
     return eval_step
 
 
-def evaluate_batches(eval_step, batches, num_classes, top_k):
-    """Streams every batch through the metrics; returns the results dict."""
+def evaluate_batches(eval_step, batches, num_classes, top_k,
+                     data_description="the evaluation data"):
+    """Streams every batch through the metrics; returns the results dict.
+
+    Data without a single label (test files) is refused: its metrics would be a meaningless 0.
+    """
     metrics = EvaluationMetrics(num_classes, top_k)
     started = time.time()
+    labelled = 0  # examples with a label (segments: with a rated class)
     for batch in batches:
         predictions, loss = eval_step(batch)
-        metrics.accumulate(predictions.numpy(), batch["labels"].numpy(), float(loss))
+        labels = batch["labels"].numpy()
+        metrics.accumulate(predictions.numpy(), labels, float(loss))
+        marks = batch["label_weights"].numpy() if "label_weights" in batch else labels
+        labelled += int(np.count_nonzero(marks.any(axis=1)))
         logging.log_every_n(logging.INFO, "evaluated %d examples (%.1f examples/s)", 20,
                             metrics.num_examples,
                             metrics.num_examples / max(time.time() - started, 1e-9))
     if metrics.num_examples == 0:
-        raise ValueError("the evaluation data holds no example")
+        raise errors.InvalidInputError(f"{data_description} holds no example")
+    if labelled == 0:
+        raise errors.InvalidInputError(
+            f"{data_description} holds {metrics.num_examples} examples but not one label "
+            "(unlabelled test files?): its metrics would all be 0; evaluate on labelled "
+            "(train/validate) files")
     summary = metrics.get()
     return {name: float(summary[name]) for name in ("gap", "map", "hit_at_one", "perr", "loss")} \
         | {"num_examples": int(summary["num_examples"])}
@@ -93,16 +108,18 @@ class _Evaluator:
         step = checkpoints.checkpoint_step(checkpoint_path)
         dataset = inputs.evaluation_dataset(self.files, self.data_config, config.batch_size)
         results = evaluate_batches(self.eval_step, dataset, self.data_config.num_classes,
-                                   config.top_k)
+                                   config.top_k,
+                                   f"--eval_data_pattern={config.eval_data_pattern!r}")
         results.update(step=step, checkpoint=checkpoint_path,
                        eval_data_pattern=config.eval_data_pattern,
                        segment_labels=config.segment_labels, top_k=config.top_k)
-        if self.writer is None:
-            self.writer = tf.summary.create_file_writer(eval_dir(config.train_dir))
-        with self.writer.as_default():
-            for name in ("gap", "map", "hit_at_one", "perr", "loss"):
-                tf.summary.scalar(name, results[name], step=step)
-        self.writer.flush()
+        with files.refused_write_as_user_error(eval_dir(config.train_dir)):
+            if self.writer is None:
+                self.writer = tf.summary.create_file_writer(eval_dir(config.train_dir))
+            with self.writer.as_default():
+                for name in ("gap", "map", "hit_at_one", "perr", "loss"):
+                    tf.summary.scalar(name, results[name], step=step)
+            self.writer.flush()
         files.write_json_atomically(metrics_path(config.train_dir, step), results)
         logging.info("step %d | GAP %.4f | MAP %.4f | Hit@1 %.4f | PERR %.4f | loss %.4f | "
                      "%d examples", step, results["gap"], results["map"], results["hit_at_one"],

@@ -13,6 +13,7 @@ import tf_keras as keras
 from frame_level_models import model_parts
 from frame_level_models import registry
 from frame_level_models.composite import frame_selection
+from yt8m.core import errors
 
 MODEL_NAME = "FrameSkippingModel"
 NUM_FRAMES = "num_frames"
@@ -62,15 +63,18 @@ def split_hparams(hparams):
 def check_base_model(base):
     """A frame-level zoo model that is a plain functional model (not a mixture or a student)."""
     if base not in registry.model_names():
-        raise ValueError(f"{MODEL_NAME}: student_base_model={base!r} is not a zoo model; choose "
-                         f"one of: {', '.join(registry.model_names())}")
+        raise errors.InvalidInputError(
+            f"{MODEL_NAME}: student_base_model={base!r} is not a zoo model; choose "
+            f"one of: {', '.join(registry.model_names())}")
     spec = registry.spec(base)
     if spec.builds_model or base == MODEL_NAME:
-        raise ValueError(f"{MODEL_NAME}: student_base_model={base!r} is a composite model; a "
-                         "frame-skipping student wraps a single zoo model")
+        raise errors.InvalidInputError(
+            f"{MODEL_NAME}: student_base_model={base!r} is a composite model; a "
+            "frame-skipping student wraps a single zoo model")
     if not spec.frame_level:
-        raise ValueError(f"{MODEL_NAME}: student_base_model={base!r} is a video-level model; "
-                         "frame skipping needs a frame-level model")
+        raise errors.InvalidInputError(
+            f"{MODEL_NAME}: student_base_model={base!r} is a video-level model; "
+            "frame skipping needs a frame-level model")
 
 
 @registry.register_composite(MODEL_NAME, frame_level=True, hparams=(), other_names=OWN_HPARAMS,

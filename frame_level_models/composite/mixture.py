@@ -33,6 +33,7 @@ from frame_level_models.layers import common
 from frame_level_models.layers.frame_ops import MaskedMean
 from yt8m import losses as losses_lib
 from yt8m.core.training_protocol import TrainingModel
+from yt8m.core import errors
 
 NUM_FRAMES = "num_frames"
 BRANCH_LOGITS = "branch_logits"
@@ -265,11 +266,13 @@ class MixtureModel(TrainingModel, keras.Model):
         node = self
         for depth, index in enumerate(path):
             if not isinstance(node, MixtureModel):
-                raise ValueError(f"path {list(path)}: the node at depth {depth} is a leaf "
-                                 f"({node.name}); it has no branches")
+                raise errors.InvalidInputError(
+                    f"path {list(path)}: the node at depth {depth} is a leaf "
+                    f"({node.name}); it has no branches")
             if not 0 <= index < len(node.branch_models):
-                raise ValueError(f"path {list(path)}: index {index} at depth {depth} is out of "
-                                 f"range; that mixture has {len(node.branch_models)} branches "
-                                 f"(0..{len(node.branch_models) - 1})")
+                raise errors.InvalidInputError(
+                    f"path {list(path)}: index {index} at depth {depth} is out of "
+                    f"range; that mixture has {len(node.branch_models)} branches "
+                    f"(0..{len(node.branch_models) - 1})")
             node = node.branch_models[index]
         return node

@@ -19,6 +19,7 @@ from frame_level_models import registry
 from frame_level_models.composite import mod_tree
 from frame_level_models.composite import placement
 from frame_level_models.hparams import HParam, integer
+from yt8m.core import errors
 from yt8m.losses import LINRONGC_EPSILON
 
 GENERIC_MIXTURE = "MixtureModel"
@@ -86,11 +87,13 @@ def base_model_name(model_name, values):
     _check_name(model_name)
     base = values["mixture_base_model"] if model_name == GENERIC_MIXTURE else NEXTVLAD
     if base in MIXTURE_MODELS:
-        raise ValueError(f"{model_name}: mixture_base_model={base!r} is itself a mixture; give "
-                         "the tree's shape with --mod_tree instead (e.g. 4x3)")
+        raise errors.InvalidInputError(
+            f"{model_name}: mixture_base_model={base!r} is itself a mixture; give "
+            "the tree's shape with --mod_tree instead (e.g. 4x3)")
     if base not in registry.model_names():
-        raise ValueError(f"{model_name}: mixture_base_model={base!r} is not a zoo model; choose "
-                         f"one of: {', '.join(registry.model_names())}")
+        raise errors.InvalidInputError(
+            f"{model_name}: mixture_base_model={base!r} is not a zoo model; choose "
+            f"one of: {', '.join(registry.model_names())}")
     return base
 
 
@@ -99,8 +102,9 @@ def tree_shape(model_name, values):
     _check_name(model_name)
     if model_name == MIX_NEXTVLAD:
         if values["mod_tree"]:
-            raise ValueError("MixNeXtVLADModel is one level of --mix_number branches; "
-                             f"mod_tree={values['mod_tree']!r} needs MODNeXtVLADModel")
+            raise errors.InvalidInputError(
+                "MixNeXtVLADModel is one level of --mix_number branches; "
+                f"mod_tree={values['mod_tree']!r} needs MODNeXtVLADModel")
         return (values["mix_number"],)
     text = values["mod_tree"]
     if not text:
@@ -161,13 +165,15 @@ def node_model_flags(tree_flags, path):
     base = base_model_name(model_name, values)
     shape = tree_shape(model_name, values)
     if len(path) > len(shape):
-        raise ValueError(f"path {'/'.join(map(str, path))} is {len(path)} levels deep; the "
-                         f"{model_name} tree {mod_tree.format_tree_shape(shape)} has "
-                         f"{len(shape)} levels")
+        raise errors.InvalidInputError(
+            f"path {'/'.join(map(str, path))} is {len(path)} levels deep; the "
+            f"{model_name} tree {mod_tree.format_tree_shape(shape)} has "
+            f"{len(shape)} levels")
     for depth, index in enumerate(path):
         if index >= shape[depth]:
-            raise ValueError(f"path {'/'.join(map(str, path))}: index {index} at depth {depth} is "
-                             f"out of range; that level has {shape[depth]} branches")
+            raise errors.InvalidInputError(
+                f"path {'/'.join(map(str, path))}: index {index} at depth {depth} is "
+                f"out of range; that level has {shape[depth]} branches")
     flags = {key: value for key, value in tree_flags.items() if key != "hparams"}
     if len(path) == len(shape):
         flags["model"] = base

@@ -17,6 +17,7 @@ import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 from frame_level_models.composite import placement
 from frame_level_models.composite.mixture import MixtureModel
 from frame_level_models.layers import common
+from yt8m.core import errors
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,10 +32,11 @@ def parse_tree_shape(text, flag_name="--mod_tree"):
     try:
         shape = tuple(int(part) for part in parts)
     except ValueError:
-        raise ValueError(f"{flag_name}={text!r} is not a tree shape such as 3, 4x3 or 2x2x3 "
-                         "(branch counts joined by 'x', root first)") from None
+        raise errors.InvalidInputError(
+            f"{flag_name}={text!r} is not a tree shape such as 3, 4x3 or 2x2x3 "
+            "(branch counts joined by 'x', root first)") from None
     if any(count < 1 for count in shape):
-        raise ValueError(f"{flag_name}={text!r}: every branch count must be >= 1")
+        raise errors.InvalidInputError(f"{flag_name}={text!r}: every branch count must be >= 1")
     return shape
 
 
@@ -49,10 +51,12 @@ def _float_list(text, flag_name, depth):
     try:
         numbers = [float(value) for value in values]
     except ValueError:
-        raise ValueError(f"{flag_name}={text!r} is not a comma-separated list of numbers") from None
+        raise errors.InvalidInputError(
+            f"{flag_name}={text!r} is not a comma-separated list of numbers") from None
     if len(numbers) != depth:
-        raise ValueError(f"{flag_name}={text!r} has {len(numbers)} values; the tree has {depth} "
-                         "levels of mixtures (give one per level, root first)")
+        raise errors.InvalidInputError(
+            f"{flag_name}={text!r} has {len(numbers)} values; the tree has {depth} "
+            "levels of mixtures (give one per level, root first)")
     return numbers
 
 
@@ -69,8 +73,9 @@ def level_settings(depth, cl_temperature, cl_lambda, final_temperature=None, fin
         lambdas = [top] + [cl_lambda] * (depth - 1)
     for level, temperature in enumerate(temperatures):
         if temperature < 0:
-            raise ValueError(f"distillation temperature of level {level} is {temperature}; it must "
-                             "be >= 0 (0 disables distillation at that level)")
+            raise errors.InvalidInputError(
+                f"distillation temperature of level {level} is {temperature}; it must "
+                "be >= 0 (0 disables distillation at that level)")
     return [LevelSettings(float(t), float(l)) for t, l in zip(temperatures, lambdas)]
 
 
@@ -118,8 +123,9 @@ def parse_path(text, flag_name="--path"):
     try:
         path = tuple(int(part) for part in parts)
     except ValueError:
-        raise ValueError(f"{flag_name}={text!r} is not a path of branch indices such as 2 or 2/1 "
-                         "(0-based, root first, joined by '/')") from None
+        raise errors.InvalidInputError(
+            f"{flag_name}={text!r} is not a path of branch indices such as 2 or 2/1 "
+            "(0-based, root first, joined by '/')") from None
     if any(index < 0 for index in path):
-        raise ValueError(f"{flag_name}={text!r}: branch indices are 0-based and >= 0")
+        raise errors.InvalidInputError(f"{flag_name}={text!r}: branch indices are 0-based and >= 0")
     return path

@@ -11,6 +11,7 @@ import contextlib
 
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
+from yt8m.core import errors
 
 
 def visible_devices():
@@ -39,11 +40,12 @@ def parse_devices(text, flag_name="--mod_devices"):
         try:
             spec = tf.DeviceSpec.from_string(name if ":" in name else name + ":0")
         except ValueError as error:
-            raise ValueError(f"{flag_name}={text!r}: {name!r} is not a device name such as "
-                             f"/GPU:0 ({error})") from None
+            raise errors.InvalidInputError(
+                f"{flag_name}={text!r}: {name!r} is not a device name such as "
+                f"/GPU:0 ({error})") from None
         matches = [full for other, full in logical if _same_device(spec, other)]
         if not matches:
-            raise ValueError(
+            raise errors.InvalidInputError(
                 f"{flag_name}={text!r}: no device {name!r} on this machine; the logical devices "
                 f"are {', '.join(full for _, full in logical)}")
         resolved.append(matches[0])
@@ -72,7 +74,7 @@ def check_strategy_allows_placement(devices):
     if len({device for device in devices if device}) <= 1 or not tf.distribute.has_strategy():
         return
     strategy = tf.distribute.get_strategy()
-    raise ValueError(
+    raise errors.InvalidInputError(
         f"A MOD tree placed on several devices ({', '.join(sorted(set(devices)))}) cannot be built "
         f"under {type(strategy).__name__}: that strategy puts every variable on its own device(s). "
         "Build it outside any strategy scope (several machines: "

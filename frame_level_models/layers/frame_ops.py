@@ -11,6 +11,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from frame_level_models.layers import common
+from yt8m.core import errors
 
 
 @keras.utils.register_keras_serializable(package="yt8m")
@@ -123,18 +124,22 @@ def load_eigenvalues(path, size):
     try:
         values = np.load(path, allow_pickle=False)
     except FileNotFoundError:
-        raise FileNotFoundError(f"pca_eigenvalues_file={path!r}: no such file") from None
+        raise errors.MissingInputError(f"pca_eigenvalues_file={path!r}: no such file") from None
     except (ValueError, OSError) as error:
-        raise ValueError(f"pca_eigenvalues_file={path!r} is not a numpy .npy file: {error}") from None
+        raise errors.InvalidInputError(
+            f"pca_eigenvalues_file={path!r} is not a numpy .npy file: {error}") from None
     values = np.asarray(values)
     if values.dtype.kind not in "fiu":
-        raise ValueError(f"pca_eigenvalues_file={path!r} holds {values.dtype} values, not numbers")
+        raise errors.InvalidInputError(
+            f"pca_eigenvalues_file={path!r} holds {values.dtype} values, not numbers")
     values = values.astype(np.float64).reshape(-1)
     if values.size != size:
-        raise ValueError(f"pca_eigenvalues_file={path!r} holds {values.size} eigenvalues; the rgb "
-                         f"feature has {size} dimensions")
+        raise errors.InvalidInputError(
+            f"pca_eigenvalues_file={path!r} holds {values.size} eigenvalues; the rgb "
+            f"feature has {size} dimensions")
     if not np.all(np.isfinite(values)) or np.any(values < 0):
-        raise ValueError(f"pca_eigenvalues_file={path!r}: eigenvalues must be finite and >= 0")
+        raise errors.InvalidInputError(
+            f"pca_eigenvalues_file={path!r}: eigenvalues must be finite and >= 0")
     return values.astype(np.float32)
 
 

@@ -9,6 +9,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from frame_level_models.layers import common
+from yt8m.core import errors
 
 
 @keras.utils.register_keras_serializable(package="yt8m")
@@ -54,8 +55,8 @@ class SEGating(common.BatchNormLayer):
     def build(self, input_shape):
         size = int(input_shape[-1])
         if size % self.reduction:
-            raise ValueError(f"SE gating: input size {size} is not divisible by "
-                             f"gating_reduction={self.reduction}")
+            raise errors.InvalidInputError(f"SE gating: input size {size} is not divisible by "
+                                           f"gating_reduction={self.reduction}")
         squeezed = size // self.reduction
         self.squeeze_kernel = self.add_weight("squeeze_kernel", [size, squeezed],
                                               initializer=common.he_normal())

@@ -14,6 +14,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from frame_level_models.layers import common
+from yt8m.core import errors
 
 
 @keras.utils.register_keras_serializable(package="yt8m")
@@ -37,8 +38,9 @@ class NeXtVLAD(common.BatchNormLayer):
         feature_size = int(input_shape[0][-1])
         expanded = self.expansion * feature_size
         if expanded % self.groups:
-            raise ValueError(f"NeXtVLAD: expansion*feature_size = {expanded} is not divisible by "
-                             f"groups={self.groups}")
+            raise errors.InvalidInputError(
+                f"NeXtVLAD: expansion*feature_size = {expanded} is not divisible by "
+                f"groups={self.groups}")
         self.feature_size = feature_size
         self.group_size = expanded // self.groups
         groups, clusters = self.groups, self.cluster_size

@@ -418,14 +418,17 @@ def test_failed_verification_leaves_no_partial_output(train_dirs, workdir):
     dirs, _ = train_dirs
     output_dir = workdir / "kept"
     output_dir.mkdir()
-    (output_dir / "previous.txt").write_text("earlier export")
+    earlier = {"saved_model.pb": "earlier export", "export_report.json": "{}"}
+    for name, text in earlier.items():  # what --overwrite recognises as an earlier export
+        (output_dir / name).write_text(text)
     config = exporter.ExportConfig(members=[dirs["netvlad"]], output_dir=str(output_dir),
                                    precision="int8", min_low_precision_elements=MIN_ELEMENTS,
                                    max_prediction_diff=0.0, overwrite=True)
     with pytest.raises(exporter.PredictionMismatchError, match=r"over the limit 0 "):
         exporter.export_ensemble(config)
-    assert os.listdir(output_dir) == ["previous.txt"] and not _leftovers(workdir)
-    with pytest.raises(ValueError, match=r"already exists; pass --overwrite"):
+    assert {name: (output_dir / name).read_text() for name in os.listdir(output_dir)} == earlier
+    assert not _leftovers(workdir)
+    with pytest.raises(FileExistsError, match=r"already exists; pass --overwrite"):
         exporter.export_ensemble(exporter.ExportConfig(members=[dirs["netvlad"]],
                                                        output_dir=str(output_dir)))
 

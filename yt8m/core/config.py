@@ -10,6 +10,7 @@ import dataclasses
 from typing import Optional
 
 import yt8m  # noqa: F401
+from yt8m.core import errors
 from yt8m.core.option_groups import (Batching, CheckpointSelection, FrameBuckets, InputFeatures,
                                      PredictionFiles, TopK)
 from yt8m.core.options import option, override
@@ -42,22 +43,26 @@ class PruningConfig:
 
     def __post_init__(self):
         if not 0.0 <= self.pruning_target_sparsity < 1.0:
-            raise ValueError(f"--pruning_target_sparsity={self.pruning_target_sparsity} must be in "
-                             "[0, 1) (0: no pruning)")
+            raise errors.InvalidInputError(
+                f"--pruning_target_sparsity={self.pruning_target_sparsity} must be in [0, 1) "
+                "(0: no pruning)")
         if not self.enabled:
             return
         if self.pruning_begin_step < 0:
-            raise ValueError(f"--pruning_begin_step={self.pruning_begin_step} must be >= 0")
+            raise errors.InvalidInputError(
+                f"--pruning_begin_step={self.pruning_begin_step} must be >= 0")
         if self.pruning_frequency < 1:
-            raise ValueError(f"--pruning_frequency={self.pruning_frequency} must be >= 1")
+            raise errors.InvalidInputError(
+                f"--pruning_frequency={self.pruning_frequency} must be >= 1")
         if self.pruning_end_step <= self.pruning_begin_step:
-            raise ValueError(f"--pruning_end_step={self.pruning_end_step} must be after "
-                             f"--pruning_begin_step={self.pruning_begin_step}")
+            raise errors.InvalidInputError(
+                f"--pruning_end_step={self.pruning_end_step} must be after "
+                f"--pruning_begin_step={self.pruning_begin_step}")
         span = self.pruning_end_step - self.pruning_begin_step
         if span % self.pruning_frequency:
             # tfmot updates the masks only at begin + k * frequency <= end: the last update
             # would come before end_step, below the target.
-            raise ValueError(
+            raise errors.InvalidInputError(
                 f"--pruning_end_step={self.pruning_end_step} minus --pruning_begin_step="
                 f"{self.pruning_begin_step} ({span}) must be a multiple of --pruning_frequency="
                 f"{self.pruning_frequency}, so that a mask update falls on the end step")

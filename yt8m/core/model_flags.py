@@ -8,12 +8,13 @@ import tensorflow as tf
 
 from yt8m.core import files
 from yt8m.core.option_groups import parse_features
+from yt8m.core import errors
 
 MODEL_FLAGS_FILE = "model_flags.json"
 PRUNING = "pruning"  # key of the pruning options (yt8m.core.config.PruningConfig), when pruned
 
 
-class ModelFlagsMismatchError(ValueError):
+class ModelFlagsMismatchError(errors.InvalidInputError):
     pass
 
 
@@ -52,13 +53,13 @@ def pruning_options(model_flags):
 def read_model_flags(train_dir):
     path = model_flags_path(train_dir)
     if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(
+        raise errors.MissingInputError(
             f"--train_dir={train_dir!r} has no {MODEL_FLAGS_FILE}: it is not a directory written "
             "by train.py")
     try:
         return files.read_json(path)
     except ValueError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from error
+        raise errors.InvalidInputError(f"{path} is not valid JSON: {error}") from error
 
 
 def _differences(recorded, requested):

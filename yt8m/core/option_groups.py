@@ -9,6 +9,7 @@ from typing import Optional
 
 import yt8m  # noqa: F401
 from yt8m.core.options import Items, option
+from yt8m.core import errors
 
 FEATURE_SIZE_ITEMS = Items(int, "an integer", quote_value=True)
 FRAME_BUCKET_ITEMS = Items(int, "an integer number of frames", quote_value=True)
@@ -24,16 +25,17 @@ def parse_features(feature_names, feature_sizes):
     names_text, sizes_text = _text(feature_names), _text(feature_sizes)
     names = tuple(name.strip() for name in names_text.split(",") if name.strip())
     if not names:
-        raise ValueError("--feature_names is empty; give comma-separated names such as rgb,audio")
+        raise errors.InvalidInputError(
+            "--feature_names is empty; give comma-separated names such as rgb,audio")
     sizes = FEATURE_SIZE_ITEMS(sizes_text, "--feature_sizes")
     if any(size <= 0 for size in sizes):
-        raise ValueError(f"--feature_sizes={sizes_text!r}: sizes must be positive")
+        raise errors.InvalidInputError(f"--feature_sizes={sizes_text!r}: sizes must be positive")
     if len(names) != len(sizes):
-        raise ValueError(
+        raise errors.InvalidInputError(
             f"--feature_names has {len(names)} names ({names_text!r}) but --feature_sizes has "
             f"{len(sizes)} sizes ({sizes_text!r}); give one size per feature")
     if len(set(names)) != len(names):
-        raise ValueError(f"--feature_names={names_text!r} repeats a name")
+        raise errors.InvalidInputError(f"--feature_names={names_text!r} repeats a name")
     return names, sizes
 
 
@@ -92,3 +94,4 @@ class PredictionFiles:
     """What a prediction tool reads and the CSV it writes."""
     input_data_pattern: str = option("", "Glob of the TFRecord files to predict.")
     output_file: str = option("", "Submission CSV to write (atomically).")
+    overwrite: bool = option(False, "Replace an existing --output_file (never an input).")

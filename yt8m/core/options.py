@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping, Optional
 from absl import flags
 
 import yt8m  # noqa: F401
+from yt8m.core import errors
 
 _METADATA_KEY = "yt8m.option"
 
@@ -52,7 +53,8 @@ class Items:
                 converted.append(self.convert(value.strip()))
             except ValueError:
                 where = f"{label}={','.join(values)!r}" if self.quote_value else label
-                raise ValueError(f"{where}: {value.strip()!r} is not {self.what}") from None
+                raise errors.InvalidInputError(
+                    f"{where}: {value.strip()!r} is not {self.what}") from None
         return tuple(converted)
 
 
@@ -206,15 +208,17 @@ def _aliased(spec, name, value, flag_values):
     """The option's value after its deprecated aliases (a notice on stderr for each one set)."""
     chosen = [alias for alias in spec.deprecated_aliases if flag_values[alias].value]
     if len(chosen) > 1:
-        raise ValueError(f"{' and '.join('--' + alias for alias in chosen)} exclude each other: "
-                         f"choose one {name}")
+        raise errors.InvalidInputError(
+            f"{' and '.join('--' + alias for alias in chosen)} exclude each other: "
+            f"choose one {name}")
     if not chosen:
         return value
     alias, aliased = chosen[0], spec.deprecated_aliases[chosen[0]]
     print(f"warning: --{alias} is deprecated; use --{name}={aliased}", file=sys.stderr,
           flush=True)
     if flag_values[name].present and value != aliased:
-        raise ValueError(f"--{alias} contradicts --{name}={value}: give only --{name}")
+        raise errors.InvalidInputError(
+            f"--{alias} contradicts --{name}={value}: give only --{name}")
     return aliased
 
 

@@ -12,6 +12,7 @@ import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
 from yt8m.core.option_groups import FRAME_BUCKET_ITEMS
+from yt8m.core import errors
 
 NUM_FRAMES = "num_frames"
 
@@ -29,14 +30,17 @@ def parse_boundaries(values, max_frames, flag_name="--frame_buckets"):
     bounds = []
     for bound in FRAME_BUCKET_ITEMS(values, flag_name):
         if bound <= 0:
-            raise ValueError(f"{flag_name}: bucket bounds must be positive, got {bound}")
+            raise errors.InvalidInputError(
+                f"{flag_name}: bucket bounds must be positive, got {bound}")
         if bound > max_frames:
-            raise ValueError(f"{flag_name}: bucket bound {bound} is above --max_frames="
-                             f"{max_frames} (videos are cut to max_frames before bucketing)")
+            raise errors.InvalidInputError(
+                f"{flag_name}: bucket bound {bound} is above --max_frames="
+                f"{max_frames} (videos are cut to max_frames before bucketing)")
         bounds.append(bound)
     if sorted(set(bounds)) != bounds:
-        raise ValueError(f"{flag_name}={','.join(map(str, values))!r}: bounds must be strictly "
-                         "increasing")
+        raise errors.InvalidInputError(
+            f"{flag_name}={','.join(map(str, values))!r}: bounds must be strictly "
+            "increasing")
     if bounds[-1] != max_frames:
         bounds.append(max_frames)
     return tuple(bounds)

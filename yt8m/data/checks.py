@@ -8,6 +8,8 @@ import sys
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
+from yt8m.core import errors
+
 
 def as_text(value):
     """A numeric tensor as a string tensor (for messages)."""
@@ -15,9 +17,11 @@ def as_text(value):
 
 
 def raise_if(condition, make_message):
-    """An op that fails with InvalidArgumentError `make_message()` when `condition` holds."""
+    """An op that fails with InvalidArgumentError `make_message()` when `condition` holds (its
+    assert op's name marks the error as bad input for yt8m.core.errors)."""
     def fail():
-        with tf.control_dependencies([tf.debugging.Assert(False, [make_message()])]):
+        with tf.control_dependencies([tf.debugging.Assert(False, [make_message()],
+                                                          name=errors.INPUT_CHECK_OP)]):
             return tf.constant(False)
     return tf.cond(condition, fail, lambda: tf.constant(True))
 

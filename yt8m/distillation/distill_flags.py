@@ -7,6 +7,7 @@ from absl import flags
 import yt8m  # noqa: F401
 from yt8m.core import options
 from yt8m.distillation.config import DistillConfig
+from yt8m.core import errors
 
 
 def define_flags(flag_values=flags.FLAGS):
@@ -21,7 +22,8 @@ def config_from_flags(flag_values=flags.FLAGS):
     import frame_level_models
     from frame_level_models import hparams
     if config.teacher_model not in frame_level_models.MODEL_NAMES:
-        raise ValueError(f"--teacher_model={config.teacher_model!r} is not a known model; choose "
-                         f"one of: {', '.join(frame_level_models.MODEL_NAMES)}")
+        raise errors.InvalidInputError(
+            f"--teacher_model={config.teacher_model!r} is not a known model; choose "
+            f"one of: {', '.join(frame_level_models.MODEL_NAMES)}")
     return dataclasses.replace(config, teacher_hparams=hparams.hparams_from_flags(
         flag_values, model_name=config.teacher_model))

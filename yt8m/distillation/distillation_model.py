@@ -20,6 +20,7 @@ import tf_keras as keras
 
 from yt8m.core.training_protocol import TrainingModel, as_training_model
 from yt8m.distillation import teachers as teachers_lib
+from yt8m.core import errors
 
 NUM_FRAMES = "num_frames"
 VIDEO_ID = "id"
@@ -160,9 +161,10 @@ def require_embeddings(sizes, what, descriptions):
     """Clear error when a teacher has no embedding output."""
     for size, description in zip(sizes, descriptions):
         if size is None:
-            raise ValueError(f"{what} needs the teachers' embeddings, and {description} has none "
-                             "(exported ensembles and models without an `embedding` output give "
-                             "only predictions)")
+            raise errors.InvalidInputError(
+                f"{what} needs the teachers' embeddings, and {description} has none "
+                "(exported ensembles and models without an `embedding` output give "
+                "only predictions)")
 
 
 def build_dense(units, input_size, name):

@@ -25,32 +25,37 @@ from frame_level_models.composite import mod_tree
 from yt8m.training import checkpoints
 from yt8m.core import files
 from yt8m.core import model_flags as model_flags_lib
+from yt8m.core import errors
 
 
 def read_tree_flags(train_dir):
     """model_flags of `train_dir`, which must hold a mixture model."""
     tree_flags = model_flags_lib.read_model_flags(train_dir)
     if tree_flags.get("model") not in mixture_models.MIXTURE_MODELS:
-        raise ValueError(f"--train_dir={train_dir!r} holds a {tree_flags.get('model')!r} model, "
-                         f"not a mixture ({', '.join(mixture_models.MIXTURE_MODELS)}); there is "
-                         "nothing to cut out")
+        raise errors.InvalidInputError(
+            f"--train_dir={train_dir!r} holds a {tree_flags.get('model')!r} model, "
+            f"not a mixture ({', '.join(mixture_models.MIXTURE_MODELS)}); there is "
+            "nothing to cut out")
     return tree_flags
 
 
 def _require_empty_output(output_dir):
     for name in (model_flags_lib.MODEL_FLAGS_FILE, "checkpoint"):
         if tf.io.gfile.exists(os.path.join(output_dir, name)):
-            raise ValueError(f"--output_dir={output_dir!r} already holds {name}; give a new "
-                             "directory (extraction never overwrites a train dir)")
+            raise errors.InvalidInputError(
+                f"--output_dir={output_dir!r} already holds {name}; give a new "
+                "directory (extraction never overwrites a train dir)")
 
 
 def extract(train_dir, path, output_dir, checkpoint=None):
     """Writes the node at `path` (tuple of branch indices) of the tree in `train_dir` to
     `output_dir`; returns the checkpoint path written."""
     if not path:
-        raise ValueError("--path is empty; name a branch (e.g. 2 or 2/1), the root is the whole "
-                         "train dir")
+        raise errors.InvalidInputError(
+            "--path is empty; name a branch (e.g. 2 or 2/1), the root is the whole "
+            "train dir")
     _require_empty_output(output_dir)
+    files.check_output_path(output_dir, "--output_dir", [("--train_dir", train_dir)])
     # Check the path on the flags before paying for building and restoring the tree.
     node_flags = mixture_models.node_model_flags(read_tree_flags(train_dir), path)
     # load_model strips a pruned tree: the node is written without masks, its zeros in the weights.

@@ -23,6 +23,7 @@ from yt8m.distillation import teacher_sources
 from yt8m.distillation import teachers as teachers_lib
 from yt8m.distillation.distillation_model import (DistillationModel, require_embeddings,
                                                   stacked_teacher_outputs, student_logits)
+from yt8m.core import errors
 
 
 class GraphDistillationModel(DistillationModel):
@@ -46,9 +47,9 @@ class GraphDistillationModel(DistillationModel):
         if num_teachers < 1:
             raise ValueError("graph distillation needs at least one teacher")
         if not 0.0 <= lam <= 1.0:
-            raise ValueError(f"--distill_lambda={lam!r} must be in [0, 1]")
+            raise errors.InvalidInputError(f"--distill_lambda={lam!r} must be in [0, 1]")
         if rep_weight < 0:
-            raise ValueError(f"--graph_rep_weight={rep_weight!r} must be >= 0")
+            raise errors.InvalidInputError(f"--graph_rep_weight={rep_weight!r} must be >= 0")
         super().__init__(student, teacher_source, label_loss_weight=1.0 - lam, **kwargs)
         self.temperature = float(temperature)
         self.lam = float(lam)
@@ -101,8 +102,8 @@ class GraphDistillationModel(DistillationModel):
 
 def check_distance(distance):
     if distance not in graph_lib.DISTANCES:
-        raise ValueError(f"--graph_distance={distance!r}: choose one of "
-                         f"{', '.join(graph_lib.DISTANCES)}")
+        raise errors.InvalidInputError(f"--graph_distance={distance!r}: choose one of "
+                                       f"{', '.join(graph_lib.DISTANCES)}")
     return distance
 
 
@@ -111,9 +112,10 @@ def check(config):
     """--distill_mode=graph: frozen teachers, and the graphs' settings."""
     check_distance(config.graph_distance)
     if config.graph_bandwidth <= 0:
-        raise ValueError(f"--graph_bandwidth={config.graph_bandwidth}: must be > 0")
+        raise errors.InvalidInputError(f"--graph_bandwidth={config.graph_bandwidth}: must be > 0")
     if config.graph_rep_temperature <= 0:
-        raise ValueError(f"--graph_rep_temperature={config.graph_rep_temperature}: must be > 0")
+        raise errors.InvalidInputError(
+            f"--graph_rep_temperature={config.graph_rep_temperature}: must be > 0")
     teacher_sources.check_frozen_teachers(config)
 
 

@@ -15,6 +15,8 @@ check(config) raises ValueError naming the flag at fault; called once the settin
 import dataclasses
 from typing import Callable
 
+from yt8m.core import errors
+
 
 def _no_checks(config):
     del config
@@ -45,6 +47,7 @@ def names():
 
 def get(name):
     if name not in _MODES:
-        raise ValueError(f"--distill_mode={name!r}: choose one of {', '.join(_MODES)} (or leave "
-                         "it empty for no distillation)")
+        raise errors.InvalidInputError(
+            f"--distill_mode={name!r}: choose one of {', '.join(_MODES)} (or leave "
+            "it empty for no distillation)")
     return _MODES[name]

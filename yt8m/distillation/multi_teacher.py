@@ -17,6 +17,7 @@ from yt8m.distillation import modes
 from yt8m.distillation import teacher_sources
 from yt8m.distillation.distillation_model import (DistillationModel, stacked_teacher_outputs,
                                                   student_logits)
+from yt8m.core import errors
 
 SOFT_LABELS = "soft_labels"
 
@@ -34,15 +35,15 @@ class MultiTeacherModel(DistillationModel):
         if len(teacher_source) < 1:
             raise ValueError("multi-teacher distillation needs at least one teacher")
         if not 0.0 <= lam <= 1.0:
-            raise ValueError(f"--distill_lambda={lam!r} must be in [0, 1]")
+            raise errors.InvalidInputError(f"--distill_lambda={lam!r} must be in [0, 1]")
         if not temperature > 0:
-            raise ValueError(f"--distill_temperature={temperature!r} must be > 0")
+            raise errors.InvalidInputError(f"--distill_temperature={temperature!r} must be > 0")
         if form not in distillation_losses.FORMS:
-            raise ValueError(f"--distill_form={form!r}: choose one of "
-                             f"{', '.join(distillation_losses.FORMS)}")
+            raise errors.InvalidInputError(f"--distill_form={form!r}: choose one of "
+                                           f"{', '.join(distillation_losses.FORMS)}")
         if weights is not None and len(weights) != len(teacher_source):
-            raise ValueError(f"--teacher_weights has {len(weights)} weights for "
-                             f"{len(teacher_source)} teachers")
+            raise errors.InvalidInputError(f"--teacher_weights has {len(weights)} weights for "
+                                           f"{len(teacher_source)} teachers")
         super().__init__(student, teacher_source, label_loss_weight=1.0 - lam, **kwargs)
         self.temperature = float(temperature)
         self.lam = float(lam)

@@ -27,6 +27,7 @@ import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
 from yt8m.core import cli
+from yt8m.core import errors
 from yt8m.core import files
 from yt8m.core import model_flags as model_flags_lib
 from yt8m.core import options
@@ -82,20 +83,27 @@ def write_teacher_cache(teacher_paths, data_pattern, cache_dir, batch_size=256, 
     """Runs every teacher over every video of `data_pattern` and writes the cache (see the module
     doc). `teachers` may pass already loaded teachers (one per path). Returns the cache record."""
     if not teacher_paths:
-        raise ValueError("--teacher_dirs is empty: give the teachers whose outputs to cache")
+        raise errors.InvalidInputError(
+            "--teacher_dirs is empty: give the teachers whose outputs to cache")
     if dtype not in DTYPES:
-        raise ValueError(f"--dtype={dtype!r}: choose one of {', '.join(DTYPES)}")
+        raise errors.InvalidInputError(f"--dtype={dtype!r}: choose one of {', '.join(DTYPES)}")
     if not cache_dir:
-        raise ValueError("--cache_dir is empty: give the directory to write the cache into")
-    if tf.io.gfile.exists(cache_dir) and not overwrite:
-        raise FileExistsError(f"--cache_dir={cache_dir!r} exists; pass --overwrite to replace it")
+        raise errors.InvalidInputError(
+            "--cache_dir is empty: give the directory to write the cache into")
+    # --overwrite replaces an earlier cache, never a teacher, a data file or anything else.
+    files.check_output_path(cache_dir, "--cache_dir",
+                            [("--teacher_dirs", path) for path in teacher_paths])
+    files.check_replaceable_directory(cache_dir, "--cache_dir", overwrite, (CACHE_FILE, IDS_FILE),
+                                      "yt8m.distillation.teacher_cache")
+    data_files = inputs.require_files(data_pattern, "--data_pattern")
+    files.check_output_path(cache_dir, "--cache_dir",
+                            [("--data_pattern", path) for path in data_files])
     teachers = list(teachers) if teachers is not None else [
         teachers_lib.load_teacher(path) for path in teacher_paths]
     data = data_config_for(teachers[0], num_readers)
     teachers_lib.check_teachers(teachers, data.num_classes, data.feature_names,
                                 data.frame_features)
-    dataset = inputs.evaluation_dataset(inputs.require_files(data_pattern, "--data_pattern"), data,
-                                        batch_size)
+    dataset = inputs.evaluation_dataset(data_files, data, batch_size)
     compute = _outputs_function(teachers)
 
     with files.atomic_directory(cache_dir) as temp_dir:
@@ -117,11 +125,13 @@ def _write_arrays(directory, teachers, teacher_paths, dataset, data, compute, dt
             ids = [value.decode("utf-8") for value in batch["id"].numpy()]
             for video_id in ids:
                 if video_id in seen:
-                    raise ValueError(f"--data_pattern holds video id {video_id!r} twice; a cache "
-                                     "is keyed by id, so ids must be unique")
+                    raise errors.InvalidInputError(
+                        f"--data_pattern holds video id {video_id!r} twice; a cache "
+                        "is keyed by id, so ids must be unique")
                 if not video_id or "\n" in video_id:
-                    raise ValueError(f"--data_pattern holds an empty or multi-line video id "
-                                     f"{video_id!r}")
+                    raise errors.InvalidInputError(
+                        f"--data_pattern holds an empty or multi-line video id "
+                        f"{video_id!r}")
                 seen.add(video_id)
             ids_handle.write("".join(f"{video_id}\n" for video_id in ids))
             for index, (logits, embedding) in enumerate(compute(inputs.model_inputs(batch, data))):
@@ -138,7 +148,7 @@ def _write_arrays(directory, teachers, teacher_paths, dataset, data, compute, dt
         for handle in handles.values():
             handle.close()
     if count == 0:
-        raise ValueError("--data_pattern holds no video: nothing to cache")
+        raise errors.InvalidInputError("--data_pattern holds no video: nothing to cache")
     logging.info("Cached %d teacher(s) over %d videos in %.1f s", len(teachers), count,
                  time.time() - started)
     return {"format": FORMAT_VERSION, "num_videos": count, "num_classes": data.num_classes,
@@ -154,12 +164,14 @@ class TeacherCache:
     def __init__(self, cache_dir):
         path = os.path.join(cache_dir, CACHE_FILE)
         if not os.path.exists(path):
-            raise FileNotFoundError(f"--teacher_cache={cache_dir!r} has no {CACHE_FILE}: it is not "
-                                    "a cache written by yt8m.distillation.teacher_cache")
+            raise errors.MissingInputError(
+                f"--teacher_cache={cache_dir!r} has no {CACHE_FILE}: it is not "
+                "a cache written by yt8m.distillation.teacher_cache")
         with open(path, encoding="utf-8") as handle:
             self.record = json.load(handle)
         if self.record.get("format") != FORMAT_VERSION:
-            raise ValueError(f"{path}: unknown cache format {self.record.get('format')!r}")
+            raise errors.InvalidInputError(
+                f"{path}: unknown cache format {self.record.get('format')!r}")
         self.cache_dir = cache_dir
         self.num_videos = int(self.record["num_videos"])
         self.num_classes = int(self.record["num_classes"])
@@ -168,8 +180,9 @@ class TeacherCache:
         with open(os.path.join(cache_dir, IDS_FILE), encoding="utf-8") as handle:
             ids = handle.read().splitlines()
         if len(ids) != self.num_videos:
-            raise ValueError(f"{cache_dir}/{IDS_FILE} lists {len(ids)} ids, {CACHE_FILE} says "
-                             f"{self.num_videos}: the cache is damaged")
+            raise errors.InvalidInputError(
+                f"{cache_dir}/{IDS_FILE} lists {len(ids)} ids, {CACHE_FILE} says "
+                f"{self.num_videos}: the cache is damaged")
         self.rows = {video_id.encode("utf-8"): row for row, video_id in enumerate(ids)}
         self.arrays = []
         for index, size in enumerate(self.embedding_sizes):
@@ -187,9 +200,10 @@ class TeacherCache:
         dtype = _storage_dtype(self.record["dtype"])
         expected = self.num_videos * width * dtype.itemsize
         if not os.path.exists(path) or os.path.getsize(path) != expected:
-            raise ValueError(f"{path} is missing or not {expected} bytes "
-                             f"([{self.num_videos}, {width}] {self.record['dtype']}): the cache is "
-                             "damaged")
+            raise errors.InvalidInputError(
+                f"{path} is missing or not {expected} bytes "
+                f"([{self.num_videos}, {width}] {self.record['dtype']}): the cache is "
+                "damaged")
         return np.memmap(path, dtype=dtype, mode="r", shape=(self.num_videos, width))
 
     def row_indices(self, ids):
@@ -198,9 +212,10 @@ class TeacherCache:
         for position, video_id in enumerate(ids):
             row = self.rows.get(bytes(video_id))
             if row is None:
-                raise KeyError(f"video id {bytes(video_id).decode('utf-8', 'replace')!r} is not in "
-                               f"--teacher_cache={self.cache_dir!r} (written over "
-                               f"{self.record.get('data_pattern')!r})")
+                raise errors.UnknownKeyError(
+                    f"video id {bytes(video_id).decode('utf-8', 'replace')!r} is not in "
+                    f"--teacher_cache={self.cache_dir!r} (written over "
+                    f"{self.record.get('data_pattern')!r})")
             rows[position] = row
         return rows
 
@@ -266,4 +281,4 @@ def main():
 
 if __name__ == "__main__":
     options.define_flags(TeacherCacheOptions)
-    cli.run(main, "teacher_cache", more_user_errors=(FileExistsError,))
+    cli.run(main, "teacher_cache")

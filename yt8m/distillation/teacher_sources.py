@@ -9,17 +9,20 @@ from yt8m.distillation import teachers as teachers_lib
 from yt8m.distillation.distillation_model import CachedTeachers, LiveTeachers
 from yt8m.distillation.teacher_cache import TeacherCache
 from yt8m.training import checkpoints
+from yt8m.core import errors
 
 
 def check_frozen_teachers(config):
     """What a mode that distills from frozen teachers needs (errors name the flag)."""
     if config.training == "parallel":
-        raise ValueError(f"--distill_training=parallel trains the teacher jointly, which "
-                         f"--distill_mode=teacher_student does; --distill_mode={config.mode} "
-                         "distills from frozen teachers")
+        raise errors.InvalidInputError(
+            f"--distill_training=parallel trains the teacher jointly, which "
+            f"--distill_mode=teacher_student does; --distill_mode={config.mode} "
+            "distills from frozen teachers")
     if not config.teacher_dirs and not config.teacher_cache:
-        raise ValueError(f"--distill_mode={config.mode} needs teachers: --teacher_dirs (train "
-                         "dirs or exported ensembles) or --teacher_cache")
+        raise errors.InvalidInputError(
+            f"--distill_mode={config.mode} needs teachers: --teacher_dirs (train "
+            "dirs or exported ensembles) or --teacher_cache")
 
 
 def teacher_source(config, data):
@@ -31,17 +34,20 @@ def teacher_source(config, data):
             cached = [os.path.abspath(path) for path in cache.teacher_paths]
             unknown = [path for path in config.teacher_dirs if os.path.abspath(path) not in cached]
             if unknown:
-                raise ValueError(f"--teacher_dirs {','.join(unknown)} are not among the teachers "
-                                 f"of --teacher_cache={config.teacher_cache!r} "
-                                 f"({','.join(cache.teacher_paths)})")
+                raise errors.InvalidInputError(
+                    f"--teacher_dirs {','.join(unknown)} are not among the teachers "
+                    f"of --teacher_cache={config.teacher_cache!r} "
+                    f"({','.join(cache.teacher_paths)})")
             indices = [cached.index(os.path.abspath(path)) for path in config.teacher_dirs]
         if cache.num_classes != data.num_classes:
-            raise ValueError(f"--teacher_cache={config.teacher_cache!r} holds {cache.num_classes} "
-                             f"classes, the student {data.num_classes} (--num_classes)")
+            raise errors.InvalidInputError(
+                f"--teacher_cache={config.teacher_cache!r} holds {cache.num_classes} "
+                f"classes, the student {data.num_classes} (--num_classes)")
         source = CachedTeachers(cache, indices)
         if config.teacher_weights and len(config.teacher_weights) != len(source):
-            raise ValueError(f"--teacher_weights has {len(config.teacher_weights)} weights for "
-                             f"the {len(source)} teachers of --teacher_cache")
+            raise errors.InvalidInputError(
+                f"--teacher_weights has {len(config.teacher_weights)} weights for "
+                f"the {len(source)} teachers of --teacher_cache")
         return source
     loaded = [teachers_lib.load_teacher(path) for path in config.teacher_dirs]
     teachers_lib.check_teachers(loaded, data.num_classes, data.feature_names, data.frame_features)

@@ -25,6 +25,7 @@ from yt8m.distillation import teacher_sources
 from yt8m.distillation import teachers as teachers_lib
 from yt8m.distillation.distillation_model import (DistillationModel, build_dense, teacher_key,
                                                   require_embeddings)
+from yt8m.core import errors
 
 PROJECTED_EMBEDDING = "student/projected_embedding"
 
@@ -33,8 +34,9 @@ def check_loss_names(names):
     names = tuple(names)
     unknown = [name for name in names if name not in LOSS_NAMES]
     if unknown or not names:
-        raise ValueError(f"--distill_losses={','.join(names)!r}: give a non-empty comma-separated "
-                         f"subset of {','.join(LOSS_NAMES)}")
+        raise errors.InvalidInputError(
+            f"--distill_losses={','.join(names)!r}: give a non-empty comma-separated "
+            f"subset of {','.join(LOSS_NAMES)}")
     return names
 
 
@@ -71,8 +73,9 @@ class TeacherStudentModel(DistillationModel):
         self.pred_weight = float(pred_weight)
         self.pred_distance = pred_distance
         if pred_distance not in distillation_losses.PREDICTION_DISTANCES:
-            raise ValueError(f"--distill_pred_distance={pred_distance!r}: choose one of "
-                             f"{', '.join(distillation_losses.PREDICTION_DISTANCES)}")
+            raise errors.InvalidInputError(
+                f"--distill_pred_distance={pred_distance!r}: choose one of "
+                f"{', '.join(distillation_losses.PREDICTION_DISTANCES)}")
         object.__setattr__(self, "teacher_label_loss", teacher_label_loss)
         self.parallel_teacher = parallel_teacher
         if parallel_teacher is not None:
@@ -132,20 +135,23 @@ def check(config):
     (parallel)."""
     check_loss_names(config.losses)
     if config.pred_distance not in distillation_losses.PREDICTION_DISTANCES:
-        raise ValueError(f"--distill_pred_distance={config.pred_distance!r}: choose one of "
-                         f"{', '.join(distillation_losses.PREDICTION_DISTANCES)}")
+        raise errors.InvalidInputError(
+            f"--distill_pred_distance={config.pred_distance!r}: choose one of "
+            f"{', '.join(distillation_losses.PREDICTION_DISTANCES)}")
     if config.training == "parallel":
         if config.teacher_cache:
             raise ValueError("--teacher_cache holds a frozen teacher's outputs; parallel training "
                              "trains the teacher (drop --teacher_cache or use serial training)")
         if len(config.teacher_dirs) > 1:
-            raise ValueError("--distill_training=parallel trains one teacher; --teacher_dirs "
-                             f"lists {len(config.teacher_dirs)}")
+            raise errors.InvalidInputError(
+                "--distill_training=parallel trains one teacher; --teacher_dirs "
+                f"lists {len(config.teacher_dirs)}")
         return
     teacher_sources.check_frozen_teachers(config)
     if len(config.teacher_dirs) > 1:
-        raise ValueError(f"--distill_mode=teacher_student takes one teacher; --teacher_dirs lists "
-                         f"{len(config.teacher_dirs)} (use multi_teacher or graph)")
+        raise errors.InvalidInputError(
+            f"--distill_mode=teacher_student takes one teacher; --teacher_dirs lists "
+            f"{len(config.teacher_dirs)} (use multi_teacher or graph)")
 
 
 def build(student, train_config, config, label_loss):
@@ -160,9 +166,10 @@ def build(student, train_config, config, label_loss):
             teacher_embedding_size=teachers_lib.output_size(teacher, "embedding"), **common)
     source = teacher_sources.teacher_source(config, train_config.data)
     if len(source) != 1:
-        raise ValueError(f"--distill_mode=teacher_student takes one teacher; "
-                         f"--teacher_cache={config.teacher_cache!r} holds {len(source)}: "
-                         "choose one with --teacher_dirs")
+        raise errors.InvalidInputError(
+            f"--distill_mode=teacher_student takes one teacher; "
+            f"--teacher_cache={config.teacher_cache!r} holds {len(source)}: "
+            "choose one with --teacher_dirs")
     return TeacherStudentModel(student, teacher_source=source,
                                teacher_embedding_size=source.embedding_sizes[0], **common)
 

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from yt8m.training import checkpoints
 from yt8m.core import model_flags as model_flags_lib
+from yt8m.core import errors
 
 NUM_FRAMES = "num_frames"
 # Probabilities are clipped to [eps, 1 - eps] before the inverse sigmoid (float32 resolves 1e-7).
@@ -85,8 +86,9 @@ class SavedModelTeacher:
         self.loaded = tf.saved_model.load(export_dir)
         if (serving.SERVING_DEFAULT not in self.loaded.signatures
                 or not hasattr(self.loaded, "num_classes")):
-            raise ValueError(f"teacher {export_dir!r} is a SavedModel but not an export of "
-                             "export_ensemble.py (no serving_default signature or num_classes)")
+            raise errors.InvalidInputError(
+                f"teacher {export_dir!r} is a SavedModel but not an export of "
+                "export_ensemble.py (no serving_default signature or num_classes)")
         self.signature = self.loaded.signatures[serving.SERVING_DEFAULT]
         self.description = f"exported ensemble {export_dir}"
         self.num_classes = int(self.loaded.num_classes.numpy())
@@ -111,7 +113,7 @@ def load_teacher(path):
         return TrainDirTeacher(path)
     if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
         return SavedModelTeacher(path)
-    raise FileNotFoundError(
+    raise errors.MissingInputError(
         f"--teacher_dirs: {path!r} is neither a train dir (no {model_flags_lib.MODEL_FLAGS_FILE}) "
         "nor an ensemble exported by export_ensemble.py (no saved_model.pb)")
 
@@ -120,13 +122,16 @@ def check_teachers(teachers, num_classes, feature_names, frame_features):
     """Every teacher predicts the student's classes from features the student's data holds."""
     for teacher in teachers:
         if teacher.num_classes != num_classes:
-            raise ValueError(f"teacher {teacher.description} predicts {teacher.num_classes} "
-                             f"classes, the student {num_classes} (--num_classes)")
+            raise errors.InvalidInputError(
+                f"teacher {teacher.description} predicts {teacher.num_classes} "
+                f"classes, the student {num_classes} (--num_classes)")
         if teacher.frame_features != frame_features:
-            raise ValueError(f"teacher {teacher.description} reads "
-                             f"{'frame' if teacher.frame_features else 'video'}-level data, the "
-                             f"student {'frame' if frame_features else 'video'}-level data")
+            raise errors.InvalidInputError(
+                f"teacher {teacher.description} reads "
+                f"{'frame' if teacher.frame_features else 'video'}-level data, the "
+                f"student {'frame' if frame_features else 'video'}-level data")
         missing = [name for name in teacher.feature_names if name not in feature_names]
         if missing:
-            raise ValueError(f"teacher {teacher.description} reads features {missing} that the "
-                             f"student's data does not (--feature_names={','.join(feature_names)})")
+            raise errors.InvalidInputError(
+                f"teacher {teacher.description} reads features {missing} that the "
+                f"student's data does not (--feature_names={','.join(feature_names)})")

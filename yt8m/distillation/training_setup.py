@@ -22,6 +22,7 @@ from yt8m.distillation import teacher_student
 from yt8m.distillation.config import TRAINING_MODES
 from yt8m.losses import get_label_loss
 from yt8m.core import files
+from yt8m.core import errors
 
 # The built-in modes, in the order --distill_mode lists them (a new mode: its module, and here).
 for _mode in (teacher_student.MODE, multi_teacher.MODE, graph_distillation.MODE):
@@ -34,33 +35,37 @@ def check(config):
     """The settings every mode shares, then the mode's own (errors name the flag at fault)."""
     mode = modes.get(config.mode) if config.mode else None
     if config.student_frames < 0:
-        raise ValueError(f"--student_frames={config.student_frames}: must be >= 0 (0: every "
-                         "frame)")
+        raise errors.InvalidInputError(
+            f"--student_frames={config.student_frames}: must be >= 0 (0: every "
+            "frame)")
     if config.frame_selection not in frame_selection.STRATEGIES:
-        raise ValueError(f"--frame_selection={config.frame_selection!r}: choose one of "
-                         f"{', '.join(frame_selection.STRATEGIES)}")
+        raise errors.InvalidInputError(
+            f"--frame_selection={config.frame_selection!r}: choose one of "
+            f"{', '.join(frame_selection.STRATEGIES)}")
     if mode is None:
         if config.teacher_dirs or config.teacher_cache:
-            raise ValueError("--teacher_dirs / --teacher_cache need --distill_mode")
+            raise errors.InvalidInputError("--teacher_dirs / --teacher_cache need --distill_mode")
         return
     if config.training not in TRAINING_MODES:
-        raise ValueError(f"--distill_training={config.training!r}: choose one of "
-                         f"{', '.join(TRAINING_MODES)}")
+        raise errors.InvalidInputError(f"--distill_training={config.training!r}: choose one of "
+                                       f"{', '.join(TRAINING_MODES)}")
     if config.form not in distillation_losses.FORMS:
-        raise ValueError(f"--distill_form={config.form!r}: choose one of "
-                         f"{', '.join(distillation_losses.FORMS)}")
+        raise errors.InvalidInputError(f"--distill_form={config.form!r}: choose one of "
+                                       f"{', '.join(distillation_losses.FORMS)}")
     if not config.temperature > 0:
-        raise ValueError(f"--distill_temperature={config.temperature}: must be > 0")
+        raise errors.InvalidInputError(f"--distill_temperature={config.temperature}: must be > 0")
     if not 0.0 <= config.lam <= 1.0:
-        raise ValueError(f"--distill_lambda={config.lam}: must be in [0, 1]")
+        raise errors.InvalidInputError(f"--distill_lambda={config.lam}: must be in [0, 1]")
     if config.teacher_weights and config.teacher_dirs and (
             len(config.teacher_weights) != len(config.teacher_dirs)):
-        raise ValueError(f"--teacher_weights has {len(config.teacher_weights)} weights for "
-                         f"{len(config.teacher_dirs)} --teacher_dirs")
+        raise errors.InvalidInputError(
+            f"--teacher_weights has {len(config.teacher_weights)} weights for "
+            f"{len(config.teacher_dirs)} --teacher_dirs")
     if config.teacher_weights and (min(config.teacher_weights) < 0
                                    or sum(config.teacher_weights) <= 0):
-        raise ValueError(f"--teacher_weights={','.join(map(str, config.teacher_weights))}: "
-                         "weights must be >= 0 with a positive sum")
+        raise errors.InvalidInputError(
+            f"--teacher_weights={','.join(map(str, config.teacher_weights))}: "
+            "weights must be >= 0 with a positive sum")
     mode.check(config)
 
 
@@ -72,8 +77,9 @@ def student_train_config(train_config, config):
     try:
         frame_skipping.check_base_model(train_config.model)
     except ValueError as error:
-        raise ValueError(f"--student_frames={config.student_frames} needs --model to be a "
-                         f"frame-level zoo model: {error}") from None
+        raise errors.InvalidInputError(
+            f"--student_frames={config.student_frames} needs --model to be a "
+            f"frame-level zoo model: {error}") from None
     hparams = frame_skipping.student_hparams(train_config.model, train_config.model_hparams,
                                              config.student_frames, config.frame_selection)
     return dataclasses.replace(train_config, model=frame_skipping.MODEL_NAME,

@@ -17,6 +17,7 @@ import numpy as np
 from frame_level_models import pruning
 from yt8m.export.member_module import unique_variables
 from yt8m.training import checkpoints
+from yt8m.core import errors
 
 
 def average_checkpoints(model, checkpoint_paths, description="the model"):
@@ -29,7 +30,7 @@ def average_checkpoints(model, checkpoint_paths, description="the model"):
     """
     checkpoint_paths = list(checkpoint_paths)
     if not checkpoint_paths:
-        raise ValueError(f"no checkpoint to average for {description}")
+        raise errors.InvalidInputError(f"no checkpoint to average for {description}")
     variables = unique_variables(model)
     pruning_state = {id(variable) for variable in pruning.state_variables(model)}
     averaged = [variable.dtype.is_floating and id(variable) not in pruning_state

@@ -5,13 +5,14 @@ import os
 import yt8m  # noqa: F401
 import tensorflow as tf
 
+from yt8m.core import errors
 from yt8m.export import precision as precision_lib
 from yt8m.export import storage
 
 BYTES_PER_MB = 2 ** 20
 
 
-class SizeBudgetError(ValueError):
+class SizeBudgetError(errors.InvalidInputError):
     pass
 
 

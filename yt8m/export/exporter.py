@@ -29,8 +29,10 @@ from yt8m.export import serving
 from yt8m.export import storage
 from yt8m.export import tuning
 from yt8m.export import validation_data
+from yt8m.core import errors
 
 REPORT_FILE = "export_report.json"
+SAVED_MODEL_FILE = "saved_model.pb"
 # Largest |exported - float32 ensemble| prediction difference accepted by default.
 DEFAULT_MAX_PREDICTION_DIFF = {
     precision_lib.FLOAT32: 1e-5,
@@ -42,7 +44,7 @@ DEFAULT_MAX_PREDICTION_DIFF = {
 GRAPH_ALLOWANCE_BYTES = 2 ** 20
 
 
-class PredictionMismatchError(ValueError):
+class PredictionMismatchError(errors.InvalidInputError):
     pass
 
 
@@ -92,45 +94,61 @@ class ExportConfig:
     overwrite: bool = options.option(False, "Replace an existing --output_dir.")
 
 
-def _check_config(config):
+def _check_config(config, specs):
     precision_lib.check_precision(config.precision)
     if not config.output_dir:
-        raise ValueError("--output_dir is empty: give the directory to write the SavedModel to")
-    if tf.io.gfile.exists(config.output_dir) and not config.overwrite:
-        raise ValueError(f"--output_dir={config.output_dir!r} already exists; pass --overwrite "
-                         "to replace it")
+        raise errors.InvalidInputError(
+            "--output_dir is empty: give the directory to write the SavedModel to")
+    _check_output_outside_inputs(config, specs)
+    # --overwrite replaces an earlier export, never a directory of anything else.
+    files.check_replaceable_directory(config.output_dir, "--output_dir", config.overwrite,
+                                      (SAVED_MODEL_FILE, REPORT_FILE), "export_ensemble.py")
     if config.size_budget_mb <= 0:
-        raise ValueError(f"--size_budget_mb must be positive, got {config.size_budget_mb:g}")
+        raise errors.InvalidInputError(
+            f"--size_budget_mb must be positive, got {config.size_budget_mb:g}")
     if config.weights is not None:
         if len(config.weights) != len(config.members):
-            raise ValueError(f"--weights has {len(config.weights)} values for "
-                             f"{len(config.members)} --members")
+            raise errors.InvalidInputError(f"--weights has {len(config.weights)} values for "
+                                           f"{len(config.members)} --members")
         if any(weight < 0 for weight in config.weights) or sum(config.weights) <= 0:
-            raise ValueError(f"--weights must be >= 0 with a positive sum, got "
-                             f"{list(config.weights)}")
+            raise errors.InvalidInputError(f"--weights must be >= 0 with a positive sum, got "
+                                           f"{list(config.weights)}")
         if config.tune_weights_on:
-            raise ValueError("--weights and --tune_weights_on exclude each other: tuning "
-                             "chooses the weights")
+            raise errors.InvalidInputError(
+                "--weights and --tune_weights_on exclude each other: tuning "
+                "chooses the weights")
     if config.select_under_budget and not config.tune_weights_on:
-        raise ValueError("--select_under_budget needs --tune_weights_on (validation data to "
-                         "choose the members by GAP)")
+        raise errors.InvalidInputError(
+            "--select_under_budget needs --tune_weights_on (validation data to "
+            "choose the members by GAP)")
     storage.check_sparse_weights(config.sparse_weights)
     if config.min_low_precision_elements < 1:
-        raise ValueError("--min_low_precision_elements must be >= 1, got "
-                         f"{config.min_low_precision_elements}")
+        raise errors.InvalidInputError("--min_low_precision_elements must be >= 1, got "
+                                       f"{config.min_low_precision_elements}")
+
+
+def _check_output_outside_inputs(config, specs):
+    """The export replaces --output_dir whole: it must not be, hold or lie inside a member's
+    train dir or a validation file."""
+    inputs = [("--members", spec.train_dir) for spec in specs]
+    for flag in ("tune_weights_on", "eval_data_pattern"):
+        for pattern in filter(None, getattr(config, flag).split(",")):
+            inputs += [(f"--{flag}", path) for path in tf.io.gfile.glob(pattern.strip())]
+    files.check_output_path(config.output_dir, "--output_dir", inputs)
 
 
 def _check_members_agree(loaded):
     num_classes = {int(member.model_flags["num_classes"]) for member in loaded}
     if len(num_classes) != 1:
-        raise ValueError("--members predict different numbers of classes: " + ", ".join(
+        raise errors.InvalidInputError(
+            "--members predict different numbers of classes: " + ", ".join(
             f"{member.spec.train_dir}: {member.model_flags['num_classes']}" for member in loaded))
     for member in loaded:
         for name, size in zip(*model_flags_lib.features(member.model_flags)):
             base = name[len(member_module.VIDEO_LEVEL_PREFIX):] if name.startswith(
                 member_module.VIDEO_LEVEL_PREFIX) else name
             if serving.FEATURE_SIZES.get(base) != size:
-                raise ValueError(
+                raise errors.InvalidInputError(
                     f"--members: {member.spec.train_dir} uses feature {name!r} of size {size}; "
                     f"the serving signatures carry {serving.FEATURE_SIZES}")
     return num_classes.pop()
@@ -153,7 +171,7 @@ def _float32_member_predictions(members, batches):
             outputs.append(forward(frames, batch["num_frames"]).numpy())
         labels.append(batch["labels"].numpy())
     if not labels:
-        raise ValueError("the validation data holds no video")
+        raise errors.InvalidInputError("the validation data holds no video")
     return [np.concatenate(outputs) for outputs in per_member], np.concatenate(labels)
 
 
@@ -231,10 +249,10 @@ def storage_report(loaded, ensemble):
 
 def export_ensemble(config):
     """Runs the whole export (see the module docstring); returns the report dict."""
-    _check_config(config)
     default_selection = members_lib.parse_selection(config.average_checkpoints,
                                                     "--average_checkpoints")
     specs = members_lib.parse_members(config.members, default_selection)
+    _check_config(config, specs)
     loaded = [members_lib.load_member(spec) for spec in specs]
     num_classes = _check_members_agree(loaded)
     min_elements = config.min_low_precision_elements

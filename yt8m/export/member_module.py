@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from yt8m.export import precision as precision_lib
 from yt8m.export import storage
+from yt8m.core import errors
 
 NUM_FRAMES = "num_frames"
 VIDEO_LEVEL_PREFIX = "mean_"
@@ -34,7 +35,7 @@ class Untracked:
         self.__dict__.update(values)
 
 
-class LowPrecisionFallbackError(ValueError):
+class LowPrecisionFallbackError(errors.InvalidInputError):
     pass
 
 
@@ -92,7 +93,7 @@ def model_input_names(model_flags):
     names = [name.strip() for name in str(model_flags.get("feature_names", "")).split(",")
              if name.strip()]
     if not names:
-        raise ValueError("model_flags.json names no feature_names")
+        raise errors.InvalidInputError("model_flags.json names no feature_names")
     return names + ([NUM_FRAMES] if model_flags.get("frame_features", True) else [])
 
 
@@ -156,7 +157,7 @@ class MemberModule(tf.Module):
                     inputs[input_name] = masked_frame_mean(frames[feature], num_frames)
                     continue
             if feature not in frames:
-                raise ValueError(
+                raise errors.InvalidInputError(
                     f"member {self.member_name!r}: model input {input_name!r} is not one of the "
                     f"served features {sorted(frames)}")
             fitted = _fit_frames(frames[feature][:, :self.max_frames],
@@ -173,8 +174,9 @@ class MemberModule(tf.Module):
         outputs = self.model(inputs, training=False)
         if isinstance(outputs, dict):
             if "predictions" not in outputs:
-                raise ValueError(f"member {self.member_name!r}: model outputs {sorted(outputs)} "
-                                 "have no 'predictions'")
+                raise errors.InvalidInputError(
+                    f"member {self.member_name!r}: model outputs {sorted(outputs)} "
+                    "have no 'predictions'")
             return outputs["predictions"]
         return outputs
 

@@ -23,6 +23,7 @@ from yt8m.export import averaging
 from yt8m.training import checkpoints
 from yt8m.core import model_flags as model_flags_lib
 from yt8m.training.model_builder import build_model
+from yt8m.core import errors
 
 LATEST = "latest"
 _LAST_N = re.compile(r"^last:(\d+)$")
@@ -57,19 +58,19 @@ def parse_selection(text, where):
     if match:
         count = int(match.group(1))
         if count < 1:
-            raise ValueError(f"{where}: last:N needs N >= 1, got {text!r}")
+            raise errors.InvalidInputError(f"{where}: last:N needs N >= 1, got {text!r}")
         return CheckpointSelection("last", count=count)
     match = _RANGE.match(text)
     if match:
         start = int(match.group(1)) if match.group(1) else None
         end = int(match.group(2)) if match.group(2) else None
         if start is not None and end is not None and start > end:
-            raise ValueError(f"{where}: step range {text!r} starts after it ends")
+            raise errors.InvalidInputError(f"{where}: step range {text!r} starts after it ends")
         return CheckpointSelection("range", start=start, end=end)
     match = _STEP.match(text)
     if match:
         return CheckpointSelection("step", start=int(match.group(1)))
-    raise ValueError(
+    raise errors.InvalidInputError(
         f"{where}: cannot read checkpoint selection {text!r}; expected 'latest', 'last:N', "
         "'START:END' (steps, inclusive, either may be empty) or a single step")
 
@@ -87,24 +88,26 @@ def parse_member(text, default_selection):
     """'DIR' or 'DIR@SELECTION' -> MemberSpec. Only the last '@' separates (a dir may hold '@')."""
     text = text.strip()
     if not text:
-        raise ValueError("--members: empty member (two commas in a row, or a trailing comma?)")
+        raise errors.InvalidInputError(
+            "--members: empty member (two commas in a row, or a trailing comma?)")
     train_dir, separator, selection_text = text.rpartition("@")
     if not separator:
         return MemberSpec(text, default_selection)
     if not train_dir:
-        raise ValueError(f"--members: member {text!r} has no train dir before '@'")
+        raise errors.InvalidInputError(f"--members: member {text!r} has no train dir before '@'")
     return MemberSpec(train_dir, parse_selection(selection_text, f"--members={text}"))
 
 
 def parse_members(texts, default_selection=CheckpointSelection(LATEST)):
     specs = [parse_member(text, default_selection) for text in texts]
     if not specs:
-        raise ValueError("--members is empty: give at least one TRAIN_DIR")
+        raise errors.InvalidInputError("--members is empty: give at least one TRAIN_DIR")
     described = [spec.describe() for spec in specs]
     repeated = sorted({text for text in described if described.count(text) > 1})
     if repeated:
-        raise ValueError(f"--members lists {', '.join(repeated)} more than once (give it a "
-                         "larger weight instead)")
+        raise errors.InvalidInputError(
+            f"--members lists {', '.join(repeated)} more than once (give it a "
+            "larger weight instead)")
     return specs
 
 
@@ -134,7 +137,7 @@ def select_checkpoints(spec):
         chosen = found[-1:]
     elif selection.kind == "last":
         if selection.count > len(found):
-            raise ValueError(
+            raise errors.InvalidInputError(
                 f"--members: {spec.describe()} asks for {selection.count} checkpoints but "
                 f"{spec.train_dir} holds {len(found)} (steps {steps})")
         chosen = found[-selection.count:]
@@ -145,7 +148,7 @@ def select_checkpoints(spec):
     else:
         chosen = [(step, path) for step, path in found if step == selection.start]
     if not chosen:
-        raise ValueError(
+        raise errors.InvalidInputError(
             f"--members: {spec.describe()} matches no checkpoint of {spec.train_dir} "
             f"(steps {steps})")
     return [path for _, path in chosen]

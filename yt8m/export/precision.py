@@ -13,6 +13,7 @@ import numpy as np
 
 import yt8m  # noqa: F401
 import tensorflow as tf
+from yt8m.core import errors
 
 FLOAT32 = "float32"
 FLOAT16 = "float16"
@@ -28,7 +29,8 @@ _INT8_LEVELS = 127  # symmetric range [-127, 127]: zero is exact and the scale i
 
 def check_precision(precision):
     if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+        raise errors.InvalidInputError(
+            f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     return precision
 
 
@@ -64,7 +66,7 @@ def to_float16(values, name):
     """float32 array -> float16 array; an error naming the variable when a value is out of range."""
     values = np.asarray(values, np.float32)
     if np.any(np.abs(values) > _FLOAT16_MAX):
-        raise ValueError(
+        raise errors.InvalidInputError(
             f"variable {name} holds values beyond the float16 range "
             f"(max |w| = {float(np.max(np.abs(values))):g} > {_FLOAT16_MAX:g}); export it "
             "with --precision=int8 or raise --min_low_precision_elements above its size")

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from yt8m.export import serving
+from yt8m.core import errors
 
 
 def rest_request_body(frames, num_frames, signature_name=serving.SERVING_DEFAULT):
@@ -36,20 +37,22 @@ def serve_rest_body(loaded, body):
     request = json.loads(body)
     signature_name = request.get("signature_name", serving.SERVING_DEFAULT)
     if signature_name not in loaded.signatures:
-        raise ValueError(f"request names signature {signature_name!r}; the export has "
-                         f"{sorted(loaded.signatures)}")
+        raise errors.InvalidInputError(
+            f"request names signature {signature_name!r}; the export has "
+            f"{sorted(loaded.signatures)}")
     instances = request.get("instances")
     if not instances:
-        raise ValueError("request body has no 'instances'")
+        raise errors.InvalidInputError("request body has no 'instances'")
     inputs = {}
     for name in list(serving.FEATURE_NAMES) + ["num_frames"]:
         dtype = tf.int32 if name == "num_frames" else tf.float32
         try:
             inputs[name] = tf.constant([instance[name] for instance in instances], dtype)
         except KeyError:
-            raise ValueError(f"a request instance has no {name!r}") from None
+            raise errors.InvalidInputError(f"a request instance has no {name!r}") from None
         except ValueError as error:  # ragged rows
-            raise ValueError(f"request input {name!r} is ragged: pad every video to the same "
-                             f"number of frames and pass num_frames ({error})") from None
+            raise errors.InvalidInputError(
+                f"request input {name!r} is ragged: pad every video to the same "
+                f"number of frames and pass num_frames ({error})") from None
     outputs = loaded.signatures[signature_name](**inputs)
     return {name: value.numpy() for name, value in outputs.items()}

@@ -8,10 +8,17 @@
 T is free (TF Serving's REST API cannot send ragged tensors: pad to any T and pass num_frames);
 each member truncates or pads to its own max_frames. Predictions are the weighted sum of the
 members' probabilities.
+
+Both signatures check their input and fail with InvalidArgumentError naming the input and what
+is wrong: feature widths (1024, 128), equal frame counts of rgb and audio, 0 <= num_frames <= T,
+one num_frames per video; for examples every frame's byte length, equal frame counts and an id.
+(TF Serving does not enforce a signature's shapes; without the checks a wrong width fails deep in
+a member and a short frame would be zero-padded.)
 """
 import yt8m  # noqa: F401
 import tensorflow as tf
 
+from yt8m.data import checks
 from yt8m.data import readers
 from yt8m.data import records
 from yt8m.export.member_module import Untracked
@@ -34,16 +41,25 @@ def parse_sequence_examples(serialized, max_frames):
 
     The same values as `yt8m.data.frame_dataset`: dequantized, truncated to max_frames, frames
     past num_frames set to 0, num_frames = min(frames of the first feature, max_frames). T is the
-    longest video of the batch (not padded further: the members pad as they need).
+    longest video of the batch (not padded further: the members pad as they need). The readers'
+    checks apply (frame byte lengths, equal frame counts, an id); errors name the example as
+    `serve_examples: example_bytes[i]`.
     """
+    names = tf.strings.join([f"{SERVE_EXAMPLES}: {EXAMPLE_BYTES}[",
+                             tf.strings.as_string(tf.range(tf.size(serialized))), "]"])
     context, sequences, lengths = tf.io.parse_sequence_example(
         serialized,
         context_features={key: tf.io.FixedLenFeature([], tf.string, default_value="")
                           for key in ("id", "video_id")},
         sequence_features={name: tf.io.FixedLenSequenceFeature([], tf.string)
-                           for name in FEATURE_NAMES})
-    # Older (2017) files name the id `video_id`.
-    ids = tf.where(tf.strings.length(context["id"]) > 0, context["id"], context["video_id"])
+                           for name in FEATURE_NAMES},
+        example_names=names)
+    # The readers' own checks (older 2017 files name the id `video_id`).
+    ids, id_check = readers._video_ids(context, names)  # pylint: disable=protected-access
+    frame_checks = readers._check_frames(  # pylint: disable=protected-access
+        sequences, lengths, FEATURE_NAMES, [FEATURE_SIZES[name] for name in FEATURE_NAMES],
+        names, ids)
+    sequences, lengths = checks.after([id_check] + frame_checks, (sequences, lengths))
     num_frames = tf.minimum(tf.cast(lengths[FEATURE_NAMES[0]], tf.int32), max_frames)
     frames = {}
     for name in FEATURE_NAMES:
@@ -51,6 +67,50 @@ def parse_sequence_examples(serialized, max_frames):
                                  fixed_length=FEATURE_SIZES[name])
         frames[name] = readers.dequantize_padded(codes, num_frames)
     return ids, frames, num_frames
+
+
+def _text(value):
+    return tf.strings.as_string(value)
+
+
+def _shape_text(tensor):
+    return tf.strings.reduce_join(_text(tf.shape(tensor)), separator=", ")
+
+
+def check_frame_inputs(rgb, audio, num_frames):
+    """The serving_default inputs, made to wait for their checks: [B, T, 1024] rgb and [B, T, 128]
+    audio float32 (the same B and T), num_frames [B] int32 with 0 <= num_frames <= T."""
+    where = f"{SERVING_DEFAULT}: "
+    frames = {"rgb": rgb, "audio": audio}
+    ops = []
+    for name, value in frames.items():
+        width = FEATURE_SIZES[name]
+        ops.append(checks.raise_if(
+            tf.logical_or(tf.rank(value) != 3, tf.shape(value)[-1] != width),
+            lambda name=name, value=value, width=width: tf.strings.join([
+                where, name, " has shape [", _shape_text(value), "]; expected [videos, frames, ",
+                str(width), "]"])))
+    with tf.control_dependencies(ops):
+        rgb_shape, audio_shape = tf.shape(rgb), tf.shape(audio)
+    ops.append(checks.raise_if(
+        tf.reduce_any(rgb_shape[:2] != audio_shape[:2]),
+        lambda: tf.strings.join([
+            where, "rgb has shape [", _shape_text(rgb), "] but audio [", _shape_text(audio),
+            "]: both need the same videos and frames (pad them alike)"])))
+    ops.append(checks.raise_if(
+        tf.logical_or(tf.rank(num_frames) != 1, tf.size(num_frames) != rgb_shape[0]),
+        lambda: tf.strings.join([
+            where, "num_frames has shape [", _shape_text(num_frames), "]; expected one value "
+            "per video [", _text(rgb_shape[0]), "]"])))
+    with tf.control_dependencies(ops):
+        out_of_range = (num_frames < 0) | (num_frames > rgb_shape[1])
+    ops.append(checks.raise_if(
+        tf.reduce_any(out_of_range),
+        lambda: tf.strings.join([
+            where, "num_frames[", _text(tf.argmax(tf.cast(out_of_range, tf.int32))), "] = ",
+            _text(tf.boolean_mask(num_frames, out_of_range)[0]), " is outside [0, ",
+            _text(rgb_shape[1]), "] (the frames sent per video)"])))
+    return checks.after(ops, (rgb, audio, num_frames))
 
 
 class EnsembleModule(tf.Module):
@@ -101,6 +161,7 @@ class EnsembleModule(tf.Module):
         return {"predictions": predictions, "top_k_classes": classes, "top_k_scores": scores}
 
     def _serve_frames(self, rgb, audio, num_frames):
+        rgb, audio, num_frames = check_frame_inputs(rgb, audio, num_frames)
         return self._with_top_k(self.predict({"rgb": rgb, "audio": audio}, num_frames))
 
     def _serve_examples(self, example_bytes):

@@ -18,6 +18,7 @@ import yt8m  # noqa: F401
 
 from yt8m.export import precision as precision_lib
 from yt8m.export import sparse as sparse_lib
+from yt8m.core import errors
 
 FLOAT32 = "float32"
 LOW_PRECISION = "low_precision"
@@ -41,8 +42,9 @@ class Plan:
 
 def check_sparse_weights(sparse_weights):
     if not 0.0 <= sparse_weights <= 1.0:
-        raise ValueError(f"--sparse_weights must be a fraction of zeros in [0, 1] (0: off), got "
-                         f"{sparse_weights:g}")
+        raise errors.InvalidInputError(
+            f"--sparse_weights must be a fraction of zeros in [0, 1] (0: off), got "
+            f"{sparse_weights:g}")
     return sparse_weights
 
 

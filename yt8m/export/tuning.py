@@ -17,6 +17,7 @@ import yt8m  # noqa: F401
 import numpy as np
 
 from yt8m import metrics
+from yt8m.core import errors
 
 DEFAULT_STEPS = (0.2, 0.1, 0.05, 0.02, 0.01)
 MAX_SUBSET_SEARCH_MEMBERS = 16
@@ -80,8 +81,8 @@ def maximal_subsets_under_budget(member_bytes, budget_bytes):
     """Index tuples of the member subsets that fit the budget and cannot take one more member."""
     count = len(member_bytes)
     if count > MAX_SUBSET_SEARCH_MEMBERS:
-        raise ValueError(f"--select_under_budget searches subsets of at most "
-                         f"{MAX_SUBSET_SEARCH_MEMBERS} members, got {count}")
+        raise errors.InvalidInputError(f"--select_under_budget searches subsets of at most "
+                                       f"{MAX_SUBSET_SEARCH_MEMBERS} members, got {count}")
     fitting = []
     for size in range(1, count + 1):
         for subset in itertools.combinations(range(count), size):
@@ -107,7 +108,7 @@ def select_under_budget(member_predictions, labels, member_bytes, budget_bytes, 
     subsets = maximal_subsets_under_budget(member_bytes, budget_bytes)
     if not subsets:
         smallest = min(member_bytes)
-        raise ValueError(
+        raise errors.InvalidInputError(
             f"--select_under_budget: no member fits the budget ({budget_bytes} bytes); the "
             f"smallest takes {smallest} bytes")
     best, candidates = None, []

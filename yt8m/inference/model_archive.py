@@ -26,6 +26,7 @@ import tensorflow as tf
 from yt8m.core import files
 from yt8m.core import model_flags as model_flags_lib
 from yt8m.training import checkpoints
+from yt8m.core import errors
 
 # What reading a damaged .tgz raises.
 _ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
@@ -77,7 +78,7 @@ def _check_members(members, where):
                   if not member.isfile() or not _is_archive_name(member.name)]
     if unexpected:
         starter = any(name.endswith(".meta") for name in names)
-        raise ValueError(
+        raise errors.InvalidInputError(
             f"{where} holds {', '.join(sorted(unexpected)[:5])}: not an archive written by "
             "inference.py --output_model_tgz (model_flags.json, checkpoint, ckpt-<step>.*)"
             + ("; the starter's archives hold TF1 meta graphs, which this project cannot load"
@@ -88,8 +89,8 @@ def _check_members(members, where):
     if len(steps) != 1 or not required <= set(names) or not any(
             match and match.group(2) == "index" for match in matches):
         held = ", ".join(sorted(names)) or "nothing"
-        raise ValueError(f"{where} must hold model_flags.json, checkpoint and one "
-                         f"ckpt-<step> checkpoint; it holds {held}")
+        raise errors.InvalidInputError(f"{where} must hold model_flags.json, checkpoint and one "
+                                       f"ckpt-<step> checkpoint; it holds {held}")
 
 
 def _check_untar_dir(untar_dir):
@@ -98,10 +99,11 @@ def _check_untar_dir(untar_dir):
     if not tf.io.gfile.exists(untar_dir):
         return
     if not tf.io.gfile.isdir(untar_dir):
-        raise ValueError(f"--untar_model_dir={untar_dir!r} is a file, not a directory")
+        raise errors.InvalidInputError(
+            f"--untar_model_dir={untar_dir!r} is a file, not a directory")
     others = sorted(name for name in tf.io.gfile.listdir(untar_dir) if not _is_archive_name(name))
     if others:
-        raise ValueError(
+        raise errors.InvalidInputError(
             f"--untar_model_dir={untar_dir!r} holds {', '.join(others[:5])}, which an untarred "
             "model does not: give a new or empty directory (it is replaced)")
 
@@ -111,7 +113,7 @@ def extract_model_archive(input_tgz, untar_dir):
     untar_dir is left as it was) and returns untar_dir."""
     where = f"--input_model_tgz={input_tgz!r}"
     if not tf.io.gfile.exists(input_tgz):
-        raise FileNotFoundError(f"{where}: no such file")
+        raise errors.MissingInputError(f"{where}: no such file")
     _check_untar_dir(untar_dir)
     try:
         with tf.io.gfile.GFile(input_tgz, "rb") as handle, \
@@ -121,7 +123,7 @@ def extract_model_archive(input_tgz, untar_dir):
             with files.atomic_directory(untar_dir) as temp_dir:
                 tar.extractall(temp_dir, members=members, filter="data")
     except _ARCHIVE_ERRORS as error:
-        raise ValueError(f"{where} is not a readable .tgz ({error})") from None
+        raise errors.InvalidInputError(f"{where} is not a readable .tgz ({error})") from None
     return untar_dir
 
 
@@ -132,10 +134,11 @@ def use_input_archive(config):
         return config
     for flag, value in (("--train_dir", config.train_dir), ("--checkpoint", config.checkpoint)):
         if value:
-            raise ValueError(f"{flag} and --input_model_tgz exclude each other: the model comes "
-                             "from the archive")
+            raise errors.InvalidInputError(
+                f"{flag} and --input_model_tgz exclude each other: the model comes "
+                "from the archive")
     if not config.untar_model_dir:
-        raise ValueError("--untar_model_dir is empty: give the directory to untar "
-                         "--input_model_tgz into")
+        raise errors.InvalidInputError("--untar_model_dir is empty: give the directory to untar "
+                                       "--input_model_tgz into")
     extract_model_archive(config.input_model_tgz, config.untar_model_dir)
     return dataclasses.replace(config, train_dir=config.untar_model_dir)

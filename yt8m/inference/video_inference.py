@@ -11,6 +11,7 @@ from yt8m.inference import submission
 from yt8m.training import checkpoints
 from yt8m.training import inputs
 from yt8m.core import model_flags as model_flags_lib
+from yt8m.core import errors
 
 
 def model_data_config(config, data_config=None):
@@ -18,8 +19,9 @@ def model_data_config(config, data_config=None):
     or a SavedModel predictor's own `data_config`) with config's reading choices."""
     if data_config is None:
         if not config.train_dir:
-            raise ValueError("--train_dir is empty: give the directory written by train.py, "
-                             "--input_model_tgz or --saved_model_dir")
+            raise errors.InvalidInputError(
+                "--train_dir is empty: give the directory written by train.py, "
+                "--input_model_tgz or --saved_model_dir")
         model_flags = model_flags_lib.read_model_flags(config.train_dir)
         return inputs.data_config_from_model_flags(model_flags, segment_labels=False,
                                                    frame_buckets=config.frame_buckets,
@@ -57,7 +59,7 @@ def prepare_inference(config, predict=None, data_config=None):
       (input files, predict, data_config).
     """
     if not config.output_file:
-        raise ValueError("--output_file is empty: give the path of the CSV to write")
+        raise errors.InvalidInputError("--output_file is empty: give the path of the CSV to write")
     data_config = model_data_config(config, data_config)
     input_files = inputs.require_files(config.input_data_pattern, "--input_data_pattern")
     if predict is None:

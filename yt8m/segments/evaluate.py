@@ -9,9 +9,11 @@ itself is `yt8m.metrics.segment_map_at_k`; this module only reads the two inputs
 import dataclasses
 
 import yt8m  # noqa: F401
+import tensorflow as tf
 
 from yt8m import metrics
 from yt8m.core import cli
+from yt8m.core import errors
 from yt8m.core import files
 from yt8m.core import options
 from yt8m.core.option_groups import TopK
@@ -38,7 +40,7 @@ def evaluate_submission(submission_file, eval_data_pattern, segment_label_ids=""
                         k=metrics.SEGMENT_MAP_K):
     """MAP@K of the CSV on the ratings of `eval_data_pattern` (whitelist: optional CSV path)."""
     if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
-        raise ValueError(f"--top_k must be a positive integer, got {k!r}")
+        raise errors.InvalidInputError(f"--top_k must be a positive integer, got {k!r}")
     submission = submission_lib.read_segment_submission(submission_file)
     ratings = ratings_lib.read_segment_ratings(eval_data_pattern)
     whitelist = (submission_lib.read_segment_whitelist(segment_label_ids)
@@ -67,7 +69,16 @@ def main():
     def run():
         given = options.from_flags(SegmentEvaluationOptions)
         if not given.submission_file:
-            raise ValueError("--submission_file is empty: give the Class,Segments CSV to score")
+            raise errors.InvalidInputError(
+                "--submission_file is empty: give the Class,Segments CSV to score")
+        if given.output_json:  # checked before the evaluation's minutes
+            inputs = [("--submission_file", given.submission_file)]
+            if given.segment_label_ids:
+                inputs.append(("--segment_label_ids", given.segment_label_ids))
+            if given.eval_data_pattern:
+                inputs += [("--eval_data_pattern", path)
+                           for path in tf.io.gfile.glob(given.eval_data_pattern)]
+            files.check_output_path(given.output_json, "--output_json", inputs)
         result = evaluate_submission(given.submission_file, given.eval_data_pattern,
                                      given.segment_label_ids, given.top_k)
         if given.output_json:

@@ -25,6 +25,7 @@ from yt8m.core import options
 from yt8m.core.config import TrainConfig
 from yt8m.data import records
 from yt8m.training import checkpoints
+from yt8m.core import errors
 
 # MOD (2019) finetune settings: train flags and model hparams.
 MOD_TRAIN_SETTINGS = {"base_learning_rate": 2e-4, "learning_rate_decay": 0.8,
@@ -77,12 +78,14 @@ def _check_source(source_dir, source, flag_values):
         if _given(flag_values, name):
             given, recorded = flag_values[name].value, source[name]
             if str(_flag_text(given)) != str(_flag_text(recorded)):
-                raise ValueError(f"--{name}={_flag_text(given)!r} contradicts --finetune_from="
-                                 f"{source_dir!r}, whose model has {name}="
-                                 f"{_flag_text(recorded)!r}; leave --{name} out")
+                raise errors.InvalidInputError(
+                    f"--{name}={_flag_text(given)!r} contradicts --finetune_from="
+                    f"{source_dir!r}, whose model has {name}="
+                    f"{_flag_text(recorded)!r}; leave --{name} out")
     if flag_values.segment_labels and not source["frame_features"]:
-        raise ValueError(f"--finetune_from={source_dir!r} holds the video-level model "
-                         f"{source['model']!r}; segment finetuning needs a frame-level model")
+        raise errors.InvalidInputError(
+            f"--finetune_from={source_dir!r} holds the video-level model "
+            f"{source['model']!r}; segment finetuning needs a frame-level model")
 
 
 def config_from_flags(flag_values=flags.FLAGS):
@@ -92,12 +95,13 @@ def config_from_flags(flag_values=flags.FLAGS):
     finetune = options.from_flags(FinetuneOptions, flag_values)
     source_dir = finetune.finetune_from
     if not tf.io.gfile.exists(model_flags_lib.model_flags_path(source_dir)):
-        raise FileNotFoundError(f"--finetune_from={source_dir!r} has no "
-                                f"{model_flags_lib.MODEL_FLAGS_FILE}: it is not a train dir "
-                                "written by train.py")
+        raise errors.MissingInputError(f"--finetune_from={source_dir!r} has no "
+                                       f"{model_flags_lib.MODEL_FLAGS_FILE}: it is not a train dir "
+                                       "written by train.py")
     if os.path.abspath(source_dir) == os.path.abspath(flag_values.train_dir):
-        raise ValueError(f"--train_dir and --finetune_from are both {source_dir!r}: finetune into "
-                         "a new train dir")
+        raise errors.InvalidInputError(
+            f"--train_dir and --finetune_from are both {source_dir!r}: finetune into "
+            "a new train dir")
     checkpoints.latest_checkpoint(source_dir)  # fail now, not after building the data pipeline
     source = model_flags_lib.read_model_flags(source_dir)
     _check_source(source_dir, source, flag_values)

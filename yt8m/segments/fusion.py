@@ -6,11 +6,12 @@
 import numpy as np
 
 import yt8m  # noqa: F401
+from yt8m.core import errors
 
 
 def check_video_score_weight(weight):
     if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"--video_score_weight must be in [0, 1], got {weight}")
+        raise errors.InvalidInputError(f"--video_score_weight must be in [0, 1], got {weight}")
     return float(weight)
 
 
@@ -27,7 +28,8 @@ def candidate_classes(video_predictions, num_candidates, whitelist=None):
     """Per video: (classes int64 [<=N], video scores float64) of its top N, ties to the lower class,
     then restricted to `whitelist` (a set or None)."""
     if num_candidates <= 0:
-        raise ValueError(f"--segment_candidates must be positive, got {num_candidates}")
+        raise errors.InvalidInputError(
+            f"--segment_candidates must be positive, got {num_candidates}")
     result = []
     for classes, scores in zip(*top_classes(video_predictions, num_candidates)):
         if whitelist is not None:

@@ -20,6 +20,8 @@ import yt8m  # noqa: F401
 import numpy as np
 
 from yt8m.core import cli
+from yt8m.core import errors
+from yt8m.core import files as files_lib
 from yt8m.core import options
 from yt8m.core.option_groups import Batching, PredictionFiles
 from yt8m.data import readers
@@ -67,13 +69,15 @@ def video_candidates(files, predict, data_config, batch_size, num_candidates, wh
     for batch in inputs.inference_dataset(files, data_config, batch_size):
         predictions = np.asarray(predict(batch))
         if predictions.shape[1] != data_config.num_classes:
-            raise ValueError(f"--video_model predicts {predictions.shape[1]} classes, expected "
-                             f"{data_config.num_classes}")
+            raise errors.InvalidInputError(
+                f"--video_model predicts {predictions.shape[1]} classes, expected "
+                f"{data_config.num_classes}")
         rows = fusion.candidate_classes(predictions, num_candidates, whitelist)
         for video_id, row in zip(batch["id"].numpy(), rows):
             video_id = _text(video_id)
             if video_id in candidates:
-                raise ValueError(f"--input_data_pattern: video {video_id!r} appears twice")
+                raise errors.InvalidInputError(
+                    f"--input_data_pattern: video {video_id!r} appears twice")
             candidates[video_id] = row
     return candidates
 
@@ -106,15 +110,17 @@ def rank_segments(batches, candidates, segment_predict, video_score_weight, segm
         if segment_predict is not None:
             predictions = np.asarray(segment_predict(batch))
             if predictions.shape[1] != num_classes:
-                raise ValueError(f"--segment_model predicts {predictions.shape[1]} classes but "
-                                 f"--video_model {num_classes}")
+                raise errors.InvalidInputError(
+                    f"--segment_model predicts {predictions.shape[1]} classes but "
+                    f"--video_model {num_classes}")
         video_ids = batch["id"].numpy()
         starts = batch["segment_start"].numpy()
         classes, video_scores, segment_scores, videos, segment_starts = [], [], [], [], []
         for row in full:
             video_id = _text(video_ids[row])
             if video_id not in candidates:
-                raise ValueError(f"video {video_id!r} was not seen by the video model")
+                raise errors.InvalidInputError(
+                    f"video {video_id!r} was not seen by the video model")
             cls, scores = candidates[video_id]
             classes.append(cls)
             video_scores.append(scores)
@@ -133,14 +139,15 @@ def rank_segments(batches, candidates, segment_predict, video_score_weight, segm
 def run_segment_inference(config):
     """Writes config.output_file; returns a SegmentInferenceResult."""
     if not config.output_file:
-        raise ValueError("--output_file is empty: give the path of the segment CSV to write")
+        raise errors.InvalidInputError(
+            "--output_file is empty: give the path of the segment CSV to write")
     fusion.check_video_score_weight(config.video_score_weight)
     for flag, value in (("--segment_candidates", config.segment_candidates),
                         ("--segment_top_k", config.segment_top_k),
                         ("--batch_size", config.batch_size),
                         ("--segment_batch_size", config.segment_batch_size)):
         if value <= 0:
-            raise ValueError(f"{flag} must be positive, got {value}")
+            raise errors.InvalidInputError(f"{flag} must be positive, got {value}")
     files = inputs.require_files(config.input_data_pattern, "--input_data_pattern")
     video_predict, video_data = models.load_predictor(config.video_model, "--video_model",
                                                       config.num_readers)
@@ -153,8 +160,15 @@ def run_segment_inference(config):
         segment_predict, segment_data = models.load_predictor(
             config.segment_model, "--segment_model", config.num_readers)
         if segment_data.num_classes != video_data.num_classes:
-            raise ValueError(f"--segment_model has {segment_data.num_classes} classes but "
-                             f"--video_model {video_data.num_classes}")
+            raise errors.InvalidInputError(
+                f"--segment_model has {segment_data.num_classes} classes but "
+                f"--video_model {video_data.num_classes}")
+    # Once the models are known to be models (their own errors come first).
+    model_inputs = [(flag, path) for flag, path in (
+        ("--video_model", config.video_model), ("--segment_model", config.segment_model),
+        ("--segment_label_ids", config.segment_label_ids)) if path]
+    files_lib.check_output_file(config.output_file, "--output_file", config.overwrite,
+                                [("--input_data_pattern", path) for path in files] + model_inputs)
 
     candidates = video_candidates(files, video_predict, video_data, config.batch_size,
                                   config.segment_candidates,

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from yt8m import metrics
 from yt8m.training import inputs
+from yt8m.core import errors
 
 _CONTEXT = {
     "id": tf.io.FixedLenFeature([], tf.string, default_value=""),
@@ -42,15 +43,16 @@ def read_segment_ratings(data_pattern, flag="--eval_data_pattern", batch_size=25
                 labels, starts, scores = (_rows(context[name]) for name in _RATED)
                 for video_id, *rated in zip(ids, labels, starts, scores):
                     if not video_id:
-                        raise ValueError(f"{path}: a record has no id (or video_id)")
+                        raise errors.InvalidInputError(f"{path}: a record has no id (or video_id)")
                     try:
                         metrics.add_segment_ratings(ratings, video_id, *rated)
                     except ValueError as error:
-                        raise ValueError(f"{path}: {error}") from None
+                        raise errors.InvalidInputError(f"{path}: {error}") from None
         except tf.errors.OpError as error:
-            raise ValueError(f"{path}: not a file of frame-level SequenceExamples "
-                             f"({error.message.splitlines()[0]})") from None
+            raise errors.InvalidInputError(f"{path}: not a file of frame-level SequenceExamples "
+                                           f"({error.message.splitlines()[0]})") from None
     if not ratings:
-        raise ValueError(f"{flag}={data_pattern!r}: the files hold no segment ratings "
-                         "(segment_labels); use the 2019 segment-rated validate files")
+        raise errors.InvalidInputError(
+            f"{flag}={data_pattern!r}: the files hold no segment ratings "
+            "(segment_labels); use the 2019 segment-rated validate files")
     return ratings

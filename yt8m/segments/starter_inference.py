@@ -35,6 +35,7 @@ from yt8m.segments import fusion
 from yt8m.segments import submission
 from yt8m.segments import top_k as top_k_lib
 from yt8m.segments.inference import segment_batches
+from yt8m.core import errors
 
 
 @dataclasses.dataclass
@@ -66,8 +67,9 @@ def rank_segments(batches, predict, mask, top_k, segment_max_pred):
     for batch in batches:
         predictions = np.asarray(predict(batch), np.float32)
         if predictions.shape[1] != mask.size:
-            raise ValueError(f"the model predicts {predictions.shape[1]} classes, expected "
-                             f"{mask.size}")
+            raise errors.InvalidInputError(
+                f"the model predicts {predictions.shape[1]} classes, expected "
+                f"{mask.size}")
         classes, scores = fusion.top_classes(predictions * mask, top_k)
         offered = mask[classes] > 0
         segments = np.nonzero(offered)[0]
@@ -88,12 +90,14 @@ def run_starter_segment_inference(config, predict=None, data_config=None):
     newest checkpoint of config.train_dir and its model_flags.json).
     """
     if config.frame_buckets:
-        raise ValueError("--frame_buckets does not apply to --segment_labels (every segment has "
-                         f"{records.SEGMENT_SIZE} frames)")
+        raise errors.InvalidInputError(
+            "--frame_buckets does not apply to --segment_labels (every segment has "
+            f"{records.SEGMENT_SIZE} frames)")
     data_config = video_inference.model_data_config(config, data_config)
     if not data_config.frame_features:
-        raise ValueError("--segment_labels cuts frame-level videos into segments: it needs a "
-                         "frame-level model (this one reads video-level features)")
+        raise errors.InvalidInputError(
+            "--segment_labels cuts frame-level videos into segments: it needs a "
+            "frame-level model (this one reads video-level features)")
     files, predict, data_config = video_inference.prepare_inference(config, predict, data_config)
     whitelist = None
     if config.segment_label_ids_file:

@@ -15,18 +15,19 @@ import tensorflow as tf
 
 from yt8m.data import records
 from yt8m.core import files
+from yt8m.core import errors
 
 SEGMENT_SUBMISSION_HEADER = "Class,Segments"
 
 
-class WhitelistDownloadError(ValueError):
+class WhitelistDownloadError(errors.InvalidInputError):
     pass
 
 
 def read_segment_whitelist(path, flag="--segment_label_ids", num_classes=None):
     """segment_label_ids.csv (header `Index`, one class index a line) -> sorted tuple of classes."""
     if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"{flag}={path!r}: no such file")
+        raise errors.MissingInputError(f"{flag}={path!r}: no such file")
     with tf.io.gfile.GFile(path) as handle:
         return parse_segment_whitelist(handle.read(), f"{flag}={path!r}", num_classes)
 
@@ -52,20 +53,21 @@ def parse_segment_whitelist(text, where, num_classes=None):
              if line.strip()]
     if not lines or lines[0][1] != records.SEGMENT_WHITELIST_HEADER:
         first = lines[0][1] if lines else "(empty file)"
-        raise ValueError(f"{where}: the first line must be the header "
-                         f"{records.SEGMENT_WHITELIST_HEADER!r}, got {first!r}")
+        raise errors.InvalidInputError(f"{where}: the first line must be the header "
+                                       f"{records.SEGMENT_WHITELIST_HEADER!r}, got {first!r}")
     classes = set()
     for number, line in lines[1:]:
         try:
             cls = int(line)
         except ValueError:
-            raise ValueError(f"{where} line {number}: {line!r} is not a class index") from None
+            raise errors.InvalidInputError(
+                f"{where} line {number}: {line!r} is not a class index") from None
         if cls < 0 or (num_classes is not None and cls >= num_classes):
-            raise ValueError(f"{where} line {number}: class {cls} is outside "
-                             f"[0, num_classes={num_classes})")
+            raise errors.InvalidInputError(f"{where} line {number}: class {cls} is outside "
+                                           f"[0, num_classes={num_classes})")
         classes.add(cls)
     if not classes:
-        raise ValueError(f"{where} lists no class")
+        raise errors.InvalidInputError(f"{where} lists no class")
     return tuple(sorted(classes))
 
 
@@ -94,7 +96,8 @@ def write_segment_submission(output_file, rows):
     Returns the number of rows written.
     """
     if not output_file:
-        raise ValueError("--output_file is empty: give the path of the segment CSV to write")
+        raise errors.InvalidInputError(
+            "--output_file is empty: give the path of the segment CSV to write")
     count = 0
     with files.atomic_output(output_file) as handle:
         handle.write(SEGMENT_SUBMISSION_HEADER + "\n")
@@ -107,15 +110,17 @@ def write_segment_submission(output_file, rows):
 def _parse_segment(token, path, number):
     video_id, colon, start = token.rpartition(":")
     if not colon or not video_id:
-        raise ValueError(f"{path} line {number}: {token!r} is not <video id>:<start>")
+        raise errors.InvalidInputError(f"{path} line {number}: {token!r} is not <video id>:<start>")
     try:
         start = int(start)
     except ValueError:
-        raise ValueError(f"{path} line {number}: segment {token!r} has a start time that is not "
-                         "an integer") from None
+        raise errors.InvalidInputError(
+            f"{path} line {number}: segment {token!r} has a start time that is not "
+            "an integer") from None
     if start < 0 or start % records.SEGMENT_SIZE:
-        raise ValueError(f"{path} line {number}: segment {token!r} must start at a multiple of "
-                         f"{records.SEGMENT_SIZE} >= 0")
+        raise errors.InvalidInputError(
+            f"{path} line {number}: segment {token!r} must start at a multiple of "
+            f"{records.SEGMENT_SIZE} >= 0")
     return video_id, start
 
 
@@ -126,7 +131,7 @@ def read_segment_submission(path):
     that is not an integer or is listed twice, a segment that is not `<id>:<start>`.
     """
     if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"--submission_file={path!r}: no such file")
+        raise errors.MissingInputError(f"--submission_file={path!r}: no such file")
     submission = {}
     seen_header = False
     with tf.io.gfile.GFile(path) as handle:
@@ -134,24 +139,27 @@ def read_segment_submission(path):
             line = line.rstrip("\r\n")
             if number == 1:
                 if line.strip() != SEGMENT_SUBMISSION_HEADER:
-                    raise ValueError(f"{path} line 1: expected the header "
-                                     f"{SEGMENT_SUBMISSION_HEADER!r}, got {line!r}")
+                    raise errors.InvalidInputError(f"{path} line 1: expected the header "
+                                                   f"{SEGMENT_SUBMISSION_HEADER!r}, got {line!r}")
                 seen_header = True
                 continue
             if not line.strip():
                 continue
             cls_text, comma, segments = line.partition(",")
             if not comma:
-                raise ValueError(f"{path} line {number}: expected <class>,<segments>, got "
-                                 f"{line[:80]!r}")
+                raise errors.InvalidInputError(
+                    f"{path} line {number}: expected <class>,<segments>, got "
+                    f"{line[:80]!r}")
             try:
                 cls = int(cls_text)
             except ValueError:
-                raise ValueError(f"{path} line {number}: class {cls_text!r} is not an "
-                                 "integer") from None
+                raise errors.InvalidInputError(
+                    f"{path} line {number}: class {cls_text!r} is not an "
+                    "integer") from None
             if cls in submission:
-                raise ValueError(f"{path} line {number}: class {cls} is listed twice")
+                raise errors.InvalidInputError(f"{path} line {number}: class {cls} is listed twice")
             submission[cls] = [_parse_segment(token, path, number) for token in segments.split()]
     if not seen_header:
-        raise ValueError(f"{path} is empty: expected the header {SEGMENT_SUBMISSION_HEADER!r}")
+        raise errors.InvalidInputError(
+            f"{path} is empty: expected the header {SEGMENT_SUBMISSION_HEADER!r}")
     return submission

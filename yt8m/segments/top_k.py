@@ -13,6 +13,7 @@ O(log K) per segment). Two buffers merge (the Beam combiner's accumulators).
 import numpy as np
 
 import yt8m  # noqa: F401
+from yt8m.core import errors
 
 
 def rank(scores, videos, starts):
@@ -27,7 +28,7 @@ def rank(scores, videos, starts):
 
 def check_top_k(k):
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-        raise ValueError(f"--segment_top_k must be a positive integer, got {k!r}")
+        raise errors.InvalidInputError(f"--segment_top_k must be a positive integer, got {k!r}")
     return int(k)
 
 

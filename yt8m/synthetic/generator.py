@@ -13,6 +13,7 @@ import numpy as np
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 from yt8m.core.options import option
 from yt8m.data import records
+from yt8m.core import errors
 
 
 RGB_SIZE, AUDIO_SIZE = records.DEFAULT_FEATURE_SIZES
@@ -87,7 +88,7 @@ class Config:
     def __post_init__(self):
         def need(ok, flag, what):
             if not ok:
-                raise ValueError(f"--{flag}={getattr(self, flag)!r}: {what}")
+                raise errors.InvalidInputError(f"--{flag}={getattr(self, flag)!r}: {what}")
         need(self.num_videos >= 1, "num_videos", "must be at least 1")
         need(self.num_classes >= 2, "num_classes", "must be at least 2")
         need(self.num_shards >= 1, "num_shards", "must be at least 1")

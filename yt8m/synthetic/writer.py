@@ -29,6 +29,7 @@ import tensorflow as tf
 from yt8m.core import files
 from yt8m.data import records
 from yt8m.synthetic.generator import SPLITS, Config, build_world, encode_video
+from yt8m.core import errors
 
 
 def _shard_ranges(num_videos, num_shards):
@@ -117,9 +118,10 @@ def _check_no_stale_shards(output_dir, config):
                 if name.endswith(".tfrecord")}
     stale = sorted(existing - _planned_shards(config))
     if stale:
-        raise ValueError(f"--output_dir={output_dir!r} holds shards this run would not "
-                         f"overwrite ({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}); "
-                         "use an empty directory")
+        raise errors.InvalidInputError(
+            f"--output_dir={output_dir!r} holds shards this run would not "
+            f"overwrite ({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}); "
+            "use an empty directory")
 
 
 def vocabulary_csv(world, train_counts):
@@ -151,11 +153,11 @@ def generate(output_dir, num_workers=1, **options):
         raise ValueError(f"generate(): unknown option(s) {', '.join(unknown)}")
     config = Config(**options)
     if num_workers < 1:
-        raise ValueError(f"--num_workers={num_workers!r}: must be at least 1")
+        raise errors.InvalidInputError(f"--num_workers={num_workers!r}: must be at least 1")
     if not output_dir:
-        raise ValueError("--output_dir must be set")
+        raise errors.InvalidInputError("--output_dir must be set")
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise ValueError(f"--output_dir={output_dir!r} exists and is not a directory")
+        raise errors.InvalidInputError(f"--output_dir={output_dir!r} exists and is not a directory")
     _check_no_stale_shards(output_dir, config)
     for directory in ("frame", "video", "segment"):
         os.makedirs(os.path.join(output_dir, directory), exist_ok=True)

@@ -13,6 +13,7 @@ import yt8m  # noqa: F401
 import tensorflow as tf
 
 from frame_level_models import pruning
+from yt8m.core import errors
 from yt8m.core import model_flags as model_flags_lib
 from yt8m.training.model_builder import build_model
 
@@ -23,11 +24,11 @@ _STEP_PATTERN = re.compile(r"-(\d+)$")
 CHECKPOINT_FILE = re.compile(rf"^{CHECKPOINT_PREFIX}-(\d+)\.(index|data-\d+-of-\d+)$")
 
 
-class NoCheckpointError(FileNotFoundError):
+class NoCheckpointError(errors.MissingInputError):
     pass
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(errors.InvalidInputError):
     pass
 
 
@@ -35,7 +36,8 @@ def checkpoint_step(checkpoint_path):
     """ckpt-1200 -> 1200 (the trainer numbers checkpoints by global step)."""
     match = _STEP_PATTERN.search(checkpoint_path)
     if not match:
-        raise ValueError(f"checkpoint path {checkpoint_path!r} does not end in -<step>")
+        raise errors.InvalidInputError(
+            f"checkpoint path {checkpoint_path!r} does not end in -<step>")
     return int(match.group(1))
 
 

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from yt8m.training import multi_worker
 from yt8m.core.config import DISTRIBUTION_STRATEGIES as STRATEGIES
+from yt8m.core import errors
 
 
 def configure_local_devices(devices):
@@ -41,7 +42,7 @@ def configure_cpu_devices(num_devices):
     Must run before TensorFlow executes any op; TensorFlow refuses afterwards.
     """
     if num_devices < 1:
-        raise ValueError(f"--num_cpu_devices must be >= 1, got {num_devices}")
+        raise errors.InvalidInputError(f"--num_cpu_devices must be >= 1, got {num_devices}")
     if num_devices == 1:
         return
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -75,7 +76,7 @@ def make_strategy(name="default"):
     cpus = tf.config.list_logical_devices("CPU")
     devices = [device.name for device in (gpus or cpus)]
     if name not in STRATEGIES:
-        raise ValueError(
+        raise errors.InvalidInputError(
             f"--distribution_strategy={name!r} is not one of: {', '.join(STRATEGIES)}")
     if name == "mirrored" or (name == "default" and len(devices) > 1):
         return tf.distribute.MirroredStrategy(devices)

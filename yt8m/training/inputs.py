@@ -7,6 +7,7 @@ import tensorflow as tf
 from yt8m.data import bucketing, readers
 from yt8m.core import model_flags as model_flags_lib
 from yt8m.core.config import DataConfig
+from yt8m.core import errors
 
 NUM_FRAMES = "num_frames"
 
@@ -14,11 +15,12 @@ NUM_FRAMES = "num_frames"
 def require_files(pattern, flag_name):
     """The files of a data-pattern flag; errors name the flag."""
     if not pattern:
-        raise ValueError(f"{flag_name} is empty: give a glob of TFRecord files")
+        raise errors.InvalidInputError(f"{flag_name} is empty: give a glob of TFRecord files")
     try:
         return readers.list_files(pattern)
     except FileNotFoundError as error:
-        raise FileNotFoundError(f"{flag_name}={pattern!r} matches no file ({error})") from None
+        raise errors.MissingInputError(
+            f"{flag_name}={pattern!r} matches no file ({error})") from None
 
 
 def data_config_from_model_flags(model_flags, segment_labels, num_readers, frame_buckets=()):
@@ -35,18 +37,30 @@ def data_config_from_model_flags(model_flags, segment_labels, num_readers, frame
         frame_buckets=tuple(frame_buckets))
 
 
-def _dataset(files, data, batch_size, *, shuffle, num_epochs, seed, dequantize, drop_remainder):
+def _dataset(files, data, batch_size, **reading):
+    try:
+        return _reader_dataset(files, data, batch_size, **reading)
+    except IsADirectoryError as error:  # the readers stat every file first
+        raise errors.InvalidInputError(
+            f"{error}: the data pattern matched it; give a pattern of TFRecord files only"
+        ) from None
+
+
+def _reader_dataset(files, data, batch_size, *, shuffle, num_epochs, seed, dequantize,
+                    drop_remainder):
     common = dict(num_classes=data.num_classes, feature_names=data.feature_names,
                   feature_sizes=data.feature_sizes, shuffle=shuffle, num_epochs=num_epochs,
                   seed=seed, drop_remainder=drop_remainder, num_parallel_reads=data.num_readers)
     if data.frame_buckets and (data.segment_labels or not data.frame_features):
-        raise ValueError("--frame_buckets applies to frame-level videos (--frame_features); "
-                         "segments (--segment_labels) and video-level means have no frame axis "
-                         "to bucket")
+        raise errors.InvalidInputError(
+            "--frame_buckets applies to frame-level videos (--frame_features); "
+            "segments (--segment_labels) and video-level means have no frame axis "
+            "to bucket")
     if data.segment_labels:
         if not data.frame_features:
-            raise ValueError("--segment_labels needs frame-level data and a frame-level model "
-                             "(--frame_features)")
+            raise errors.InvalidInputError(
+                "--segment_labels needs frame-level data and a frame-level model "
+                "(--frame_features)")
         return readers.segment_dataset(files, batch_size, mode="rated", dequantize=dequantize,
                                        **common)
     if data.frame_features:

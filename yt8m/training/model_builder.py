@@ -1,6 +1,7 @@
 """Builds the model a model_flags record describes (frame_level_models registry), and the label
 loss it trains with."""
 import yt8m  # noqa: F401
+from yt8m.core import errors
 
 import frame_level_models
 from frame_level_models import pruning
@@ -12,14 +13,16 @@ from yt8m.losses import get_label_loss
 def check_model_choice(model, frame_features):
     """Clear errors for an unknown --model and a model/data-level mismatch."""
     if model not in frame_level_models.MODEL_NAMES:
-        raise ValueError(f"--model={model!r} is not a known model; choose one of: "
-                         f"{', '.join(frame_level_models.MODEL_NAMES)}")
+        raise errors.InvalidInputError(f"--model={model!r} is not a known model; choose one of: "
+                                       f"{', '.join(frame_level_models.MODEL_NAMES)}")
     if frame_level_models.is_frame_level(model) != bool(frame_features):
         if frame_features:
-            raise ValueError(f"--model={model} is a video-level model but --frame_features is "
-                             "set; drop --frame_features (and read mean_rgb,mean_audio)")
-        raise ValueError(f"--model={model} is a frame-level model: pass --frame_features and "
-                         "frame feature names (--feature_names=rgb,audio)")
+            raise errors.InvalidInputError(
+                f"--model={model} is a video-level model but --frame_features is "
+                "set; drop --frame_features (and read mean_rgb,mean_audio)")
+        raise errors.InvalidInputError(
+            f"--model={model} is a frame-level model: pass --frame_features and "
+            "frame feature names (--feature_names=rgb,audio)")
 
 
 def build_model(model_flags):

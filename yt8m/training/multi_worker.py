@@ -39,6 +39,8 @@ import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
 from yt8m.training import checkpoints
+from yt8m.core import errors
+from yt8m.core import files
 
 STRATEGY_NAME = "multi_worker"
 TF_CONFIG = "TF_CONFIG"
@@ -56,7 +58,7 @@ _TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["host0:2222", "host1:2222"]}, '
                       '"task": {"type": "worker", "index": 0}}')
 
 
-class ClusterConfigError(ValueError):
+class ClusterConfigError(errors.InvalidInputError):
     pass
 
 
@@ -168,7 +170,7 @@ def check_train_config(strategy, config):
     if not is_multi_worker(strategy):
         return
     if config.shuffle_seed is None:
-        raise ValueError(
+        raise errors.InvalidInputError(
             f"--distribution_strategy={STRATEGY_NAME} needs --shuffle_seed: every worker reads "
             "the same shuffled global batches and keeps its own slice, so all workers must "
             "shuffle alike")
@@ -202,7 +204,7 @@ class _ScratchCheckpointManager:
 
     def save(self, checkpoint_number):
         self._manager.save(checkpoint_number=checkpoint_number)
-        tf.io.gfile.rmtree(self._directory)
+        files.remove(self._directory)  # never through a link planted there
         self._saved_number = checkpoint_number
         return self.latest_checkpoint
 

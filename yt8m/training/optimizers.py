@@ -20,6 +20,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from yt8m.training import model_parallel
+from yt8m.core import errors
 
 
 @keras.utils.register_keras_serializable(package="yt8m")
@@ -63,9 +64,11 @@ def make_optimizer(name, learning_rate, clip_gradient_norm, on_variable_devices=
     places its own variables, `TrainingModel.is_model_parallel`; see model_parallel.py).
     """
     if name not in _STARTER_NAMES:
-        raise ValueError(f"--optimizer={name!r} is not one of: {', '.join(OPTIMIZER_NAMES)}")
+        raise errors.InvalidInputError(
+            f"--optimizer={name!r} is not one of: {', '.join(OPTIMIZER_NAMES)}")
     if clip_gradient_norm < 0:
-        raise ValueError(f"--clip_gradient_norm must be >= 0, got {clip_gradient_norm}")
+        raise errors.InvalidInputError(
+            f"--clip_gradient_norm must be >= 0, got {clip_gradient_norm}")
     optimizer_class, arguments = _STARTER_NAMES[name]
     if on_variable_devices:
         optimizer_class = model_parallel.on_variable_devices(optimizer_class)
