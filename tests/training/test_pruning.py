@@ -28,11 +28,9 @@ from yt8m import evaluation
 from yt8m import metrics
 from yt8m.core import model_flags as model_flags_lib
 from yt8m.core import options
-from yt8m.core.config import EvalConfig, InferenceConfig, PruningConfig, TrainConfig
+from yt8m.core.config import PruningConfig, TrainConfig
 from yt8m.data import readers
-from yt8m.export import exporter
 from yt8m.export import members as members_lib
-from yt8m.inference import video_inference
 from yt8m.training import checkpoints
 from yt8m.training import inputs
 from yt8m.training import trainer
@@ -133,9 +131,13 @@ def test_sparsity_follows_the_schedule_and_reaches_the_target(pruned_dir):
         assert zeros / total == pytest.approx(expected, abs=0.01), step
         served = checkpoints.load_model(pruned_dir, path)
         assert not pruning.is_pruned(served)
-        assert pruning.sparsity(served) == pytest.approx(expected, abs=0.01)
-        for (raw, mask), weight in zip(pairs, served_weights(served)):
+        weights = served_weights(served)
+        for (raw, mask), weight in zip(pairs, weights):
             np.testing.assert_array_equal(weight, raw * mask)
+        # The sparsity of the weights the model serves, counted with numpy.
+        zeros_served = sum(np.count_nonzero(weight == 0) for weight in weights)
+        assert zeros_served / sum(weight.size for weight in weights) == pytest.approx(
+            expected, abs=0.01), step
         counters = [tf.train.load_variable(path, name)
                     for name, _ in tf.train.list_variables(path) if "pruning_step" in name]
         assert counters and all(counter == step for counter in counters)
@@ -179,61 +181,84 @@ def test_killed_mid_schedule_resume_equals_the_uninterrupted_run(data_dir, tmp_p
                                       f"{kill_after}, resumed from ckpt-{saved})")
 
 
-def test_eval_and_inference_read_a_pruned_train_dir(pruned_dir, data_dir, tmp_path):
+@pytest.fixture(scope="module")
+def readers_run(pruned_dir, data_dir, tmp_path_factory):
+    """eval.py, inference.py and export_ensemble.py on the pruned train dir, side by side, with
+    no pruning option (model_flags.json says the dir is pruned): {name: (exit code, output)}
+    and the paths they wrote."""
+    root = tmp_path_factory.mktemp("readers")
     pattern = helpers.pattern(data_dir, "frame", "validate")
-    model = checkpoints.load_model(pruned_dir)
+    paths = {"csv": str(root / "submission.csv"), "export": str(root / "export")}
+    commands = {
+        "eval": ("eval.py", f"--train_dir={pruned_dir}", f"--eval_data_pattern={pattern}",
+                 "--batch_size=4", "--run_once"),
+        "inference": ("inference.py", f"--train_dir={pruned_dir}",
+                      f"--input_data_pattern={pattern}", f"--output_file={paths['csv']}",
+                      "--top_k=3", "--batch_size=4"),
+        "export": ("export_ensemble.py", f"--members={pruned_dir}",
+                   f"--output_dir={paths['export']}", "--sparse_weights=0.5",
+                   f"--eval_data_pattern={pattern}"),
+    }
+    processes = {name: helpers.start(helpers.python_command(*args))
+                 for name, args in commands.items()}
+    for name, process in processes.items():
+        output = process.communicate(timeout=600)[0]
+        assert process.returncode == 0, f"{name}: {output[-3000:]}"
+    return paths
+
+
+def _validation_predictions(pruned_dir, data_dir):
+    """(batch, predictions) of the stripped model of the newest checkpoint on every validation
+    video (the Keras model itself, not a reader under test)."""
+    pattern = helpers.pattern(data_dir, "frame", "validate")
     batch = next(iter(inputs.evaluation_dataset(readers.list_files(pattern), helpers.FRAME_DATA,
                                                 1000)))
-    predictions = model(inputs.model_inputs(batch, helpers.FRAME_DATA))["predictions"].numpy()
-    (result,) = evaluation.run_evaluation(EvalConfig(
-        train_dir=pruned_dir, eval_data_pattern=pattern, batch_size=4, num_readers=2,
-        run_once=True))
-    assert result["step"] == MAX_STEPS
+    model = checkpoints.load_model(pruned_dir)
+    return batch, model, model(inputs.model_inputs(batch, helpers.FRAME_DATA))["predictions"]
+
+
+def test_eval_py_and_inference_py_read_a_pruned_train_dir(readers_run, pruned_dir, data_dir):
+    batch, _, predictions = _validation_predictions(pruned_dir, data_dir)
+    predictions = predictions.numpy()
+    with open(evaluation.metrics_path(pruned_dir, MAX_STEPS)) as handle:
+        result = json.load(handle)
     assert result["gap"] == pytest.approx(
         metrics.gap(predictions, batch["labels"].numpy(), top_k=20), abs=1e-6)
-    output_file = str(tmp_path / "submission.csv")
-    written = video_inference.run_inference(InferenceConfig(
-        train_dir=pruned_dir, input_data_pattern=pattern, output_file=output_file, top_k=3,
-        batch_size=4, num_readers=2))
-    assert written == len(predictions)
     expected = {video_id.decode(): scores
                 for video_id, scores in zip(batch["id"].numpy(), predictions)}
-    with open(output_file) as handle:
+    with open(readers_run["csv"]) as handle:
         rows = handle.read().splitlines()[1:]
+    assert sorted(row.split(",")[0] for row in rows) == sorted(expected)
     for row in rows:
         video_id, pairs = row.split(",")
         values = pairs.split(" ")
         classes, scores = [int(value) for value in values[::2]], values[1::2]
         np.testing.assert_allclose([float(score) for score in scores],
                                    expected[video_id][classes], rtol=1e-5)
+        np.testing.assert_allclose([float(score) for score in scores],
+                                   np.sort(expected[video_id])[::-1][:3], rtol=1e-5)
 
 
-def test_sparse_export_of_a_pruned_train_dir_equals_the_stripped_model(pruned_dir, data_dir,
-                                                                         tmp_path):
-    output_dir = tmp_path / "export"
-    pattern = helpers.pattern(data_dir, "frame", "validate")
-    # What export_ensemble.py --members=<dir> --sparse_weights=0.5 runs: no pruning option.
-    exporter.export_ensemble(exporter.ExportConfig(
-        members=[pruned_dir], output_dir=str(output_dir), sparse_weights=0.5,
-        eval_data_pattern=pattern))
-    with open(output_dir / "export_report.json") as handle:
+def test_export_ensemble_py_stores_a_pruned_train_dir_sparse(readers_run, pruned_dir, data_dir):
+    """export_ensemble.py --sparse_weights=0.5 of the train dir: each pruned matrix stored as
+    mask bits + non-zeros, predictions equal to the stripped Keras model (1e-6)."""
+    output_dir = readers_run["export"]
+    with open(os.path.join(output_dir, "export_report.json")) as handle:
         report = json.load(handle)
-    model = checkpoints.load_model(pruned_dir)
-    large = [weight for _, weight in pruning.prunable_weights(model)
-             if weight.shape.num_elements() >= report.get("min_low_precision_elements", 0)]
+    batch, model, expected = _validation_predictions(pruned_dir, data_dir)
+    minimum = report.get("min_low_precision_elements", 0)
+    large = {weight.name: weight.numpy() for _, weight in pruning.prunable_weights(model)
+             if weight.shape.num_elements() >= minimum}
     stored = {row["variable"]: row for row in report["sparse_tensors"]}
-    assert stored, report
-    for row in stored.values():
+    assert stored and set(stored) <= set(large), (sorted(stored), sorted(large))
+    for name, row in stored.items():
+        assert row["sparsity"] == pytest.approx(np.mean(large[name] == 0), abs=1e-9)
         assert row["sparsity"] == pytest.approx(TARGET, abs=0.01)
-    assert len(stored) <= len(large)
-    batch = next(iter(inputs.evaluation_dataset(readers.list_files(pattern), helpers.FRAME_DATA,
-                                                1000)))
     features = inputs.model_inputs(batch, helpers.FRAME_DATA)
-    expected = model(features)["predictions"].numpy()
-    served = tf.saved_model.load(str(output_dir)).signatures["serving_default"](
+    served = tf.saved_model.load(output_dir).signatures["serving_default"](
         rgb=features["rgb"], audio=features["audio"],
         num_frames=features["num_frames"])["predictions"].numpy()
-    np.testing.assert_allclose(served, expected, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(served, expected.numpy(), atol=1e-6, rtol=0)
 
 
 def test_checkpoint_averaging_keeps_the_newest_masks(pruned_dir):
