@@ -28,9 +28,10 @@ ZOO = (
 
 def run(output_dir, *, num_videos, num_classes, epochs, batch_size, frame_learning_rate,
         video_learning_rate, train_frames, bn_momentum, seed, models=None, reuse=True):
+    settings = dict(num_videos=num_videos, num_classes=num_classes, seed=seed,
+                    validate_fraction=0.2, test_fraction=0.0, num_segment_videos=0, num_shards=2)
     data_dir = training_runs.synthetic_data(
-        output_dir, num_videos=num_videos, num_classes=num_classes, seed=seed,
-        validate_fraction=0.2, test_fraction=0.0, num_segment_videos=0, num_shards=2)
+        training_runs.settings_dir(output_dir, "data", settings), **settings)
     rows = []
     for name, frame_level, hparams in ZOO:
         if models and name not in models:

@@ -13,7 +13,6 @@ import yt8m  # noqa: F401
 import frame_level_models
 from yt8m import evaluation
 from yt8m.inference import video_inference
-from yt8m.training import trainer
 from yt8m.core.config import EvalConfig, InferenceConfig
 
 import training_helpers as helpers
@@ -22,16 +21,15 @@ NO_FILES = "/nonexistent/train*.tfrecord"
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    return helpers.once_per_session(tmp_path_factory, "cli_runs", _run_programs)
+def runs(tmp_path_factory, small_dataset, video_logistic_run, video_moe_run):
+    return helpers.once_per_session(tmp_path_factory, "cli_runs", lambda root: _run_programs(
+        root, small_dataset, video_logistic_run, video_moe_run))
 
 
-def _run_programs(root):
-    """Trains two tiny train dirs in-process, then runs every program case in parallel."""
-    data_dir = helpers.make_small_dataset(root / "data")
-    logistic_dir, moe_dir = str(root / "logistic"), str(root / "moe")
-    trainer.train(helpers.train_config(logistic_dir, data_dir, max_steps=2))
-    trainer.train(helpers.train_config(moe_dir, data_dir, model="MoeModel", max_steps=2))
+def _run_programs(root, data_dir, logistic_run, moe_dir):
+    """Runs every program case in parallel on the shared data and tiny train dirs (the
+    LogisticModel one copied: eval.py writes into it)."""
+    logistic_dir = helpers.copy_tree(logistic_run, root / "logistic")
     no_checkpoint_dir = root / "no_checkpoint"
     no_checkpoint_dir.mkdir()
     with open(os.path.join(logistic_dir, "model_flags.json")) as handle:
@@ -143,7 +141,7 @@ def test_eval_and_inference_programs_work(runs):
     code, output = runs["results"]["eval_good"]
     assert code == 0, output
     metrics_file = os.path.join(runs["logistic_dir"], "eval", "metrics_step_2.json")
-    assert f"eval.py: step 2: GAP " in output and f"({metrics_file})" in output
+    assert "eval.py: step 2: GAP " in output and f"({metrics_file})" in output
     assert os.path.exists(metrics_file)
     code, output = runs["results"]["inference_good"]
     assert code == 0, output

@@ -56,8 +56,8 @@ def scheduled_sparsity(step):
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return helpers.make_small_dataset(tmp_path_factory.mktemp("data"))
+def data_dir(small_dataset):
+    return small_dataset  # the session's shared data set (read only)
 
 
 NEXTVLAD_RUN = ("--frame_features", "--feature_names=rgb,audio", "--feature_sizes=1024,128",

@@ -26,7 +26,7 @@ from yt8m.core import model_flags as model_flags_lib
 from yt8m.training import multi_worker
 from yt8m.training import objective
 from yt8m.metrics import gap as batch_gap
-from yt8m.training.model_builder import build_model, check_model_choice, label_loss_for
+from yt8m.training.model_builder import build_model, check_model_choice, hparam_defaults, label_loss_for
 from yt8m.training.optimizers import make_optimizer
 from yt8m.training.pruning_steps import PruningSteps
 from yt8m.training.schedules import examples_staircase_decay
@@ -88,9 +88,10 @@ class Trainer:
         flags_record = model_flags_lib.model_flags_from_config(config)
         self.label_loss = label_loss_for(config.label_loss, config.model)
         files = inputs.require_files(config.train_data_pattern, "--train_data_pattern")
+        defaults = hparam_defaults(config.model)
         if self.is_chief:  # a train dir of another model: refused before anything is built
             model_flags_lib.check_model_flags(config.train_dir, flags_record,
-                                              config.start_new_model)
+                                              config.start_new_model, defaults)
         if config.shuffle_seed is not None:
             keras.utils.set_random_seed(config.shuffle_seed)
 
@@ -120,7 +121,7 @@ class Trainer:
         # Written once the model is built: a model the flags cannot build leaves no file behind.
         if self.is_chief:
             model_flags_lib.check_and_write_model_flags(
-                config.train_dir, flags_record, config.start_new_model)
+                config.train_dir, flags_record, config.start_new_model, defaults)
         self.iterator = iter(self.dataset)
         tracked = {"model": self.model, "optimizer": self.optimizer}
         self.extra_tracked = ({"training_model": trained}
