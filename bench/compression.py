@@ -37,19 +37,18 @@ import os
 import shutil
 import time
 
-import matplotlib
 from absl import app, flags, logging
-
-matplotlib.use("Agg")
-from matplotlib import pyplot  # noqa: E402  (after choosing the headless backend)
+from matplotlib.lines import Line2D
 
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 
+import bench_options
+import figures
 from yt8m import synthetic
 from yt8m.core import files
 from yt8m.core import options
 from yt8m.core.config import DataConfig, PruningConfig, TrainConfig
-from yt8m.core.options import option
+from yt8m.core.options import option, override
 from yt8m.export import budget
 from yt8m.export import exporter
 from yt8m.export import precision as precision_lib
@@ -60,17 +59,18 @@ import export_timing
 
 
 @dataclasses.dataclass
-class CompressionBench:
+class CompressionBench(bench_options.SyntheticScale, bench_options.Optimization,
+                       bench_options.Timing, bench_options.SpeedBatches):
     work_dir: str = option("bench/output/compression_work",
                            "Data, train dirs and exports; replaced at every run.")
     output: str = option("bench/output/compression",
                          "Output path without extension (.json, .md).")
     plot: str = option("docs/compression.png", "The size-vs-GAP plot.")
-    num_videos: int = option(6000, "Synthetic videos (train + validate + test).", lower=100)
-    num_classes: int = option(50, "Synthetic vocabulary size.", lower=2)
+    num_videos: int = override(bench_options.SyntheticScale, "num_videos", 6000, lower=100)
+    num_classes: int = override(bench_options.SyntheticScale, "num_classes", 50, lower=2)
     train_steps: int = option(400, "Training steps of every model, pruned or not.", lower=10)
-    batch_size: int = option(32, "Training batch size.", lower=1)
-    learning_rate: float = option(3e-3, "Base learning rate (x0.8 every 8000 examples).")
+    learning_rate: float = override(bench_options.Optimization, "learning_rate", 3e-3,
+                                    help="Base learning rate (x0.8 every 8000 examples).")
     sparsities: tuple[float, ...] = option((0.5, 0.75, 0.9), "Target sparsities of the pruned "
                                            "runs.")
     pruning_begin: float = option(0.2, "Pruning starts at this fraction of --train_steps.",
@@ -79,9 +79,11 @@ class CompressionBench:
                                 "--train_steps.", lower=0.0, upper=1.0)
     pruning_updates: int = option(5, "Mask updates from begin to end (each sorts every pruned "
                                   "matrix: seconds per million elements on a CPU).", lower=1)
-    speed_batches: int = option(4, "Batches of 32 report videos timed per pass.", lower=1)
-    passes: int = option(3, "Timed passes (after one warm-up pass).", lower=1)
+    speed_batches: int = override(bench_options.SpeedBatches, "speed_batches", 4,
+                                  help="Batches of 32 report videos timed per pass.")
 
+
+options.define_flags(CompressionBench)
 
 MAX_FRAMES = 60     # frames each model sees at evaluation and serving
 TRAIN_FRAMES = 20   # frames sampled per video and training step
@@ -252,7 +254,7 @@ MARKERS = {FLOAT32: "o", FLOAT16: "s", INT8: "^"}
 
 def _plot(rows, ensembles, budget_mb, path):
     labels = list(MODELS)
-    figure, axes = pyplot.subplots(1, len(labels) + 1, figsize=(5.5 * (len(labels) + 1), 5.2))
+    figure, axes = figures.subplots(1, len(labels) + 1, figsize=(5.5 * (len(labels) + 1), 5.2))
     for axis, label in zip(axes, labels):
         model_rows = [row for row in rows if row["model"] == label]
         base = model_rows[0]
@@ -281,23 +283,20 @@ def _plot(rows, ensembles, budget_mb, path):
     axis.set_xlabel("ensemble size on disk (MB)")
     axis.set_ylabel("GAP (report half of validate)")
     axis.set_title("Best ensemble of each pool under the budget")
-    axis.legend(fontsize=7, loc="lower left")
-    handles = [pyplot.Line2D([], [], color="#55a868", label="frontier"),
-               pyplot.Line2D([], [], color="gray", linestyle=":",
+    axis.legend(fontsize=7, loc="best")
+    handles = [Line2D([], [], color="#55a868", label="frontier"),
+               Line2D([], [], color="gray", linestyle=":",
                              label=f"targets: size <= {TARGET_SIZE_RATIO:g}, GAP >= unpruned "
                                    f"float32 - {TARGET_GAP_DROP:g}")]
-    handles += [pyplot.Line2D([], [], color=color, marker="o", linestyle="",
+    handles += [Line2D([], [], color=color, marker="o", linestyle="",
                               label="unpruned" if not sparsity else f"pruned {sparsity:.0%}")
                 for sparsity, color in COLORS.items()]
-    handles += [pyplot.Line2D([], [], color="gray", marker=marker, linestyle="",
+    handles += [Line2D([], [], color="gray", marker=marker, linestyle="",
                               label=f"{values} values") for values, marker in MARKERS.items()]
-    handles.append(pyplot.Line2D([], [], color="gray", marker="o", markerfacecolor="white",
+    handles.append(Line2D([], [], color="gray", marker="o", markerfacecolor="white",
                                  linestyle="", label="pruned, stored dense (hollow)"))
     figure.legend(handles=handles, loc="lower center", ncol=5, fontsize=8)
-    figure.tight_layout(rect=(0, 0.1, 1, 1))
-    with files.atomic_path(path) as temp:
-        figure.savefig(temp, format="png", dpi=100)
-    pyplot.close(figure)
+    figures.save_png(figure, path, dpi=100, rect=(0, 0.1, 1, 1))  # the legend below the panels
 
 
 def _rate(row):
@@ -428,5 +427,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    options.define_flags(CompressionBench)
     app.run(main)
