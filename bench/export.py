@@ -39,14 +39,12 @@ import tensorflow as tf
 
 import bench_options
 import figures
-import frame_level_models
 import training_runs
 from yt8m.core import files
 from yt8m.core import model_flags as model_flags_lib
 from yt8m.core import options
 from yt8m.core.options import option, override
 from yt8m.core.config import DataConfig, TrainConfig
-from yt8m.data import records
 from yt8m.export import budget
 from yt8m.export import exporter
 from yt8m.export import member_module
@@ -58,6 +56,7 @@ from yt8m.training import checkpoints
 from yt8m.training import trainer
 
 import export_timing
+import paper_scale
 
 
 @dataclasses.dataclass
@@ -92,11 +91,6 @@ MEMBERS = {
 }
 MEMBER_SPECS = ("nextvlad@last:2", "netvlad")
 WEIGHTS = (0.6, 0.4)
-# Paper-scale members whose sizes are computed (not exported): NeXtVLAD's paper configuration and a
-# Gated NetVLAD K32-H1024 (the float16 paper's "H" model family).
-SCALE_MODELS = {"NeXtVLADModel (8G 128K x2 2048H)": ("NeXtVLADModel", {}),
-                "NetVLADModelLF K32-H1024": ("NetVLADModelLF", {"netvlad_cluster_size": 32,
-                                                                "netvlad_hidden_size": 1024})}
 TARGETS = {"float16_size_ratio": 0.52, "float16_gap_change": 0.0005, "speed_ratio": 0.9,
            "sparse_speed_ratio": 0.9}
 SPARSE_WEIGHTS = 0.5  # --sparse_weights of the sparse exports (the pruned matrices are at 0.75)
@@ -187,10 +181,8 @@ def _densify_op_seconds(num_elements, sparsity):
 def _scale_sizes():
     """{model: {precision: MB}} from the same byte count the budget check uses."""
     sizes = {}
-    for label, (model_name, hparams) in SCALE_MODELS.items():
-        model = frame_level_models.build(model_name, records.DEFAULT_NUM_CLASSES,
-                                         feature_names="rgb,audio", feature_sizes="1024,128",
-                                         **hparams)
+    for label, (model_name, hparams) in paper_scale.SCALE_MODELS.items():
+        model = paper_scale.build(model_name, hparams)
         by_precision = budget.sizes_by_precision(member_module.unique_variables(model),
                                                  precision_lib.DEFAULT_MIN_ELEMENTS)
         sizes[label] = {"parameters": model.count_params(),
