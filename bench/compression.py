@@ -1,7 +1,10 @@
 """The constrained-size paper's compression question on the synthetic benchmark (issue 19): does
 gradual pruning, stored sparse, beat float16 at a fixed size?
 
-    python bench/compression.py     # about 25 min on 2 shared cores
+    python bench/compression.py     # 37 min on 2 cores shared with other jobs (load 8-15)
+    python bench/compression.py --train_steps=800 --pruning_begin=0.1 --pruning_end=0.5 \
+        --passes=5                  # the run in docs/pruning.md: longer fine-tuning
+    python bench/compression.py --render_only   # the md and the plot again from the json
 
 The paper (shared/papers/constrained-size-float16-ensemble.txt, "Gradual Binary Mask Pruning")
 gave up on pruning because TensorFlow stored neither the masks nor sparse tensors compactly, and
@@ -25,12 +28,14 @@ Steps (everything recomputed at every run; --work_dir is replaced):
      chooses members and tunes weights from each pool: float32 members, float16 members,
      pruned-sparse float16 members, and every member (float16, sparse where pruned);
   5. serving speed of every export, all loaded together and timed in turn, pass after pass
-     (bench/export_timing.py): best pass and the spread (slowest pass);
+     (bench/export_timing.py): best pass, the spread (slowest pass) and the CPU time per
+     example;
   6. <output>.json, <output>.md (the tables, the targets) and the size-vs-GAP frontier plot.
 
 Targets (issue 19): the 75% pruned, sparse, float16 export at <= 0.20 of the float32 size with
 GAP within 0.005 of the unpruned float32 model; the best pruned-sparse ensemble above the best
-float16 ensemble under the same budget.
+float16 ensemble under the same budget; a sparse export serving at >= 0.9 of the dense one's
+speed.
 """
 import dataclasses
 import os
