@@ -3,7 +3,7 @@ gradual pruning, stored sparse, beat float16 at a fixed size?
 
     python bench/compression.py     # 37 min on 2 cores shared with other jobs (load 8-15)
     python bench/compression.py --train_steps=800 --pruning_begin=0.1 --pruning_end=0.5 \
-        --passes=5                  # the run in docs/pruning.md: longer fine-tuning
+        --passes=5                  # 41 min; the run in docs/pruning.md: longer fine-tuning
     python bench/compression.py --render_only   # the md and the plot again from the json
 
 The paper (shared/papers/constrained-size-float16-ensemble.txt, "Gradual Binary Mask Pruning")
