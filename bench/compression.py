@@ -1,9 +1,9 @@
 """The constrained-size paper's compression question on the synthetic benchmark (issue 19): does
 gradual pruning, stored sparse, beat float16 at a fixed size?
 
-    python bench/compression.py     # 37 min on 2 cores shared with other jobs (load 8-15)
-    python bench/compression.py --train_steps=800 --pruning_begin=0.1 --pruning_end=0.5 \
-        --passes=5                  # 41 min; the run in docs/pruning.md: longer fine-tuning
+    python bench/compression.py     # 41 min on 2 cores shared with other jobs (load 10-15)
+    # 37 min, the first and shorter run in docs/pruning.md:
+    python bench/compression.py --train_steps=400 --pruning_begin=0.2 --pruning_end=0.7 --passes=3
     python bench/compression.py --render_only   # the md and the plot again from the json
 
 The paper (shared/papers/constrained-size-float16-ensemble.txt, "Gradual Binary Mask Pruning")
@@ -74,19 +74,20 @@ class CompressionBench(bench_options.SyntheticScale, bench_options.Optimization,
     plot: str = option("docs/compression.png", "The size-vs-GAP plot.")
     num_videos: int = override(bench_options.SyntheticScale, "num_videos", 6000, lower=100)
     num_classes: int = override(bench_options.SyntheticScale, "num_classes", 50, lower=2)
-    train_steps: int = option(400, "Training steps of every model, pruned or not.", lower=10)
+    train_steps: int = option(800, "Training steps of every model, pruned or not.", lower=10)
     learning_rate: float = override(bench_options.Optimization, "learning_rate", 3e-3,
                                     help="Base learning rate (x0.8 every 8000 examples).")
     sparsities: tuple[float, ...] = option((0.5, 0.75, 0.9), "Target sparsities of the pruned "
                                            "runs.")
-    pruning_begin: float = option(0.2, "Pruning starts at this fraction of --train_steps.",
+    pruning_begin: float = option(0.1, "Pruning starts at this fraction of --train_steps.",
                                   lower=0.0, upper=1.0)
-    pruning_end: float = option(0.7, "The target sparsity is reached at this fraction of "
+    pruning_end: float = option(0.5, "The target sparsity is reached at this fraction of "
                                 "--train_steps.", lower=0.0, upper=1.0)
     pruning_updates: int = option(5, "Mask updates from begin to end (each sorts every pruned "
                                   "matrix: seconds per million elements on a CPU).", lower=1)
     speed_batches: int = override(bench_options.SpeedBatches, "speed_batches", 4,
                                   help="Batches of 32 report videos timed per pass.")
+    passes: int = override(bench_options.Timing, "passes", 5)
     render_only: bool = option(False, "Rewrite <output>.md and the plot from <output>.json of "
                                "an earlier run (its settings; nothing trained or exported).")
 
