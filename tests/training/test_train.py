@@ -203,12 +203,12 @@ def _tower_gradients(run, rows):
 
 @pytest.mark.parametrize("average", [False, True])
 def test_two_replicas_sum_their_gradients_then_clip_like_the_starters_towers(
-        data_dir, tmp_path, average):
+        small_dataset, tmp_path, average):
     """Two replicas of batch 2 (logical CPUs): the starter's utils.combine_gradients SUMS the
     towers' gradients, then clip_gradient_norms clips each variable to norm 1.0 (oracles in
     tests/reference/starter_numpy.py); --average_replica_gradients takes their mean instead."""
     from reference import starter_numpy
-    run = _two_replica_step(data_dir, tmp_path, average)
+    run = _two_replica_step(small_dataset, tmp_path, average)
     towers = [_tower_gradients(run, slice(0, 2)), _tower_gradients(run, slice(2, 4))]
     combined = starter_numpy.combine_gradients(towers)
     if average:
