@@ -82,6 +82,9 @@ class TrainConfig:
         "position of the epoch (costs the shuffle buffer's size on disk).")
     dequantize_in_step: bool = option(
         True, "Frame features travel as uint8 and are dequantized inside the train step.")
+    device_prefetch: bool = option(
+        True, "Copy the next batch to the replicas' devices while a step runs (never before a "
+        "checkpoint, so resume stays exact); on CPUs there is nothing to copy.")
     shuffle_seed: Optional[int] = option(
         None, "Seed of the input shuffling and model initialisation (reproducible runs).")
     distribution_strategy: str = option(

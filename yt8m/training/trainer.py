@@ -41,7 +41,8 @@ class TrainResult:
     checkpoint: str           # newest checkpoint written or restored ("" if none)
     stop_reason: str          # "max_steps", "end_of_data" or "signal <name>"
     last_loss: float          # total loss of the last step (nan when no step ran)
-    examples_per_second: float  # over the whole run
+    examples_per_second: float  # over the whole run (all workers)
+    examples_read: int = 0    # examples this process read and trained on in this run
 
 
 class _StopRequests:
@@ -80,6 +81,9 @@ class Trainer:
         self.strategy = strategy or distribution.make_strategy(config.distribution_strategy)
         self.num_replicas = self.strategy.num_replicas_in_sync
         self.global_batch_size = config.batch_size * self.num_replicas
+        # What this process reads: all of the data, or its share under multi-worker training.
+        self.input_shard = distribution.input_shard(self.strategy)
+        self.local_batch_size = config.batch_size * distribution.local_replicas(self.strategy)
         self.is_chief = multi_worker.is_chief(self.strategy)
         multi_worker.check_train_config(self.strategy, config)
 
@@ -95,8 +99,14 @@ class Trainer:
             keras.utils.set_random_seed(config.shuffle_seed)
 
         self.dataset = inputs.training_dataset(
-            files, config.data, self.global_batch_size, num_epochs=config.num_epochs,
-            seed=config.shuffle_seed, dequantize=not config.dequantize_in_step)
+            files, config.data, self.local_batch_size, num_epochs=config.num_epochs,
+            seed=config.shuffle_seed, dequantize=not config.dequantize_in_step,
+            shard=self.input_shard)
+        if self.input_shard:
+            logging.info("Worker %d of %d reads its share of %d file(s) (%s) in batches of %d",
+                         *self.input_shard, len(files),
+                         "by files" if len(files) >= self.input_shard[1] else "by records",
+                         self.local_batch_size)
         self.learning_rate = examples_staircase_decay(
             config.base_learning_rate, config.learning_rate_decay,
             config.learning_rate_decay_examples, self.global_batch_size)
@@ -121,12 +131,18 @@ class Trainer:
                               if trained is not self.model and isinstance(trained, tf.Module)
                               else {})
         tracked.update(self.extra_tracked)
+        self.input_positions = None
         if config.checkpoint_input_pipeline:
-            tracked["data_iterator"] = self.iterator
             # What the saved position refers to: restored only onto the same input pipeline.
             self.input_signature = tf.Variable(
                 self._input_signature(files), dtype=tf.string, trainable=False)
-            tracked["input_signature"] = self.input_signature
+            if self.input_shard:  # each worker's own position, saved by itself
+                self.input_positions = multi_worker.InputPositions(
+                    self.iterator, self.input_signature, config.train_dir, self.strategy,
+                    config.keep_checkpoint_max)
+            else:
+                tracked["data_iterator"] = self.iterator
+                tracked["input_signature"] = self.input_signature
         self.checkpoint = tf.train.Checkpoint(**tracked)
         if config.start_new_model and self.is_chief:
             removed = checkpoints.remove_checkpoints(config.train_dir)
@@ -151,6 +167,9 @@ class Trainer:
                      "dequantize_in_step": config.dequantize_in_step}
         if config.data.frame_buckets:  # absent when off: older checkpoints still match
             signature["frame_buckets"] = list(config.data.frame_buckets)
+        if self.input_shard:
+            signature["input_shard"] = list(self.input_shard)
+            signature["local_batch_size"] = self.local_batch_size
         return json.dumps(signature, sort_keys=True)
 
     @property
@@ -164,11 +183,14 @@ class Trainer:
         if self.config.start_new_model:  # a worker that is not the chief (it removed them)
             logging.warning("--start_new_model: not restoring %s.", latest)
             return ""
+        in_checkpoint = self.config.checkpoint_input_pipeline and self.input_positions is None
         checkpoints.restore_training_state(
             latest, self.model, self.optimizer, f"model {self.config.model!r}",
-            data_iterator=self.iterator if self.config.checkpoint_input_pipeline else None,
-            input_signature=self.input_signature if self.config.checkpoint_input_pipeline
-            else None, extra_objects=self.extra_tracked)
+            data_iterator=self.iterator if in_checkpoint else None,
+            input_signature=self.input_signature if in_checkpoint else None,
+            extra_objects=self.extra_tracked)
+        if self.input_positions is not None:
+            self.input_positions.restore(checkpoints.checkpoint_step(latest))
         logging.info("Resumed from %s at step %d (learning rate %g).", latest, self.step,
                      float(self.learning_rate(self.step)))
         return latest
@@ -212,7 +234,16 @@ class Trainer:
 
         return step_function
 
+    def train_step(self, batch):
+        """One training step on a batch of this process (split over its replicas); returns the
+        mean losses, and the predictions and labels of the global batch."""
+        return self._step_function(distribution.distribute_batch(self.strategy, batch))
+
     def _save(self, step):
+        if self.input_positions is not None:
+            self.input_positions.save(step)
+            # Every worker's position is written before the checkpoint that refers to them.
+            multi_worker.barrier(self.strategy)
         path = self.manager.save(checkpoint_number=step)
         logging.info("Saved checkpoint %s", path)
         return path
@@ -228,20 +259,33 @@ class Trainer:
         last_saved_step = step if self.restored_from else None
         last_save_time = time.time()
         window_start, window_examples = time.time(), 0
-        run_start, run_examples = time.time(), 0
+        run_start, run_examples, examples_read = time.time(), 0, 0
         loss_value, stop_reason = math.nan, "end_of_data"
         logging.info("Training %s from step %d: global batch %d on %d replica(s), data %s",
                      config.model, step, self.global_batch_size, self.num_replicas,
                      config.train_data_pattern)
+        feeder = distribution.DeviceFeeder(self.strategy, self.iterator)
         with _StopRequests() as stop_requests, self.summary_writer.as_default():
             while True:
-                try:
-                    batch = next(self.iterator)
-                except StopIteration:
+                batch = feeder.next()
+                # Decided before the step, by all workers together (each has its own data, clock
+                # and signals): whether any worker's data ran out, whether to save after this
+                # step, whether to stop after it.
+                out_of_data, save_due, stop_requested = multi_worker.any_worker(
+                    self.strategy, batch is None,
+                    (step + 1) % config.export_model_steps == 0
+                    or time.time() - last_save_time >= config.save_checkpoint_secs,
+                    stop_requests.signal_name is not None)
+                if out_of_data:
                     break
+                last_step = stop_requested or (config.max_steps is not None
+                                               and step + 1 >= config.max_steps)
                 learning_rate = float(self.learning_rate(step))
-                losses, predictions, labels = self._step_function(
-                    distribution.distribute_batch(self.strategy, batch))
+                losses, predictions, labels = self._step_function(batch)
+                if config.device_prefetch and not (save_due or last_step):
+                    # The next batch goes to the devices while this step runs; never before a
+                    # save, so a saved input position holds no batch that was not trained on.
+                    feeder.prefetch()
                 step = self.step
                 loss_value = float(losses["total_loss"])
                 if not math.isfinite(loss_value):
@@ -250,6 +294,7 @@ class Trainer:
                         f"good checkpoint is {self.manager.latest_checkpoint or '(none)'}.")
                 window_examples += self.global_batch_size
                 run_examples += self.global_batch_size
+                examples_read += self.local_batch_size
                 if step % config.log_every_steps == 0:
                     elapsed = max(time.time() - window_start, 1e-9)
                     examples_per_second = window_examples / elapsed
@@ -264,29 +309,23 @@ class Trainer:
                                         ("examples_per_second", examples_per_second)):
                         tf.summary.scalar(name, value, step=step)
                     window_start, window_examples = time.time(), 0
-                # Workers decide together (a clock or a signal can differ between them).
-                save_due, stop_requested = multi_worker.any_worker(
-                    self.strategy,
-                    step % config.export_model_steps == 0
-                    or time.time() - last_save_time >= config.save_checkpoint_secs,
-                    stop_requests.signal_name is not None)
                 if save_due:
                     self._save(step)
                     last_saved_step, last_save_time = step, time.time()
                 if stop_requested:
                     stop_reason = f"signal {stop_requests.signal_name or 'on another worker'}"
                     break
-                if config.max_steps is not None and step >= config.max_steps:
+                if last_step:
                     stop_reason = "max_steps"
                     break
         if last_saved_step != step:
             self._save(step)
         self.summary_writer.flush()
         rate = run_examples / max(time.time() - run_start, 1e-9)
-        logging.info("Stopped at step %d (%s); checkpoint %s", step, stop_reason,
-                     self.manager.latest_checkpoint)
+        logging.info("Stopped at step %d (%s); checkpoint %s; this process read %d examples",
+                     step, stop_reason, self.manager.latest_checkpoint, examples_read)
         return TrainResult(step, self.manager.latest_checkpoint or "", stop_reason, loss_value,
-                           rate)
+                           rate, examples_read)
 
 
 def train(config, strategy=None, training_model_factory=None):
