@@ -5,7 +5,9 @@ from yt8m.core import errors
 
 import frame_level_models
 from frame_level_models import hparams as zoo_hparams
+from frame_level_models import pruning
 from frame_level_models import registry
+from yt8m.core import model_flags as model_flags_lib
 from yt8m.losses import get_label_loss
 
 
@@ -25,18 +27,24 @@ def check_model_choice(model, frame_features):
 
 
 def build_model(model_flags):
-    """model_flags (the dict of model_flags.json) -> functional tf_keras model."""
+    """model_flags (the dict of model_flags.json) -> functional tf_keras model, as the train dir's
+    checkpoints hold it: with tfmot's pruning wrappers (masks, schedule) when the record has
+    pruning options. `pruning.strip` turns that one into the model to serve
+    (checkpoints.load_model does)."""
     check_model_choice(model_flags["model"], model_flags["frame_features"])
-    return frame_level_models.build(
+    model = frame_level_models.build(
         model_flags["model"], int(model_flags["num_classes"]),
         feature_names=model_flags["feature_names"], feature_sizes=model_flags["feature_sizes"],
         **model_flags.get("hparams", {}))
+    return pruning.prune_with_options(model, model_flags_lib.pruning_options(model_flags))
 
 
 def label_loss_for(label_loss, model):
     """The --label_loss `label_loss` as model `model`'s reference code computed it (its
     CrossEntropyLoss epsilon: 1e-5 for the starter's and Willow's models, 1e-8 for linrongc's)."""
     return get_label_loss(label_loss, registry.loss_epsilon(model))
+
+
 def hparam_defaults(model):
     """{name: the value model `model` uses when it is not given} of its hyper-parameters."""
     return vars(zoo_hparams.resolve(model, {}))

@@ -33,6 +33,7 @@ from yt8m.training import train_dir_guard
 from yt8m.metrics import gap as batch_gap
 from yt8m.training.model_builder import build_model, check_model_choice, hparam_defaults, label_loss_for
 from yt8m.training.optimizers import make_optimizer
+from yt8m.training.pruning_steps import PruningSteps
 from yt8m.training.schedules import examples_staircase_decay
 
 
@@ -109,9 +110,10 @@ class Trainer:
         self.label_loss = label_loss_for(config.label_loss, config.model)
         files = inputs.require_files(config.train_data_pattern, "--train_data_pattern")
         self.model_flags = flags_record
-        self._write_model_flags = self.is_chief and model_flags_lib.check_model_flags(
-            config.train_dir, flags_record, config.start_new_model,
-            hparam_defaults(config.model))
+        # A train dir of another model: refused before anything is built. The file is written
+        # after the first step (_write_train_dir_records) when it is not there yet.
+        self._write_model_flags = self.is_chief and not model_flags_lib.check_model_flags(
+            config.train_dir, flags_record, config.start_new_model, hparam_defaults(config.model))
         if config.shuffle_seed is not None:
             keras.utils.set_random_seed(config.shuffle_seed)
 
@@ -129,6 +131,8 @@ class Trainer:
             config.learning_rate_decay_examples, self.global_batch_size)
         with self.strategy.scope():
             self.model = build_model(flags_record)
+            # Pruned models (--pruning_*): the schedule follows the optimizer's step.
+            self.pruning_steps = PruningSteps(self.model)
             # What the steps train: the model, or a wrapper around it (distillation: teachers,
             # projections, graph weights; yt8m.distillation.training_setup). The checkpoint's
             # "model" stays the model alone; a wrapper's own state is saved beside it.
@@ -243,6 +247,7 @@ class Trainer:
             features[key] = batch[key]
         labels = batch["labels"]
         label_weights = batch.get("label_weights")
+        self.pruning_steps.before_step(self.optimizer.iterations)
         with tf.GradientTape() as tape:
             outputs = self.training_model(features, training=True)
             losses = objective.training_loss(self.training_model, outputs, labels, label_weights,
