@@ -70,6 +70,8 @@ flags.DEFINE_float("bn_momentum", 0.9, "quality: batch-norm momentum. The runs a
                    "with moving statistics vs 0.56 with batch statistics, measured).")
 flags.DEFINE_list("quality_models", [], "quality: only these models (default: the whole zoo).")
 flags.DEFINE_bool("reuse", True, "quality: keep results of runs done with the same settings.")
+flags.DEFINE_list("quality_precisions", ["float32"], "quality: train every model under each of "
+                  "these --mixed_precision policies (float32, mixed_bfloat16, mixed_float16).")
 # bucketing
 flags.DEFINE_integer("bucketing_videos", 480, "bucketing: synthetic videos of 60-300 frames.")
 flags.DEFINE_list("frame_buckets", ["100", "140", "180", "220", "260", "300"],
@@ -215,7 +217,7 @@ def run_quality(output_dir):
         batch_size=FLAGS.quality_batch_size, frame_learning_rate=FLAGS.frame_learning_rate,
         video_learning_rate=FLAGS.video_learning_rate, train_frames=FLAGS.train_frames,
         bn_momentum=FLAGS.bn_momentum, seed=FLAGS.seed, models=FLAGS.quality_models,
-        reuse=FLAGS.reuse)
+        reuse=FLAGS.reuse, precisions=FLAGS.quality_precisions)
     _write_json({"rows": rows}, os.path.join(output_dir, "zoo_quality.json"))
     table = zoo_quality.table(rows) + (
         f"\n{FLAGS.quality_videos} synthetic videos (80% train, 20% validate), "

@@ -104,7 +104,8 @@ def build(name, num_classes, **hparams):
     or comma-separated strings); a row's alias (`moe_l2`) stands for the row. Unused but known names
     are ignored; unknown ones raise ValueError.
     Returns a keras.Model taking a dict (feature names, plus num_frames for frame-level models) and
-    returning a dict with `predictions` and, where defined, `logits` and `embedding`.
+    returning a dict with `predictions` and, where defined, `logits` and `embedding`, all float32
+    under any Keras mixed-precision policy (the policy in force when `build` runs applies).
     """
     model = spec(name)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
@@ -117,5 +118,5 @@ def build(name, num_classes, **hparams):
     names, sizes = model_parts.resolve_features(
         name, model.frame_level, hparams.get("feature_names"), hparams.get("feature_sizes"))
     inputs = model_parts.make_inputs(names, sizes, model.frame_level)
-    outputs = model.builder(inputs, num_classes, names, sizes, hp)
+    outputs = model_parts.float32_outputs(model.builder(inputs, num_classes, names, sizes, hp))
     return keras.Model(inputs=inputs, outputs=outputs, name=name)

@@ -11,12 +11,14 @@ from typing import Optional
 
 import yt8m  # noqa: F401
 from yt8m.core.option_groups import (Batching, CheckpointSelection, FrameBuckets, InputFeatures,
-                                     PredictionFiles, TopK)
+                                     PredictionFiles, StepCompilation, TopK)
 from yt8m.core.options import option, override
 
 # Names of yt8m.training.distribution.make_strategy (declared here, the lowest layer, so that the
 # flag can list them).
 DISTRIBUTION_STRATEGIES = ("default", "mirrored", "one_device", "multi_worker", "none")
+# tf_keras mixed-precision policies of --mixed_precision (yt8m.training.mixed_precision).
+MIXED_PRECISION_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 @dataclasses.dataclass
@@ -82,6 +84,13 @@ class TrainConfig:
         True, "Frame features travel as uint8 and are dequantized inside the train step.")
     shuffle_seed: Optional[int] = option(
         None, "Seed of the input shuffling and model initialisation (reproducible runs).")
+    mixed_precision: str = option(
+        "float32", "Keras mixed-precision policy of the model: float32 (the references'), or "
+        "mixed_bfloat16 / mixed_float16: 16-bit compute with float32 weights, the softmaxes, "
+        "normalisations, batch-norm statistics, losses and outputs in float32; mixed_float16 "
+        "adds dynamic loss scaling. Recorded in model_flags.json: eval, inference and export "
+        "build the model the same way (docs/training.md).", choices=MIXED_PRECISION_POLICIES)
+    jit_compile: bool = override(StepCompilation, "jit_compile")
     distribution_strategy: str = option(
         "default", "default: mirrored over the local GPUs (--num_gpu of them; or over "
         "--num_cpu_devices), else one device.",
@@ -89,7 +98,7 @@ class TrainConfig:
 
 
 @dataclasses.dataclass
-class EvalConfig(CheckpointSelection, Batching, TopK, FrameBuckets):
+class EvalConfig(CheckpointSelection, Batching, TopK, FrameBuckets, StepCompilation):
     eval_data_pattern: str = option("", "Glob of the evaluation TFRecord files.")
     segment_labels: bool = override(
         DataConfig, "segment_labels",
@@ -110,7 +119,8 @@ SEGMENT_LABEL_IDS_URL = (
 
 
 @dataclasses.dataclass
-class InferenceConfig(PredictionFiles, CheckpointSelection, Batching, TopK, FrameBuckets):
+class InferenceConfig(PredictionFiles, CheckpointSelection, Batching, TopK, FrameBuckets,
+                      StepCompilation):
     # "" as in the starter: --input_model_tgz refuses a --train_dir.
     train_dir: str = override(CheckpointSelection, "train_dir", "",
                               help="Directory written by train.py (or give --input_model_tgz).")

@@ -2,6 +2,8 @@
 loss it trains with."""
 import yt8m  # noqa: F401
 from yt8m.core import errors
+from yt8m.core import model_flags as model_flags_lib
+from yt8m.training import mixed_precision
 
 import frame_level_models
 from frame_level_models import registry
@@ -24,12 +26,15 @@ def check_model_choice(model, frame_features):
 
 
 def build_model(model_flags):
-    """model_flags (the dict of model_flags.json) -> functional tf_keras model."""
+    """model_flags (the dict of model_flags.json) -> tf_keras model, built under the record's
+    mixed-precision policy (float32 variables either way, so its checkpoints restore into any
+    build of the same record; outputs float32)."""
     check_model_choice(model_flags["model"], model_flags["frame_features"])
-    return frame_level_models.build(
-        model_flags["model"], int(model_flags["num_classes"]),
-        feature_names=model_flags["feature_names"], feature_sizes=model_flags["feature_sizes"],
-        **model_flags.get("hparams", {}))
+    with mixed_precision.policy_scope(model_flags_lib.mixed_precision(model_flags)):
+        return frame_level_models.build(
+            model_flags["model"], int(model_flags["num_classes"]),
+            feature_names=model_flags["feature_names"],
+            feature_sizes=model_flags["feature_sizes"], **model_flags.get("hparams", {}))
 
 
 def label_loss_for(label_loss, model):

@@ -17,6 +17,7 @@ import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
 from yt8m.core import training_protocol
+from yt8m.training import mixed_precision
 from yt8m.training import multi_worker
 
 
@@ -68,8 +69,11 @@ def make_model_parallel_step(strategy, model, optimizer, loss_fn, average_gradie
         with tf.GradientTape() as tape:
             outputs = trained(features, training=True)
             loss = loss_fn(outputs, labels)
+            scaled_loss = mixed_precision.scale_loss(optimizer, loss)  # mixed_float16
         variables = trained.trainable_variables
-        gradients = trained.compute_gradients(tape, loss, variables)
+        # Unscaled before the sum over the workers and the (per-variable) clipping.
+        gradients = mixed_precision.unscale_gradients(
+            optimizer, trained.compute_gradients(tape, scaled_loss, variables))
         reduce = multi_worker.all_reduce_mean if average_gradients else multi_worker.all_reduce_sum
         optimizer.apply_gradients(zip(reduce(strategy, gradients), variables))
         statistics = [variable for variable in model.non_trainable_variables

@@ -18,10 +18,12 @@ import yt8m  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
 
+from yt8m.core import errors
 from yt8m.core import training_protocol
 from yt8m.training import checkpoints
 from yt8m.training import distribution
 from yt8m.training import inputs
+from yt8m.training import mixed_precision
 from yt8m.core import model_flags as model_flags_lib
 from yt8m.training import multi_worker
 from yt8m.training import objective
@@ -107,10 +109,13 @@ class Trainer:
             trained = (training_model_factory(self.model) if training_model_factory
                        else self.model)
             self.training_model = training_protocol.as_training_model(trained)
-            # A model-parallel model runs each variable's update on that variable's device.
-            self.optimizer = make_optimizer(
-                config.optimizer, self.learning_rate, config.clip_gradient_norm,
-                on_variable_devices=self.training_model.is_model_parallel)
+            check_jit_compile(config, self.training_model)
+            # A model-parallel model runs each variable's update on that variable's device;
+            # mixed_float16 scales the loss (the optimizer clips the unscaled gradients).
+            self.optimizer = mixed_precision.with_loss_scaling(
+                make_optimizer(config.optimizer, self.learning_rate, config.clip_gradient_norm,
+                               on_variable_devices=self.training_model.is_model_parallel),
+                config.mixed_precision)
             # Create the slots now, so a restore fills them immediately and the checkpoint always
             # has the same structure.
             self.optimizer.build(self.training_model.trainable_variables)
@@ -177,20 +182,25 @@ class Trainer:
         # A training wrapper may read more of the batch (a teacher cache looks up video ids).
         for key in self.training_model.extra_batch_keys:
             features[key] = batch[key]
-        labels = batch["labels"]
-        label_weights = batch.get("label_weights")
+        return self._train_step(features, batch["labels"], batch.get("label_weights"))
+
+    def _train_step(self, features, labels, label_weights):
+        """One replica's forward, backward and update (with --jit_compile: one XLA program; the
+        batch's other entries, such as the string ids, stay outside)."""
         with tf.GradientTape() as tape:
             outputs = self.training_model(features, training=True)
             losses = objective.training_loss(self.training_model, outputs, labels, label_weights,
                                              self.label_loss, self.config.regularization_penalty)
             # The optimizer sums the replicas' gradients (the starter's towers); averaging them
             # is the named option.
-            scaled_loss = (losses["total_loss"] / self.num_replicas
-                           if self.config.average_replica_gradients else losses["total_loss"])
+            replica_loss = (losses["total_loss"] / self.num_replicas
+                            if self.config.average_replica_gradients else losses["total_loss"])
+            replica_loss = mixed_precision.scale_loss(self.optimizer, replica_loss)
         variables = self.training_model.trainable_variables
         # A model placed over several devices (MOD tree) computes each sub-tree's gradients on
         # that sub-tree's device.
-        gradients = self.training_model.compute_gradients(tape, scaled_loss, variables)
+        gradients = mixed_precision.unscale_gradients(
+            self.optimizer, self.training_model.compute_gradients(tape, replica_loss, variables))
         self.optimizer.apply_gradients(zip(gradients, variables))
         predictions, _ = objective.model_predictions(outputs)
         if label_weights is not None:  # segment mode: only the rated classes count
@@ -199,6 +209,11 @@ class Trainer:
 
     def _make_step_function(self):
         strategy = self.strategy
+        if self.config.jit_compile:
+            # Each replica's forward, backward and update become one XLA program, as Keras'
+            # Model.fit compiles its per-replica train_step.
+            self._train_step = tf.function(self._train_step, jit_compile=True,
+                                           reduce_retracing=True)
 
         @tf.function(reduce_retracing=True)
         def step_function(distributed_batch):
@@ -286,6 +301,22 @@ class Trainer:
                      self.manager.latest_checkpoint)
         return TrainResult(step, self.manager.latest_checkpoint or "", stop_reason, loss_value,
                            rate)
+
+
+def check_jit_compile(config, training_model):
+    """--jit_compile needs a step XLA can compile: one device, numeric inputs only."""
+    if not config.jit_compile:
+        return
+    if training_model.is_model_parallel:
+        raise errors.InvalidInputError(
+            "--jit_compile compiles a step into one XLA program for one device; this model "
+            "places its sub-trees on several devices (--mod_devices): drop --jit_compile, or "
+            "give --mod_devices a single device")
+    if training_model.extra_batch_keys:
+        raise errors.InvalidInputError(
+            f"--jit_compile: this training set-up reads {', '.join(training_model.extra_batch_keys)}"
+            " of each batch (a teacher cache looks teachers up by video id), which XLA cannot "
+            "compile; drop --jit_compile")
 
 
 def train(config, strategy=None, training_model_factory=None):
