@@ -27,6 +27,9 @@ class ModelSpec:
     # Epsilon of CrossEntropyLoss's probability logs in the model's reference training code
     # (None: the starter's 1e-5; linrongc's NeXtVLAD and MOD code used 1e-8).
     loss_epsilon: Optional[float] = None
+    # Composite models that place sub-models on devices (MOD trees): (name, hparams) -> the
+    # device of each top-level sub-model (None: unplaced).
+    sub_model_devices: Optional[Callable] = None
 
 
 _REGISTRY = {}
@@ -54,18 +57,19 @@ def register(name, frame_level, hparams, description, defaults=None, loss_epsilo
 
 
 def register_composite(name, frame_level, hparams, description, other_names=(),
-                       every_hparam=False, loss_epsilon=None):
+                       every_hparam=False, loss_epsilon=None, sub_model_devices=None):
     """Decorator that registers a factory building a whole model (see ModelSpec.builds_model).
 
     other_names: settings the factory checks itself (no flag); every_hparam: the model also takes
-    every model hparam (its leaf may be any zoo model); loss_epsilon: see ModelSpec.
+    every model hparam (its leaf may be any zoo model); loss_epsilon, sub_model_devices: see
+    ModelSpec.
     """
 
     def decorator(factory):
         hparams_lib.declare_model(name, hparams, other_names=other_names,
                                   every_hparam=every_hparam)
         _add(ModelSpec(name, factory, frame_level, description, builds_model=True,
-                       loss_epsilon=loss_epsilon))
+                       loss_epsilon=loss_epsilon, sub_model_devices=sub_model_devices))
         return factory
 
     return decorator
@@ -95,6 +99,17 @@ def loss_epsilon(name):
     """The CrossEntropyLoss epsilon of model `name`'s reference training code (None: the
     starter's)."""
     return spec(name).loss_epsilon
+
+
+def places_sub_models(name, **hparams):
+    """True when model `name` with `hparams` puts its sub-models on several devices (a MOD tree
+    over the visible devices): built outside any tf.distribute strategy scope, it trains through
+    yt8m.training.model_parallel."""
+    model = spec(name)
+    if model.sub_model_devices is None:
+        return False
+    devices = model.sub_model_devices(name, hparams_lib.canonical(name, hparams))
+    return len({device for device in devices if device}) > 1
 
 
 def build(name, num_classes, **hparams):

@@ -131,6 +131,14 @@ def resolve(model_name, own):
     return vars(hparams_lib.resolve(model_name, own, names=HPARAM_NAMES))
 
 
+def top_level_devices(model_name, hparams):
+    """The device of each of the root's sub-trees (None everywhere: no placement)."""
+    values = resolve(model_name, split_hparams(hparams)[0])
+    return placement.assign_round_robin(
+        placement.parse_devices(values["mod_devices"], "mod_devices"),
+        tree_shape(model_name, values)[0])
+
+
 def build(model_name, num_classes, **hparams):
     """Builds mixture model `model_name` (a MixtureModel tree) for `num_classes` classes."""
     own, leaf_hparams = split_hparams(hparams)
@@ -200,4 +208,5 @@ for _name in MIXTURE_MODELS:
     registry.register_composite(_name, frame_level=True, hparams=HPARAMS + _LEAF_HPARAMS[_name],
                                 every_hparam=_name == GENERIC_MIXTURE,
                                 description=DESCRIPTIONS[_name],
-                                loss_epsilon=LINRONGC_EPSILON)(build)
+                                loss_epsilon=LINRONGC_EPSILON,
+                                sub_model_devices=top_level_devices)(build)

@@ -37,6 +37,13 @@ def build_model(model_flags):
             feature_sizes=model_flags["feature_sizes"], **model_flags.get("hparams", {}))
 
 
+def places_sub_models(model_flags):
+    """True when the model of `model_flags` spreads its sub-models over this machine's devices (a
+    MOD tree): it is built outside any strategy scope (yt8m.training.model_parallel)."""
+    return frame_level_models.places_sub_models(model_flags["model"],
+                                                **model_flags.get("hparams", {}))
+
+
 def label_loss_for(label_loss, model):
     """The --label_loss `label_loss` as model `model`'s reference code computed it (its
     CrossEntropyLoss epsilon: 1e-5 for the starter's and Willow's models, 1e-8 for linrongc's)."""

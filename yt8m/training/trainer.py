@@ -1,11 +1,13 @@
 """Custom training loop: tf.distribute, exact resume, periodic checkpoints, clean stop on signals.
 
 One step = `strategy.run(replica_step)` inside a tf.function, so data parallelism (MirroredStrategy,
-later MultiWorkerMirroredStrategy) and models that place their own sub-models on devices (MOD
-trees) both work. The optimizer sums the replicas' gradients and then clips each variable's
+MultiWorkerMirroredStrategy) and models that place their own sub-models on devices (MOD trees)
+both work; a MOD tree placed over the devices of each worker of a multi-worker run is one model
+per worker, trained by `yt8m.training.model_parallel.make_model_parallel_step`. The optimizer sums the replicas' gradients and then clips each variable's
 gradient (Keras `clipnorm`), as the starter sums its towers' gradients and clips per variable;
 with --average_replica_gradients each replica divides its loss by the number of replicas first.
 """
+import contextlib
 import dataclasses
 import json
 import math
@@ -24,11 +26,13 @@ from yt8m.training import checkpoints
 from yt8m.training import distribution
 from yt8m.training import inputs
 from yt8m.training import mixed_precision
+from yt8m.training import model_parallel
 from yt8m.core import model_flags as model_flags_lib
 from yt8m.training import multi_worker
 from yt8m.training import objective
 from yt8m.metrics import gap as batch_gap
-from yt8m.training.model_builder import build_model, check_model_choice, label_loss_for
+from yt8m.training.model_builder import (build_model, check_model_choice, label_loss_for,
+                                         places_sub_models)
 from yt8m.training.optimizers import make_optimizer
 from yt8m.training.schedules import examples_staircase_decay
 
@@ -80,13 +84,19 @@ class Trainer:
     def __init__(self, config, strategy=None, training_model_factory=None):
         self.config = config
         self.strategy = strategy or distribution.make_strategy(config.distribution_strategy)
-        self.num_replicas = self.strategy.num_replicas_in_sync
-        self.global_batch_size = config.batch_size * self.num_replicas
         self.is_chief = multi_worker.is_chief(self.strategy)
         multi_worker.check_train_config(self.strategy, config)
 
         check_model_choice(config.model, config.data.frame_features)
         flags_record = model_flags_lib.model_flags_from_config(config)
+        # A MOD tree placed over each worker's devices in a multi-worker run: one model per
+        # worker, built outside the strategy scope, trained by model_parallel's step (gradients
+        # summed over the workers); --batch_size examples per worker.
+        self.model_per_worker = (multi_worker.is_multi_worker(self.strategy)
+                                 and places_sub_models(flags_record))
+        self.num_replicas = (multi_worker.num_workers(self.strategy) if self.model_per_worker
+                             else self.strategy.num_replicas_in_sync)
+        self.global_batch_size = config.batch_size * self.num_replicas
         self.label_loss = label_loss_for(config.label_loss, config.model)
         files = inputs.require_files(config.train_data_pattern, "--train_data_pattern")
         if self.is_chief:
@@ -101,7 +111,7 @@ class Trainer:
         self.learning_rate = examples_staircase_decay(
             config.base_learning_rate, config.learning_rate_decay,
             config.learning_rate_decay_examples, self.global_batch_size)
-        with self.strategy.scope():
+        with (contextlib.nullcontext() if self.model_per_worker else self.strategy.scope()):
             self.model = build_model(flags_record)
             # What the steps train: the model, or a wrapper around it (distillation: teachers,
             # projections, graph weights; yt8m.distillation.training_setup). The checkpoint's
@@ -119,6 +129,13 @@ class Trainer:
             # Create the slots now, so a restore fills them immediately and the checkpoint always
             # has the same structure.
             self.optimizer.build(self.training_model.trainable_variables)
+        self.trained = trained
+        if self.model_per_worker:  # every worker starts from the chief's initial values
+            multi_worker.broadcast_from_chief(self.strategy, trained.variables)
+            logging.info("One %s per worker, its sub-trees on %s; gradients summed over %d "
+                         "workers", config.model, ", ".join(sorted(
+                             {variable.device for variable in self.model.variables})),
+                         self.num_replicas)
         self.iterator = iter(self.dataset)
         tracked = {"model": self.model, "optimizer": self.optimizer}
         self.extra_tracked = ({"training_model": trained}
@@ -208,6 +225,9 @@ class Trainer:
         return losses, predictions, labels
 
     def _make_step_function(self):
+        """(global batch) -> (mean losses, predictions, labels) of one step."""
+        if self.model_per_worker:
+            return self._make_model_per_worker_step()
         strategy = self.strategy
         if self.config.jit_compile:
             # Each replica's forward, backward and update become one XLA program, as Keras'
@@ -223,6 +243,32 @@ class Trainer:
                            for name, value in losses.items()}
             return (mean_losses, strategy.gather(predictions, axis=0),
                     strategy.gather(labels, axis=0))
+
+        return lambda batch: step_function(distribution.distribute_batch(strategy, batch))
+
+    def _make_model_per_worker_step(self):
+        """The step of a model placed over this worker's devices: this worker's slice of the
+        global batch through model_parallel's step (yt8m.training.model_parallel)."""
+        config, training_model = self.config, self.training_model
+        step = model_parallel.make_model_parallel_step(
+            self.strategy, self.trained, self.optimizer,
+            lambda outputs, labels, label_weights: objective.training_loss(
+                training_model, outputs, labels, label_weights, self.label_loss,
+                config.regularization_penalty),
+            average_gradients=config.average_replica_gradients)
+        first = multi_worker.worker_index(self.strategy) * config.batch_size
+        share = slice(first, first + config.batch_size)
+
+        def step_function(batch):
+            batch = {key: value[share] for key, value in batch.items()}
+            features = inputs.model_inputs(batch, config.data)
+            for key in training_model.extra_batch_keys:
+                features[key] = batch[key]
+            label_weights = batch.get("label_weights")
+            losses, predictions = step(features, batch["labels"], label_weights)
+            if label_weights is not None:  # segment mode: only the rated classes count
+                predictions = predictions * label_weights
+            return losses, predictions, batch["labels"]
 
         return step_function
 
@@ -254,8 +300,7 @@ class Trainer:
                 except StopIteration:
                     break
                 learning_rate = float(self.learning_rate(step))
-                losses, predictions, labels = self._step_function(
-                    distribution.distribute_batch(self.strategy, batch))
+                losses, predictions, labels = self._step_function(batch)
                 step = self.step
                 loss_value = float(losses["total_loss"])
                 if not math.isfinite(loss_value):
