@@ -1,14 +1,18 @@
 """Model-zoo benchmark, three parts (--parts):
 
 speed      NeXtVLADModel in the paper configuration (batch 80 x 300 frames, 3862 classes) against
-           this machine's float32 matmul rate. It times a compiled inference call, a compiled
-           forward + backward pass ("gradients") and a compiled training step (with the Adam
-           update, whose element-wise work is not in the FLOP count), counts the matmul FLOPs
-           analytically (zoo_flops.py) and divides the time a perfect matmul engine would need
-           by the measured time: efficiency 1.0 = as fast as the matmuls alone. Times are the
-           best of --steps calls after a warm-up; the matmul rate is measured right before and
-           after each timing and the higher one used; a second efficiency uses process CPU
-           seconds for both (the one to read on a shared machine).
+           this machine's matmul rate, under each --speed_precisions policy (float32 and
+           mixed_bfloat16: one row each, the efficiency against the matmul rate of the policy's
+           compute dtype, and the speed-up over float32). It times a compiled inference call, a
+           compiled forward + backward pass ("gradients") and a compiled training step (with
+           the Adam update, whose element-wise work is not in the FLOP count), counts the matmul
+           FLOPs analytically (zoo_flops.py) and divides the time a perfect matmul engine would
+           need by the measured time: efficiency 1.0 = as fast as the matmuls alone. Times are
+           the best of --steps calls after a warm-up; the matmul rate is measured right before
+           and after each timing and the higher one used; a second efficiency uses process CPU
+           seconds for both (the one to read on a shared machine). The report says whether the
+           CPU has native bfloat16 (the avx512_bf16 / amx_bf16 flags): without it bfloat16 is
+           emulated and its slowdown says nothing about bfloat16 hardware.
 quality    every zoo model trained for the same budget on one synthetic set (zoo_quality.py):
            parameters, validation GAP/MAP/Hit@1, training and inference examples/s.
 bucketing  the paper NeXtVLAD on 60-300-frame synthetic videos, padded to 300 frames vs bucketed
@@ -37,6 +41,7 @@ import zoo_quality
 from frame_level_models import hparams as hparams_lib
 from yt8m.core import files
 from yt8m.data import bucketing
+from yt8m.training import mixed_precision
 
 PARTS = ("speed", "quality", "bucketing")
 flags.DEFINE_list("parts", list(PARTS), f"Parts to run: {', '.join(PARTS)}.")
@@ -56,6 +61,11 @@ flags.DEFINE_integer("inter_op_threads", 0,
                      "TF inter-op threads (0: TF's default). 1 keeps two large matmuls from "
                      "running at once and oversubscribing the cores.")
 flags.DEFINE_integer("matmul_size", 4096, "Side of the square matmul that measures the rate.")
+flags.DEFINE_list("speed_precisions", ["float32", "mixed_bfloat16"],
+                  "speed: --mixed_precision policies to time (float32 first: the speed-ups are "
+                  "against it).")
+flags.DEFINE_bool("speed_jit_compile", False, "speed: compile the timed functions with XLA "
+                  "(train.py's --jit_compile).")
 # quality
 flags.DEFINE_integer("quality_videos", 3000, "quality: synthetic videos (80% train).")
 flags.DEFINE_integer("quality_classes", 60, "quality: vocabulary size.")
@@ -84,9 +94,25 @@ flags.DEFINE_string("output_dir", os.path.join(os.path.dirname(__file__), "outpu
 FLAGS = flags.FLAGS
 
 
-def time_model(name, batch, frames, classes, steps):
+BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_bfloat16_flags():
+    """The CPU flags of native bfloat16 arithmetic this machine has (empty: bfloat16 is emulated
+    in float32 units, slower than float32 itself)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            present = set(handle.read().split())
+    except OSError:
+        return []
+    return [flag for flag in BFLOAT16_CPU_FLAGS if flag in present]
+
+
+def time_model(name, batch, frames, classes, steps, precision="float32", jit_compile=False):
     hp = {h: hparams_lib.default_value(name, h) for h in frame_level_models.hparam_names(name)}
-    model = frame_level_models.build(name, classes)
+    with mixed_precision.policy_scope(precision):
+        model = frame_level_models.build(name, classes)
+    compute_dtype = keras.mixed_precision.Policy(precision).compute_dtype
     inputs = {"rgb": tf.random.normal([batch, frames, zoo_flops.RGB]),
               "audio": tf.random.normal([batch, frames, zoo_flops.AUDIO]),
               "num_frames": tf.fill([batch], frames)}
@@ -94,7 +120,7 @@ def time_model(name, batch, frames, classes, steps):
     optimizer = (keras.optimizers.legacy.Adam(2e-4) if FLAGS.optimizer == "fused_adam"
                  else keras.optimizers.Adam(2e-4))
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def infer():
         return model(inputs, training=False)["predictions"]
 
@@ -105,14 +131,14 @@ def time_model(name, batch, frames, classes, steps):
                 keras.backend.binary_crossentropy(labels, predictions), axis=1))
         return loss, tape.gradient(loss, model.trainable_variables)
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def gradients_only():
         loss, gradients = loss_and_gradients()
         # Consume every gradient cheaply so none is pruned from the graph.
         return loss + tf.add_n([gradient[0, ...] if gradient.shape.rank == 1 else
                                 gradient[0, 0] for gradient in gradients]) * 0.0
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def train_step():
         loss, gradients = loss_and_gradients()
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
@@ -124,9 +150,9 @@ def time_model(name, batch, frames, classes, steps):
     for mode, function in (("inference", lambda: infer().numpy()),
                            ("gradients", lambda: gradients_only().numpy()),
                            ("training", lambda: train_step().numpy())):
-        before = zoo_flops.matmul_rates(FLAGS.matmul_size)
+        before = zoo_flops.matmul_rates(FLAGS.matmul_size, dtype=compute_dtype)
         seconds, median, cpu_seconds = zoo_flops.best_seconds(function, steps)
-        after = zoo_flops.matmul_rates(FLAGS.matmul_size)
+        after = zoo_flops.matmul_rates(FLAGS.matmul_size, dtype=compute_dtype)
         rate, cpu_rate = max(before[0], after[0]), max(before[1], after[1])
         work = zoo_flops.flops(shapes, mode != "inference")
         # The usual rule of thumb: a training step costs 3x the forward FLOPs. The exact count
@@ -141,8 +167,9 @@ def time_model(name, batch, frames, classes, steps):
             "gflop_3x_forward": rule_of_thumb / 1e9,
             "efficiency_3x_forward": rule_of_thumb / rate / seconds,
             "cpu_efficiency_3x_forward": rule_of_thumb / cpu_rate / cpu_seconds}
-        print(f"{name} {mode}: {seconds:.3f} s per batch, {r['gflop']:.1f} GFLOP, "
-              f"{r['model_gflops']:.1f} GFLOP/s vs matmul {r['matmul_gflops']:.1f} GFLOP/s -> "
+        print(f"{name} {precision} {mode}: {seconds:.3f} s per batch, {r['gflop']:.1f} GFLOP, "
+              f"{r['model_gflops']:.1f} GFLOP/s vs {compute_dtype} matmul "
+              f"{r['matmul_gflops']:.1f} GFLOP/s -> "
               f"efficiency {r['efficiency']:.2f} (per CPU second: {r['cpu_efficiency']:.2f}); "
               f"counting 3x forward FLOPs: {r['efficiency_3x_forward']:.2f} "
               f"({r['cpu_efficiency_3x_forward']:.2f})", flush=True)
@@ -174,13 +201,33 @@ def run_speed(output_dir):
     if unknown:
         raise app.UsageError(f"--models: no FLOP count for {unknown}; choose from "
                              f"{', '.join(zoo_flops.MATMULS)}")
+    for precision in FLAGS.speed_precisions:
+        mixed_precision.check_policy(precision, "--speed_precisions")
+    bfloat16_flags = cpu_bfloat16_flags()
     report = {"optimizer": FLAGS.optimizer, "inter_op_threads": FLAGS.inter_op_threads,
               "batch_size": FLAGS.batch_size, "frames": FLAGS.frames,
               "num_classes": FLAGS.num_classes, "cpu_count": os.cpu_count(),
-              "tensorflow": tf.__version__, "models": {}}
+              "tensorflow": tf.__version__, "jit_compile": FLAGS.speed_jit_compile,
+              "cpu_bfloat16_flags": bfloat16_flags, "models": {}}
+    if not bfloat16_flags and any("bfloat16" in p for p in FLAGS.speed_precisions):
+        print("Note: this CPU has no native bfloat16 (no avx512_bf16 / amx_bf16 flag): its "
+              "bfloat16 matmuls are emulated, so a mixed_bfloat16 slowdown here is no finding "
+              "about bfloat16 hardware.", flush=True)
     for name in FLAGS.models:
-        report["models"][name] = time_model(name, FLAGS.batch_size, FLAGS.frames,
-                                            FLAGS.num_classes, FLAGS.steps)
+        for precision in FLAGS.speed_precisions:
+            row = f"{name} {precision}" if precision != "float32" else name
+            report["models"][row] = dict(
+                precision=precision, **time_model(name, FLAGS.batch_size, FLAGS.frames,
+                                                  FLAGS.num_classes, FLAGS.steps, precision,
+                                                  FLAGS.speed_jit_compile))
+            if precision != "float32" and name in report["models"]:
+                for mode in ("inference", "gradients", "training"):
+                    report["models"][row][mode]["speedup_over_float32"] = (
+                        report["models"][name][mode]["seconds"]
+                        / report["models"][row][mode]["seconds"])
+                print(f"{row} speed-up over float32: " + ", ".join(
+                    f"{mode} x{report['models'][row][mode]['speedup_over_float32']:.2f}"
+                    for mode in ("inference", "gradients", "training")), flush=True)
     _write_json(report, os.path.join(output_dir, "model_zoo.json"))
 
     # CPU-time efficiencies only: on a shared machine the wall-clock ones (in the JSON) swing
@@ -202,7 +249,7 @@ def run_speed(output_dir):
                         alpha=0.6 if hatched else 1.0)
         axis.bar_label(bars, fmt="%.2f", fontsize=7)
     axis.axhline(0.85, color="gray", linestyle="--", linewidth=1, label="target 0.85")
-    axis.set_xticks(range(len(names)), names)
+    axis.set_xticks(range(len(names)), [name.replace(" ", "\n") for name in names])
     axis.set_ylabel("matmul-FLOP CPU time / measured CPU time")
     axis.set_title(f"batch {report['batch_size']} x {report['frames']} frames, "
                    f"{report['cpu_count']} CPUs, {report['optimizer']}")
