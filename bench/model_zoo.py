@@ -64,8 +64,8 @@ flags.DEFINE_integer("matmul_size", 4096, "Side of the square matmul that measur
 flags.DEFINE_list("speed_precisions", ["float32", "mixed_bfloat16"],
                   "speed: --mixed_precision policies to time (float32 first: the speed-ups are "
                   "against it).")
-flags.DEFINE_bool("speed_jit_compile", False, "speed: compile the timed functions with XLA "
-                  "(train.py's --jit_compile).")
+flags.DEFINE_bool("speed_jit_compile", False, "speed: also time every policy with the "
+                  "functions compiled by XLA (train.py's --jit_compile), beside the plain ones.")
 # quality
 flags.DEFINE_integer("quality_videos", 3000, "quality: synthetic videos (80% train).")
 flags.DEFINE_integer("quality_classes", 60, "quality: vocabulary size.")
@@ -167,7 +167,8 @@ def time_model(name, batch, frames, classes, steps, precision="float32", jit_com
             "gflop_3x_forward": rule_of_thumb / 1e9,
             "efficiency_3x_forward": rule_of_thumb / rate / seconds,
             "cpu_efficiency_3x_forward": rule_of_thumb / cpu_rate / cpu_seconds}
-        print(f"{name} {precision} {mode}: {seconds:.3f} s per batch, {r['gflop']:.1f} GFLOP, "
+        print(f"{name} {precision}{' XLA' if jit_compile else ''} {mode}: {seconds:.3f} s per "
+              f"batch, {r['gflop']:.1f} GFLOP, "
               f"{r['model_gflops']:.1f} GFLOP/s vs {compute_dtype} matmul "
               f"{r['matmul_gflops']:.1f} GFLOP/s -> "
               f"efficiency {r['efficiency']:.2f} (per CPU second: {r['cpu_efficiency']:.2f}); "
@@ -207,27 +208,30 @@ def run_speed(output_dir):
     report = {"optimizer": FLAGS.optimizer, "inter_op_threads": FLAGS.inter_op_threads,
               "batch_size": FLAGS.batch_size, "frames": FLAGS.frames,
               "num_classes": FLAGS.num_classes, "cpu_count": os.cpu_count(),
-              "tensorflow": tf.__version__, "jit_compile": FLAGS.speed_jit_compile,
+              "tensorflow": tf.__version__,
               "cpu_bfloat16_flags": bfloat16_flags, "models": {}}
     if not bfloat16_flags and any("bfloat16" in p for p in FLAGS.speed_precisions):
         print("Note: this CPU has no native bfloat16 (no avx512_bf16 / amx_bf16 flag): its "
               "bfloat16 matmuls are emulated, so a mixed_bfloat16 slowdown here is no finding "
               "about bfloat16 hardware.", flush=True)
+    modes = ("inference", "gradients", "training")
     for name in FLAGS.models:
         for precision in FLAGS.speed_precisions:
-            row = f"{name} {precision}" if precision != "float32" else name
-            report["models"][row] = dict(
-                precision=precision, **time_model(name, FLAGS.batch_size, FLAGS.frames,
-                                                  FLAGS.num_classes, FLAGS.steps, precision,
-                                                  FLAGS.speed_jit_compile))
-            if precision != "float32" and name in report["models"]:
-                for mode in ("inference", "gradients", "training"):
-                    report["models"][row][mode]["speedup_over_float32"] = (
-                        report["models"][name][mode]["seconds"]
-                        / report["models"][row][mode]["seconds"])
-                print(f"{row} speed-up over float32: " + ", ".join(
-                    f"{mode} x{report['models'][row][mode]['speedup_over_float32']:.2f}"
-                    for mode in ("inference", "gradients", "training")), flush=True)
+            for jit_compile in (False, True) if FLAGS.speed_jit_compile else (False,):
+                row = " ".join([name] + [precision] * (precision != "float32")
+                               + ["XLA"] * jit_compile)
+                report["models"][row] = dict(
+                    precision=precision, jit_compile=jit_compile,
+                    **time_model(name, FLAGS.batch_size, FLAGS.frames, FLAGS.num_classes,
+                                 FLAGS.steps, precision, jit_compile))
+                if row != name and name in report["models"]:  # against plain float32
+                    for mode in modes:
+                        report["models"][row][mode]["speedup_over_float32"] = (
+                            report["models"][name][mode]["seconds"]
+                            / report["models"][row][mode]["seconds"])
+                    print(f"{row} speed-up over plain float32: " + ", ".join(
+                        f"{mode} x{report['models'][row][mode]['speedup_over_float32']:.2f}"
+                        for mode in modes), flush=True)
     _write_json(report, os.path.join(output_dir, "model_zoo.json"))
 
     # CPU-time efficiencies only: on a shared machine the wall-clock ones (in the JSON) swing
