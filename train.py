@@ -14,6 +14,10 @@ from yt8m.core.config import LocalDevices, TrainConfig
 from yt8m.distillation import distill_flags
 from yt8m.distillation import training_setup
 from yt8m.segments import finetune
+from yt8m.training import distribution
+from yt8m.training import trainer
+from yt8m.training.model_builder import check_model_choice
+from yt8m.training.multi_worker import WorkerLostError
 
 from frame_level_models import hparams
 
@@ -27,10 +31,7 @@ finetune.define_flags()
 
 def main():
     # Choosing GPUs and splitting the CPU must come before TensorFlow runs anything.
-    from yt8m.training import distribution
     distribution.configure_local_devices(options.from_flags(LocalDevices))
-    from yt8m.training import trainer
-    from yt8m.training.model_builder import check_model_choice
     if FLAGS.finetune_from:  # model, inputs and hparams come from the source train dir
         config = finetune.config_from_flags(FLAGS)
     else:
@@ -53,6 +54,4 @@ def main():
 
 
 if __name__ == "__main__":
-    from yt8m.training.multi_worker import WorkerLostError
-    from yt8m.training.trainer import NonFiniteLossError
-    cli.run(main, "train.py", more_user_errors=(NonFiniteLossError, WorkerLostError))
+    cli.run(main, "train.py", more_user_errors=(trainer.NonFiniteLossError, WorkerLostError))

@@ -8,19 +8,20 @@ not depend on training), exports it with export_ensemble, runs both paths, check
 identical, and prints one JSON line: videos/s of each path. The numbers are indicative: they
 depend on the machine and on what else runs on it.
 """
+import dataclasses
 import json
 import os
 import shutil
 import time
 
 from absl import app
-from absl import flags
 
 import yt8m  # noqa: F401
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+import bench_options
 import frame_level_models
 from yt8m import beam_inference
 from yt8m.data import records
@@ -29,19 +30,33 @@ from yt8m.export.saved_model_predictor import load_saved_model_predictor
 from yt8m.inference import submission
 from yt8m.training import checkpoints
 from yt8m.core import files
+from yt8m.core import options
+from yt8m.core.options import option, override
+from yt8m.synthetic import Config as SyntheticConfig
 from yt8m.training import inputs
 
-flags.DEFINE_integer("num_videos", 512, "Videos to predict.")
-flags.DEFINE_integer("num_shards", 4, "TFRecord files they are spread over.")
-flags.DEFINE_integer("num_classes", 3862, "Vocabulary size.")
-flags.DEFINE_integer("max_frames", 300, "Frames per video at most (lengths are 60..max_frames).")
-flags.DEFINE_string("model", "FrameLevelLogisticModel", "Zoo model to export (random weights).")
-flags.DEFINE_integer("batch_size", 32, "Videos per model call on both paths.")
-flags.DEFINE_integer("direct_num_workers", 1, "DirectRunner worker processes.")
-flags.DEFINE_integer("repeats", 2, "Runs of each path; the fastest counts (the first one also "
-                     "pays for reading the files into the page cache).")
-flags.DEFINE_string("output_dir", "bench/output/beam_inference", "Scratch and results.")
-FLAGS = flags.FLAGS
+
+@dataclasses.dataclass
+class Options(bench_options.Output, bench_options.SyntheticScale):
+    output_dir: str = override(bench_options.Output, "output_dir", "bench/output/beam_inference",
+                               help="Scratch and results.")
+    num_videos: int = override(bench_options.SyntheticScale, "num_videos", 512,
+                               help="Videos to predict.")
+    num_classes: int = override(bench_options.SyntheticScale, "num_classes", 3862)
+    num_shards: int = override(SyntheticConfig, "num_shards", 4, lower=1,
+                               help="TFRecord files they are spread over.")
+    max_frames: int = override(bench_options.FrameRange, "max_frames", 300,
+                               help="Frames per video at most (lengths are 60..max_frames).")
+    model: str = option("FrameLevelLogisticModel", "Zoo model to export (random weights).")
+    batch_size: int = override(bench_options.Optimization, "batch_size",
+                               help="Videos per model call on both paths.")
+    direct_num_workers: int = option(1, "DirectRunner worker processes.", lower=1)
+    repeats: int = override(bench_options.Timing, "passes", 2, help="Runs of each path; the "
+                            "fastest counts (the first one also pays for reading the files "
+                            "into the page cache).")
+
+
+options.define_flags(Options)
 
 
 def write_shards(data_dir, num_videos, num_shards, max_frames, seed=0):
@@ -85,28 +100,29 @@ def run_inference_path(pattern, export_dir, output_file, batch_size):
 
 def main(argv):
     del argv
-    work_dir = FLAGS.output_dir
+    opts = options.from_flags(Options)
+    work_dir = opts.output_dir
     shutil.rmtree(work_dir, ignore_errors=True)
-    pattern = write_shards(os.path.join(work_dir, "data"), FLAGS.num_videos, FLAGS.num_shards,
-                           FLAGS.max_frames)
-    export_dir = export_random_model(work_dir, FLAGS.model, FLAGS.num_classes, FLAGS.max_frames)
+    pattern = write_shards(os.path.join(work_dir, "data"), opts.num_videos, opts.num_shards,
+                           opts.max_frames)
+    export_dir = export_random_model(work_dir, opts.model, opts.num_classes, opts.max_frames)
 
     def fastest(run):
         seconds = []
-        for _ in range(FLAGS.repeats):
+        for _ in range(opts.repeats):
             start = time.time()
             run()
             seconds.append(time.time() - start)
         return min(seconds)
 
     inference_secs = fastest(lambda: run_inference_path(
-        pattern, export_dir, os.path.join(work_dir, "inference.csv"), FLAGS.batch_size))
+        pattern, export_dir, os.path.join(work_dir, "inference.csv"), opts.batch_size))
     config = beam_inference.BeamInferenceConfig(
         input_data_pattern=pattern, saved_model_dir=export_dir,
-        output_file=os.path.join(work_dir, "beam.csv"), batch_size=FLAGS.batch_size, overwrite=True)
-    mode = "multi_processing" if FLAGS.direct_num_workers > 1 else "in_memory"
+        output_file=os.path.join(work_dir, "beam.csv"), batch_size=opts.batch_size, overwrite=True)
+    mode = "multi_processing" if opts.direct_num_workers > 1 else "in_memory"
     beam_secs = fastest(lambda: beam_inference.run(config, [
-        "--runner=DirectRunner", f"--direct_num_workers={FLAGS.direct_num_workers}",
+        "--runner=DirectRunner", f"--direct_num_workers={opts.direct_num_workers}",
         f"--direct_running_mode={mode}"]))
 
     def rows(name):
@@ -115,10 +131,10 @@ def main(argv):
 
     identical = rows("inference.csv") == rows("beam.csv")
     print(json.dumps({
-        "model": FLAGS.model, "num_videos": FLAGS.num_videos, "batch_size": FLAGS.batch_size,
-        "direct_num_workers": FLAGS.direct_num_workers, "repeats": FLAGS.repeats,
-        "inference_path_videos_per_s": round(FLAGS.num_videos / inference_secs, 1),
-        "beam_direct_runner_videos_per_s": round(FLAGS.num_videos / beam_secs, 1),
+        "model": opts.model, "num_videos": opts.num_videos, "batch_size": opts.batch_size,
+        "direct_num_workers": opts.direct_num_workers, "repeats": opts.repeats,
+        "inference_path_videos_per_s": round(opts.num_videos / inference_secs, 1),
+        "beam_direct_runner_videos_per_s": round(opts.num_videos / beam_secs, 1),
         "rows_identical": identical}), flush=True)
     if not identical:
         raise SystemExit("the two paths wrote different rows")

@@ -14,9 +14,9 @@ results.png under --output_dir.
     .venv/bin/python bench/distillation.py                  # full run (docs/online_distillation.md)
     .venv/bin/python bench/distillation.py --quick             # minutes: checks that it works
 
-Everything is scaled to a shared 2-core CPU (see the flags); speeds are indicative. The references'
-BN momentum 0.999 needs thousands of steps before the moving statistics used at evaluation settle,
-so every batch norm runs at --bn_momentum (0.99) here.
+Everything is scaled to a shared 2-core CPU (see the options); speeds are indicative. The
+references' BN momentum 0.999 needs thousands of steps before the moving statistics used at
+evaluation settle, so every batch norm runs at --bn_momentum (0.99) here.
 """
 import dataclasses
 import json
@@ -25,49 +25,49 @@ import os
 import re
 import shutil
 
-from absl import app, flags, logging
+from absl import app, logging
 
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 
+import bench_options
+import figures
 import training_runs
+from yt8m.core import options
+from yt8m.core.options import option, override
 from yt8m.distillation import extract
 from yt8m.core import files
 from yt8m.training import checkpoints
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("output_dir", "bench/output/distillation",
-                    "Where the data set, the train dirs and the results go.")
-flags.DEFINE_bool("quick", False, "A few-minute run at toy scale that checks the benchmark works "
-                  "(overrides the scale flags below).")
-flags.DEFINE_integer("num_videos", 4000, "Synthetic videos (train + validate).")
-flags.DEFINE_integer("num_classes", 50, "Vocabulary size.")
-flags.DEFINE_integer("min_frames", 40, "Shortest synthetic video.")
-flags.DEFINE_integer("max_frames", 100, "Longest synthetic video (and the readers' max_frames).")
-flags.DEFINE_list("seeds", ["0", "1"], "Generator and training seeds: every run is repeated "
-                  "per seed (own data set and initialisation) and the table shows the mean and "
-                  "the spread.")
-flags.DEFINE_string("generator_options", "{}", "JSON object of more yt8m.synthetic.Config fields.")
-flags.DEFINE_integer("epochs", 6, "Training epochs of every model.")
-flags.DEFINE_integer("batch_size", 32, "Training batch size.")
-flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate (references: 2e-4 over ~15 epochs "
-                   "of 6M videos).")
-flags.DEFINE_integer("train_frames", 32, "Frames sampled per training video (zoo hparam "
-                     "sample_random_frames); evaluation uses every frame.")
-flags.DEFINE_float("bn_momentum", 0.99, "Momentum of every batch norm (see the module doc).")
-flags.DEFINE_integer("cluster_size", 16, "NeXtVLAD K (paper 128).")
-flags.DEFINE_integer("groups", 8, "NeXtVLAD G (paper 8).")
-flags.DEFINE_integer("expansion", 2, "NeXtVLAD lambda (paper 2).")
-flags.DEFINE_integer("hidden_size", 128, "NeXtVLAD H (paper 2048).")
-flags.DEFINE_float("drop_rate", 0.5, "Dropout before the hidden layer.")
-flags.DEFINE_list("temperatures", ["0", "1", "10", "20"], "MixNeXtVLAD temperatures.")
-flags.DEFINE_string("mod_tree", "4x3", "MOD tree shape (paper: 4x3).")
-flags.DEFINE_float("mod_temperature", 20.0, "T of both MOD levels (lambda = T^2), as the paper.")
-flags.DEFINE_list("runs", [], "Only these run labels (default: all).")
-flags.DEFINE_bool("reuse", True, "Keep the results of runs already done with the same settings.")
 
+@dataclasses.dataclass
+class Options(bench_options.Output, bench_options.Quick, bench_options.SyntheticScale,
+              bench_options.FrameRange, bench_options.Generation, bench_options.Optimization,
+              bench_options.TrainFrames, bench_options.BatchNorm, bench_options.NeXtVLADSize,
+              bench_options.Reuse):
+    output_dir: str = override(bench_options.Output, "output_dir", "bench/output/distillation")
+    num_videos: int = override(bench_options.SyntheticScale, "num_videos", 4000)
+    num_classes: int = override(bench_options.SyntheticScale, "num_classes", 50)
+    min_frames: int = override(bench_options.FrameRange, "min_frames", 40)
+    max_frames: int = override(bench_options.FrameRange, "max_frames", 100)
+    train_frames: int = override(bench_options.TrainFrames, "train_frames", 32)
+    seeds: tuple[int, ...] = option(
+        (0, 1), "Generator and training seeds: every run is repeated per seed (own data set and "
+        "initialisation) and the table shows the mean and the spread.")
+    epochs: int = option(6, "Training epochs of every model.", lower=1)
+    expansion: int = option(2, "NeXtVLAD lambda (paper 2).", lower=1)
+    drop_rate: float = option(0.5, "Dropout before the hidden layer.", lower=0.0, upper=1.0)
+    temperatures: tuple[float, ...] = option((0.0, 1.0, 10.0, 20.0),
+                                             "MixNeXtVLAD temperatures.")
+    mod_tree: str = option("4x3", "MOD tree shape (paper: 4x3).")
+    mod_temperature: float = option(20.0, "T of both MOD levels (lambda = T^2), as the paper.")
+    runs: tuple[str, ...] = option((), "Only these run labels (default: all).")
+
+
+options.define_flags(Options)
+# --quick: the options it sets.
 QUICK = dict(num_videos=160, num_classes=12, min_frames=20, max_frames=40, epochs=1,
              batch_size=16, train_frames=16, cluster_size=4, groups=2, hidden_size=16,
-             temperatures=["0", "20"], mod_tree="2x2")
+             temperatures=(0.0, 20.0), mod_tree="2x2")
 
 
 @dataclasses.dataclass
@@ -78,65 +78,62 @@ class Run:
     base_models: int
 
 
-def _scale():
-    values = {name: FLAGS[name].value for name in QUICK}
-    if FLAGS.quick:
-        values.update(QUICK)
-    return values
+def _scale(opts):
+    """The options --quick sets, as reported."""
+    return {name: getattr(opts, name) for name in QUICK}
 
 
 def _slug(label):
     return re.sub(r"[^A-Za-z0-9]+", "_", label).strip("_")
 
 
-def _runs(scale):
-    base = dict(nextvlad_cluster_size=scale["cluster_size"], groups=scale["groups"],
-                expansion=FLAGS.expansion, nextvlad_hidden_size=scale["hidden_size"],
-                drop_rate=FLAGS.drop_rate, sample_random_frames=True,
-                iterations=scale["train_frames"])
-    wide = dict(base, nextvlad_cluster_size=2 * scale["cluster_size"],
-                expansion=2 * FLAGS.expansion, nextvlad_hidden_size=2 * scale["hidden_size"])
+def _runs(opts):
+    base = dict(nextvlad_cluster_size=opts.cluster_size, groups=opts.groups,
+                expansion=opts.expansion, nextvlad_hidden_size=opts.hidden_size,
+                drop_rate=opts.drop_rate, sample_random_frames=True,
+                iterations=opts.train_frames)
+    wide = dict(base, nextvlad_cluster_size=2 * opts.cluster_size,
+                expansion=2 * opts.expansion, nextvlad_hidden_size=2 * opts.hidden_size)
     runs = [Run("NeXtVLAD", "NeXtVLADModel", base, 1),
             Run("NeXtVLAD_wide", "NeXtVLADModel", wide, 1)]
-    for text in scale["temperatures"]:
-        t = float(text)
+    for t in opts.temperatures:
         runs.append(Run(f"MixNeXtVLAD(T={t:g})", "MixNeXtVLADModel",
                         dict(base, mix_number=3, cl_temperature=t, cl_lambda=t * t), 3))
-    t = FLAGS.mod_temperature
-    shape = [int(count) for count in scale["mod_tree"].split("x")]
-    runs.append(Run(f"MODNeXtVLAD {scale['mod_tree']}(T={t:g})", "MODNeXtVLADModel",
-                    dict(base, mod_tree=scale["mod_tree"], cl_temperature=t, cl_lambda=t * t),
+    t = opts.mod_temperature
+    shape = [int(count) for count in opts.mod_tree.split("x")]
+    runs.append(Run(f"MODNeXtVLAD {opts.mod_tree}(T={t:g})", "MODNeXtVLADModel",
+                    dict(base, mod_tree=opts.mod_tree, cl_temperature=t, cl_lambda=t * t),
                     math.prod(shape)))
     return runs
 
 
-def _data(scale, seed):
+def _data(opts, seed):
     """Generates (or reuses) the synthetic set; returns its directory."""
+    settings = bench_options.synthetic_settings(opts, seed=seed, test_fraction=0.0,
+                                                num_segment_videos=0, num_shards=2)
     return training_runs.synthetic_data(
-        FLAGS.output_dir, num_videos=scale["num_videos"], num_classes=scale["num_classes"],
-        min_frames=scale["min_frames"], max_frames=scale["max_frames"], seed=seed,
-        validate_fraction=0.2, test_fraction=0.0, num_segment_videos=0, num_shards=2,
-        **json.loads(FLAGS.generator_options))
+        training_runs.settings_dir(opts.output_dir, "data", settings), opts.num_workers,
+        **settings)
 
 
-def _train_and_evaluate(run, scale, data_dir, seed):
-    train_dir = os.path.join(FLAGS.output_dir, "runs", f"seed_{seed}", _slug(run.label))
-    settings = {"model": run.model, "hparams": run.hparams, "scale": scale, "seed": seed,
-                "learning_rate": FLAGS.learning_rate, "bn_momentum": FLAGS.bn_momentum,
+def _train_and_evaluate(run, opts, data_dir, seed):
+    train_dir = os.path.join(opts.output_dir, "runs", f"seed_{seed}", _slug(run.label))
+    settings = {"model": run.model, "hparams": run.hparams, "scale": _scale(opts), "seed": seed,
+                "learning_rate": opts.learning_rate, "bn_momentum": opts.bn_momentum,
                 "data_dir": data_dir}
     result = training_runs.train_and_evaluate(
         train_dir, data_dir, model=run.model, hparams=run.hparams, frame_level=True,
-        num_classes=scale["num_classes"], max_frames=scale["max_frames"],
-        batch_size=scale["batch_size"], learning_rate=FLAGS.learning_rate,
-        epochs=scale["epochs"], bn_momentum=FLAGS.bn_momentum, seed=seed, settings=settings,
-        reuse=FLAGS.reuse)
+        num_classes=opts.num_classes, max_frames=opts.max_frames,
+        batch_size=opts.batch_size, learning_rate=opts.learning_rate,
+        epochs=opts.epochs, bn_momentum=opts.bn_momentum, seed=seed, settings=settings,
+        reuse=opts.reuse)
     result.update(label=run.label, base_models=run.base_models)
     return train_dir, result
 
 
-def _extracted(label, source_dir, path, data_dir, seed):
+def _extracted(opts, label, source_dir, path, data_dir, seed):
     """Cuts `path` out of the tree in source_dir and evaluates it alone."""
-    output_dir = os.path.join(FLAGS.output_dir, "runs", f"seed_{seed}", _slug(label))
+    output_dir = os.path.join(opts.output_dir, "runs", f"seed_{seed}", _slug(label))
     if os.path.exists(output_dir):
         shutil.rmtree(output_dir)  # the source may have been retrained: cut again
     extract.extract(source_dir, path, output_dir)
@@ -167,8 +164,8 @@ def _summaries(per_seed):
     return list(rows.values())
 
 
-def _table(rows, scale, seeds):
-    many = len(seeds) > 1
+def _table(rows, opts):
+    many = len(opts.seeds) > 1
 
     def cell(row, metric):
         text = f"{row[metric + '_mean']:.4f}"
@@ -185,19 +182,16 @@ def _table(rows, scale, seeds):
                      + (" " + ", ".join(f"{value:.4f}" for value in row["gap"]) + " |"
                         if many else ""))
     lines.append("")
-    lines.append(f"Scale: {json.dumps(scale, sort_keys=True)}; learning rate "
-                 f"{FLAGS.learning_rate}, BN momentum {FLAGS.bn_momentum}, seeds "
-                 f"{','.join(map(str, seeds))}" + (" (mean ± half the range over the seeds)"
+    lines.append(f"Scale: {json.dumps(_scale(opts), sort_keys=True)}; learning rate "
+                 f"{opts.learning_rate}, BN momentum {opts.bn_momentum}, seeds "
+                 f"{','.join(map(str, opts.seeds))}" + (" (mean ± half the range over the seeds)"
                                                     if many else "") + ".")
     return "\n".join(lines) + "\n"
 
 
 def _plot(rows, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     labels = [row["label"] for row in rows]
-    figure, axes = plt.subplots(1, 2, figsize=(12, 0.5 * len(rows) + 1.5), sharey=True)
+    figure, axes = figures.subplots(1, 2, figsize=(12, 0.5 * len(rows) + 1.5), sharey=True)
     for axis, metric in zip(axes, ("gap", "map")):
         means = [row[metric + "_mean"] for row in rows]
         spreads = [row[metric + "_spread"] for row in rows]
@@ -213,28 +207,25 @@ def _plot(rows, path):
     axes[0].set_yticks(range(len(rows)), labels)
     axes[0].invert_yaxis()
     figure.suptitle("Online distillation on synthetic YouTube-8M (bench/distillation.py)")
-    figure.tight_layout()
-    with files.atomic_path(path) as temp:
-        figure.savefig(temp, format="png", dpi=110)
-    plt.close(figure)
+    figures.save_png(figure, path)
 
 
-def _run_seed(scale, seed):
-    data_dir = _data(scale, seed)
+def _run_seed(opts, seed):
+    data_dir = _data(opts, seed)
     results, train_dirs = [], {}
-    for run in _runs(scale):
-        if FLAGS.runs and run.label not in FLAGS.runs:
+    for run in _runs(opts):
+        if opts.runs and run.label not in opts.runs:
             continue
         logging.info("=== seed %d: %s", seed, run.label)
-        train_dirs[run.label], result = _train_and_evaluate(run, scale, data_dir, seed)
+        train_dirs[run.label], result = _train_and_evaluate(run, opts, data_dir, seed)
         results.append(result)
         logging.info("%s: GAP %.4f MAP %.4f, %.1f examples/s", run.label, result["gap"],
                      result["map"], result["train_examples_per_second"])
-    for label, source in ((f"NeXtVLAD_distill (MOD {scale['mod_tree']})", "MODNeXtVLAD"),
+    for label, source in ((f"NeXtVLAD_distill (MOD {opts.mod_tree})", "MODNeXtVLAD"),
                           ("NeXtVLAD_distill (Mix, highest T)", "MixNeXtVLAD")):
         candidates = [key for key in train_dirs if key.startswith(source)]
         if candidates:
-            results.append(_extracted(label, train_dirs[candidates[-1]],
+            results.append(_extracted(opts, label, train_dirs[candidates[-1]],
                                       (0, 0) if source == "MODNeXtVLAD" else (0,), data_dir,
                                       seed))
     return results
@@ -242,20 +233,21 @@ def _run_seed(scale, seed):
 
 def main(argv):
     del argv
-    scale = _scale()
-    seeds = [int(seed) for seed in FLAGS.seeds]
-    if not seeds:
+    opts = options.from_flags(Options)
+    opts = opts.scaled(**QUICK)
+    if not opts.seeds:
         raise app.UsageError("--seeds is empty: give at least one seed")
-    os.makedirs(FLAGS.output_dir, exist_ok=True)
-    per_seed = {seed: _run_seed(scale, seed) for seed in seeds}
+    os.makedirs(opts.output_dir, exist_ok=True)
+    per_seed = {seed: _run_seed(opts, seed) for seed in opts.seeds}
     rows = _summaries(per_seed)
-    files.write_json_atomically(os.path.join(FLAGS.output_dir, "results.json"),
-                                {"scale": scale, "seeds": seeds, "summary": rows,
-                                 "results": {str(seed): results
-                                             for seed, results in per_seed.items()}})
-    table = _table(rows, scale, seeds)
-    files.write_text_atomically(os.path.join(FLAGS.output_dir, "results.md"), table)
-    _plot(rows, os.path.join(FLAGS.output_dir, "results.png"))
+    files.write_json_atomically(os.path.join(opts.output_dir, "results.json"),
+                                {"scale": _scale(opts), "seeds": list(opts.seeds),
+                                 "summary": rows, "results": {str(seed): results
+                                                              for seed, results in
+                                                              per_seed.items()}})
+    table = _table(rows, opts)
+    files.write_text_atomically(os.path.join(opts.output_dir, "results.md"), table)
+    _plot(rows, os.path.join(opts.output_dir, "results.png"))
     print(table)
 
 

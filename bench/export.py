@@ -27,25 +27,25 @@ Targets: float16 size <= 0.52 x float32 with |GAP change| < 0.0005, inference sp
 float32 (issue 6); sparse export speed >= 0.9 x the dense export's (issue 19). Writes
 <output>.json, <output>.md and <output>.png.
 """
+import dataclasses
 import os
 import statistics
 import time
 
 import numpy as np
-
-import matplotlib
-from absl import app, flags, logging
-
-matplotlib.use("Agg")
-from matplotlib import pyplot  # noqa: E402  (after choosing the headless backend)
+from absl import app, logging
 
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
+import bench_options
+import figures
 import frame_level_models
-from yt8m import synthetic
+import training_runs
 from yt8m.core import files
 from yt8m.core import model_flags as model_flags_lib
+from yt8m.core import options
+from yt8m.core.options import option, override
 from yt8m.core.config import DataConfig, TrainConfig
 from yt8m.data import records
 from yt8m.export import budget
@@ -59,21 +59,27 @@ from yt8m.export import validation_data
 from yt8m.training import checkpoints
 from yt8m.training import trainer
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("work_dir", "bench/output/export_work", "Data, train dirs and exports.")
-flags.DEFINE_integer("num_videos", 1500, "Synthetic videos (train + validate + test).")
-flags.DEFINE_integer("num_classes", 25, "Synthetic vocabulary size.")
-flags.DEFINE_integer("train_steps", 200, "Training steps per member.")
-flags.DEFINE_integer("batch_size", 32, "Batch size of training and of the speed measurement.")
-flags.DEFINE_integer("speed_batches", 8, "Validation batches timed per pass.")
-flags.DEFINE_integer("passes", 3, "Timed passes (after one warm-up pass).")
-flags.DEFINE_string("output", "bench/output/export", "Output path without extension.")
-flags.DEFINE_float("sparsity", 0.75, "Fraction of each large matrix of the pruned members "
-                   "zeroed by magnitude (0: no sparse-storage rows).")
-flags.DEFINE_integer("densify_elements", 2 ** 24, "Elements of the matrix the two densify ops are "
-                     "timed on (0: skip).")
-flags.DEFINE_bool("scale_sizes", True, "Also compute the variable bytes of paper-scale models "
-                  "(V=3862) at each precision (built in memory, not trained or written).")
+
+
+@dataclasses.dataclass
+class Options(bench_options.SyntheticScale, bench_options.Timing, bench_options.SpeedBatches):
+    work_dir: str = option("bench/output/export_work", "Data, train dirs and exports.")
+    num_videos: int = override(bench_options.SyntheticScale, "num_videos", 1500)
+    num_classes: int = override(bench_options.SyntheticScale, "num_classes", 25)
+    train_steps: int = option(200, "Training steps per member.", lower=1)
+    batch_size: int = override(bench_options.Optimization, "batch_size",
+                               help="Batch size of training and of the speed measurement.")
+    output: str = option("bench/output/export", "Output path without extension.")
+    sparsity: float = option(0.75, "Fraction of each large matrix of the pruned members zeroed "
+                             "by magnitude (0: no sparse-storage rows).", lower=0.0, upper=1.0)
+    densify_elements: int = option(2 ** 24, "Elements of the matrix the two densify ops are "
+                                   "timed on (0: skip).", lower=0)
+    scale_sizes: bool = option(True, "Also compute the variable bytes of paper-scale models "
+                               "(V=3862) at each precision (built in memory, not trained or "
+                               "written).")
+
+
+options.define_flags(Options)
 
 MAX_FRAMES = 120
 FRAME_DATA = DataConfig(feature_names=("rgb", "audio"), feature_sizes=(1024, 128),
@@ -97,29 +103,27 @@ TARGETS = {"float16_size_ratio": 0.52, "float16_gap_change": 0.0005, "speed_rati
 SPARSE_WEIGHTS = 0.5  # --sparse_weights of the sparse exports (the pruned matrices are at 0.75)
 
 
-def _data(work_dir):
-    data_dir = os.path.join(work_dir, "data")
-    if not os.path.exists(os.path.join(data_dir, "generator_config.json")):
-        synthetic.generate(data_dir, num_videos=FLAGS.num_videos, num_classes=FLAGS.num_classes,
-                           seed=11, num_shards=2, min_frames=60, max_frames=150,
-                           num_segment_videos=0)
+def _data(opts):
+    data_dir = training_runs.synthetic_data(
+        os.path.join(opts.work_dir, "data"), **bench_options.synthetic_settings(
+            opts, seed=11, num_shards=2, min_frames=60, max_frames=150, num_segment_videos=0))
     return (os.path.join(data_dir, "frame", "train*.tfrecord"),
             os.path.join(data_dir, "frame", "validate*.tfrecord"))
 
 
-def _train_members(work_dir, train_pattern):
+def _train_members(opts, work_dir, train_pattern):
     dirs = {}
     for name, (model, hparams) in MEMBERS.items():
         train_dir = os.path.join(work_dir, name)
         dirs[name] = train_dir
         if tf.train.latest_checkpoint(train_dir):
             continue
-        data = DataConfig(**{**vars(FRAME_DATA), "num_classes": FLAGS.num_classes})
+        data = DataConfig(**{**vars(FRAME_DATA), "num_classes": opts.num_classes})
         trainer.train(TrainConfig(
             train_dir=train_dir, train_data_pattern=train_pattern, data=data, model=model,
-            model_hparams=hparams, batch_size=FLAGS.batch_size, base_learning_rate=2e-3,
+            model_hparams=hparams, batch_size=opts.batch_size, base_learning_rate=2e-3,
             learning_rate_decay=0.8, learning_rate_decay_examples=8000, num_epochs=1000,
-            max_steps=FLAGS.train_steps, export_model_steps=max(FLAGS.train_steps // 4, 1),
+            max_steps=opts.train_steps, export_model_steps=max(opts.train_steps // 4, 1),
             log_every_steps=50, shuffle_seed=3, distribution_strategy="one_device"))
     return dirs
 
@@ -150,7 +154,7 @@ def _pruned_member(work_dir, spec_text, sparsity):
     return train_dir
 
 
-def _speeds(export_dirs, batches):
+def _speeds(export_dirs, batches, passes):
     """{export dir: (best examples/s, median CPU s per example, load seconds)}: all exports loaded
     together, then timed in turn, pass after pass."""
     count = sum(int(batch["num_frames"].shape[0]) for batch in batches)
@@ -168,7 +172,7 @@ def _speeds(export_dirs, batches):
         one_pass(serve)  # warm-up
     rates = {export_dir: [] for export_dir in export_dirs}
     cpu = {export_dir: [] for export_dir in export_dirs}
-    for _ in range(FLAGS.passes):
+    for _ in range(passes):
         for export_dir, serve in serves.items():
             wall, process = time.perf_counter(), time.process_time()
             one_pass(serve)
@@ -226,7 +230,7 @@ def _scale_sizes():
 
 def _plot(rows, path):
     precisions = [row["precision"] for row in rows]
-    figure, axes = pyplot.subplots(1, 3, figsize=(13, 3.8))
+    figure, axes = figures.subplots(1, 3, figsize=(13, 3.8))
     panels = [("size_ratio", "size / float32", TARGETS["float16_size_ratio"]),
               ("speed_ratio", "examples/s / float32", TARGETS["speed_ratio"]),
               ("gap_change", "GAP(export) - GAP(float32)", None)]
@@ -241,10 +245,7 @@ def _plot(rows, path):
             axis.legend(loc="lower right")
         axis.set_title(title)
     figure.suptitle("Ensemble export: NeXtVLAD (2-checkpoint average) 0.6 + NetVLAD 0.4")
-    figure.tight_layout()
-    with files.atomic_path(path) as temp:
-        figure.savefig(temp, format="png", dpi=110)
-    pyplot.close(figure)
+    figures.save_png(figure, path)
 
 
 def _scale_markdown(sizes):
@@ -257,7 +258,7 @@ def _scale_markdown(sizes):
     return "\n".join(lines) + "\n"
 
 
-def _markdown(rows, command):
+def _markdown(rows, command, passes):
     lines = ["| precision | on disk (MB) | size / float32 | GAP float32 | GAP export | "
              "max abs diff | examples/s | speed / float32 | CPU ms/example |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -268,12 +269,12 @@ def _markdown(rows, command):
             f"{row['max_abs_prediction_diff']:.2g} | {row['examples_per_second']:.0f} | "
             f"{row['speed_ratio']:.2f} | {row['cpu_ms_per_example']:.2f} |")
     return (f"Command: `{command}`\n\nMachine shared with other jobs: speeds are best of "
-            f"{FLAGS.passes} passes, every export timed in turn in each pass.\n\n"
+            f"{passes} passes, every export timed in turn in each pass.\n\n"
             + "\n".join(lines) + "\n")
 
 
-def _sparse_markdown(rows):
-    lines = [f"Members pruned to sparsity {FLAGS.sparsity:g} by magnitude (one shot, no "
+def _sparse_markdown(rows, sparsity):
+    lines = [f"Members pruned to sparsity {sparsity:g} by magnitude (one shot, no "
              "fine-tuning), exported dense and with --sparse_weights="
              f"{SPARSE_WEIGHTS:g}. Size ratio against the unpruned float32 export; GAP float32 "
              "is the pruned float32 ensemble; speed sparse / dense at the same precision.",
@@ -310,14 +311,15 @@ def _export_row(label, export_dir, report, **fields):
 
 def main(argv):
     del argv
-    work_dir = FLAGS.work_dir
+    opts = options.from_flags(Options)
+    work_dir = opts.work_dir
     os.makedirs(work_dir, exist_ok=True)
-    train_pattern, validate_pattern = _data(work_dir)
-    dirs = _train_members(work_dir, train_pattern)
+    train_pattern, validate_pattern = _data(opts)
+    dirs = _train_members(opts, work_dir, train_pattern)
     members = [os.path.join(work_dir, spec) for spec in MEMBER_SPECS]
     batches = list(validation_data.frame_batches(
-        validate_pattern, "validate", FLAGS.batch_size, FLAGS.batch_size * FLAGS.speed_batches,
-        FLAGS.num_classes, MAX_FRAMES))
+        validate_pattern, "validate", opts.batch_size, opts.batch_size * opts.speed_batches,
+        opts.num_classes, MAX_FRAMES))
 
     def export(name, export_members, precision, sparse_weights=0.0):
         export_dir = os.path.join(work_dir, f"export_{name}")
@@ -330,14 +332,14 @@ def main(argv):
     rows = [_export_row(precision, *export(precision, members, precision))
             for precision in precision_lib.PRECISIONS]
     sparse_rows = []
-    if FLAGS.sparsity > 0:
-        pruned = [_pruned_member(work_dir, spec, FLAGS.sparsity) for spec in MEMBER_SPECS]
+    if opts.sparsity > 0:
+        pruned = [_pruned_member(work_dir, spec, opts.sparsity) for spec in MEMBER_SPECS]
         for precision in precision_lib.PRECISIONS:
             for storage, sparse_weights in (("dense", 0.0), ("sparse", SPARSE_WEIGHTS)):
                 name = f"pruned_{precision}_{storage}"
                 sparse_rows.append(_export_row(name, *export(name, pruned, precision,
                                                              sparse_weights), storage=storage))
-    speeds = _speeds([row["export_dir"] for row in rows + sparse_rows], batches)
+    speeds = _speeds([row["export_dir"] for row in rows + sparse_rows], batches, opts.passes)
     for row in rows + sparse_rows:
         rate, cpu, load = speeds[row["export_dir"]]
         row.update(examples_per_second=rate, cpu_ms_per_example=cpu * 1000, load_seconds=load)
@@ -353,30 +355,30 @@ def main(argv):
         row["speed_ratio"] = (f"{row['examples_per_second'] / dense['examples_per_second']:.2f}"
                               if row["storage"] == "sparse" else "1")
     command = ("python bench/export.py " + " ".join(
-        f"--{name}={FLAGS[name].value}" for name in
+        f"--{name}={getattr(opts, name)}" for name in
         ("work_dir", "num_videos", "num_classes", "train_steps", "batch_size", "speed_batches",
          "passes", "sparsity", "densify_elements")))
     result = {"command": command, "members": {name: dirs[name] for name in dirs},
               "weights": WEIGHTS, "targets": TARGETS, "rows": rows, "sparse_rows": sparse_rows,
               "load_average": os.getloadavg(), "cpu_count": os.cpu_count()}
-    os.makedirs(os.path.dirname(FLAGS.output) or ".", exist_ok=True)
-    text = _markdown(rows, command)
+    os.makedirs(os.path.dirname(opts.output) or ".", exist_ok=True)
+    text = _markdown(rows, command, opts.passes)
     if sparse_rows:
-        text += "\n" + _sparse_markdown(sparse_rows)
-    if FLAGS.densify_elements:
-        result["densify_seconds"] = _densify_op_seconds(FLAGS.densify_elements, FLAGS.sparsity
+        text += "\n" + _sparse_markdown(sparse_rows, opts.sparsity)
+    if opts.densify_elements:
+        result["densify_seconds"] = _densify_op_seconds(opts.densify_elements, opts.sparsity
                                                         or 0.75)
-        text += (f"\nDensifying one matrix of {FLAGS.densify_elements} elements at sparsity "
-                 f"{FLAGS.sparsity or 0.75:g} (best of 5, alternating): " + ", ".join(
+        text += (f"\nDensifying one matrix of {opts.densify_elements} elements at sparsity "
+                 f"{opts.sparsity or 0.75:g} (best of 5, alternating): " + ", ".join(
                      f"{name} {seconds * 1000:.0f} ms"
                      for name, seconds in result["densify_seconds"].items()) + "\n")
-    if FLAGS.scale_sizes:
+    if opts.scale_sizes:
         result["scale_sizes_mb"] = _scale_sizes()
         text += ("\nVariable bytes at paper scale (computed by yt8m.export.budget, as the budget "
                  "check does; not written):\n\n" + _scale_markdown(result["scale_sizes_mb"]))
-    files.write_json_atomically(FLAGS.output + ".json", result)
-    files.write_text_atomically(FLAGS.output + ".md", text)
-    _plot(rows, FLAGS.output + ".png")
+    files.write_json_atomically(opts.output + ".json", result)
+    files.write_text_atomically(opts.output + ".md", text)
+    _plot(rows, opts.output + ".png")
     print(text)
 
 

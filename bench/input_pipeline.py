@@ -4,8 +4,7 @@
     python bench/input_pipeline.py --data_dir=/tmp/yt8m_bench --num_videos=4000
 
 Shards: `<data_dir>/frame/train*.tfrecord` are reused when present; otherwise they are written
-there (by `yt8m.synthetic.generate` when it is available, else directly from random codes: the
-reader's cost does not depend on the values). Videos have 60-300 frames, rgb + audio and labels.
+there by `yt8m.synthetic.generate`. Videos have 60-300 frames, rgb + audio and labels.
 
 Measured, each over whole passes of the files after one warm-up pass:
   raw      tf.data.TFRecordDataset over the files, batched (bytes only, nothing parsed)
@@ -16,7 +15,7 @@ which moves less than the wall clock when other jobs share the machine; "CPU-bou
 cores / CPU seconds per example, the rate if the pipeline had every core to itself (an estimate).
 Writes <output>.json, <output>.md and <output>.png (bar chart against the targets).
 """
-import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -24,67 +23,55 @@ import statistics
 import sys
 import tempfile
 import time
+from typing import Optional
 
-import matplotlib
 import numpy as np
-from absl import app, flags, logging
-
-matplotlib.use("Agg")
-from matplotlib import pyplot  # noqa: E402  (after choosing the headless backend)
+from absl import app, logging
 
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
-from yt8m import data
+import bench_options
+import figures
+from yt8m import data, synthetic
 from yt8m.core import files
+from yt8m.core import options
+from yt8m.core.options import option, override
 from yt8m.data import records
+from yt8m.synthetic import Config as SyntheticConfig
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("data_dir", None, "Directory with frame/train*.tfrecord shards (written there "
-                    "when missing). Default: a temporary directory, deleted afterwards.")
-flags.DEFINE_integer("num_videos", 2000, "Videos to write when shards are missing.")
-flags.DEFINE_integer("num_shards", 8, "Shards to write when shards are missing.")
-flags.DEFINE_integer("batch_size", 80, "Batch size of the readers.")
-flags.DEFINE_integer("passes", 3, "Timed passes over the files (after one warm-up pass).")
-flags.DEFINE_integer("num_parallel_reads", None, "Files read in parallel (default: reader's).")
-flags.DEFINE_list("variants", ["raw", "uint8", "float32"], "What to measure.")
-flags.DEFINE_string("output", "bench/output/input_pipeline",
-                    "Output path without extension: writes .json and .md.")
+
+
+@dataclasses.dataclass
+class Options(bench_options.Timing):
+    data_dir: Optional[str] = option(
+        None, "Directory with frame/train*.tfrecord shards (written there when missing). "
+        "Default: a temporary directory, deleted afterwards.")
+    num_videos: int = override(bench_options.SyntheticScale, "num_videos", 2000,
+                               help="Videos to write when shards are missing.")
+    num_shards: int = override(SyntheticConfig, "num_shards", 8, lower=1,
+                               help="Shards to write when shards are missing.")
+    batch_size: int = override(bench_options.Optimization, "batch_size", 80,
+                               help="Batch size of the readers.")
+    num_parallel_reads: Optional[int] = option(
+        None, "Files read in parallel (default: reader's).", lower=1)
+    variants: tuple[str, ...] = option(("raw", "uint8", "float32"), "What to measure.")
+    output: str = option("bench/output/input_pipeline",
+                         "Output path without extension: writes .json and .md.")
+
+
+options.define_flags(Options)
 
 MIN_FRAMES, MAX_FRAMES = 60, 300
 NUM_CLASSES = records.DEFAULT_NUM_CLASSES
 TARGETS = {"float32": 6000, "uint8": 12000}  # examples/s asked for on the 2-core machine
 
 
-def _write_random_shards(frame_dir, num_videos, num_shards, seed=0):
-    """Shards of random uint8 codes (the fallback when yt8m.synthetic is not available)."""
-    rng = np.random.default_rng(seed)
-    with contextlib.ExitStack() as stack:
-        writers = [stack.enter_context(tf.io.TFRecordWriter(stack.enter_context(
-            files.atomic_path(os.path.join(frame_dir, f"train{i:04d}.tfrecord")))))
-            for i in range(num_shards)]
-        for index in range(num_videos):
-            frames = int(rng.integers(MIN_FRAMES, MAX_FRAMES + 1))
-            features = {name: rng.integers(0, 256, (frames, size), dtype=np.uint8)
-                        for name, size in zip(records.DEFAULT_FEATURE_NAMES,
-                                              records.DEFAULT_FEATURE_SIZES)}
-            labels = rng.choice(NUM_CLASSES, size=int(rng.integers(1, 6)), replace=False)
-            example = records.make_sequence_example(f"bench{index:06d}", labels, features)
-            writers[index % num_shards].write(example.SerializeToString())
-
-
 def _write_shards(data_dir, num_videos, num_shards):
-    try:
-        from yt8m import synthetic
-        synthetic.generate(data_dir, num_videos=num_videos, num_shards=num_shards,
-                           min_frames=MIN_FRAMES, max_frames=MAX_FRAMES, validate_fraction=0.0,
-                           test_fraction=0.0, num_segment_videos=0,
-                           num_classes=min(NUM_CLASSES, 1000), num_workers=os.cpu_count() or 1)
-        return "yt8m.synthetic.generate"
-    except (ImportError, AttributeError, TypeError, ValueError) as error:
-        logging.warning("yt8m.synthetic.generate unavailable (%s): writing random codes", error)
-        _write_random_shards(os.path.join(data_dir, "frame"), num_videos, num_shards)
-        return "random uint8 codes"
+    synthetic.generate(data_dir, num_videos=num_videos, num_shards=num_shards,
+                       min_frames=MIN_FRAMES, max_frames=MAX_FRAMES, validate_fraction=0.0,
+                       test_fraction=0.0, num_segment_videos=0,
+                       num_classes=min(NUM_CLASSES, 1000), num_workers=os.cpu_count() or 1)
 
 
 def _datasets(pattern, batch_size, num_parallel_reads):
@@ -149,7 +136,7 @@ def plot(results, path):
     """Bars: measured examples/s and the CPU-bound ceiling per pipeline; ticks: the targets."""
     names = list(results)
     x = np.arange(len(names))
-    figure, axes = pyplot.subplots(figsize=(6.5, 3.8))
+    figure, axes = figures.subplots(figsize=(6.5, 3.8))
     axes.bar(x - 0.2, [results[n]["examples_per_s_best"] for n in names], 0.4,
              label="measured (best pass, wall clock)")
     axes.bar(x + 0.2, [results[n]["cpu_bound_ceiling_examples_per_s"] for n in names], 0.4,
@@ -162,45 +149,44 @@ def plot(results, path):
     axes.set_ylabel("examples / s")
     axes.set_title("Frame reader throughput (batch of 80, 60-300 frames)")
     axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3)
-    figure.tight_layout()
-    with files.atomic_path(path) as temp:
-        figure.savefig(temp, format="png", dpi=110)
-    pyplot.close(figure)
+    figures.save_png(figure, path)
 
 
 def main(argv):
     del argv
-    unknown = sorted(set(FLAGS.variants) - {"raw", "uint8", "float32"})
+    opts = options.from_flags(Options)
+    unknown = sorted(set(opts.variants) - {"raw", "uint8", "float32"})
     if unknown:
         raise app.UsageError(f"--variants: unknown {unknown}; use raw, uint8, float32")
-    data_dir = FLAGS.data_dir or tempfile.mkdtemp(prefix="yt8m_bench_")
+    data_dir = opts.data_dir or tempfile.mkdtemp(prefix="yt8m_bench_")
     try:
         pattern = os.path.join(data_dir, "frame", "train*.tfrecord")
         source = "existing shards"
         if not tf.io.gfile.glob(pattern):
             started = time.perf_counter()
-            source = _write_shards(data_dir, FLAGS.num_videos, FLAGS.num_shards)
+            _write_shards(data_dir, opts.num_videos, opts.num_shards)
+            source = "yt8m.synthetic.generate"
             logging.info("wrote shards in %.0f s (%s)", time.perf_counter() - started, source)
-        datasets = _datasets(pattern, FLAGS.batch_size, FLAGS.num_parallel_reads)
+        datasets = _datasets(pattern, opts.batch_size, opts.num_parallel_reads)
         results = {}
-        for name in FLAGS.variants:
-            results[name] = measure(datasets[name], FLAGS.passes)
+        for name in opts.variants:
+            results[name] = measure(datasets[name], opts.passes)
             logging.info("%s: %s", name, results[name])
         shard_bytes = sum(tf.io.gfile.stat(f).length for f in data.list_files(pattern))
     finally:
-        if FLAGS.data_dir is None:
+        if opts.data_dir is None:
             shutil.rmtree(data_dir, ignore_errors=True)
 
     command = " ".join(["python bench/input_pipeline.py"] + sys.argv[1:])
     table = markdown_table(results, command)
     info = (f"{results[next(iter(results))]['examples']} videos, {shard_bytes / 1e6:.0f} MB of "
-            f"shards ({source}), {os.cpu_count()} CPU cores, batch {FLAGS.batch_size}\n")
+            f"shards ({source}), {os.cpu_count()} CPU cores, batch {opts.batch_size}\n")
     print(info + table)
-    files.write_text_atomically(FLAGS.output + ".md", info + "\n" + table)
-    plot(results, FLAGS.output + ".png")
-    files.write_text_atomically(FLAGS.output + ".json", json.dumps(
+    files.write_text_atomically(opts.output + ".md", info + "\n" + table)
+    plot(results, opts.output + ".png")
+    files.write_text_atomically(opts.output + ".json", json.dumps(
         {"command": command, "shards": source, "shard_bytes": shard_bytes,
-         "cpu_count": os.cpu_count(), "batch_size": FLAGS.batch_size, "results": results},
+         "cpu_count": os.cpu_count(), "batch_size": opts.batch_size, "results": results},
         indent=2) + "\n")
 
 

@@ -5,12 +5,30 @@ batch, then times `get()` (GAP/MAP from the stored top-k triplets). Prints one l
 
   .venv/bin/python bench/metrics_throughput.py --num_videos=100000 --batch_size=1024
 """
-import argparse
+import dataclasses
 import time
 
 import numpy as np
+from absl import app
 
+import bench_options
 from yt8m import metrics
+from yt8m.core import options
+from yt8m.core.option_groups import TopK
+from yt8m.core.options import override
+
+
+@dataclasses.dataclass
+class Options(bench_options.SyntheticScale, TopK):
+    num_videos: int = override(bench_options.SyntheticScale, "num_videos", 100000,
+                               help="Videos of random predictions fed to the metrics.")
+    num_classes: int = override(bench_options.SyntheticScale, "num_classes", 3862)
+    batch_size: int = override(bench_options.Optimization, "batch_size", 1024,
+                               help="Videos per accumulate() call.")
+    top_k: int = override(TopK, "top_k", help="Predictions kept per video (GAP@k).")
+
+
+options.define_flags(Options)
 
 
 def run(num_videos, batch_size, num_classes, top_k, seed=0):
@@ -31,13 +49,9 @@ def run(num_videos, batch_size, num_classes, top_k, seed=0):
     return accumulate_seconds, get_seconds, result
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--num_videos", type=int, default=100000)
-    parser.add_argument("--batch_size", type=int, default=1024)
-    parser.add_argument("--num_classes", type=int, default=3862)
-    parser.add_argument("--top_k", type=int, default=20)
-    args = parser.parse_args()
+def main(argv):
+    del argv
+    args = options.from_flags(Options)
     accumulate_seconds, get_seconds, result = run(args.num_videos, args.batch_size,
                                                   args.num_classes, args.top_k)
     print(f"videos={args.num_videos} classes={args.num_classes} batch={args.batch_size} "
@@ -47,4 +61,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

@@ -14,50 +14,50 @@ Writes results.json and gap_by_epoch.png under --output_dir (bench/output/synthe
 import dataclasses
 import json
 import os
-import shutil
 import time
 
 import numpy as np
-from absl import app, flags, logging
+from absl import app, logging
 
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 import tf_keras as keras
 
+import bench_options
+import figures
 import frame_level_models
+import training_runs
 from yt8m import data, losses, metrics, synthetic
 from yt8m.core import files
+from yt8m.core import options
+from yt8m.core.options import option, override
 from yt8m.data import records
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("output_dir", "bench/output/synthetic_difficulty",
-                    "Where the data set, results.json and gap_by_epoch.png go.")
-flags.DEFINE_integer("num_videos", 3000, "Frame-level videos (train + validate).")
-flags.DEFINE_integer("num_classes", 60, "Vocabulary size.")
-flags.DEFINE_integer("seed", 0, "Generator and training seed.")
-flags.DEFINE_float("validate_fraction", 0.2, "Share of the videos used for validation.")
-flags.DEFINE_integer("num_workers", 2, "Generator processes.")
-flags.DEFINE_bool("reuse_data", True, "Keep an existing data set written with the same settings.")
-flags.DEFINE_list("models", ["LogisticModel", "MoeModel", "NetVLADModelLF", "NeXtVLADModel"],
-                  "Zoo models to train (video-level ones read the means).")
-flags.DEFINE_integer("frame_epochs", 10, "Epochs of the frame-level models.")
-flags.DEFINE_integer("video_epochs", 15, "Epochs of the video-level models.")
-flags.DEFINE_integer("batch_size", 64, "Training batch size.")
-flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate of the frame-level models.")
-flags.DEFINE_float("learning_rate_decay", 0.85,
-                   "Learning rate factor per epoch (the references decay by 0.8 every few "
-                   "million examples; a demo epoch is a few thousand).")
-flags.DEFINE_float("video_learning_rate", 1e-2, "Adam learning rate of the video-level models.")
-flags.DEFINE_float("bn_momentum", 0.9,
-                   "Momentum of every batch norm of the models. The references' 0.999 needs "
-                   "thousands of steps before the moving statistics (used at evaluation) are "
-                   "right; a demo run has a few hundred.")
-flags.DEFINE_string("generator_options", "{}",
-                    "JSON object of further yt8m.synthetic.Config fields, e.g. "
-                    "'{\"rgb_atom_norm\": 6}', to study how the settings change the difficulty.")
-flags.DEFINE_integer("train_frames", 48,
-                     "Frames drawn (sorted, without replacement) from each training video; "
-                     "evaluation uses every frame up to 300.")
+
+
+@dataclasses.dataclass
+class Options(bench_options.Output, bench_options.SyntheticScale, bench_options.Seed,
+              bench_options.Generation, bench_options.Optimization,
+              bench_options.VideoLearningRate, bench_options.BatchNorm, bench_options.TrainFrames):
+    output_dir: str = override(bench_options.Output, "output_dir",
+                               "bench/output/synthetic_difficulty")
+    num_videos: int = override(bench_options.SyntheticScale, "num_videos", 3000)
+    num_classes: int = override(bench_options.SyntheticScale, "num_classes", 60)
+    batch_size: int = override(bench_options.Optimization, "batch_size", 64)
+    learning_rate: float = override(bench_options.Optimization, "learning_rate",
+                                    help="Adam learning rate of the frame-level models.")
+    bn_momentum: float = override(bench_options.BatchNorm, "bn_momentum", 0.9)
+    models: tuple[str, ...] = option(
+        ("LogisticModel", "MoeModel", "NetVLADModelLF", "NeXtVLADModel"),
+        "Zoo models to train (video-level ones read the means).")
+    frame_epochs: int = option(10, "Epochs of the frame-level models.", lower=1)
+    video_epochs: int = option(15, "Epochs of the video-level models.", lower=1)
+    learning_rate_decay: float = option(
+        0.85, "Learning rate factor per epoch (the references decay by 0.8 every few million "
+        "examples; a demo epoch is a few thousand).")
+
+
+options.define_flags(Options)
 
 # Small versions of the zoo models: the demo scale has ~2k training videos and 2 CPU cores.
 MODEL_HPARAMS = {
@@ -128,20 +128,20 @@ class Split:
 
 # ------------------------------------------------------------------------------------- training
 
-def train_and_evaluate(name, train, validate, epochs, seed):
-    keras.utils.set_random_seed(seed)
+def train_and_evaluate(opts, name, train, validate, epochs):
+    keras.utils.set_random_seed(opts.seed)
     hparams = dict(MODEL_HPARAMS[name])
     if "iterations" in frame_level_models.hparam_names(name):
         # Models that sample (Willow's) draw --train_frames frames, with replacement, from the
         # frames the batch holds.
-        hparams["iterations"] = FLAGS.train_frames
-    model = frame_level_models.build(name, train.labels.shape[1], bn_momentum=FLAGS.bn_momentum,
+        hparams["iterations"] = opts.train_frames
+    model = frame_level_models.build(name, train.labels.shape[1], bn_momentum=opts.bn_momentum,
                                      **hparams)
     frame_level = frame_level_models.is_frame_level(name)
-    steps_per_epoch = len(train) // FLAGS.batch_size
+    steps_per_epoch = len(train) // opts.batch_size
     optimizer = keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(
-        FLAGS.learning_rate if frame_level else FLAGS.video_learning_rate,
-        decay_steps=steps_per_epoch, decay_rate=FLAGS.learning_rate_decay, staircase=True))
+        opts.learning_rate if frame_level else opts.video_learning_rate,
+        decay_steps=steps_per_epoch, decay_rate=opts.learning_rate_decay, staircase=True))
     label_loss = losses.CrossEntropyLoss()
 
     @tf.function(reduce_retracing=True)
@@ -161,16 +161,16 @@ def train_and_evaluate(name, train, validate, epochs, seed):
 
     def batch(split, indices, rng=None):
         if frame_level:
-            return split.frame_batch(indices, rng, FLAGS.train_frames)
+            return split.frame_batch(indices, rng, opts.train_frames)
         return split.video_batch(indices)
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(opts.seed)
     history = []
     started = time.perf_counter()
     for epoch in range(epochs):
         order = rng.permutation(len(train))
-        for begin in range(0, len(order) - FLAGS.batch_size + 1, FLAGS.batch_size):
-            indices = order[begin:begin + FLAGS.batch_size]
+        for begin in range(0, len(order) - opts.batch_size + 1, opts.batch_size):
+            indices = order[begin:begin + opts.batch_size]
             loss = train_step(batch(train, indices, rng), train.labels[indices])
         predictions = np.concatenate([
             predict(batch(validate, np.arange(begin, min(begin + 64, len(validate))))).numpy()
@@ -191,10 +191,7 @@ def train_and_evaluate(name, train, validate, epochs, seed):
 # ------------------------------------------------------------------------------------- report
 
 def plot(results, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    figure, axes = figures.subplots(1, 2, figsize=(10, 4), sharey=True)
     for result in results:
         epochs = [h["epoch"] for h in result["history"]]
         style = "-" if result["frame_level"] else "--"
@@ -209,34 +206,19 @@ def plot(results, path):
     axes[0].set_ylabel("GAP@20")
     axes[0].set_ylim(0, 1)
     axes[1].legend()
-    figure.tight_layout()
-    with files.atomic_path(path) as temp:
-        figure.savefig(temp, format="png", dpi=100)
+    figures.save_png(figure, path, dpi=100)
 
 
 def main(argv):
     del argv
-    unknown = [name for name in FLAGS.models if name not in MODEL_HPARAMS]
+    opts = options.from_flags(Options)
+    unknown = [name for name in opts.models if name not in MODEL_HPARAMS]
     if unknown:
         raise ValueError(f"--models: unknown {unknown}; choose from {sorted(MODEL_HPARAMS)}")
-    data_dir = os.path.join(FLAGS.output_dir, "data")
-    options = dict(num_videos=FLAGS.num_videos, num_classes=FLAGS.num_classes, seed=FLAGS.seed,
-                   validate_fraction=FLAGS.validate_fraction, test_fraction=0.0,
-                   num_segment_videos=0, **json.loads(FLAGS.generator_options))
-    config = synthetic.Config(**options)
-    config_path = os.path.join(data_dir, "generator_config.json")
-    reuse = False
-    if FLAGS.reuse_data and os.path.exists(config_path):
-        with open(config_path) as f:
-            reuse = json.load(f) == json.loads(json.dumps(dataclasses.asdict(config)))
-    if reuse:
-        logging.info("reusing the data set in %s", data_dir)
-        generation = None
-    else:
-        shutil.rmtree(data_dir, ignore_errors=True)  # this script's own output: start clean
-        summary = synthetic.generate(data_dir, num_workers=FLAGS.num_workers, **options)
-        generation = {"seconds": summary["seconds"],
-                      "videos_per_second": summary["videos_per_second"]}
+    settings = bench_options.synthetic_settings(opts, test_fraction=0.0, num_segment_videos=0)
+    config = synthetic.Config(**settings)
+    data_dir = training_runs.synthetic_data(os.path.join(opts.output_dir, "data"),
+                                            opts.num_workers, **settings)
     splits = {}
     for split in ("train", "validate"):
         splits[split] = Split(data_dir, config, split)
@@ -246,22 +228,22 @@ def main(argv):
     # What a model that knew the planted labels would score against the noisy written ones.
     ceiling = metrics.gap(splits["validate"].clean_labels, splits["validate"].labels)
     results = []
-    for name in FLAGS.models:
-        epochs = (FLAGS.frame_epochs if frame_level_models.is_frame_level(name)
-                  else FLAGS.video_epochs)
-        results.append(train_and_evaluate(name, splits["train"], splits["validate"], epochs,
-                                          FLAGS.seed))
-    report = {"data": dataclasses.asdict(config), "generation": generation,
+    for name in opts.models:
+        epochs = (opts.frame_epochs if frame_level_models.is_frame_level(name)
+                  else opts.video_epochs)
+        results.append(train_and_evaluate(opts, name, splits["train"], splits["validate"],
+                                          epochs))
+    report = {"data": dataclasses.asdict(config),
               "train_videos": len(splits["train"]), "validate_videos": len(splits["validate"]),
               "noisy_label_ceiling_gap": ceiling,
-              "flags": {name: FLAGS[name].value for name in
+              "flags": {name: getattr(opts, name) for name in
                         ("frame_epochs", "video_epochs", "batch_size", "learning_rate",
                          "learning_rate_decay", "video_learning_rate", "train_frames",
                          "bn_momentum")},
               "results": results}
-    files.write_text_atomically(os.path.join(FLAGS.output_dir, "results.json"),
+    files.write_text_atomically(os.path.join(opts.output_dir, "results.json"),
                                 json.dumps(report, indent=2) + "\n")
-    plot(results, os.path.join(FLAGS.output_dir, "gap_by_epoch.png"))
+    plot(results, os.path.join(opts.output_dir, "gap_by_epoch.png"))
     print(f"GAP of the planted labels against the written ones (ceiling): {ceiling:.4f}")
     print(f"{'model':<16}{'params':>10}{'GAP':>8}{'GAP clean':>11}{'best GAP':>10}{'seconds':>9}")
     for result in results:

@@ -20,20 +20,26 @@ Steps (everything through the same library calls train.py makes):
 Writes results.json, results.md (the tables of docs/distillation_toolkit.md) and gap_and_speed.png.
 Timings come from a shared machine: indicative only.
 """
+import dataclasses
 import json
 import os
 import shutil
 import time
 
 import numpy as np
-from absl import app, flags, logging
+from absl import app, logging
 
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
+import bench_options
+import figures
+import training_runs
 from frame_level_models import hierarchical_lstm
-from yt8m import evaluation, synthetic
+from yt8m import evaluation
 from yt8m.core import files
+from yt8m.core import options
+from yt8m.core.options import option, override
 from yt8m.distillation import teacher_cache
 from yt8m.distillation import training_setup
 from yt8m.distillation.config import DistillConfig
@@ -41,31 +47,39 @@ from yt8m.losses import get_label_loss
 from yt8m.core.config import DataConfig, TrainConfig
 from yt8m.training import checkpoints, inputs, trainer
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("output_dir", "/tmp/yt8m_bench_teacher_student",
-                    "Data set, train dirs, teacher cache and results.")
-flags.DEFINE_integer("num_videos", 3000, "Synthetic videos (train + validate).")
-flags.DEFINE_integer("num_classes", 10, "Synthetic vocabulary size.")
-flags.DEFINE_float("validate_fraction", 0.15, "Share of the videos used for validation.")
-flags.DEFINE_integer("min_frames", 150, "Shortest synthetic video.")
-flags.DEFINE_integer("max_frames", 300, "Longest synthetic video (and the readers' max_frames).")
-flags.DEFINE_integer("num_workers", 2, "Generator processes.")
-flags.DEFINE_list("ks", ["6", "10", "15", "20", "30"], "Frames seen by the students.")
-flags.DEFINE_integer("cells", 64, "LSTM cells of teacher and students (the paper: 1024).")
-flags.DEFINE_integer("teacher_epochs", 3, "Epochs of the teachers.")
-flags.DEFINE_integer("student_epochs", 3, "Epochs of every student and baseline.")
-flags.DEFINE_integer("batch_size", 32, "Training batch size.")
-flags.DEFINE_float("learning_rate", 0.003, "Adam learning rate (no decay).")
-flags.DEFINE_integer("speed_batches", 4, "Validation batches of 64 videos timed for examples/s.")
-flags.DEFINE_integer("seed", 5, "Generator and training seed.")
+
+
+@dataclasses.dataclass
+class Options(bench_options.Output, bench_options.SyntheticScale, bench_options.FrameRange,
+              bench_options.Seed, bench_options.Generation, bench_options.Optimization,
+              bench_options.Timing, bench_options.SpeedBatches):
+    output_dir: str = override(bench_options.Output, "output_dir",
+                               "/tmp/yt8m_bench_teacher_student")
+    num_videos: int = override(bench_options.SyntheticScale, "num_videos", 3000)
+    num_classes: int = override(bench_options.SyntheticScale, "num_classes", 10)
+    min_frames: int = override(bench_options.FrameRange, "min_frames", 150)
+    max_frames: int = override(bench_options.FrameRange, "max_frames", 300)
+    seed: int = override(bench_options.Seed, "seed", 5)
+    validate_fraction: float = override(bench_options.Generation, "validate_fraction", 0.15)
+    learning_rate: float = override(bench_options.Optimization, "learning_rate", 0.003,
+                                    help="Adam learning rate (no decay).")
+    ks: tuple[int, ...] = option((6, 10, 15, 20, 30), "Frames seen by the students.")
+    cells: int = option(64, "LSTM cells of teacher and students (the paper: 1024).", lower=1)
+    teacher_epochs: int = option(3, "Epochs of the teachers.", lower=1)
+    student_epochs: int = option(3, "Epochs of every student and baseline.", lower=1)
+    speed_batches: int = override(bench_options.SpeedBatches, "speed_batches", 4,
+                                  help="Validation batches of 64 videos timed for examples/s.")
+
+
+options.define_flags(Options)
 
 HLSTM = "HierarchicalLstmModel"
 SECOND_TEACHER = ("DbofModel", dict(dbof_cluster_size=256, dbof_hidden_size=64,
                                     video_level_classifier_model="LogisticModel"))
 
 
-def hlstm_hparams(block_frames):
-    return dict(lstm_cells=FLAGS.cells, lstm_layers=1, hlstm_block_frames=block_frames,
+def hlstm_hparams(opts, block_frames):
+    return dict(lstm_cells=opts.cells, lstm_layers=1, hlstm_block_frames=block_frames,
                 video_level_classifier_model="LogisticModel")
 
 
@@ -74,30 +88,17 @@ def student_block(k):
     return 3 if k <= 6 else 5
 
 
-def make_data(root):
-    options = dict(num_videos=FLAGS.num_videos, num_classes=FLAGS.num_classes, seed=FLAGS.seed,
-                   num_shards=4, min_frames=FLAGS.min_frames, max_frames=FLAGS.max_frames,
-                   num_segment_videos=0, validate_fraction=FLAGS.validate_fraction,
-                   test_fraction=0.0)
-    config_path = os.path.join(root, "generator_config.json")
-    if os.path.exists(config_path):
-        with open(config_path) as handle:
-            written = json.load(handle)
-        if all(written.get(key) == value for key, value in options.items()):
-            logging.info("Reusing the data set in %s", root)
-            return root
-        shutil.rmtree(root)
-    synthetic.generate(root, num_workers=FLAGS.num_workers, **options)
-    return root
-
-
 class Bench:
-    def __init__(self, output_dir):
-        self.output_dir = output_dir
-        self.data_dir = make_data(os.path.join(output_dir, "data"))
+    def __init__(self, opts):
+        self.opts = opts
+        self.output_dir = opts.output_dir
+        self.data_dir = training_runs.synthetic_data(
+            os.path.join(opts.output_dir, "data"), opts.num_workers,
+            **bench_options.synthetic_settings(opts, num_shards=4, num_segment_videos=0,
+                                               test_fraction=0.0))
         self.data = DataConfig(feature_names=("rgb", "audio"), feature_sizes=(1024, 128),
-                               frame_features=True, num_classes=FLAGS.num_classes,
-                               max_frames=FLAGS.max_frames, num_readers=2)
+                               frame_features=True, num_classes=opts.num_classes,
+                               max_frames=opts.max_frames, num_readers=2)
         self.train_pattern = os.path.join(self.data_dir, "frame", "train*.tfrecord")
         self.validate_pattern = os.path.join(self.data_dir, "frame", "validate*.tfrecord")
         self.results = {}
@@ -108,11 +109,11 @@ class Bench:
         shutil.rmtree(train_dir, ignore_errors=True)
         return TrainConfig(
             train_dir=train_dir, train_data_pattern=self.train_pattern, data=self.data,
-            model=model, model_hparams=dict(hparams), batch_size=FLAGS.batch_size,
-            base_learning_rate=FLAGS.learning_rate, learning_rate_decay=1.0,
+            model=model, model_hparams=dict(hparams), batch_size=self.opts.batch_size,
+            base_learning_rate=self.opts.learning_rate, learning_rate_decay=1.0,
             learning_rate_decay_examples=10**9, num_epochs=epochs, log_every_steps=50,
             export_model_steps=10**6, save_checkpoint_secs=10**6, checkpoint_input_pipeline=False,
-            shuffle_seed=FLAGS.seed, distribution_strategy="one_device")
+            shuffle_seed=self.opts.seed, distribution_strategy="one_device")
 
     def train(self, name, model, hparams, epochs, distill=None):
         """Trains (with distillation when given) and evaluates; returns the result row."""
@@ -133,27 +134,27 @@ class Bench:
         step = evaluation.make_eval_step(model, self.data, get_label_loss("CrossEntropyLoss"))
         files = inputs.require_files(self.validate_pattern, "validate files")
         metrics = evaluation.evaluate_batches(
-            step, inputs.evaluation_dataset(files, self.data, 64), FLAGS.num_classes, 20)
+            step, inputs.evaluation_dataset(files, self.data, 64), self.opts.num_classes, 20)
         return {"gap": metrics["gap"], "map": metrics["map"]}
 
     def _speed_batches(self):
         files = inputs.require_files(self.validate_pattern, "validate files")
-        dataset = inputs.evaluation_dataset(files, self.data, 64).take(FLAGS.speed_batches)
+        dataset = inputs.evaluation_dataset(files, self.data, 64).take(self.opts.speed_batches)
         batches = [inputs.model_inputs(batch, self.data) for batch in dataset]
         # Full 300-frame batches for every model (a student gets whole videos and picks k).
-        return [{name: (tf.pad(value, [[0, 0], [0, FLAGS.max_frames - tf.shape(value)[1]],
+        return [{name: (tf.pad(value, [[0, 0], [0, self.opts.max_frames - tf.shape(value)[1]],
                                        [0, 0]]) if name != "num_frames" else value)
                  for name, value in batch.items()} for batch in batches]
 
-    def examples_per_second(self, train_dir, repeats=3):
-        """Best of `repeats` passes over the speed batches (min time: least disturbed)."""
+    def examples_per_second(self, train_dir):
+        """Best of --passes passes over the speed batches (min time: least disturbed)."""
         model = checkpoints.load_model(train_dir)
         predict = tf.function(lambda features: model(features, training=False)["predictions"])
         for batch in self.speed_batches[:1]:
             predict(batch).numpy()  # trace and warm up
         count = sum(int(batch["num_frames"].shape[0]) for batch in self.speed_batches)
         best = float("inf")
-        for _ in range(repeats):
+        for _ in range(self.opts.passes):
             started = time.perf_counter()
             for batch in self.speed_batches:
                 predict(batch).numpy()
@@ -161,16 +162,17 @@ class Bench:
         return count / best
 
 
-def flops(num_frames, block_frames):
-    return hierarchical_lstm.inference_flops(num_frames, (1024, 128), FLAGS.cells, 1,
-                                             block_frames, FLAGS.num_classes)
+def flops(opts, num_frames, block_frames):
+    return hierarchical_lstm.inference_flops(num_frames, (1024, 128), opts.cells, 1,
+                                             block_frames, opts.num_classes)
 
 
 def run_bench(bench):
-    ks = [int(k) for k in FLAGS.ks]
+    opts = bench.opts
+    ks = list(opts.ks)
     largest = max(ks)
-    teacher = bench.train("teacher", HLSTM, hlstm_hparams(20), FLAGS.teacher_epochs)
-    second = bench.train("teacher_dbof", *SECOND_TEACHER, FLAGS.teacher_epochs)
+    teacher = bench.train("teacher", HLSTM, hlstm_hparams(opts, 20), opts.teacher_epochs)
+    second = bench.train("teacher_dbof", *SECOND_TEACHER, opts.teacher_epochs)
     started = time.time()
     cache_dir = os.path.join(bench.output_dir, "teacher_cache")
     teacher_cache.write_teacher_cache([teacher, second], bench.train_pattern, cache_dir,
@@ -178,27 +180,27 @@ def run_bench(bench):
     bench.results["cache"] = {"write_seconds": time.time() - started}
     speed = {"teacher": bench.examples_per_second(teacher)}
     for k in ks:
-        hparams = hlstm_hparams(student_block(k))
-        baseline = bench.train(f"uniform_{k}", HLSTM, hparams, FLAGS.student_epochs,
+        hparams = hlstm_hparams(opts, student_block(k))
+        baseline = bench.train(f"uniform_{k}", HLSTM, hparams, opts.student_epochs,
                                DistillConfig(student_frames=k))
         speed[f"k{k}"] = bench.examples_per_second(baseline)
-        bench.train(f"student_{k}", HLSTM, hparams, FLAGS.student_epochs, DistillConfig(
+        bench.train(f"student_{k}", HLSTM, hparams, opts.student_epochs, DistillConfig(
             mode="teacher_student", teacher_cache=cache_dir, teacher_dirs=(teacher,),
             student_frames=k, losses=("rep", "pred", "ce")))
-    hparams = hlstm_hparams(student_block(largest))
+    hparams = hlstm_hparams(opts, student_block(largest))
     for name, teachers in (("multi_teacher", (teacher, second)), ("single_teacher", (teacher,))):
-        bench.train(f"{name}_{largest}", HLSTM, hparams, FLAGS.student_epochs, DistillConfig(
+        bench.train(f"{name}_{largest}", HLSTM, hparams, opts.student_epochs, DistillConfig(
             mode="multi_teacher", teacher_cache=cache_dir, teacher_dirs=teachers,
             student_frames=largest))
     for name, learn in (("graph_learned", True), ("graph_uniform", False)):
-        bench.train(f"{name}_{largest}", HLSTM, hparams, FLAGS.student_epochs, DistillConfig(
+        bench.train(f"{name}_{largest}", HLSTM, hparams, opts.student_epochs, DistillConfig(
             mode="graph", teacher_cache=cache_dir, teacher_dirs=(teacher, second),
             student_frames=largest, graph_learn_edges=learn))
         bench.results[f"{name}_{largest}"]["edge_weights"] = graph_edge_weights(
             os.path.join(bench.output_dir, "runs", f"{name}_{largest}"))
     bench.results["speed"] = speed
-    bench.results["flops"] = {"teacher": flops(FLAGS.max_frames, 20),
-                              **{f"k{k}": flops(k, student_block(k)) for k in ks}}
+    bench.results["flops"] = {"teacher": flops(opts, opts.max_frames, 20),
+                              **{f"k{k}": flops(opts, k, student_block(k)) for k in ks}}
     return ks
 
 
@@ -213,7 +215,7 @@ def graph_edge_weights(train_dir):
     return [float(w) for w in weights / weights.sum()]
 
 
-def tables(results, ks):
+def tables(results, ks, max_frames):
     rows = ["| model | frames | GAP | MAP | inference GFLOPs / video | examples/s | train s |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
 
@@ -223,7 +225,7 @@ def tables(results, ks):
                     f"{results['flops'][key] / 1e9:.3f} | {results['speed'][key]:.0f} | "
                     f"{r['train_seconds']:.0f} |")
 
-    row("teacher", "Teacher (all frames)", FLAGS.max_frames, "teacher")
+    row("teacher", "Teacher (all frames)", max_frames, "teacher")
     for k in ks:
         row(f"uniform_{k}", f"Uniform-{k} baseline", k, f"k{k}")
         row(f"student_{k}", f"Student-{k} (serial; L_rep, L_pred, L_CE)", k, f"k{k}")
@@ -249,10 +251,7 @@ def tables(results, ks):
 
 
 def plot(results, ks, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    figure, (left, right) = figures.subplots(1, 2, figsize=(10, 4))
     left.plot(ks, [results[f"student_{k}"]["gap"] for k in ks], "o-", label="teacher-student")
     left.plot(ks, [results[f"uniform_{k}"]["gap"] for k in ks], "s--", label="Uniform-k baseline")
     left.axhline(results["teacher"]["gap"], color="k", linestyle=":", label="teacher (all frames)")
@@ -264,29 +263,28 @@ def plot(results, ks, path):
     right.set_xlabel("frames seen (k)")
     right.set_ylabel("inference examples/s (shared CPU)")
     right.legend()
-    figure.tight_layout()
-    with files.atomic_path(path) as temp:
-        figure.savefig(temp, format="png", dpi=100)
+    figures.save_png(figure, path, dpi=100)
 
 
 def main(argv):
     del argv
     started = time.time()
-    os.makedirs(FLAGS.output_dir, exist_ok=True)
-    bench = Bench(FLAGS.output_dir)
+    opts = options.from_flags(Options)
+    os.makedirs(opts.output_dir, exist_ok=True)
+    bench = Bench(opts)
     ks = run_bench(bench)
     results = bench.results
-    results["settings"] = {name: FLAGS[name].value for name in (
+    results["settings"] = {name: getattr(opts, name) for name in (
         "num_videos", "num_classes", "validate_fraction", "min_frames", "max_frames", "ks",
         "cells", "teacher_epochs", "student_epochs", "batch_size", "learning_rate", "seed")}
     results["total_seconds"] = time.time() - started
-    files.write_text_atomically(os.path.join(FLAGS.output_dir, "results.json"),
+    files.write_text_atomically(os.path.join(opts.output_dir, "results.json"),
                                 json.dumps(results, indent=2))
-    text = tables(results, ks)
-    files.write_text_atomically(os.path.join(FLAGS.output_dir, "results.md"), text)
-    plot(results, ks, os.path.join(FLAGS.output_dir, "gap_and_speed.png"))
+    text = tables(results, ks, opts.max_frames)
+    files.write_text_atomically(os.path.join(opts.output_dir, "results.md"), text)
+    plot(results, ks, os.path.join(opts.output_dir, "gap_and_speed.png"))
     print(text)
-    print(f"total {results['total_seconds']:.0f} s; results in {FLAGS.output_dir}")
+    print(f"total {results['total_seconds']:.0f} s; results in {opts.output_dir}")
 
 
 if __name__ == "__main__":

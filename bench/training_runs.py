@@ -1,12 +1,13 @@
 """What the training benchmarks share: a cached synthetic data set, one train-and-evaluate run with
 the project's trainer and evaluation (results cached by their settings), inference throughput.
 
-Imported by bench/model_zoo.py and bench/distillation.py (run from the repository root, so this
-directory is on sys.path).
+Imported by the benchmarks (run as `python bench/<name>.py`, so this directory is on sys.path).
 """
+import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import time
 
 from absl import logging
@@ -23,14 +24,25 @@ FRAME_FEATURES = (("rgb", "audio"), (1024, 128))
 VIDEO_FEATURES = (("mean_rgb", "mean_audio"), (1024, 128))
 
 
-def synthetic_data(output_dir, **options):
-    """Generates (or reuses) a yt8m.synthetic set with `options` under output_dir; its path."""
-    digest = hashlib.sha1(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
-    data_dir = os.path.join(output_dir, f"data_{digest}")
-    if not os.path.exists(os.path.join(data_dir, "generator_config.json")):
-        logging.info("Generating %s", options)
-        synthetic.generate(data_dir, num_workers=2, **options)
+def synthetic_data(data_dir, num_workers=2, **options):
+    """`data_dir`, holding the yt8m.synthetic set of `options` (fields of yt8m.synthetic.Config):
+    reused when its generator_config.json says it was written with them, else written anew."""
+    config = dataclasses.asdict(synthetic.Config(**options))
+    config_path = os.path.join(data_dir, "generator_config.json")
+    if os.path.exists(config_path) and files.read_json(config_path) == json.loads(
+            json.dumps(config)):
+        logging.info("Reusing the data set in %s", data_dir)
+        return data_dir
+    shutil.rmtree(data_dir, ignore_errors=True)  # a benchmark's own output: start clean
+    logging.info("Generating %s", options)
+    synthetic.generate(data_dir, num_workers=num_workers, **options)  # logs its videos/s
     return data_dir
+
+
+def settings_dir(output_dir, prefix, settings):
+    """output_dir/<prefix>_<digest of settings>: one directory per JSON-able set of settings."""
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+    return os.path.join(output_dir, f"{prefix}_{digest}")
 
 
 def data_config(frame_level, num_classes, max_frames=300, frame_buckets=()):

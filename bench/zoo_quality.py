@@ -32,9 +32,10 @@ def run(output_dir, *, num_videos, num_classes, epochs, batch_size, frame_learni
         precisions=("float32",)):
     """Trains and evaluates each model of ZOO (or of `models`) once per mixed-precision policy of
     `precisions`; returns the result rows."""
+    settings = dict(num_videos=num_videos, num_classes=num_classes, seed=seed,
+                    validate_fraction=0.2, test_fraction=0.0, num_segment_videos=0, num_shards=2)
     data_dir = training_runs.synthetic_data(
-        output_dir, num_videos=num_videos, num_classes=num_classes, seed=seed,
-        validate_fraction=0.2, test_fraction=0.0, num_segment_videos=0, num_shards=2)
+        training_runs.settings_dir(output_dir, "data", settings), **settings)
     rows = []
     for (name, frame_level, hparams), precision in itertools.product(ZOO, precisions):
         if models and name not in models:

@@ -3,6 +3,7 @@ model package loads neither distillation, training nor the tf.data readers."""
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("yt8m", "frame_level_models")
+ENTRY_POINTS = ("train.py", "eval.py", "inference.py", "export_ensemble.py")
 
 
 def project_modules():
@@ -107,6 +109,26 @@ def cycle_through(graph, component):
     return paths[first]
 
 
+def function_level_imports(source, modules):
+    """(line, module) of the imports of project modules (relative ones as '.') inside functions
+    of `source`."""
+    packages = {name.split(".")[0] for name in modules}
+    found = set()
+    for function in ast.walk(ast.parse(source)):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(function):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = ["." if node.level else node.module]
+            else:
+                continue
+            found.update((node.lineno, name) for name in names
+                         if name == "." or name.split(".")[0] in packages)
+    return sorted(found)
+
+
 def test_import_graph_reader_finds_function_level_imports_and_cycles():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert find_cycles(graph) == [["a", "b", "c", "a"]]
@@ -116,6 +138,21 @@ def test_import_graph_reader_finds_function_level_imports_and_cycles():
               "def f():\n    from . import c\n    import p\n")
     assert imported_modules("p.x", source, modules) == {"p.a", "p.b", "p.c", "p"}
     assert imported_modules("p", "from .a import y\n", modules, is_package=True) == {"p.a"}
+    assert function_level_imports(source, modules) == [(5, "."), (6, "p")]
+
+
+def test_project_imports_sit_at_module_level():
+    # With no cycle there is no reason to hide an import in a function: the graph above is then
+    # also the order in which modules load.
+    modules = project_modules()
+    sources = dict(modules, **{name: os.path.join(REPO, name) for name in ENTRY_POINTS})
+    hidden = {}
+    for name, path in sources.items():
+        with open(path, encoding="utf-8") as source:
+            found = function_level_imports(source.read(), modules)
+        if found:
+            hidden[name] = found
+    assert not hidden, hidden
 
 
 def test_the_import_graph_is_acyclic():
@@ -140,6 +177,85 @@ def test_the_model_package_depends_on_no_higher_layer():
                                               "yt8m.export", "yt8m.segments", "yt8m.inference")))
         assert not higher, f"{name} imports {higher}"
     assert dependencies(graph, "frame_level_models.hparams") == set()  # the mechanism alone
+
+
+# ------------------------------------------------------------------ the layers (docs/design.md)
+
+DESIGN_DOC = os.path.join(REPO, "docs", "design.md")
+ENTRY_NODE = "entry points"
+
+
+def package_of(module):
+    """The diagram's node of a module: its package below yt8m (or the module, for a module of
+    yt8m itself), the model package as one node, the four programs as one."""
+    if module in ENTRY_POINTS:
+        return ENTRY_NODE
+    parts = module.split(".")
+    return parts[0] if parts[0] == "frame_level_models" else ".".join(parts[:2])
+
+
+def package_graph():
+    """{node: nodes it imports} over every project module and the entry points (imports of the
+    package `yt8m` itself, which only sets the Keras version, left out)."""
+    modules = project_modules()
+    sources = dict(modules, **{name: os.path.join(REPO, name) for name in ENTRY_POINTS})
+    graph = {}
+    for name, path in sources.items():
+        with open(path, encoding="utf-8") as source:
+            imported = imported_modules(name, source.read(), modules, path.endswith("__init__.py"))
+        node = package_of(name)
+        graph.setdefault(node, set()).update(
+            package_of(other) for other in imported if other != "yt8m")
+    graph.pop("yt8m", None)
+    return {node: targets - {node, "yt8m"} for node, targets in graph.items()}
+
+
+def transitive_reduction(graph):
+    """The edges of an acyclic `graph` that no longer path implies."""
+    return {node: {other for other in targets
+                   if not any(other in dependencies(graph, middle)
+                              for middle in targets - {other})}
+            for node, targets in graph.items()}
+
+
+def _node_id(node):
+    return re.sub(r"\W", "_", node)
+
+
+def mermaid(graph):
+    """The reduced package graph as the lines of the design doc's mermaid block."""
+    lines = ["flowchart BT"] + [f'    {_node_id(node)}["{node}"]' for node in sorted(graph)]
+    for node in sorted(graph):
+        lines += [f"    {_node_id(node)} --> {_node_id(other)}" for other in sorted(graph[node])]
+    return lines
+
+
+def _fenced_block(language):
+    with open(DESIGN_DOC, encoding="utf-8") as handle:
+        text = handle.read()
+    match = re.search(rf"^```{language}\n(.*?)^```", text, re.S | re.M)
+    assert match, f"docs/design.md has no ```{language} block"
+    return match.group(1).rstrip("\n").splitlines()
+
+
+def test_the_design_doc_diagram_is_the_import_graph():
+    # Regenerate the block with `python tests/test_architecture.py`.
+    graph = package_graph()
+    assert not find_cycles(graph), find_cycles(graph)
+    assert _fenced_block("mermaid") == mermaid(transitive_reduction(graph))
+
+
+def test_every_import_goes_to_the_same_or_a_lower_layer_of_the_design_doc():
+    layers = {}  # node -> rank (0: the lowest)
+    lines = _fenced_block("text")
+    for rank, line in enumerate(reversed(lines)):
+        for node in line.split(":", 1)[1].split(","):
+            layers[node.strip()] = rank
+    graph = package_graph()
+    assert sorted(layers) == sorted(graph), "a package missing from (or extra in) the layers"
+    upward = sorted((node, other) for node, targets in graph.items() for other in targets
+                    if layers[other] > layers[node])
+    assert not upward, f"imports of a higher layer: {upward}"
 
 
 # Imports each module with no other module of the project loaded (the third-party libraries stay
@@ -191,3 +307,7 @@ def test_import_frame_level_models_loads_only_the_models():
 @pytest.mark.parametrize("name", ["frame_level_models.hparams", "yt8m.losses", "yt8m.features"])
 def test_low_level_modules_import_nothing_of_the_project(name):
     assert module_imports(name, project_modules()) <= {"yt8m"}
+
+
+if __name__ == "__main__":  # prints the mermaid block of docs/design.md
+    print("\n".join(["```mermaid"] + mermaid(transitive_reduction(package_graph())) + ["```"]))

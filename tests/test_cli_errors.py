@@ -13,7 +13,6 @@ import yt8m  # noqa: F401
 import frame_level_models
 from yt8m import evaluation
 from yt8m.inference import video_inference
-from yt8m.training import trainer
 from yt8m.core.config import EvalConfig, InferenceConfig
 
 import training_helpers as helpers
@@ -22,16 +21,16 @@ NO_FILES = "/nonexistent/train*.tfrecord"
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    return helpers.once_per_session(tmp_path_factory, "cli_runs", _run_programs)
+def runs(tmp_path_factory, small_dataset, video_logistic_run, video_moe_run):
+    return helpers.once_per_session(tmp_path_factory, "cli_runs", lambda root: _run_programs(
+        root, small_dataset, video_logistic_run, video_moe_run))
 
 
-def _run_programs(root):
-    """Trains two tiny train dirs in-process, then runs every program case in parallel."""
-    data_dir = helpers.make_small_dataset(root / "data")
-    logistic_dir, moe_dir = str(root / "logistic"), str(root / "moe")
-    trainer.train(helpers.train_config(logistic_dir, data_dir, max_steps=2))
-    trainer.train(helpers.train_config(moe_dir, data_dir, model="MoeModel", max_steps=2))
+def _run_programs(root, data_dir, logistic_run, moe_dir):
+    """Runs every program case in parallel on the shared data and tiny train dirs (copied where
+    eval.py writes into them)."""
+    logistic_dir = helpers.copy_tree(logistic_run, root / "logistic")
+    moe_copy = helpers.copy_tree(moe_dir, root / "moe")
     no_checkpoint_dir = root / "no_checkpoint"
     no_checkpoint_dir.mkdir()
     with open(os.path.join(logistic_dir, "model_flags.json")) as handle:
@@ -67,7 +66,7 @@ def _run_programs(root):
         "train_starter_flags": ("train.py", f"--train_dir={root / 'starter'}", *train_args,
                                 "--num_gpu=2", "--log_device_placement",
                                 "--learning_rate_decay_examples=2.5e6"),
-        "eval_model_flags": ("eval.py", f"--train_dir={moe_dir}", validate, "--run_once",
+        "eval_model_flags": ("eval.py", f"--train_dir={moe_copy}", validate, "--run_once",
                              "--moe_num_mixtures=2", "--l2_penalty=0.5",
                              "--dbof_cluster_size=4096"),
     }
@@ -143,7 +142,7 @@ def test_eval_and_inference_programs_work(runs):
     code, output = runs["results"]["eval_good"]
     assert code == 0, output
     metrics_file = os.path.join(runs["logistic_dir"], "eval", "metrics_step_2.json")
-    assert f"eval.py: step 2: GAP " in output and f"({metrics_file})" in output
+    assert "eval.py: step 2: GAP " in output and f"({metrics_file})" in output
     assert os.path.exists(metrics_file)
     code, output = runs["results"]["inference_good"]
     assert code == 0, output

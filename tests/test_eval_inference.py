@@ -21,17 +21,10 @@ import training_helpers as helpers
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return helpers.make_small_dataset(tmp_path_factory.mktemp("data"))
-
-
-@pytest.fixture(scope="module")
-def frame_run(data_dir, tmp_path_factory):
-    """FrameLevelLogisticModel trained 10 steps; checkpoints at steps 5 and 10."""
-    train_dir = str(tmp_path_factory.mktemp("frame_run"))
-    trainer.train(helpers.train_config(train_dir, data_dir, frame_level=True, max_steps=10,
-                                       export_model_steps=5, base_learning_rate=0.05))
-    return train_dir
+def frame_run(frame_logistic_run, tmp_path_factory):
+    """A copy of the shared FrameLevelLogisticModel run (10 steps; checkpoints at steps 5 and
+    10): evaluating it writes its eval/ directory."""
+    return helpers.copy_tree(frame_logistic_run, tmp_path_factory.mktemp("frame_run") / "run")
 
 
 def _predict_all(train_dir, pattern, segment_labels=False, checkpoint=None):
@@ -76,8 +69,8 @@ def _starter_cross_entropy(logits, labels, weights=1.0):
     return np.mean(np.sum(weights * per_class, axis=1))
 
 
-def test_eval_run_once_writes_the_metrics_of_the_newest_checkpoint(data_dir, frame_run):
-    pattern = helpers.pattern(data_dir, "frame", "validate")
+def test_eval_run_once_writes_the_metrics_of_the_newest_checkpoint(small_dataset, frame_run):
+    pattern = helpers.pattern(small_dataset, "frame", "validate")
     # Batches of 4 over 9 videos: the metrics must stream (4 + 4 + 1).
     results = evaluation.run_evaluation(EvalConfig(
         train_dir=frame_run, eval_data_pattern=pattern, batch_size=4, num_readers=2,
@@ -99,8 +92,8 @@ def test_eval_run_once_writes_the_metrics_of_the_newest_checkpoint(data_dir, fra
                   if not name.startswith("events.out.tfevents")) == ["metrics_step_10.json"]
 
 
-def test_eval_of_a_chosen_checkpoint_and_waiting_mode(data_dir, frame_run):
-    pattern = helpers.pattern(data_dir, "frame", "validate")
+def test_eval_of_a_chosen_checkpoint_and_waiting_mode(small_dataset, frame_run):
+    pattern = helpers.pattern(small_dataset, "frame", "validate")
     older = evaluation.run_evaluation(EvalConfig(
         train_dir=frame_run, eval_data_pattern=pattern, num_readers=2,
         checkpoint=os.path.join(frame_run, "ckpt-5")))
@@ -117,8 +110,8 @@ def test_eval_of_a_chosen_checkpoint_and_waiting_mode(data_dir, frame_run):
 CSV_ROW = re.compile(r"^([^,\s]+),(\d+ \S+(?: \d+ \S+)*)$")
 
 
-def test_inference_writes_the_kaggle_csv(data_dir, frame_run, tmp_path):
-    pattern = helpers.pattern(data_dir, "frame", "test")
+def test_inference_writes_the_kaggle_csv(small_dataset, frame_run, tmp_path):
+    pattern = helpers.pattern(small_dataset, "frame", "test")
     output_file = str(tmp_path / "out" / "submission.csv")
     written = video_inference.run_inference(InferenceConfig(
         train_dir=frame_run, input_data_pattern=pattern, output_file=output_file, top_k=4,
@@ -149,12 +142,12 @@ def test_inference_writes_the_kaggle_csv(data_dir, frame_run, tmp_path):
     assert sorted(line.split(",")[0] for line in lines[1:]) == sorted(expected)
 
 
-def test_segment_mode_trains_and_evaluates_on_rated_classes(data_dir, tmp_path):
-    pattern = helpers.pattern(data_dir, "segment", "validate")
+def test_segment_mode_trains_and_evaluates_on_rated_classes(small_dataset, tmp_path):
+    pattern = helpers.pattern(small_dataset, "segment", "validate")
     train_dir = str(tmp_path / "segments")
     data = dataclasses.replace(helpers.FRAME_DATA, segment_labels=True)
     result = trainer.train(helpers.train_config(
-        train_dir, data_dir, frame_level=True, data=data, train_data_pattern=pattern,
+        train_dir, small_dataset, frame_level=True, data=data, train_data_pattern=pattern,
         batch_size=2, max_steps=3))
     assert (result.step, result.stop_reason) == (3, "max_steps")
     (evaluated,) = evaluation.run_evaluation(EvalConfig(

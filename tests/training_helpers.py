@@ -4,6 +4,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -44,6 +45,24 @@ def train_config(train_dir, data_dir, frame_level=False, **overrides):
         learning_rate_decay_examples=8, num_epochs=3, max_steps=6, export_model_steps=1000,
         log_every_steps=2, shuffle_seed=11, distribution_strategy="one_device")
     return dataclasses.replace(config, **overrides)
+
+
+def copy_tree(source, destination):
+    """A writable copy of a shared fixture's directory (checkpoint paths are relative: the copy
+    is a train dir of its own); returns its path as a string."""
+    shutil.copytree(source, destination)
+    return str(destination)
+
+
+def tree_state(directory):
+    """(relative path, size, modification time) of every file below `directory`, sorted."""
+    state = []
+    for root, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(root, name)
+            info = os.stat(path)
+            state.append((os.path.relpath(path, directory), info.st_size, info.st_mtime_ns))
+    return sorted(state)
 
 
 def python_command(script, *args):

@@ -18,6 +18,7 @@ import yt8m  # noqa: F401
 import numpy as np
 import tensorflow as tf
 
+from frame_level_models import hparams
 from yt8m.inference import predictors
 from yt8m.metrics import EvaluationMetrics
 from yt8m.training import checkpoints
@@ -143,7 +144,6 @@ def hparam_flag_warnings(model_flags, given):
       model_flags: the train dir's model_flags.json.
       given: {hparam name: value given on the command line}.
     """
-    from frame_level_models import hparams  # the zoo's table, loaded with the model anyway
     model = model_flags["model"]
     used = set(hparams.model_hparam_names(model))
     recorded = vars(hparams.resolve(model, model_flags.get("hparams", {})))

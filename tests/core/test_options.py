@@ -1,6 +1,7 @@
 """yt8m.core.options: absl flags generated from typed dataclass configs and parsed back; the shared
 groups; every tool's config round-trips its defaults through its flags."""
 import dataclasses
+import sys
 from typing import Optional
 
 import pytest
@@ -70,6 +71,16 @@ def test_generated_flags_have_the_declared_names_defaults_help_and_types():
         assert (flag.default, flag.help, flag.flag_type()) == (default, help_text, flag_type), name
     assert "renamed" not in flag_values and "computed" not in flag_values
     assert flag_values["mode"].parser.enum_values == ["x", "y"]
+
+
+def test_the_flags_are_key_flags_of_the_module_that_defines_them():
+    # A tool's --helpshort lists the key flags of its main module: those it defined through
+    # define_flags, not flags of yt8m.core.options.
+    flag_values = flags.FlagValues()
+    names = options.define_flags(Sample, flag_values)
+    key_flags = flag_values.get_key_flags_for_module(sys.modules[__name__])
+    assert sorted(flag.name for flag in key_flags) == sorted(names)
+    assert not flag_values.get_key_flags_for_module(options)
 
 
 @pytest.mark.parametrize("argv", [["--count=-1"], ["--rate=1.5"], ["--depth=0"], ["--depth=10"],

@@ -23,13 +23,8 @@ BOUNDS = (21, 23, helpers.MAX_FRAMES)
 NUM_CLASSES = helpers.NUM_CLASSES
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return helpers.make_small_dataset(tmp_path_factory.mktemp("data"))
-
-
-def _frames(data_dir, batch_size, **options):
-    return list(readers.frame_dataset(helpers.pattern(data_dir, "frame", "train"), batch_size,
+def _frames(small_dataset, batch_size, **options):
+    return list(readers.frame_dataset(helpers.pattern(small_dataset, "frame", "train"), batch_size,
                                       num_classes=NUM_CLASSES, max_frames=helpers.MAX_FRAMES,
                                       **options))
 
@@ -75,9 +70,9 @@ def test_flag_values_become_integers():
         FRAME_BUCKET_ITEMS(["60", "sixty"], "--frame_buckets")
 
 
-def test_every_video_once_in_its_bucket_with_the_padded_values(data_dir):
-    padded = _by_id(_frames(data_dir, 5))
-    batches = _frames(data_dir, 5, frame_buckets=BUCKETS)
+def test_every_video_once_in_its_bucket_with_the_padded_values(small_dataset):
+    padded = _by_id(_frames(small_dataset, 5))
+    batches = _frames(small_dataset, 5, frame_buckets=BUCKETS)
     bucketed = _by_id(batches)
     assert sorted(bucketed) == sorted(padded)  # 42 training videos, each exactly once
     lengths_seen = set()
@@ -102,8 +97,9 @@ def test_every_video_once_in_its_bucket_with_the_padded_values(data_dir):
     assert fed < len(padded) * helpers.MAX_FRAMES
 
 
-def test_drop_remainder_keeps_full_batches_only_and_uint8_codes_work(data_dir):
-    batches = _frames(data_dir, 4, frame_buckets=BUCKETS, drop_remainder=True, dequantize=False)
+def test_drop_remainder_keeps_full_batches_only_and_uint8_codes_work(small_dataset):
+    batches = _frames(small_dataset, 4, frame_buckets=BUCKETS, drop_remainder=True,
+                      dequantize=False)
     assert batches and all(batch["rgb"].shape[0] == 4 for batch in batches)
     assert all(batch["rgb"].dtype == tf.uint8 for batch in batches)
     # Each bucket drops at most one partial batch.
@@ -116,7 +112,7 @@ def test_drop_remainder_keeps_full_batches_only_and_uint8_codes_work(data_dir):
     # Deterministic evaluation: the starter's DbofModel samples frames at evaluation too.
     ("DbofModel", dict(dbof_cluster_size=32, dbof_hidden_size=16, deterministic_eval=True)),
 ])
-def test_bucketed_batches_give_the_same_predictions(data_dir, name, hparams):
+def test_bucketed_batches_give_the_same_predictions(small_dataset, name, hparams):
     tf.keras.utils.set_random_seed(1)
     model = frame_level_models.build(name, NUM_CLASSES, **hparams)
     predict = tf.function(lambda batch: model(
@@ -127,8 +123,8 @@ def test_bucketed_batches_give_the_same_predictions(data_dir, name, hparams):
         return {video_id: row for batch in batches
                 for video_id, row in zip(batch["id"].numpy(), predict(batch).numpy())}
 
-    padded = predictions(_frames(data_dir, 5))
-    bucketed = predictions(_frames(data_dir, 5, frame_buckets=BUCKETS))
+    padded = predictions(_frames(small_dataset, 5))
+    bucketed = predictions(_frames(small_dataset, 5, frame_buckets=BUCKETS))
     assert sorted(padded) == sorted(bucketed)
     for video_id, row in padded.items():
         # Float32 rounding only (a different batch size alone changes the last bit too).
@@ -137,10 +133,10 @@ def test_bucketed_batches_give_the_same_predictions(data_dir, name, hparams):
                                       np.argsort(-row)[:3])
 
 
-def test_a_saved_iterator_resumes_at_the_same_batch(data_dir, tmp_path):
+def test_a_saved_iterator_resumes_at_the_same_batch(small_dataset, tmp_path):
     def dataset():
         return readers.frame_dataset(
-            helpers.pattern(data_dir, "frame", "train"), 4, num_classes=NUM_CLASSES,
+            helpers.pattern(small_dataset, "frame", "train"), 4, num_classes=NUM_CLASSES,
             max_frames=helpers.MAX_FRAMES, shuffle=True, seed=5, num_epochs=2,
             frame_buckets=BUCKETS, drop_remainder=True)
 
@@ -154,17 +150,17 @@ def test_a_saved_iterator_resumes_at_the_same_batch(data_dir, tmp_path):
     assert [batch["id"].numpy().tolist() for batch in restored] == uninterrupted[5:]
 
 
-def test_train_eval_and_inference_with_buckets(data_dir, tmp_path):
+def test_train_eval_and_inference_with_buckets(small_dataset, tmp_path):
     train_dir = str(tmp_path / "run")
     config = helpers.train_config(
-        train_dir, data_dir, frame_level=True, max_steps=8, export_model_steps=4,
+        train_dir, small_dataset, frame_level=True, max_steps=8, export_model_steps=4,
         data=dataclasses.replace(helpers.FRAME_DATA, frame_buckets=BUCKETS))
     first = trainer.Trainer(dataclasses.replace(config, max_steps=4)).run()
     assert first.step == 4
     # Resuming restores the bucketed input pipeline's position from the checkpoint.
     assert trainer.Trainer(config).run().step == 8
 
-    validate = helpers.pattern(data_dir, "frame", "validate")
+    validate = helpers.pattern(small_dataset, "frame", "validate")
     eval_config = EvalConfig(train_dir=train_dir, eval_data_pattern=validate, batch_size=4,
                              num_readers=2, run_once=True)
     plain = evaluation.run_evaluation(eval_config)[0]
@@ -178,7 +174,7 @@ def test_train_eval_and_inference_with_buckets(data_dir, tmp_path):
     for label, buckets in (("plain", ()), ("bucketed", BUCKETS)):
         output_file = str(tmp_path / f"{label}.csv")
         video_inference.run_inference(InferenceConfig(
-            train_dir=train_dir, input_data_pattern=helpers.pattern(data_dir, "frame", "test"),
+            train_dir=train_dir, input_data_pattern=helpers.pattern(small_dataset, "frame", "test"),
             output_file=output_file, top_k=3, batch_size=4, num_readers=2,
             frame_buckets=buckets))
         with open(output_file) as handle:
@@ -193,8 +189,8 @@ def test_train_eval_and_inference_with_buckets(data_dir, tmp_path):
                                    [float(v) for v in values[1::2]], rtol=1e-5)
 
 
-def test_buckets_are_refused_where_there_is_no_frame_axis(data_dir):
-    files = readers.list_files(helpers.pattern(data_dir, "frame", "train"))
+def test_buckets_are_refused_where_there_is_no_frame_axis(small_dataset):
+    files = readers.list_files(helpers.pattern(small_dataset, "frame", "train"))
     for data in (dataclasses.replace(helpers.FRAME_DATA, frame_buckets=(22,), segment_labels=True),
                  dataclasses.replace(helpers.VIDEO_DATA, frame_buckets=(22,))):
         with pytest.raises(ValueError, match="--frame_buckets applies to frame-level videos"):

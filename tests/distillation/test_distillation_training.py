@@ -58,17 +58,13 @@ def _config(root, name, data_dir, model="FrameLevelLogisticModel", hparams=None,
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    """Data and two trained teachers: a logistic model (embedding 1152, logits) and a DBoF model
-    (embedding 8, MoE: no logits)."""
+def workspace(tmp_path_factory, small_dataset, frame_logistic_run):
+    """Data and two trained teachers: the shared logistic model (embedding 1152, logits) and a
+    DBoF model (embedding 8, MoE: no logits)."""
     root = str(tmp_path_factory.mktemp("distill"))
-    data_dir = helpers.make_small_dataset(os.path.join(root, "data"))
-    teacher_dirs = []
-    for name, model, hparams in (("logistic", "FrameLevelLogisticModel", {}),
-                                 ("dbof", "DbofModel", DBOF)):
-        trainer.train(_config(root, name, data_dir, model, hparams, max_steps=2))
-        teacher_dirs.append(os.path.join(root, name))
-    return {"root": root, "data": data_dir, "teachers": teacher_dirs}
+    trainer.train(_config(root, "dbof", small_dataset, "DbofModel", DBOF, max_steps=2))
+    return {"root": root, "data": small_dataset,
+            "teachers": [frame_logistic_run, os.path.join(root, "dbof")]}
 
 
 @pytest.fixture(scope="module")

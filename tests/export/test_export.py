@@ -289,9 +289,9 @@ def test_int8_export_equals_numpy_dequantization(exports, train_dirs, validation
     for member, name in zip(loaded.members, ("logistic", "netvlad", "video")):
         variables = {variable.name: variable for variable in models[name].variables}
         for weight in member.stored_weights:
-            assert weight.codes.dtype == tf.int8 and weight.scales.dtype == tf.float32
-            values = weight.codes.numpy().astype(np.float32) * weight.scales.numpy()
-            variables[weight.codes.name.replace("_int8:0", ":0")].assign(values)
+            assert weight.values.dtype == tf.int8 and weight.scales.dtype == tf.float32
+            values = weight.values.numpy().astype(np.float32) * weight.scales.numpy()
+            variables[weight.values.name.replace("_int8:0", ":0")].assign(values)
             dequantized += 1
     assert dequantized == 5
     frames, num_frames = _padded_inputs(videos)
@@ -313,7 +313,7 @@ def test_int8_export_within_tolerance(exports, train_dirs):
     # Each int8 weight is within half a quantization step of the float32 weight.
     original = _reference_models(train_dirs)["logistic"].get_layer("logistic").kernel.numpy()
     reader = tf.train.load_checkpoint(os.path.join(export_dir, "variables", "variables"))
-    stored = reader.get_tensor("members/0/stored_weights/0/codes/.ATTRIBUTES/VARIABLE_VALUE")
+    stored = reader.get_tensor("members/0/stored_weights/0/values/.ATTRIBUTES/VARIABLE_VALUE")
     scales = reader.get_tensor("members/0/stored_weights/0/scales/.ATTRIBUTES/VARIABLE_VALUE")
     np.testing.assert_allclose(scales, np.abs(original).max(axis=0) / 127, rtol=1e-6)
     assert np.all(np.abs(stored * scales - original) <= scales / 2 + 1e-7)
@@ -557,8 +557,10 @@ def test_precision_flag(precision, capsys):
 
 
 def test_precision_flag_rejects_other_values():
-    with pytest.raises(absl_flags.IllegalFlagValueError, match=re.escape("one of <float32|float16|int8>")):
-        _config_from(["--members=a", "--precision=bfloat16"])
+    # The built-in choices first (a precision added later is listed after them).
+    with pytest.raises(absl_flags.IllegalFlagValueError,
+                       match=re.escape("one of <float32|float16|int8")):
+        _config_from(["--members=a", "--precision=fp16"])
 
 
 @pytest.mark.parametrize("old, precision", [("float16", "float16"), ("int8", "int8")])

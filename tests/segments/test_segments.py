@@ -26,7 +26,6 @@ from yt8m.segments import ratings as ratings_lib
 from yt8m.segments import submission
 from yt8m.segments import top_k
 from yt8m.training import checkpoints
-from yt8m.training import trainer
 from yt8m.training.model_builder import build_model
 
 from frame_level_models import hparams as zoo_hparams
@@ -243,17 +242,9 @@ def test_merged_top_k_buffers_equal_one_buffer():
 # ------------------------------------------------------------------------------ finetune set-up
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return helpers.make_small_dataset(tmp_path_factory.mktemp("data"))
-
-
-@pytest.fixture(scope="module")
-def video_run(data_dir, tmp_path_factory):
-    """The video-level model: FrameLevelLogisticModel, 10 steps on frame/train."""
-    train_dir = str(tmp_path_factory.mktemp("video_run"))
-    trainer.train(helpers.train_config(train_dir, data_dir, frame_level=True, max_steps=10,
-                                       base_learning_rate=0.05))
-    return train_dir
+def video_run(frame_logistic_run):
+    """The video-level model: the shared FrameLevelLogisticModel run (10 steps on frame/train)."""
+    return frame_logistic_run
 
 
 def _train_flag_values(argv):
@@ -303,10 +294,10 @@ def test_warm_start_copies_the_source_weights(video_run, tmp_path):
 # -------------------------------------------------------------------------------- end to end
 
 @pytest.fixture(scope="module")
-def segment_run(video_run, data_dir, tmp_path_factory):
+def segment_run(video_run, small_dataset, tmp_path_factory):
     """train.py --finetune_from: the segment model, finetuned on segment/validate ratings."""
     train_dir = str(tmp_path_factory.mktemp("segment_run"))
-    segment_data = helpers.pattern(data_dir, "segment", "validate")
+    segment_data = helpers.pattern(small_dataset, "segment", "validate")
     process = helpers.start(helpers.python_command(
         "train.py", f"--finetune_from={video_run}", f"--train_dir={train_dir}",
         "--segment_labels", f"--train_data_pattern={segment_data}",
@@ -353,9 +344,9 @@ def _rows_as_dict(path):
     return submission.read_segment_submission(path)
 
 
-def test_end_to_end_video_model_finetune_csv_map(video_run, segment_run, data_dir, tmp_path):
-    pattern = helpers.pattern(data_dir, "segment", "validate")
-    whitelist_path = os.path.join(data_dir, "segment_label_ids.csv")
+def test_end_to_end_video_model_finetune_csv_map(video_run, segment_run, small_dataset, tmp_path):
+    pattern = helpers.pattern(small_dataset, "segment", "validate")
+    whitelist_path = os.path.join(small_dataset, "segment_label_ids.csv")
     whitelist = submission.read_segment_whitelist(whitelist_path)
     config = inference.SegmentInferenceConfig(
         input_data_pattern=pattern, video_model=video_run, segment_model=segment_run,
@@ -397,11 +388,11 @@ def test_end_to_end_video_model_finetune_csv_map(video_run, segment_run, data_di
         video_run, None, pattern, whitelist, 0.3)
 
 
-def test_segment_model_as_a_saved_model(video_run, segment_run, data_dir, tmp_path):
+def test_segment_model_as_a_saved_model(video_run, segment_run, small_dataset, tmp_path):
     from yt8m.export import exporter
     export_dir = str(tmp_path / "segment_export")
     exporter.export_ensemble(exporter.ExportConfig(members=[segment_run], output_dir=export_dir))
-    pattern = helpers.pattern(data_dir, "segment", "validate")
+    pattern = helpers.pattern(small_dataset, "segment", "validate")
     outputs = {}
     for name, segment_model in (("checkpoint", segment_run), ("saved_model", export_dir)):
         config = inference.SegmentInferenceConfig(

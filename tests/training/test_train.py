@@ -1,6 +1,9 @@
 """The training library: flags, learning-rate schedule, clipping, loss, resume, NaN stop."""
+import json
 import math
 import os
+import re
+import signal
 
 import numpy as np
 import pytest
@@ -25,11 +28,6 @@ from yt8m.training.schedules import examples_staircase_decay
 from yt8m.losses import get_label_loss
 
 import training_helpers as helpers
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return helpers.make_small_dataset(tmp_path_factory.mktemp("data"))
 
 
 def _parse_train_flags(argv):
@@ -205,12 +203,12 @@ def _tower_gradients(run, rows):
 
 @pytest.mark.parametrize("average", [False, True])
 def test_two_replicas_sum_their_gradients_then_clip_like_the_starters_towers(
-        data_dir, tmp_path, average):
+        small_dataset, tmp_path, average):
     """Two replicas of batch 2 (logical CPUs): the starter's utils.combine_gradients SUMS the
     towers' gradients, then clip_gradient_norms clips each variable to norm 1.0 (oracles in
     tests/reference/starter_numpy.py); --average_replica_gradients takes their mean instead."""
     from reference import starter_numpy
-    run = _two_replica_step(data_dir, tmp_path, average)
+    run = _two_replica_step(small_dataset, tmp_path, average)
     towers = [_tower_gradients(run, slice(0, 2)), _tower_gradients(run, slice(2, 4))]
     combined = starter_numpy.combine_gradients(towers)
     if average:
@@ -296,10 +294,10 @@ class _KernelDecay(training_protocol.TrainingModel, keras.Model):
         return [0.5 * gradient for gradient in tape.gradient(loss, variables)]
 
 
-def test_a_custom_training_model_trains_through_the_protocol(data_dir, tmp_path):
+def test_a_custom_training_model_trains_through_the_protocol(small_dataset, tmp_path):
     weight, learning_rate, steps = 10.0, 0.01, 5
     config = helpers.train_config(
-        tmp_path / "custom", data_dir, max_steps=steps, optimizer="GradientDescentOptimizer",
+        tmp_path / "custom", small_dataset, max_steps=steps, optimizer="GradientDescentOptimizer",
         base_learning_rate=learning_rate, learning_rate_decay=1.0, clip_gradient_norm=0.0,
         regularization_penalty=0.0)
     wrappers = []
@@ -333,19 +331,19 @@ def _weights(model):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(data_dir, tmp_path_factory):
+def uninterrupted(small_dataset, tmp_path_factory):
     """14 steps in one go (3 epochs of 42 videos at batch 4 = 30 steps: crosses an epoch end)."""
     train_dir = tmp_path_factory.mktemp("uninterrupted")
-    run = trainer.Trainer(helpers.train_config(train_dir, data_dir, max_steps=14))
+    run = trainer.Trainer(helpers.train_config(train_dir, small_dataset, max_steps=14))
     result = run.run()
     return train_dir, run, result
 
 
-def test_resume_equals_uninterrupted_training(data_dir, tmp_path, uninterrupted):
+def test_resume_equals_uninterrupted_training(small_dataset, tmp_path, uninterrupted):
     _, reference, reference_result = uninterrupted
-    first = trainer.Trainer(helpers.train_config(tmp_path, data_dir, max_steps=9))
+    first = trainer.Trainer(helpers.train_config(tmp_path, small_dataset, max_steps=9))
     assert first.run().step == 9
-    resumed = trainer.Trainer(helpers.train_config(tmp_path, data_dir, max_steps=14))
+    resumed = trainer.Trainer(helpers.train_config(tmp_path, small_dataset, max_steps=14))
     assert resumed.restored_from.endswith("ckpt-9")
     assert resumed.step == 9
     # The same learning rate as the uninterrupted run at step 9: 0.01 * 0.5^floor(9*4/8).
@@ -360,22 +358,51 @@ def test_resume_equals_uninterrupted_training(data_dir, tmp_path, uninterrupted)
         np.testing.assert_array_equal(got.numpy(), want.numpy())
 
 
-def test_a_different_model_is_refused_unless_start_new_model(data_dir, tmp_path):
-    trainer.train(helpers.train_config(tmp_path, data_dir, max_steps=2))
-    other = helpers.train_config(tmp_path, data_dir, model="MoeModel", max_steps=2)
+def test_a_different_model_is_refused_unless_start_new_model(small_dataset, video_logistic_run,
+                                                              tmp_path):
+    train_dir = helpers.copy_tree(video_logistic_run, tmp_path / "run")  # LogisticModel, 2 steps
+    other = helpers.train_config(train_dir, small_dataset, model="MoeModel", max_steps=2)
     with pytest.raises(ModelFlagsMismatchError) as error:
         trainer.Trainer(other)
     assert str(error.value) == (
-        f"Model flags do not match the existing {tmp_path}/model_flags.json:\n"
+        f"Model flags do not match the existing {train_dir}/model_flags.json:\n"
         "  model: 'LogisticModel' in the file, 'MoeModel' now\n"
         "Delete the file, change --train_dir, or pass --start_new_model.")
-    fresh = trainer.Trainer(helpers.train_config(tmp_path, data_dir, model="MoeModel",
+    fresh = trainer.Trainer(helpers.train_config(train_dir, small_dataset, model="MoeModel",
                                                  max_steps=2, start_new_model=True))
     assert (fresh.restored_from, fresh.step) == ("", 0)
     assert fresh.run().checkpoint.endswith("ckpt-2")
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, uninterrupted):
+def test_a_train_dir_from_before_an_hparam_existed_resumes_at_its_default(
+        small_dataset, video_moe_run, tmp_path):
+    train_dir = helpers.copy_tree(video_moe_run, tmp_path / "run")  # MoeModel, 2 steps
+    # What train.py records today for MoeModel: every hparam of the model, bn_momentum included.
+    recorded_now = _parse_train_flags(["--model=MoeModel"])[1].model_hparams
+    assert recorded_now["bn_momentum"] == 0.999
+    # The file as a train.py from before --bn_momentum wrote it.
+    path = os.path.join(train_dir, "model_flags.json")
+    with open(path) as handle:
+        old_flags = json.load(handle)
+    old_flags["hparams"] = {name: value for name, value in recorded_now.items()
+                            if name != "bn_momentum"}
+    with open(path, "w") as handle:
+        json.dump(old_flags, handle)
+
+    other = helpers.train_config(train_dir, small_dataset, model="MoeModel", max_steps=3,
+                                 model_hparams=dict(recorded_now, bn_momentum=0.9))
+    with pytest.raises(ModelFlagsMismatchError, match=re.escape(
+            "  hparams.bn_momentum: unset (default 0.999) in the file, 0.9 now\n")):
+        trainer.Trainer(other)
+    resumed = trainer.Trainer(helpers.train_config(train_dir, small_dataset, model="MoeModel",
+                                                   max_steps=3, model_hparams=recorded_now))
+    assert (os.path.basename(resumed.restored_from), resumed.step) == ("ckpt-2", 2)
+    assert resumed.run().checkpoint.endswith("ckpt-3")
+    with open(path) as handle:
+        assert json.load(handle) == old_flags  # the record is left as it was
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(small_dataset, tmp_path, uninterrupted):
     train_dir, reference, _ = uninterrupted
     nan_file = str(tmp_path / "nan.tfrecord")
     with tf.io.TFRecordWriter(nan_file) as writer:
@@ -385,7 +412,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, u
                 {"mean_rgb": np.full(1024, np.nan), "mean_audio": np.zeros(128)})
             writer.write(example.SerializeToString())
     good = checkpoints.latest_checkpoint(str(train_dir))
-    config = helpers.train_config(train_dir, data_dir, train_data_pattern=nan_file, max_steps=20)
+    config = helpers.train_config(train_dir, small_dataset, train_data_pattern=nan_file,
+                                  max_steps=20)
     with pytest.raises(trainer.NonFiniteLossError) as error:
         trainer.train(config)
     assert str(error.value) == (f"Loss is nan at step 15; stopped without saving. The last good "
@@ -413,13 +441,11 @@ def _read_until(process, predicate, deadline_lines=5000):
     raise AssertionError("expected line never came:\n" + "".join(lines[-40:]))
 
 
-def test_killed_run_resumes_at_the_saved_step_and_sigterm_saves(data_dir, tmp_path):
-    import re
-    import signal
+def test_killed_run_resumes_at_the_saved_step_and_sigterm_saves(small_dataset, tmp_path):
     train_dir = tmp_path / "run"
     command = helpers.python_command(
         "train.py", f"--train_dir={train_dir}",
-        f"--train_data_pattern={helpers.pattern(data_dir, 'frame', 'train')}",
+        f"--train_data_pattern={helpers.pattern(small_dataset, 'frame', 'train')}",
         "--frame_features", "--feature_names=rgb,audio", "--feature_sizes=1024,128",
         "--model=FrameLevelLogisticModel", f"--num_classes={helpers.NUM_CLASSES}",
         f"--max_frames={helpers.MAX_FRAMES}", "--num_cpu_devices=2", "--batch_size=2",

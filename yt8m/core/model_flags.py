@@ -62,30 +62,46 @@ def read_model_flags(train_dir):
     return {**_ADDED_ENTRIES, **recorded} if isinstance(recorded, dict) else recorded
 
 
-def _differences(recorded, requested):
+def _differences(recorded, requested, hparam_defaults):
     keys = sorted(set(recorded) | set(requested))
     lines = []
     for key in keys:
         if key == "hparams":
-            old, new = recorded.get(key, {}), requested.get(key, {})
-            for name in sorted(set(old) | set(new)):
-                if old.get(name) != new.get(name):
-                    lines.append(f"  hparams.{name}: {old.get(name)!r} in the file, "
-                                 f"{new.get(name)!r} now")
+            lines += _hparam_differences(recorded.get(key, {}), requested.get(key, {}),
+                                         hparam_defaults if recorded.get("model") ==
+                                         requested.get("model") else {})
         elif recorded.get(key) != requested.get(key):
             lines.append(f"  {key}: {recorded.get(key)!r} in the file, {requested.get(key)!r} now")
     return lines
 
 
-def check_and_write_model_flags(train_dir, model_flags, start_new_model):
+def _hparam_differences(old, new, defaults):
+    """A hyper-parameter added after the file was written is missing there: that run used its
+    default, so it differs only from another value."""
+    def shown(values, name):
+        if name in values:
+            return repr(values[name])
+        return f"unset (default {defaults[name]!r})" if name in defaults else "unset"
+
+    lines = []
+    for name in sorted(set(old) | set(new)):
+        if old.get(name, defaults.get(name)) != new.get(name, defaults.get(name)):
+            lines.append(f"  hparams.{name}: {shown(old, name)} in the file, {shown(new, name)} "
+                         "now")
+    return lines
+
+
+def check_and_write_model_flags(train_dir, model_flags, start_new_model, hparam_defaults=None):
     """Writes model_flags.json, refusing to continue a train dir of a different model.
 
-    Raises ModelFlagsMismatchError when the file exists, differs and start_new_model is False.
+    hparam_defaults: {name: default} of the model's hyper-parameters; one missing from the
+    existing file (written before it existed) counts as its default. Raises
+    ModelFlagsMismatchError when the file exists, differs and start_new_model is False.
     """
     path = model_flags_path(train_dir)
     if tf.io.gfile.exists(path) and not start_new_model:
         recorded = read_model_flags(train_dir)
-        differences = _differences(recorded, model_flags)
+        differences = _differences(recorded, model_flags, hparam_defaults or {})
         if differences:
             raise ModelFlagsMismatchError(
                 f"Model flags do not match the existing {path}:\n" + "\n".join(differences)

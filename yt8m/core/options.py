@@ -28,6 +28,9 @@ from absl import flags
 import yt8m  # noqa: F401
 from yt8m.core import errors
 
+# The flags belong to the module that calls define_flags (its --helpshort lists them), not here.
+flags.disclaim_key_flags()
+
 _METADATA_KEY = "yt8m.option"
 
 

@@ -5,6 +5,8 @@ import dataclasses
 from absl import flags
 
 import yt8m  # noqa: F401
+import frame_level_models
+from frame_level_models import hparams
 from yt8m.core import options
 from yt8m.distillation.config import DistillConfig
 from yt8m.core import errors
@@ -19,8 +21,6 @@ def config_from_flags(flag_values=flags.FLAGS):
     config = options.from_flags(DistillConfig, flag_values)
     if not config.teacher_model:
         return config
-    import frame_level_models
-    from frame_level_models import hparams
     if config.teacher_model not in frame_level_models.MODEL_NAMES:
         raise errors.InvalidInputError(
             f"--teacher_model={config.teacher_model!r} is not a known model; choose "

@@ -13,7 +13,9 @@ A tool, not a model part: it reads and writes train dirs through yt8m.training, 
 package must not import; the model side (`mixture_models.node_model_flags`, `MixtureModel.subtree`)
 lives in frame_level_models.composite.
 """
+import dataclasses
 import os
+from typing import Optional
 
 from absl import flags
 
@@ -22,10 +24,28 @@ import tensorflow as tf
 
 from frame_level_models.composite import mixture_models
 from frame_level_models.composite import mod_tree
-from yt8m.training import checkpoints
+from yt8m.core import cli
 from yt8m.core import files
 from yt8m.core import model_flags as model_flags_lib
 from yt8m.core import errors
+from yt8m.core import options
+from yt8m.core.option_groups import CheckpointSelection
+from yt8m.training import checkpoints
+
+
+@dataclasses.dataclass
+class ExtractOptions(CheckpointSelection):
+    train_dir: Optional[str] = options.override(
+        CheckpointSelection, "train_dir", None, required=True,
+        help="Train dir of the trained mixture / MOD tree.")
+    checkpoint: Optional[str] = options.override(
+        CheckpointSelection, "checkpoint",
+        help="Checkpoint of --train_dir to cut from (default: the newest).")
+    path: Optional[str] = options.option(
+        None, "0-based branch indices from the root joined by '/', e.g. 2/1 (a leaf of a 4x3 "
+        "tree) or 2 (a sub-mixture).", required=True)
+    output_dir: Optional[str] = options.option(
+        None, "New train dir for the extracted model.", required=True)
 
 
 def read_tree_flags(train_dir):
@@ -71,28 +91,16 @@ def extract(train_dir, path, output_dir, checkpoint=None):
 
 
 def define_flags(flag_values=flags.FLAGS):
-    flags.DEFINE_string("train_dir", None, "Train dir of the trained mixture / MOD tree.",
-                        flag_values=flag_values)
-    flags.DEFINE_string("path", None, "0-based branch indices from the root joined by '/', e.g. "
-                        "2/1 (a leaf of a 4x3 tree) or 2 (a sub-mixture).",
-                        flag_values=flag_values)
-    flags.DEFINE_string("output_dir", None, "New train dir for the extracted model.",
-                        flag_values=flag_values)
-    flags.DEFINE_string("checkpoint", None, "Checkpoint of --train_dir to cut from (default: the "
-                        "newest).", flag_values=flag_values)
-    for name in ("train_dir", "path", "output_dir"):
-        flags.mark_flag_as_required(name, flag_values=flag_values)
+    options.define_flags(ExtractOptions, flag_values)
 
 
 def main():
-    flag_values = flags.FLAGS
-    written = extract(flag_values.train_dir, mod_tree.parse_path(flag_values.path),
-                      flag_values.output_dir, flag_values.checkpoint)
-    print(f"extract: wrote {written} and model_flags.json to {flag_values.output_dir}",
-          flush=True)
+    chosen = options.from_flags(ExtractOptions)
+    written = extract(chosen.train_dir, mod_tree.parse_path(chosen.path), chosen.output_dir,
+                      chosen.checkpoint)
+    print(f"extract: wrote {written} and model_flags.json to {chosen.output_dir}", flush=True)
 
 
 if __name__ == "__main__":
-    from yt8m.core import cli
     define_flags()
     cli.run(main, "extract")

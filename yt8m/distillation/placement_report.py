@@ -13,36 +13,53 @@ updates, Adam's arithmetic). Tiny hyper-parameters keep it fast: it checks
 placement, not speed.
 """
 import collections
+import dataclasses
 import json
 
+import numpy as np
 from absl import app
 from absl import flags
 
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
+import tensorflow as tf
+
+from frame_level_models.composite import mixture_models
+from yt8m import losses as label_losses
+from yt8m.core import options
+from yt8m.core.config import LocalDevices
+from yt8m.training import distribution
+from yt8m.training import objective
+from yt8m.training.optimizers import make_optimizer
 
 PRODUCT_OPS = ("MatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum")
 # What the Keras optimizers emit to update a variable.
 UPDATE_OPS = ("AssignSubVariableOp", "AssignAddVariableOp", "AssignVariableOp")
 
-flags.DEFINE_integer("num_cpu_devices", 3, "Logical CPU devices to split the CPU into.")
-flags.DEFINE_string("model", "MODNeXtVLADModel", "Mixture model to build.")
-flags.DEFINE_string("mod_tree", "2x2", "Tree shape.")
-flags.DEFINE_string("mod_devices", "", "Devices of the top-level sub-trees (empty: all).")
-flags.DEFINE_string("mixture_base_model", "NeXtVLADModel", "Leaf model of MixtureModel.")
-flags.DEFINE_integer("num_classes", 6, "Classes.")
-flags.DEFINE_integer("batch_size", 4, "Batch of the traced step.")
 
 
-def _tiny_hparams():
+@dataclasses.dataclass
+class ReportOptions(LocalDevices):
+    num_cpu_devices: int = options.override(LocalDevices, "num_cpu_devices", 3)
+    model: str = options.option("MODNeXtVLADModel", "Mixture model to build.")
+    mod_tree: str = options.option("2x2", "Tree shape.")
+    mod_devices: str = options.option("", "Devices of the top-level sub-trees (empty: all).")
+    mixture_base_model: str = options.option("NeXtVLADModel", "Leaf model of MixtureModel.")
+    num_classes: int = options.option(6, "Classes.", lower=1)
+    batch_size: int = options.option(4, "Batch of the traced step.", lower=1)
+
+
+options.define_flags(ReportOptions)
+
+
+def _tiny_hparams(report_options):
     return dict(feature_names="rgb,audio", feature_sizes="16,8", nextvlad_cluster_size=4,
-                nextvlad_hidden_size=8, groups=2, expansion=2, mod_tree=flags.FLAGS.mod_tree,
-                mod_devices=flags.FLAGS.mod_devices,
-                mixture_base_model=flags.FLAGS.mixture_base_model)
+                nextvlad_hidden_size=8, groups=2, expansion=2, mod_tree=report_options.mod_tree,
+                mod_devices=report_options.mod_devices,
+                mixture_base_model=report_options.mixture_base_model)
 
 
 def _canonical(device):
     """'/job:localhost/replica:0/task:0/device:CPU:1' and '/device:CPU:1' -> '/device:CPU:1'."""
-    import tensorflow as tf
     spec = tf.DeviceSpec.from_string(device or "")
     return f"/device:{spec.device_type}:{spec.device_index}" if spec.device_type else ""
 
@@ -58,12 +75,6 @@ def _scope_owner(op_name, scopes):
 
 def placement_report(model, batch_size, num_classes):
     """Traces one training step of `model` and returns the report dict (see the module doc)."""
-    import numpy as np
-    import tensorflow as tf
-    from yt8m import losses as label_losses
-    from yt8m.training import objective
-    from yt8m.training.optimizers import make_optimizer
-
     specs = model.input_specs
     rng = np.random.default_rng(0)
     frames = 5
@@ -148,12 +159,12 @@ def placement_report(model, batch_size, num_classes):
 
 def main(argv):
     del argv
-    from yt8m.training import distribution
-    distribution.configure_cpu_devices(flags.FLAGS.num_cpu_devices)
-    from frame_level_models.composite import mixture_models
-    model = mixture_models.build(flags.FLAGS.model, flags.FLAGS.num_classes, **_tiny_hparams())
-    print(json.dumps(placement_report(model, flags.FLAGS.batch_size, flags.FLAGS.num_classes),
-                     indent=2, sort_keys=True))
+    report_options = options.from_flags(ReportOptions, flags.FLAGS)
+    distribution.configure_cpu_devices(report_options.num_cpu_devices)
+    model = mixture_models.build(report_options.model, report_options.num_classes,
+                                 **_tiny_hparams(report_options))
+    print(json.dumps(placement_report(model, report_options.batch_size,
+                                      report_options.num_classes), indent=2, sort_keys=True))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from yt8m.core.config import DataConfig
 from yt8m.core.option_groups import Batching
 from yt8m.distillation import teachers as teachers_lib
 from yt8m.distillation.config import DistillConfig
+from yt8m.export import serving
 from yt8m.training import inputs
 
 CACHE_FILE = "teacher_cache.json"
@@ -57,7 +58,6 @@ def data_config_for(teacher, num_readers=1):
         return inputs.data_config_from_model_flags(
             model_flags_lib.read_model_flags(teacher.path), segment_labels=False,
             num_readers=num_readers)
-    from yt8m.export import serving
     return DataConfig(feature_names=tuple(serving.FEATURE_NAMES),
                       feature_sizes=tuple(serving.FEATURE_SIZES[n] for n in serving.FEATURE_NAMES),
                       frame_features=True, num_classes=teacher.num_classes,

@@ -13,9 +13,10 @@ import os
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
-from yt8m.training import checkpoints
 from yt8m.core import model_flags as model_flags_lib
 from yt8m.core import errors
+from yt8m.export import serving
+from yt8m.training import checkpoints
 
 NUM_FRAMES = "num_frames"
 # Probabilities are clipped to [eps, 1 - eps] before the inverse sigmoid (float32 resolves 1e-7).
@@ -81,7 +82,6 @@ class SavedModelTeacher:
     """An ensemble exported by export_ensemble.py (serving_default signature), frozen."""
 
     def __init__(self, export_dir):
-        from yt8m.export import serving  # the exporter's constants: imported only when used
         self.path = export_dir
         self.loaded = tf.saved_model.load(export_dir)
         if (serving.SERVING_DEFAULT not in self.loaded.signatures

@@ -34,11 +34,8 @@ from yt8m.core import errors
 REPORT_FILE = "export_report.json"
 SAVED_MODEL_FILE = "saved_model.pb"
 # Largest |exported - float32 ensemble| prediction difference accepted by default.
-DEFAULT_MAX_PREDICTION_DIFF = {
-    precision_lib.FLOAT32: 1e-5,
-    precision_lib.FLOAT16: 1e-3,   # the bound for float16
-    precision_lib.INT8: 2e-2,      # weight-only per-channel int8 (measured in docs/export.md)
-}
+DEFAULT_MAX_PREDICTION_DIFF = {name: precision_lib.get(name).max_prediction_diff
+                               for name in precision_lib.PRECISIONS}
 # Size of the traced graph per member, reserved when --select_under_budget compares sizes before
 # any graph exists (the real total is checked again before writing).
 GRAPH_ALLOWANCE_BYTES = 2 ** 20
@@ -59,8 +56,9 @@ class ExportConfig:
     weights: Optional[list[float]] = options.option(
         None, "Comma-separated member weights (normalised to sum 1); default equal.")
     precision: str = options.option(
-        precision_lib.FLOAT32, "Storage of the large weight matrices: float32, float16, or "
-        "per-channel int8 with float32 scales.", choices=precision_lib.PRECISIONS,
+        precision_lib.FLOAT32, "Storage of the large weight matrices: " + "; ".join(
+            f"{name}: {precision_lib.get(name).help}" for name in precision_lib.PRECISIONS)
+        + ".", choices=precision_lib.PRECISIONS,
         deprecated_aliases={"float16": precision_lib.FLOAT16, "int8": precision_lib.INT8})
     average_checkpoints: str = options.option(
         members_lib.LATEST, "Checkpoints averaged for members given without @: latest, last:N, "
@@ -90,7 +88,8 @@ class ExportConfig:
         Batching, "batch_size", 64, help="Videos per batch when reading validation data.")
     max_prediction_diff: Optional[float] = options.option(
         None, "Largest accepted |export - float32 ensemble| prediction difference (default "
-        "1e-5 float32, 1e-3 float16, 2e-2 int8).")
+        + ", ".join(f"{limit:g} {name}" for name, limit in DEFAULT_MAX_PREDICTION_DIFF.items())
+        + ").")
     overwrite: bool = options.option(False, "Replace an existing --output_dir.")
 
 
@@ -361,9 +360,8 @@ def format_report(report):
         f"{report['output_dir']}",
         "  weights: " + ", ".join(f"{member}={weight:.4g}"
                                   for member, weight in report["weights"].items()),
-        f"  size on disk: {report['on_disk_bytes'] / mb:.3f} MB (variables: float32 "
-        f"{sizes['float32'] / mb:.3f} MB, float16 {sizes['float16'] / mb:.3f} MB, int8 "
-        f"{sizes['int8'] / mb:.3f} MB)",
+        f"  size on disk: {report['on_disk_bytes'] / mb:.3f} MB (variables: "
+        + ", ".join(f"{name} {size / mb:.3f} MB" for name, size in sizes.items()) + ")",
         f"  max |prediction - float32 ensemble|: {report['max_abs_prediction_diff']:.3g} "
         f"(limit {report['max_prediction_diff_limit']:g})",
     ]

@@ -65,9 +65,8 @@ def densify(mask_bits, values, shape):
 def sparse_bytes(shape, num_nonzero, precision):
     """Bytes the SavedModel spends on a matrix of `shape` stored sparse at `precision`."""
     num_elements = int(np.prod(shape))
-    element_bytes = tf.as_dtype(precision).size
-    scale_bytes = 4 * int(shape[-1]) if precision == precision_lib.INT8 else 0
-    return -(-num_elements // _BITS_PER_BYTE) + num_nonzero * element_bytes + scale_bytes
+    return (-(-num_elements // _BITS_PER_BYTE)
+            + precision_lib.get(precision).stored_bytes(num_nonzero, int(shape[-1])))
 
 
 class DenseCopy(tf.saved_model.experimental.TrackableResource):
@@ -107,7 +106,8 @@ class SparseWeight(tf.Module):
                                   name=precision_lib.storage_name(variable, f"nonzero_{precision}"))
         self.scales = (None if scales is None else
                        tf.Variable(scales, trainable=False,
-                                   name=precision_lib.storage_name(variable, "int8_scales")))
+                                   name=precision_lib.storage_name(variable,
+                                                                   f"{precision}_scales")))
         self.dense_copy = DenseCopy(self, self.shape)
 
     def densify(self):

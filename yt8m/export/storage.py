@@ -51,12 +51,7 @@ def check_sparse_weights(sparse_weights):
 def _stored_nonzero(values, precision):
     """Elements of `values` that are not zero once stored at `precision`. Counted without the
     float16 range check: sizes are computed for every precision, the check belongs to the export."""
-    if precision == precision_lib.INT8:
-        return int(np.count_nonzero(precision_lib.int8_quantize(values)[0]))
-    if precision == precision_lib.FLOAT16:
-        with np.errstate(over="ignore"):
-            return int(np.count_nonzero(values.astype(np.float16)))
-    return int(np.count_nonzero(values))
+    return int(np.count_nonzero(precision_lib.get(precision).quantize(values)[0]))
 
 
 def plan(variable, precision, min_elements, sparse_weights=0.0):

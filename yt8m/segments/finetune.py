@@ -20,6 +20,7 @@ from absl import logging
 import yt8m  # noqa: F401
 import tensorflow as tf
 
+from frame_level_models import registry
 from yt8m.core import model_flags as model_flags_lib
 from yt8m.core import options
 from yt8m.core.config import TrainConfig
@@ -63,7 +64,6 @@ def _flag_text(value):
 def finetune_hparams(model_name, source_hparams, flag_values, mod_settings):
     """The source's hparams, overridden by hparam flags given on the command line, else (with
     mod_settings) by the MOD values of the hparams the model has."""
-    from frame_level_models import registry  # the zoo: imported when a finetune is set up
     hparams = dict(source_hparams)
     for name in sorted(set(hparams) | set(registry.hparam_names(model_name))):
         if _given(flag_values, name):

@@ -6,6 +6,7 @@ from yt8m.core import model_flags as model_flags_lib
 from yt8m.training import mixed_precision
 
 import frame_level_models
+from frame_level_models import hparams as zoo_hparams
 from frame_level_models import registry
 from yt8m.losses import get_label_loss
 
@@ -48,3 +49,8 @@ def label_loss_for(label_loss, model):
     """The --label_loss `label_loss` as model `model`'s reference code computed it (its
     CrossEntropyLoss epsilon: 1e-5 for the starter's and Willow's models, 1e-8 for linrongc's)."""
     return get_label_loss(label_loss, registry.loss_epsilon(model))
+
+
+def hparam_defaults(model):
+    """{name: the value model `model` uses when it is not given} of its hyper-parameters."""
+    return vars(zoo_hparams.resolve(model, {}))

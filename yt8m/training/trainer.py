@@ -31,8 +31,8 @@ from yt8m.core import model_flags as model_flags_lib
 from yt8m.training import multi_worker
 from yt8m.training import objective
 from yt8m.metrics import gap as batch_gap
-from yt8m.training.model_builder import (build_model, check_model_choice, label_loss_for,
-                                         places_sub_models)
+from yt8m.training.model_builder import (build_model, check_model_choice, hparam_defaults,
+                                         label_loss_for, places_sub_models)
 from yt8m.training.optimizers import make_optimizer
 from yt8m.training.schedules import examples_staircase_decay
 
@@ -101,7 +101,8 @@ class Trainer:
         files = inputs.require_files(config.train_data_pattern, "--train_data_pattern")
         if self.is_chief:
             model_flags_lib.check_and_write_model_flags(
-                config.train_dir, flags_record, config.start_new_model)
+                config.train_dir, flags_record, config.start_new_model,
+                hparam_defaults(config.model))
         if config.shuffle_seed is not None:
             keras.utils.set_random_seed(config.shuffle_seed)
 
