@@ -1,5 +1,5 @@
-"""--mixed_precision and --jit_compile: every zoo model under mixed_bfloat16 against float32 with the
-same weights, the float32 parts found in the traced graph, loss scaling and clipping of
+"""--mixed_precision and --jit_compile: every zoo model under mixed_bfloat16 against float32 with
+the same weights, the float32 parts found in the traced graph, loss scaling and clipping of
 mixed_float16 worked by hand, a mixed run resumed bit-exactly, exported at float16 and served."""
 import os
 import sys
@@ -198,12 +198,7 @@ def test_clipping_acts_on_the_unscaled_gradients(clip, expected_step, on_variabl
     np.testing.assert_allclose(layer.kernel.numpy()[:, 0], -np.array(expected_step), rtol=1e-6)
 
 
-# ----------------------------------------------------------------------------- train, resume, export
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return helpers.make_small_dataset(tmp_path_factory.mktemp("data"))
+# ---------------------------------------------------------------------------- train, resume, export
 
 
 NEXTVLAD = dict(nextvlad_cluster_size=4, nextvlad_hidden_size=8, groups=2, gating_reduction=4,
@@ -216,12 +211,13 @@ def _config(train_dir, data_dir, **overrides):
                                 **overrides)
 
 
-def test_mixed_run_resumes_bit_exactly_then_exports_at_float16_and_serves(data_dir, tmp_path):
-    reference = trainer.Trainer(_config(tmp_path / "uninterrupted", data_dir, max_steps=6))
+def test_mixed_run_resumes_bit_exactly_then_exports_at_float16_and_serves(small_dataset,
+                                                                          tmp_path):
+    reference = trainer.Trainer(_config(tmp_path / "uninterrupted", small_dataset, max_steps=6))
     reference_result = reference.run()
-    first = trainer.Trainer(_config(tmp_path / "resumed", data_dir, max_steps=3))
+    first = trainer.Trainer(_config(tmp_path / "resumed", small_dataset, max_steps=3))
     assert first.run().step == 3
-    resumed = trainer.Trainer(_config(tmp_path / "resumed", data_dir, max_steps=6))
+    resumed = trainer.Trainer(_config(tmp_path / "resumed", small_dataset, max_steps=6))
     assert resumed.restored_from.endswith("ckpt-3")
     result = resumed.run()
     assert (result.step, result.last_loss) == (6, reference_result.last_loss)
@@ -260,23 +256,23 @@ def test_mixed_run_resumes_bit_exactly_then_exports_at_float16_and_serves(data_d
     np.testing.assert_allclose(served, expected, atol=BFLOAT16_PREDICTION_TOLERANCE)
 
 
-def test_mixed_precision_is_recorded_and_a_different_policy_refused(data_dir, tmp_path):
-    trainer.train(helpers.train_config(tmp_path, data_dir, max_steps=1))
+def test_mixed_precision_is_recorded_and_a_different_policy_refused(small_dataset, tmp_path):
+    trainer.train(helpers.train_config(tmp_path, small_dataset, max_steps=1))
     assert model_flags_lib.read_model_flags(str(tmp_path))["mixed_precision"] == "float32"
     with pytest.raises(ModelFlagsMismatchError,
                        match="mixed_precision: 'float32' in the file, 'mixed_float16' now"):
-        trainer.train(helpers.train_config(tmp_path, data_dir, max_steps=2,
+        trainer.train(helpers.train_config(tmp_path, small_dataset, max_steps=2,
                                            mixed_precision="mixed_float16"))
     # A model_flags.json written before the option existed means float32.
     flags_file = model_flags_lib.model_flags_path(str(tmp_path))
     recorded = model_flags_lib.read_model_flags(str(tmp_path))
     del recorded["mixed_precision"]
     files.write_json_atomically(flags_file, recorded)
-    assert trainer.train(helpers.train_config(tmp_path, data_dir, max_steps=2)).step == 2
+    assert trainer.train(helpers.train_config(tmp_path, small_dataset, max_steps=2)).step == 2
 
 
-def test_mixed_float16_run_trains_with_a_loss_scale_in_its_checkpoint(data_dir, tmp_path):
-    result = trainer.train(helpers.train_config(tmp_path, data_dir, max_steps=3,
+def test_mixed_float16_run_trains_with_a_loss_scale_in_its_checkpoint(small_dataset, tmp_path):
+    result = trainer.train(helpers.train_config(tmp_path, small_dataset, max_steps=3,
                                                 mixed_precision="mixed_float16"))
     assert result.step == 3 and np.isfinite(result.last_loss)
     names = dict(tf.train.list_variables(result.checkpoint))
@@ -284,13 +280,13 @@ def test_mixed_float16_run_trains_with_a_loss_scale_in_its_checkpoint(data_dir, 
     assert scale, sorted(names)
 
 
-def test_jit_compiled_steps_match_the_plain_ones(data_dir, tmp_path):
+def test_jit_compiled_steps_match_the_plain_ones(small_dataset, tmp_path):
     results = {}
     for jit in (False, True):
         # Plain SGD: XLA reorders float sums (~1e-7 relative), which Adam's division by the
         # running RMS would magnify where a gradient is ~0.
         run = trainer.Trainer(helpers.train_config(
-            tmp_path / str(jit), data_dir, max_steps=3, jit_compile=jit,
+            tmp_path / str(jit), small_dataset, max_steps=3, jit_compile=jit,
             optimizer="GradientDescentOptimizer"))
         results[jit] = (run.run(), [variable.numpy() for variable in run.model.variables])
     assert results[True][0].last_loss == pytest.approx(results[False][0].last_loss, rel=1e-5)

@@ -1,5 +1,5 @@
-"""--mixed_precision: the tf_keras mixed-precision policy a model is built with, and the loss scaling
-that float16 training needs (docs/training.md "Mixed precision").
+"""--mixed_precision: the tf_keras mixed-precision policy a model is built with, and the loss
+scaling that float16 training needs (docs/training.md "Mixed precision").
 
 - `policy_scope(name)`: layers created inside take the policy `name` (float32, mixed_bfloat16 or
   mixed_float16): float32 variables, 16-bit compute; Keras casts each layer's floating inputs to

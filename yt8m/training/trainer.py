@@ -3,9 +3,11 @@
 One step = `strategy.run(replica_step)` inside a tf.function, so data parallelism (MirroredStrategy,
 MultiWorkerMirroredStrategy) and models that place their own sub-models on devices (MOD trees)
 both work; a MOD tree placed over the devices of each worker of a multi-worker run is one model
-per worker, trained by `yt8m.training.model_parallel.make_model_parallel_step`. The optimizer sums the replicas' gradients and then clips each variable's
-gradient (Keras `clipnorm`), as the starter sums its towers' gradients and clips per variable;
-with --average_replica_gradients each replica divides its loss by the number of replicas first.
+per worker, trained by `yt8m.training.model_parallel.make_model_parallel_step`. The optimizer
+sums the replicas' gradients and then clips each variable's gradient (Keras `clipnorm`), as the
+starter sums its towers' gradients and clips per variable; with --average_replica_gradients each
+replica divides its loss by the number of replicas first. --mixed_precision=mixed_float16 scales
+the loss and unscales the gradients around the backward pass (yt8m.training.mixed_precision).
 """
 import contextlib
 import dataclasses
@@ -360,9 +362,9 @@ def check_jit_compile(config, training_model):
             "give --mod_devices a single device")
     if training_model.extra_batch_keys:
         raise errors.InvalidInputError(
-            f"--jit_compile: this training set-up reads {', '.join(training_model.extra_batch_keys)}"
-            " of each batch (a teacher cache looks teachers up by video id), which XLA cannot "
-            "compile; drop --jit_compile")
+            "--jit_compile: this training set-up reads "
+            f"{', '.join(training_model.extra_batch_keys)} of each batch (a teacher cache looks "
+            "teachers up by video id), which XLA cannot compile; drop --jit_compile")
 
 
 def train(config, strategy=None, training_model_factory=None):
