@@ -292,3 +292,26 @@ def test_jit_compiled_steps_match_the_plain_ones(small_dataset, tmp_path):
     assert results[True][0].last_loss == pytest.approx(results[False][0].last_loss, rel=1e-5)
     for got, want in zip(results[True][1], results[False][1]):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_distillation_trains_a_mixed_student_from_teachers_of_either_policy(
+        small_dataset, frame_logistic_run, tmp_path):
+    """A mixed_float16 student (loss-scaled) distilled from a float32 teacher and a
+    mixed_bfloat16 one (each rebuilt from its train dir, under its recorded policy)."""
+    from yt8m.distillation import training_setup
+    from yt8m.distillation.config import DistillConfig
+
+    def config(name, policy):
+        return helpers.train_config(tmp_path / name, small_dataset, frame_level=True,
+                                    max_steps=2, mixed_precision=policy)
+
+    trainer.train(config("bfloat16_teacher", "mixed_bfloat16"))
+    teachers = (frame_logistic_run, str(tmp_path / "bfloat16_teacher"))
+    student, factory = training_setup.prepare(
+        config("student", "mixed_float16"),
+        DistillConfig(mode="multi_teacher", teacher_dirs=teachers))
+    run = trainer.Trainer(student, training_model_factory=factory)
+    assert mixed_precision.is_loss_scaled(run.optimizer)
+    result = run.run()
+    assert result.step == 2 and np.isfinite(result.last_loss)
+    assert model_flags_lib.read_model_flags(teachers[1])["mixed_precision"] == "mixed_bfloat16"
