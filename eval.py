@@ -3,8 +3,9 @@
 
 Waits for new checkpoints unless --run_once; writes TensorBoard summaries and
 train_dir/eval/metrics_step_<step>.json. The model and its hyper-parameters come from
-train_dir/model_flags.json; the model hyper-parameter flags are accepted as by the starter's
-eval.py, and a warning names any that differs from the recorded value. See docs/training.md.
+train_dir/model_flags.json; train.py's model flags (--model, --frame_features, --feature_names,
+the hyper-parameters, ...) are accepted as the references' eval commands pass them, and a warning
+names any that differs from the recorded value. See docs/training.md.
 """
 import sys
 
@@ -15,22 +16,23 @@ from yt8m import evaluation
 from yt8m.core import cli
 from yt8m.core import model_flags as model_flags_lib
 from yt8m.core import options
-from yt8m.core.config import EvalConfig
+from yt8m.core.config import EvalConfig, RecordedModelFlags
 
 from frame_level_models import hparams
 
 FLAGS = flags.FLAGS
 options.define_flags(EvalConfig)
+options.define_flags(RecordedModelFlags)
 hparams.define_flags(pruning=False)
 
 
 def main():
     config = options.from_flags(EvalConfig)
-    given = {row.name: FLAGS[row.name].value for row in hparams.all_hparams()
-             if FLAGS[row.name].present}
-    if given:
+    recorded_flags, given_hparams = evaluation.given_model_flags(FLAGS)
+    if given_hparams or recorded_flags != RecordedModelFlags():
         model_flags = model_flags_lib.read_model_flags(config.train_dir)
-        for warning in evaluation.hparam_flag_warnings(model_flags, given):
+        for warning in evaluation.model_flag_warnings(model_flags, recorded_flags,
+                                                      given_hparams):
             print(f"eval.py: warning: {warning}", file=sys.stderr, flush=True)
     for results in evaluation.run_evaluation(config):
         print(f"eval.py: step {results['step']}: GAP {results['gap']:.4f} MAP {results['map']:.4f} "

@@ -3,22 +3,31 @@
 
 The model may also come from an archive written by --output_model_tgz (`--input_model_tgz`) or
 from an exported ensemble (`--saved_model_dir`, docs/export.md). With --segment_labels: the
-starter's segment mode (yt8m.segments.starter_inference), else the video-level CSV. See
-docs/training.md.
+starter's segment mode (yt8m.segments.starter_inference), else the video-level CSV. train.py's
+model flags (--model, --frame_features, the hyper-parameters, ...) are accepted as in the
+references' inference commands; the model is the train dir's, and a warning names any flag that
+differs from it. See docs/training.md.
 """
 import dataclasses
+import sys
+
+from absl import flags
 
 import yt8m  # noqa: F401
+from yt8m import evaluation
 from yt8m.core import cli
 from yt8m.core import errors
 from yt8m.core import files
 from yt8m.core import options
-from yt8m.core.config import InferenceConfig
+from yt8m.core import model_flags as model_flags_lib
+from yt8m.core.config import InferenceConfig, RecordedModelFlags
 from yt8m.export import saved_model_predictor
 from yt8m.inference import model_archive
 from yt8m.inference import video_inference
 from yt8m.segments import starter_inference
 from yt8m.training import inputs
+
+from frame_level_models import hparams
 
 
 @dataclasses.dataclass
@@ -28,8 +37,11 @@ class SavedModelSource:
         "--train_dir checkpoint.")
 
 
+FLAGS = flags.FLAGS
 options.define_flags(InferenceConfig)
 options.define_flags(SavedModelSource)
+options.define_flags(RecordedModelFlags)
+hparams.define_flags(pruning=False)
 
 
 def _saved_model(config, saved_model_dir):
@@ -62,6 +74,24 @@ def _check_outputs(config, source):
                                 given + [("--output_file", config.output_file)])
 
 
+def _warn_about_model_flags(config, source):
+    """train.py's model flags on this command line (Willow's inference commands repeat them):
+    the model comes from the train dir (or the SavedModel), so each differing one is reported."""
+    recorded_flags, given_hparams = evaluation.given_model_flags(FLAGS)
+    if not given_hparams and recorded_flags == RecordedModelFlags():
+        return
+    if source.saved_model_dir:
+        given = [name for name, value in dataclasses.asdict(recorded_flags).items()
+                 if value is not None] + sorted(given_hparams)
+        warnings = [f"--{name} is ignored: the model comes from --saved_model_dir"
+                    for name in given]
+    else:
+        warnings = evaluation.model_flag_warnings(
+            model_flags_lib.read_model_flags(config.train_dir), recorded_flags, given_hparams)
+    for warning in warnings:
+        print(f"inference.py: warning: {warning}", file=sys.stderr, flush=True)
+
+
 def main():
     config = options.from_flags(InferenceConfig)
     source = options.from_flags(SavedModelSource)
@@ -70,6 +100,7 @@ def main():
     if source.saved_model_dir:
         predict, data_config = _saved_model(config, source.saved_model_dir)
     config = model_archive.use_input_archive(config)
+    _warn_about_model_flags(config, source)
     if config.segment_labels:
         result = starter_inference.run_starter_segment_inference(config, predict, data_config)
         print(f"inference.py: wrote {result.num_rows} classes ({result.num_segments} segments "

@@ -19,6 +19,7 @@ from yt8m.training import trainer
 from yt8m.training.model_builder import check_model_choice
 from yt8m.training.multi_worker import WorkerLostError
 
+import frame_level_models
 from frame_level_models import hparams
 
 FLAGS = flags.FLAGS
@@ -32,21 +33,25 @@ finetune.define_flags()
 def main():
     # Choosing GPUs and splitting the CPU must come before TensorFlow runs anything.
     distribution.configure_local_devices(options.from_flags(LocalDevices))
-    if FLAGS.finetune_from:  # model, inputs and hparams come from the source train dir
+    warm_start = finetune.warm_start_source(FLAGS)
+    if warm_start:  # model, inputs and hparams come from the source train dir
         config = finetune.config_from_flags(FLAGS)
     else:
-        check_model_choice(FLAGS.model, FLAGS.frame_features)
-        unused = hparams.unused_flags(FLAGS.model)
+        # A reference spelling (e.g. MixNeXtVladModel) runs and is recorded as the zoo's name.
+        model = frame_level_models.canonical_name(FLAGS.model)
+        check_model_choice(model, FLAGS.frame_features)
+        unused = hparams.unused_flags(model)
         if unused:
             cli.warn("train.py", f"--model={FLAGS.model} does not use "
                      f"{', '.join('--' + name for name in unused)}: ignored")
         config = options.from_flags(
-            TrainConfig, model_hparams=hparams.hparams_from_flags(FLAGS, model_name=FLAGS.model))
+            TrainConfig, model=model,
+            model_hparams=hparams.hparams_from_flags(FLAGS, model_name=model))
     # Distillation: the student's config (k frames) and the wrapper the steps train.
     config, training_model_factory = training_setup.prepare(
         config, distill_flags.config_from_flags(FLAGS))
-    if FLAGS.finetune_from:  # warm start (a fresh train dir only), then any distillation wrapper
-        training_model_factory = finetune.warm_start_factory(config, FLAGS.finetune_from,
+    if warm_start:  # warm start (a fresh train dir only), then any distillation wrapper
+        training_model_factory = finetune.warm_start_factory(config, warm_start,
                                                              training_model_factory)
     result = trainer.train(config, training_model_factory=training_model_factory)
     print(f"train.py: stopped at step {result.step} ({result.stop_reason}); "

@@ -94,7 +94,7 @@ def measure(workdir, pattern, name, model, precision, strategy, inference=True, 
     batch = next(run.iterator)
 
     def train():
-        losses, _, _ = run._step_function(batch)  # the trainer's own step on one batch
+        losses, _, _ = run.train_step(batch)  # the trainer's own step on one batch
         float(losses["total_loss"])
 
     result = {"name": name, "precision": precision, "replicas": run.num_replicas,

@@ -4,7 +4,8 @@ and of bit-packed sparse storage (--sparse_weights) of the same members pruned.
     python bench/export.py                                  # synthetic data + quick training
     python bench/export.py --work_dir=/tmp/yt8m_export_bench --train_steps=300
 
-Steps (each reused from --work_dir when already there):
+Steps (each reused from --work_dir when already made with the same settings and code,
+bench/result_cache.py):
   1. a synthetic data set (yt8m.synthetic.generate) under <work_dir>/data;
   2. two members trained briefly on it with the real trainer: NeXtVLADModel and NetVLADModelLF
      (sizes below), each keeping its last checkpoints;
@@ -29,6 +30,7 @@ float32 (issue 6); sparse export speed >= 0.9 x the dense export's (issue 19). W
 """
 import dataclasses
 import os
+import shutil
 import statistics
 import time
 
@@ -41,6 +43,7 @@ import tensorflow as tf
 import bench_options
 import figures
 import frame_level_models
+import result_cache
 import training_runs
 from yt8m.core import files
 from yt8m.core import model_flags as model_flags_lib
@@ -58,7 +61,6 @@ from yt8m.export import sparse
 from yt8m.export import validation_data
 from yt8m.training import checkpoints
 from yt8m.training import trainer
-
 
 
 @dataclasses.dataclass
@@ -116,8 +118,12 @@ def _train_members(opts, work_dir, train_pattern):
     for name, (model, hparams) in MEMBERS.items():
         train_dir = os.path.join(work_dir, name)
         dirs[name] = train_dir
-        if tf.train.latest_checkpoint(train_dir):
+        settings = {"model": model, "hparams": hparams, "train_steps": opts.train_steps,
+                    "batch_size": opts.batch_size, "num_classes": opts.num_classes,
+                    "train_pattern": train_pattern}
+        if result_cache.directory_is_fresh(train_dir, settings):
             continue
+        shutil.rmtree(train_dir, ignore_errors=True)
         data = DataConfig(**{**vars(FRAME_DATA), "num_classes": opts.num_classes})
         trainer.train(TrainConfig(
             train_dir=train_dir, train_data_pattern=train_pattern, data=data, model=model,
@@ -125,6 +131,7 @@ def _train_members(opts, work_dir, train_pattern):
             learning_rate_decay=0.8, learning_rate_decay_examples=8000, num_epochs=1000,
             max_steps=opts.train_steps, export_model_steps=max(opts.train_steps // 4, 1),
             log_every_steps=50, shuffle_seed=3, distribution_strategy="one_device"))
+        result_cache.stamp_directory(train_dir, settings)
     return dirs
 
 

@@ -5,7 +5,8 @@ of tables 1 and 4 of the teacher-student paper, at a scale that fits a 2-core CP
     # 5.6 min on the 2-core CPU with the data set already written (+1-3 min to generate it)
 
 Steps (everything through the same library calls train.py makes):
- 1. a synthetic data set (yt8m.synthetic; reused when it exists with the same settings);
+ 1. a synthetic data set (yt8m.synthetic; reused when it exists with the same settings and
+    generator code, bench/result_cache.py);
  2. the teacher: HierarchicalLstmModel over every frame (blocks of 20, as in the paper), and a
     second teacher (a small DbofModel) for the multi-teacher and graph runs;
  3. a teacher cache of both teachers over the training data (offline distillation: every student

@@ -1,5 +1,6 @@
 """What the training benchmarks share: a cached synthetic data set, one train-and-evaluate run with
-the project's trainer and evaluation (results cached by their settings), inference throughput.
+the project's trainer and evaluation (results cached by their settings and the code's digest,
+result_cache.py), inference throughput.
 
 Imported by the benchmarks (run as `python bench/<name>.py`, so this directory is on sys.path).
 """
@@ -20,22 +21,24 @@ from yt8m.core import files
 from yt8m.training import checkpoints, inputs, trainer
 from yt8m.core.config import DataConfig, EvalConfig, TrainConfig
 
+import result_cache
+
 FRAME_FEATURES = (("rgb", "audio"), (1024, 128))
 VIDEO_FEATURES = (("mean_rgb", "mean_audio"), (1024, 128))
 
 
 def synthetic_data(data_dir, num_workers=2, **options):
     """`data_dir`, holding the yt8m.synthetic set of `options` (fields of yt8m.synthetic.Config):
-    reused when its generator_config.json says it was written with them, else written anew."""
+    reused when it was written with them by the current generator code (result_cache's stamp),
+    else written anew."""
     config = dataclasses.asdict(synthetic.Config(**options))
-    config_path = os.path.join(data_dir, "generator_config.json")
-    if os.path.exists(config_path) and files.read_json(config_path) == json.loads(
-            json.dumps(config)):
+    if result_cache.directory_is_fresh(data_dir, config, result_cache.DATA_SOURCES):
         logging.info("Reusing the data set in %s", data_dir)
         return data_dir
     shutil.rmtree(data_dir, ignore_errors=True)  # a benchmark's own output: start clean
     logging.info("Generating %s", options)
     synthetic.generate(data_dir, num_workers=num_workers, **options)  # logs its videos/s
+    result_cache.stamp_directory(data_dir, config, result_cache.DATA_SOURCES)
     return data_dir
 
 
@@ -99,14 +102,13 @@ def train_and_evaluate(train_dir, data_dir, *, model, hparams, frame_level, num_
     mixed_precision: train.py's --mixed_precision (float32, mixed_bfloat16, mixed_float16).
     Returns the result dict (parameters, training examples/s, GAP, MAP, ...). With `reuse`, a
     result already in train_dir for the same `settings` (any JSON-able description of the run)
-    is returned without training again.
+    and the same library code (yt8m/, frame_level_models/) is returned without training again.
     """
     result_path = os.path.join(train_dir, "bench_result.json")
-    if reuse and os.path.exists(result_path):
-        previous = files.read_json(result_path)
-        if previous.get("settings") == settings:
-            logging.info("Reusing %s", result_path)
-            return previous
+    previous = result_cache.load(result_path, settings) if reuse else None
+    if previous is not None:
+        logging.info("Reusing %s", result_path)
+        return previous
     config = TrainConfig(
         train_dir=train_dir, train_data_pattern=split_pattern(data_dir, frame_level, "train"),
         data=data_config(frame_level, num_classes, max_frames), model=model,
@@ -121,9 +123,8 @@ def train_and_evaluate(train_dir, data_dir, *, model, hparams, frame_level, num_
     result = {"model": model, "parameters": trainable_parameters(run_trainer.model),
               "train_examples_per_second": outcome.examples_per_second, "steps": outcome.step,
               "train_seconds": time.time() - started,
-              **evaluate(train_dir, data_dir, frame_level), "settings": settings}
+              **evaluate(train_dir, data_dir, frame_level)}
     if measure_inference:
         result["inference_examples_per_second"] = inference_examples_per_second(
             train_dir, data_dir, frame_level)
-    files.write_json_atomically(result_path, result)
-    return result
+    return result_cache.store(result_path, result, settings)

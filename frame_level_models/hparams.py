@@ -190,9 +190,9 @@ def hparams_from_flags(flag_values=flags.FLAGS, model_name=None):
 def unused_flags(model_name, flag_values=flags.FLAGS):
     """The model hparam flags given on the command line that `model_name` does not use.
 
-    The reference tools ignored such flags silently and their README commands rely on it
-    (Willow's GruModel command passes --moe_l2, linrongc's NeXtVLAD one
-    --video_level_classifier_model), so train.py warns about them rather than refusing."""
+    The reference tools defined every model flag for every model and ignored the ones a model
+    does not read; command lines copied between models carry such flags, so train.py warns
+    about them rather than refusing."""
     used = set(model_hparam_names(model_name))
     return [row.name for row in all_hparams()
             if row.name not in used and row.name in flag_values and flag_values[row.name].present]

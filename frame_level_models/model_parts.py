@@ -5,7 +5,7 @@ import yt8m  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
 
-from frame_level_models.hparams import HParam, integer
+from frame_level_models.hparams import HParam
 from frame_level_models.layers import common
 from frame_level_models.layers import frame_ops
 from frame_level_models.layers.logistic import LogisticClassifier
@@ -23,14 +23,19 @@ L2_PENALTY = HParam(
     "name) is an alias. Default per model: 1e-8 (starter models, Willow's other models), 1e-6 "
     "(NetVLADModelLF, the winning configuration), 1e-5 (NeXtVLADModel).", lower_bound=0.0,
     fallback=1e-8, aliases=("moe_l2",))
-MOE_NUM_MIXTURES = integer("moe_num_mixtures", 2, "Experts per class of the MoE classifier.")
+MOE_NUM_MIXTURES = HParam(
+    "moe_num_mixtures", "integer", None,
+    "Experts per class of the MoE classifier. Default per model: 2 (starter, Willow), 4 "
+    "(NeXtVLADModel, linrongc's flag default).", lower_bound=1, fallback=2)
 MOE_PROB_GATING = HParam(
     "moe_prob_gating", "bool", None,
     "Probability context gating on the MoE output (Willow). Default per model: on for "
     "NetVLADModelLF, off elsewhere.", fallback=False)
 VIDEO_LEVEL_CLASSIFIER = HParam(
-    "video_level_classifier_model", "enum", "MoeModel",
-    "Classifier on top of DbofModel and LstmModel.", choices=CLASSIFIER_NAMES)
+    "video_level_classifier_model", "enum", None,
+    "Classifier on top of the frame-level pooling. Default per model: MoeModel (DbofModel, "
+    "LstmModel: the starter's flag default), LogisticModel (NeXtVLADModel: the paper and every "
+    "linrongc/MOD script).", choices=CLASSIFIER_NAMES, fallback="MoeModel")
 MOE_HPARAMS = (MOE_NUM_MIXTURES, MOE_PROB_GATING)
 # What `classifier_outputs` reads.
 CLASSIFIER_HPARAMS = (VIDEO_LEVEL_CLASSIFIER, L2_PENALTY) + MOE_HPARAMS
@@ -179,8 +184,10 @@ def stream_share(value, index, divisor=2):
     return value if index == 0 else max(value // divisor, 1)
 
 
-def logistic_outputs(embedding, num_classes, l2_penalty):
-    logits = LogisticClassifier(num_classes, l2_penalty, name="logistic")(embedding)
+def logistic_outputs(embedding, num_classes, l2_penalty, **classifier_options):
+    """classifier_options: LogisticClassifier's kernel_initializer / l2_on_bias."""
+    logits = LogisticClassifier(num_classes, l2_penalty, name="logistic",
+                                **classifier_options)(embedding)
     # float32 under mixed precision too: the sigmoid of 16-bit logits near 1 is coarse (2^-8).
     predictions = keras.layers.Activation("sigmoid", dtype="float32", name="predictions")(logits)
     return {"predictions": predictions, "logits": logits, "embedding": embedding}

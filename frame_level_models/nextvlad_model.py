@@ -1,7 +1,9 @@
 """NeXtVLADModel (Lin et al. 2018; SPEC section 4).
 
 [rgb reverse whitening] -> NeXtVLAD per stream (first stream K clusters and G groups, the others
-K/2 and G/2) -> concat -> dropout -> hidden dense H without bias -> BN -> SE gating -> logistic.
+K/2 and G/2) -> concat -> dropout -> hidden dense H without bias -> BN -> SE gating -> classifier
+(--video_level_classifier_model: LogisticModel, as linrongc's: He init, L2 on weights and biases;
+or linrongc's MoeModel, which has no logits and so cannot be a mixture branch).
 """
 import yt8m  # noqa: F401
 import tf_keras as keras
@@ -17,7 +19,6 @@ from frame_level_models.registry import register
 from yt8m.losses import LINRONGC_EPSILON
 
 
-# Defaults are the paper's configuration.
 HPARAMS = (
     integer("nextvlad_cluster_size", 128, "NeXtVLAD clusters of the first stream (half for the "
             "others)."),
@@ -27,22 +28,50 @@ HPARAMS = (
     HParam("drop_rate", "float", 0.5, "Dropout before the NeXtVLAD hidden layer.",
            lower_bound=0.0, upper_bound=0.999),
     integer("gating_reduction", 8, "SE gating reduction r of the NeXtVLAD model."),
+    model_parts.VIDEO_LEVEL_CLASSIFIER,
     model_parts.L2_PENALTY,
+    model_parts.MOE_NUM_MIXTURES,
     HParam("pca_eigenvalues_file", "string", "",
-           "NeXtVLAD reverse whitening: a .npy of the rgb PCA eigenvalues (one per rgb "
-           "dimension); rgb frames are multiplied by sqrt(eigenvalue). Empty: off."),
+           "NeXtVLAD reverse whitening: a .npy of rgb PCA eigenvalues, shape (N,) or (N, 1) with N "
+           ">= the rgb size (linrongc's yt8m_pca/eigenvals.npy, (2048, 1): the first 1024 are "
+           "used); rgb frames become (x - 4/512) * (sqrt(eigenvalue) + 1e-4), mixture gates read "
+           "them too. Empty: off."),
 ) + model_parts.FRAME_SAMPLING_HPARAMS + (model_parts.BN_MOMENTUM,)
+WHITENED_STREAM = 0  # reverse whitening applies to the first stream (rgb)
 
 
-@register("NeXtVLADModel", frame_level=True, hparams=HPARAMS, defaults={"l2_penalty": 1e-5},
-          description="NeXtVLAD pooling, SE context gating, logistic classifier.",
+def reverse_whitening(hp, name, size):
+    """The ReverseWhitening layer of --pca_eigenvalues_file for the stream `name` of `size`
+    dimensions, or None when the option is off (mixture gates use it too)."""
+    if not hp.pca_eigenvalues_file:
+        return None
+    return ReverseWhitening(load_eigenvalues(hp.pca_eigenvalues_file, size),
+                            name=f"{name}_reverse_whitening")
+
+
+def classifier_outputs(embedding, num_classes, hp):
+    """linrongc's video_level_models: LogisticModel (variance-scaling init, L2 on weights and
+    biases) or MoeModel (the starter's, default 4 mixtures, no probability gating)."""
+    if hp.video_level_classifier_model == "LogisticModel":
+        return model_parts.logistic_outputs(embedding, num_classes, hp.l2_penalty,
+                                            kernel_initializer=common.he_normal(),
+                                            l2_on_bias=True)
+    return model_parts.moe_outputs(embedding, num_classes, hp.moe_num_mixtures, hp.l2_penalty,
+                                   prob_gating=False, bn_momentum=hp.bn_momentum)
+
+
+# Defaults: the paper's configuration (and every linrongc/MOD script's classifier, LogisticModel;
+# linrongc's flag default MoeModel with 4 mixtures is --video_level_classifier_model=MoeModel).
+@register("NeXtVLADModel", frame_level=True, hparams=HPARAMS,
+          defaults={"l2_penalty": 1e-5, "video_level_classifier_model": "LogisticModel",
+                    "moe_num_mixtures": 4},
+          description="NeXtVLAD pooling, SE context gating, logistic (or MoE) classifier.",
           loss_epsilon=LINRONGC_EPSILON)
 def nextvlad_model(inputs, num_classes, names, sizes, hp):
     streams, num_frames = model_parts.frame_streams(inputs, names, hp)
-    if hp.pca_eigenvalues_file:
-        eigenvalues = load_eigenvalues(hp.pca_eigenvalues_file, sizes[0])
-        streams[0] = ReverseWhitening(eigenvalues, name=f"{names[0]}_reverse_whitening")(
-            streams[0])
+    whitening = reverse_whitening(hp, names[WHITENED_STREAM], sizes[WHITENED_STREAM])
+    if whitening is not None:
+        streams[WHITENED_STREAM] = whitening([streams[WHITENED_STREAM], num_frames])
     pooled = []
     for index, (name, stream) in enumerate(zip(names, streams)):
         pooled.append(NeXtVLAD(model_parts.stream_share(hp.nextvlad_cluster_size, index),
@@ -57,4 +86,4 @@ def nextvlad_model(inputs, num_classes, names, sizes, hp):
     activation = common.batch_norm("hidden_bn", hp.bn_momentum)(activation)
     embedding = SEGating(hp.gating_reduction, bn_momentum=hp.bn_momentum,
                          name="se_gating")(activation)
-    return model_parts.logistic_outputs(embedding, num_classes, hp.l2_penalty)
+    return classifier_outputs(embedding, num_classes, hp)

@@ -33,10 +33,11 @@ class ModelSpec:
 
 
 _REGISTRY = {}
+_ALIASES = {}  # other name -> registered name (e.g. a reference repository's spelling)
 
 
 def _add(spec):
-    if spec.name in _REGISTRY:
+    if spec.name in _REGISTRY or spec.name in _ALIASES:
         raise ValueError(f"model {spec.name} is registered twice")
     _REGISTRY[spec.name] = spec
 
@@ -75,11 +76,32 @@ def register_composite(name, frame_level, hparams, description, other_names=(),
     return decorator
 
 
+def register_alias(alias, name):
+    """Makes `alias` another name of the registered model `name` (same builder, hparams and
+    defaults); what a run records is the registered name (`canonical_name`)."""
+    spec(name)
+    if alias in _REGISTRY or alias in _ALIASES:
+        raise ValueError(f"model {alias} is registered twice")
+    _ALIASES[alias] = name
+
+
+def canonical_name(name):
+    """The registered name of `name` (itself, or the model an alias names)."""
+    return _ALIASES.get(name, name)
+
+
 def model_names():
+    """The registered names (aliases left out: `aliases()`)."""
     return tuple(_REGISTRY)
 
 
+def aliases():
+    """{alias: registered name}."""
+    return dict(_ALIASES)
+
+
 def spec(name):
+    name = canonical_name(name)
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(_REGISTRY)}")
     return _REGISTRY[name]
@@ -87,8 +109,7 @@ def spec(name):
 
 def hparam_names(name):
     """The hyper-parameters model `name` uses (input hparams excluded)."""
-    spec(name)
-    return hparams_lib.model_hparam_names(name)
+    return hparams_lib.model_hparam_names(spec(name).name)
 
 
 def is_frame_level(name):
@@ -108,7 +129,7 @@ def places_sub_models(name, **hparams):
     model = spec(name)
     if model.sub_model_devices is None:
         return False
-    devices = model.sub_model_devices(name, hparams_lib.canonical(name, hparams))
+    devices = model.sub_model_devices(model.name, hparams_lib.canonical(model.name, hparams))
     return len({device for device in devices if device}) > 1
 
 
@@ -123,6 +144,7 @@ def build(name, num_classes, **hparams):
     under any Keras mixed-precision policy (the policy in force when `build` runs applies).
     """
     model = spec(name)
+    name = model.name
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
         raise ValueError(f"{name}: num_classes must be a positive integer, got {num_classes!r}")
     hparams_lib.check_known(name, hparams)

@@ -43,7 +43,7 @@ def _run_programs(root, data_dir, logistic_run, moe_dir):
                   "--max_steps=1", "--batch_size=4", *video]
     validate = f"--eval_data_pattern={helpers.pattern(data_dir, 'video', 'validate')}"
     test_files = f"--input_data_pattern={helpers.pattern(data_dir, 'video', 'test')}"
-    outputs = {name: str(root / f"{name}.csv") for name in ("good", "no_ckpt")}
+    outputs = {name: str(root / f"{name}.csv") for name in ("good", "no_ckpt", "model_flags")}
     cases = {
         "unknown_model": ("train.py", f"--train_dir={root / 'a'}", "--model=NoSuchModel",
                           *train_args),
@@ -69,6 +69,11 @@ def _run_programs(root, data_dir, logistic_run, moe_dir):
         "eval_model_flags": ("eval.py", f"--train_dir={moe_copy}", validate, "--run_once",
                              "--moe_num_mixtures=2", "--l2_penalty=0.5",
                              "--dbof_cluster_size=4096"),
+        # Willow's inference lines repeat the training command's model flags.
+        "inference_model_flags": ("inference.py", f"--train_dir={moe_dir}", test_files,
+                                  f"--output_file={outputs['model_flags']}", "--model=MoeModel",
+                                  "--frame_features=True", *video, "--moe_l2=0.5",
+                                  "--label_loss=CrossEntropyLoss", "--iterations=300"),
     }
     processes = {name: helpers.start(helpers.python_command(*args))
                  for name, args in cases.items()}
@@ -178,6 +183,23 @@ def test_train_accepts_the_starters_device_flags(runs):
         in output
     # --log_device_placement: TensorFlow prints where each operation runs.
     assert "/job:localhost/replica:0/task:0/device:CPU:0" in output
+
+
+def test_inference_accepts_the_model_flags_and_names_those_that_differ(runs):
+    code, output = runs["results"]["inference_model_flags"]
+    assert code == 0, output
+    assert os.path.exists(runs["outputs"]["model_flags"])
+    warnings = [line for line in output.splitlines()
+                if line.startswith("inference.py: warning:")]
+    # --model, --feature_names, --feature_sizes, --num_classes and --label_loss agree with
+    # model_flags.json: no warning; --moe_l2 is Willow's name of --l2_penalty.
+    assert warnings == [
+        "inference.py: warning: --frame_features=True is ignored: the model is rebuilt as "
+        "trained, with frame_features=False (model_flags.json)",
+        "inference.py: warning: --iterations is ignored: model 'MoeModel' has no such "
+        "hyper-parameter",
+        "inference.py: warning: --l2_penalty=0.5 is ignored: the model is rebuilt as trained, "
+        "with l2_penalty=1e-08 (model_flags.json)"]
 
 
 def test_eval_accepts_the_model_flags_and_names_those_it_does_not_use(runs):

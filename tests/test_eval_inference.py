@@ -164,3 +164,31 @@ def test_segment_mode_trains_and_evaluates_on_rated_classes(small_dataset, tmp_p
     assert evaluated["hit_at_one"] == pytest.approx(hit_at_one, abs=1e-9)
     assert evaluated["loss"] == pytest.approx(loss, rel=1e-5)
     assert evaluated["segment_labels"] is True
+
+
+def _record(**changes):
+    record = {"model": "MixNeXtVLADModel", "feature_names": "rgb,audio",
+              "feature_sizes": "1024,128", "frame_features": True, "num_classes": 3862,
+              "max_frames": 300, "label_loss": "CrossEntropyLoss", "hparams": {}}
+    record.update(changes)
+    return record
+
+
+def test_model_flag_warnings_compare_the_given_flags_with_the_record():
+    from yt8m.core.config import RecordedModelFlags
+    agreeing = RecordedModelFlags(model="MixNeXtVladModel", frame_features=True,
+                                  feature_names=("rgb", "audio"), feature_sizes=(1024, 128),
+                                  num_classes=3862, max_frames=300,
+                                  label_loss="CrossEntropyLoss")
+    # linrongc's spelling of the recorded model agrees; nothing given: nothing to say.
+    assert evaluation.model_flag_warnings(_record(), agreeing, {}) == []
+    assert evaluation.model_flag_warnings(_record(), RecordedModelFlags(), {}) == []
+    differing = RecordedModelFlags(model="NeXtVLADModel", feature_sizes=(1024,),
+                                   label_loss="HingeLoss")
+    assert evaluation.model_flag_warnings(_record(), differing, {}) == [
+        "--model='NeXtVLADModel' is ignored: the model is rebuilt as trained, with "
+        "model='MixNeXtVLADModel' (model_flags.json)",
+        "--feature_sizes='1024' is ignored: the model is rebuilt as trained, with "
+        "feature_sizes='1024,128' (model_flags.json)",
+        "--label_loss='HingeLoss' is ignored: the model is rebuilt as trained, with "
+        "label_loss='CrossEntropyLoss' (model_flags.json)"]

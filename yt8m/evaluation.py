@@ -19,12 +19,15 @@ import numpy as np
 import tensorflow as tf
 
 from frame_level_models import hparams
+from frame_level_models import registry
 from yt8m.inference import predictors
 from yt8m.metrics import EvaluationMetrics
 from yt8m.training import checkpoints
 from yt8m.core import files
 from yt8m.training import inputs
 from yt8m.core import model_flags as model_flags_lib
+from yt8m.core import options
+from yt8m.core.config import RecordedModelFlags
 from yt8m.training.model_builder import build_model, label_loss_for
 from yt8m.training.objective import model_predictions
 from yt8m.core import errors
@@ -132,8 +135,50 @@ class _Evaluator:
         return results
 
 
+def _flag_text(value):
+    return ",".join(map(str, value)) if isinstance(value, tuple) else value
+
+
+def given_model_flags(flag_values):
+    """(RecordedModelFlags, {hparam: value}) of train.py's model flags given on the command line
+    of eval.py or inference.py (which define them: RecordedModelFlags, hparams.define_flags)."""
+    given_hparams = {row.name: flag_values[row.name].value for row in hparams.all_hparams()
+                     if row.name in flag_values and flag_values[row.name].present}
+    return options.from_flags(RecordedModelFlags, flag_values), given_hparams
+
+
+def model_flag_warnings(model_flags, recorded_flags, given_hparams):
+    """Warnings for train.py's model flags given to eval.py or inference.py.
+
+    The references' eval/inference command lines repeat the training command's model and input
+    flags (their tools ignored them or needed them again); here the model and its inputs are
+    rebuilt from model_flags.json, so such a flag changes nothing: it is accepted, and a warning
+    says so where it differs from the record.
+
+    Args:
+      model_flags: the train dir's model_flags.json.
+      recorded_flags: RecordedModelFlags of the command line (None: not given).
+      given_hparams: {hparam name: value given on the command line}.
+    """
+    names, sizes = model_flags_lib.features(model_flags)
+    record = {"model": model_flags["model"], "frame_features": model_flags["frame_features"],
+              "feature_names": names, "feature_sizes": sizes,
+              "num_classes": model_flags["num_classes"], "max_frames": model_flags["max_frames"],
+              "label_loss": model_flags.get("label_loss")}
+    warnings = []
+    for name, value in dataclasses.asdict(recorded_flags).items():
+        recorded = record[name]
+        if name == "model":  # a reference spelling of the same model agrees
+            value = None if value is None else registry.canonical_name(value)
+        if value is None or value == recorded:
+            continue
+        warnings.append(f"--{name}={_flag_text(value)!r} is ignored: the model is rebuilt as "
+                        f"trained, with {name}={_flag_text(recorded)!r} (model_flags.json)")
+    return warnings + hparam_flag_warnings(model_flags, given_hparams)
+
+
 def hparam_flag_warnings(model_flags, given):
-    """Warnings for model hyper-parameter flags given to eval.py.
+    """Warnings for model hyper-parameter flags given to eval.py or inference.py.
 
     The starter's eval.py needs the model flags again (its model_flags.json does not record
     them); here the model is rebuilt from the hparams model_flags.json records, so a given flag

@@ -4,7 +4,7 @@
 MixtureModels, which makes a MOD tree a mixture of mixtures (mod_tree.py builds them). Its config
 holds its branches' configs, so it clones and saves (.keras) like a functional model.
 
-  gate      w = softmax(dense(BN(mean of the valid frames), m))        [B, m]
+  gate      w = softmax(dense(BN(mean of the valid frames), m) + b)    [B, m]
   mixture   z = sum_i w_i z_i,  predictions = sigmoid(z)
   loss      L(y, sigmoid(z))                        (the trainer's label loss L)
             + sum_i L(y, sigmoid(z_i))     (`auxiliary_predictions`, recursively for sub-mixtures)
@@ -22,7 +22,9 @@ entries come back under its path ("branch_logits/2" = the logits of the branches
 
 Defects of the reference code this does not repeat (SPEC 4): every regularisation loss is counted
 once (`losses` visits each branch once), the gate's BN statistics are updated (Keras BN in training
-mode), and the gate mean ignores padded frames (masked by num_frames).
+mode), and the gate mean ignores padded frames (masked by num_frames). As in the reference, the gate
+has a bias and no L2, and with reverse whitening (NeXtVLAD's --pca_eigenvalues_file) it reads the
+whitened rgb.
 """
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
@@ -63,14 +65,16 @@ def input_specs(model):
 
 @keras.utils.register_keras_serializable(package="yt8m")
 class MixtureGate(common.BatchNormLayer):
-    """w = softmax(dense(BN(x), m)): a weight per branch and video. No bias: BN gives the shift."""
+    """w = softmax(dense(BN(x), m)): a weight per branch and video. As the reference's
+    `mix_weights`: variance-scaling init, a bias, no L2 (l2_penalty > 0 adds one on the kernel)."""
 
-    def __init__(self, num_branches, l2_penalty=0.0, **kwargs):
+    def __init__(self, num_branches, l2_penalty=0.0, use_bias=True, **kwargs):
         super().__init__(**kwargs)
         self.num_branches = int(num_branches)
         self.l2_penalty = float(l2_penalty)
+        self.use_bias = bool(use_bias)
         self.norm = self.make_batch_norm("gate_bn")
-        self.dense = keras.layers.Dense(self.num_branches, use_bias=False,
+        self.dense = keras.layers.Dense(self.num_branches, use_bias=self.use_bias,
                                         kernel_initializer=common.he_normal(),
                                         kernel_regularizer=common.slim_l2(self.l2_penalty),
                                         name="gate_dense")
@@ -87,7 +91,7 @@ class MixtureGate(common.BatchNormLayer):
 
     def get_config(self):
         return {**super().get_config(), "num_branches": self.num_branches,
-                "l2_penalty": self.l2_penalty}
+                "l2_penalty": self.l2_penalty, "use_bias": self.use_bias}
 
 
 @keras.utils.register_keras_serializable(package="yt8m")
@@ -105,12 +109,16 @@ class MixtureModel(TrainingModel, keras.Model):
         reference code does not (default False).
       branch_devices: one device name (or None: the caller's scope) per branch.
       gate_l2_penalty: starter-convention L2 on the gate's kernel.
+      gate_bias: whether the gate's dense layer has a bias (the reference's has).
       bn_momentum: momentum of the gate's batch norm.
+      gate_whitening: {"feature": name, "layer": a frame_ops.ReverseWhitening} or None: the gate
+        reads that feature reverse-whitened, as the branches do (linrongc's gate reads the
+        whitened input).
     """
 
     def __init__(self, branches, num_classes, temperature=0.0, distill_lambda=0.0,
                  stop_teacher_gradient=False, branch_devices=None, gate_l2_penalty=0.0,
-                 bn_momentum=common.BN_MOMENTUM, **kwargs):
+                 bn_momentum=common.BN_MOMENTUM, gate_bias=True, gate_whitening=None, **kwargs):
         super().__init__(**kwargs)
         branches = list(branches)
         if not branches:
@@ -138,13 +146,27 @@ class MixtureModel(TrainingModel, keras.Model):
         object.__setattr__(self, "input_specs", dict(specs))
         self._feature_names = tuple(sorted(name for name in specs if name != NUM_FRAMES))
         self._frame_level = NUM_FRAMES in specs
-        self.gate = MixtureGate(len(branches), gate_l2_penalty, bn_momentum=bn_momentum,
-                                name="gate")
+        self.gate = MixtureGate(len(branches), gate_l2_penalty, use_bias=gate_bias,
+                                bn_momentum=bn_momentum, name="gate")
+        whitened_feature, self.gate_whitening = self._whitening(gate_whitening)
+        object.__setattr__(self, "_whitened_feature", whitened_feature)  # a setting, not state
         gate_size = sum(int(specs[name][-1]) for name in self._feature_names)
         # Create the gate's weights now (not at the first call): a checkpoint can then be restored
         # into a freshly built model at once, and the weights land under the caller's device.
         self.gate.build(tf.TensorShape([None, gate_size]))
         self.masked_mean = MaskedMean(name="gate_input_mean")
+
+    def _whitening(self, gate_whitening):
+        """(feature name, layer) from the gate_whitening argument (a layer or its config)."""
+        if not gate_whitening:
+            return None, None
+        feature, layer = gate_whitening["feature"], gate_whitening["layer"]
+        if feature not in self._feature_names or not self._frame_level:
+            raise ValueError(f"gate_whitening names feature {feature!r}; the mixture's frame "
+                             f"features are {list(self._feature_names)}")
+        if isinstance(layer, dict):
+            layer = keras.saving.deserialize_keras_object(layer)
+        return feature, layer
 
     @property
     def branch_devices(self):
@@ -157,7 +179,11 @@ class MixtureModel(TrainingModel, keras.Model):
                 "temperature": self.temperature, "distill_lambda": self.distill_lambda,
                 "stop_teacher_gradient": self.stop_teacher_gradient,
                 "branch_devices": list(self.branch_devices),
-                "gate_l2_penalty": self.gate.l2_penalty, "bn_momentum": self.gate.bn_momentum}
+                "gate_l2_penalty": self.gate.l2_penalty, "gate_bias": self.gate.use_bias,
+                "bn_momentum": self.gate.bn_momentum,
+                "gate_whitening": None if self.gate_whitening is None else {
+                    "feature": self._whitened_feature,
+                    "layer": keras.saving.serialize_keras_object(self.gate_whitening)}}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
@@ -178,9 +204,15 @@ class MixtureModel(TrainingModel, keras.Model):
         return any(self._branch_devices)
 
     def gate_inputs(self, inputs):
-        """The concatenated features averaged over each video's valid frames (padding ignored)."""
-        features = tf.concat([tf.cast(inputs[name], tf.float32) for name in self._feature_names],
-                             axis=-1)
+        """The concatenated features (the gate_whitening feature reverse-whitened) averaged over
+        each video's valid frames (padding ignored)."""
+        features = []
+        for name in self._feature_names:
+            feature = tf.cast(inputs[name], tf.float32)
+            if name == self._whitened_feature:
+                feature = self.gate_whitening([feature, inputs[NUM_FRAMES]])
+            features.append(feature)
+        features = tf.concat(features, axis=-1)
         if not self._frame_level:
             return features
         return self.masked_mean([features, inputs[NUM_FRAMES]])

@@ -1,6 +1,7 @@
 """The named mixture models of the zoo, built from hyper-parameters:
 
-- MixNeXtVLADModel: one gated mixture of `mix_number` NeXtVLADModel branches (SPEC 4).
+- MixNeXtVLADModel: one gated mixture of `mix_number` NeXtVLADModel branches (SPEC 4); also
+  accepted under linrongc's spelling MixNeXtVladModel (a registry alias).
 - MODNeXtVLADModel: a MOD tree of NeXtVLADModel leaves, shape `mod_tree` (default 4x3).
 - MixtureModel: a tree of shape `mod_tree` (default one level of `mix_number`) over any zoo model
   named by `mixture_base_model`.
@@ -11,6 +12,7 @@ the gates); `node_model_flags` describes any node of a trained tree as a model o
 yt8m/distillation/extract.py writes).
 """
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
+import tf_keras as keras
 
 from frame_level_models import hparams as hparams_lib
 from frame_level_models import model_parts
@@ -27,6 +29,7 @@ MIX_NEXTVLAD = "MixNeXtVLADModel"
 MOD_NEXTVLAD = "MODNeXtVLADModel"
 NEXTVLAD = "NeXtVLADModel"
 MIXTURE_MODELS = (GENERIC_MIXTURE, MIX_NEXTVLAD, MOD_NEXTVLAD)
+REFERENCE_ALIASES = {"MixNeXtVladModel": MIX_NEXTVLAD}  # linrongc/MOD's class name
 DEFAULT_MOD_TREE = "4x3"
 
 HPARAMS = (
@@ -58,9 +61,9 @@ HPARAMS = (
     HParam("cl_stop_teacher_gradient", "bool", False,
            "Stop the gradient of the distillation term on the mixture (teacher) side. The "
            "reference lets it flow (default)."),
-    HParam("mix_gate_l2_penalty", "float", 1e-5,
-           "L2 penalty of each mixture gate's kernel (starter meaning penalty/2*sum(w^2)).",
-           lower_bound=0.0),
+    HParam("mix_gate_l2_penalty", "float", 0.0,
+           "L2 penalty of each mixture gate's kernel (starter meaning penalty/2*sum(w^2)); 0 as "
+           "the reference's gate (mix_weights: no regularizer).", lower_bound=0.0),
     HParam("mod_devices", "string", "",
            "Devices of the root's sub-trees, comma-separated (e.g. /GPU:0,/GPU:1), assigned "
            "round-robin. Empty: every visible GPU, else every logical CPU. One device: no "
@@ -77,14 +80,17 @@ DESCRIPTIONS = {
 
 
 def _check_name(model_name):
+    """The registered name of a mixture model (aliases accepted)."""
+    model_name = registry.canonical_name(model_name)
     if model_name not in MIXTURE_MODELS:
         raise ValueError(f"unknown mixture model {model_name!r}; choose one of: "
                          f"{', '.join(MIXTURE_MODELS)}")
+    return model_name
 
 
 def base_model_name(model_name, values):
     """The zoo model at the leaves."""
-    _check_name(model_name)
+    model_name = _check_name(model_name)
     base = values["mixture_base_model"] if model_name == GENERIC_MIXTURE else NEXTVLAD
     if base in MIXTURE_MODELS:
         raise errors.InvalidInputError(
@@ -99,7 +105,7 @@ def base_model_name(model_name, values):
 
 def tree_shape(model_name, values):
     """Branch counts per level, root first."""
-    _check_name(model_name)
+    model_name = _check_name(model_name)
     if model_name == MIX_NEXTVLAD:
         if values["mod_tree"]:
             raise errors.InvalidInputError(
@@ -127,8 +133,33 @@ def split_hparams(hparams):
 
 def resolve(model_name, own):
     """{name: value} of every mixture hparam: defaults filled in, values checked."""
-    _check_name(model_name)
-    return vars(hparams_lib.resolve(model_name, own, names=HPARAM_NAMES))
+    return vars(hparams_lib.resolve(_check_name(model_name), own, names=HPARAM_NAMES))
+
+
+def gate_whitening(base, leaf_hparams):
+    """The gates' reverse whitening (MixtureModel's gate_whitening, layer as config) when the
+    leaves whiten their input (NeXtVLADModel --pca_eigenvalues_file), else None: the gates then
+    read what the leaves read, as the reference's gate reads the whitened input."""
+    if "pca_eigenvalues_file" not in registry.hparam_names(base):
+        return None
+    hp = hparams_lib.resolve(base, leaf_hparams, names=("pca_eigenvalues_file",))
+    names, sizes = model_parts.resolve_features(base, True, leaf_hparams.get("feature_names"),
+                                                leaf_hparams.get("feature_sizes"))
+    stream = nextvlad_model.WHITENED_STREAM
+    layer = nextvlad_model.reverse_whitening(hp, f"gate_{names[stream]}", sizes[stream])
+    if layer is None:
+        return None
+    return {"feature": names[stream], "layer": keras.saving.serialize_keras_object(layer)}
+
+
+def _leaf_with_logits(model, base):
+    """The leaf, checked now (not at the first training step) to have logits."""
+    outputs = getattr(model, "output", None)
+    if isinstance(outputs, dict) and "logits" not in outputs:
+        raise ValueError(f"{base} built with these hparams has no 'logits' output (outputs: "
+                         f"{', '.join(sorted(outputs))}); a mixture combines its branches' "
+                         "logits: use --video_level_classifier_model=LogisticModel")
+    return model
 
 
 def top_level_devices(model_name, hparams):
@@ -141,6 +172,7 @@ def top_level_devices(model_name, hparams):
 
 def build(model_name, num_classes, **hparams):
     """Builds mixture model `model_name` (a MixtureModel tree) for `num_classes` classes."""
+    model_name = _check_name(model_name)
     own, leaf_hparams = split_hparams(hparams)
     values = resolve(model_name, own)
     bn_momentum = hparams_lib.resolve(model_name, leaf_hparams, names=("bn_momentum",)).bn_momentum
@@ -151,12 +183,13 @@ def build(model_name, num_classes, **hparams):
 
     def make_leaf(path):
         del path  # every leaf is the same model with its own weights
-        return registry.build(base, num_classes, **leaf_hparams)
+        return _leaf_with_logits(registry.build(base, num_classes, **leaf_hparams), base)
 
     return mod_tree.build_tree(shape, make_leaf, num_classes, settings, devices,
                                stop_teacher_gradient=values["cl_stop_teacher_gradient"],
                                gate_l2_penalty=values["mix_gate_l2_penalty"],
-                               bn_momentum=bn_momentum, name=model_name)
+                               bn_momentum=bn_momentum, name=model_name,
+                               gate_whitening=gate_whitening(base, leaf_hparams))
 
 
 def _format_floats(values):
@@ -167,7 +200,7 @@ def node_model_flags(tree_flags, path):
     """model_flags of the node at `path` of the tree described by `tree_flags`, as a model of its
     own: a leaf becomes its zoo model (e.g. NeXtVLADModel: "NeXtVLAD_distill"), a sub-tree a
     MixtureModel with the remaining levels' shape, temperatures and lambdas."""
-    model_name = tree_flags["model"]
+    model_name = _check_name(tree_flags["model"])
     own, leaf_hparams = split_hparams(tree_flags.get("hparams", {}))
     values = resolve(model_name, own)
     base = base_model_name(model_name, values)
@@ -210,3 +243,5 @@ for _name in MIXTURE_MODELS:
                                 description=DESCRIPTIONS[_name],
                                 loss_epsilon=LINRONGC_EPSILON,
                                 sub_model_devices=top_level_devices)(build)
+for _alias, _name in REFERENCE_ALIASES.items():
+    registry.register_alias(_alias, _name)

@@ -80,7 +80,8 @@ def level_settings(depth, cl_temperature, cl_lambda, final_temperature=None, fin
 
 
 def build_tree(shape, make_leaf, num_classes, settings, devices=(), stop_teacher_gradient=False,
-               gate_l2_penalty=0.0, bn_momentum=common.BN_MOMENTUM, name="mod_tree"):
+               gate_l2_penalty=0.0, bn_momentum=common.BN_MOMENTUM, name="mod_tree",
+               gate_bias=True, gate_whitening=None):
     """Builds the MixtureModel tree of `shape` whose leaves come from `make_leaf(path)`.
 
     Args:
@@ -89,6 +90,8 @@ def build_tree(shape, make_leaf, num_classes, settings, devices=(), stop_teacher
       settings: one LevelSettings per level (level_settings).
       devices: devices for the root's children, assigned round-robin (placement.assign_round_robin);
         empty or a single device: no explicit placement.
+      gate_bias, gate_whitening: of every gate (MixtureModel; gate_whitening with the layer given
+        as its serialized config, so each gate gets its own).
     """
     if len(settings) != len(shape):
         raise ValueError(f"{len(settings)} level settings for a tree of {len(shape)} levels")
@@ -112,7 +115,7 @@ def build_tree(shape, make_leaf, num_classes, settings, devices=(), stop_teacher
                             stop_teacher_gradient=stop_teacher_gradient,
                             branch_devices=top_devices if depth == 0 else None,
                             gate_l2_penalty=gate_l2_penalty, bn_momentum=bn_momentum,
-                            name=node_name)
+                            gate_bias=gate_bias, gate_whitening=gate_whitening, name=node_name)
 
     return build_node(())
 

@@ -1,5 +1,6 @@
 """Frame-level helpers without learned weights: masked mean, L2 normalisation of the input, the
-starter's frame sampling, and the NeXtVLAD paper's reverse whitening of the rgb input.
+starter's frame sampling, and the NeXtVLAD paper's reverse whitening of the rgb input (linrongc's
+formula).
 
 They are layers (not bare TF ops) so a model is made of layers only, which is what tfmot's
 `prune_low_magnitude` (it wraps every layer) and `keras.models.clone_model` need.
@@ -121,8 +122,16 @@ class RandomFrameSampler(common.Layer):
                 "sequence": self.sequence, "at_inference": self.at_inference}
 
 
+# linrongc's train.py/eval.py: subtract the +range/512 term of the dequantization (range 4) and
+# add 1e-4 to sqrt(eigenvalue), which keeps the near-zero tail of the spectrum from vanishing.
+WHITENING_OFFSET = 4.0 / 512.0
+WHITENING_EPSILON = 1e-4
+
+
 def load_eigenvalues(path, size):
-    """Reads the NeXtVLAD reverse-whitening file: a .npy of `size` non-negative PCA eigenvalues."""
+    """Reads the NeXtVLAD reverse-whitening file, e.g. linrongc's `yt8m_pca/eigenvals.npy`: a .npy
+    of PCA eigenvalues, shape (N,) or (N, 1) with N >= `size` (the reference's has 2048 rows and
+    uses the first 1024); returns the first `size` as float32."""
     try:
         values = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -134,11 +143,16 @@ def load_eigenvalues(path, size):
     if values.dtype.kind not in "fiu":
         raise errors.InvalidInputError(
             f"pca_eigenvalues_file={path!r} holds {values.dtype} values, not numbers")
+    if values.ndim not in (1, 2) or (values.ndim == 2 and values.shape[1] != 1):
+        raise errors.InvalidInputError(
+            f"pca_eigenvalues_file={path!r} has shape {values.shape}; expected (N,) or (N, 1) "
+            "eigenvalues")
     values = values.astype(np.float64).reshape(-1)
-    if values.size != size:
+    if values.size < size:
         raise errors.InvalidInputError(
             f"pca_eigenvalues_file={path!r} holds {values.size} eigenvalues; the rgb "
             f"feature has {size} dimensions")
+    values = values[:size]
     if not np.all(np.isfinite(values)) or np.any(values < 0):
         raise errors.InvalidInputError(
             f"pca_eigenvalues_file={path!r}: eigenvalues must be finite and >= 0")
@@ -147,21 +161,30 @@ def load_eigenvalues(path, size):
 
 @keras.utils.register_keras_serializable(package="yt8m")
 class ReverseWhitening(common.Layer):
-    """x * sqrt(eigenvalues): undoes the PCA whitening of the released rgb features (NeXtVLAD paper).
+    """[frames [B, T, N], num_frames [B]] -> (x - offset) * (sqrt(eigenvalues) + epsilon), padded
+    frames 0: undoes the PCA whitening of the released rgb features (NeXtVLAD paper; linrongc's
+    formula, offset 4/512 and epsilon 1e-4). The reference also transforms the padded frames
+    (to -offset * scale); here they stay 0, so they weigh nothing wherever frames are averaged.
 
     The eigenvalues are a constant of the model, stored in its config (not trained).
     """
 
-    def __init__(self, eigenvalues, **kwargs):
+    def __init__(self, eigenvalues, offset=WHITENING_OFFSET, epsilon=WHITENING_EPSILON, **kwargs):
         super().__init__(**kwargs)
         self.eigenvalues = [float(value) for value in np.asarray(eigenvalues).reshape(-1)]
-        self._scale = tf.constant(np.sqrt(np.asarray(self.eigenvalues, np.float32)))
+        self.offset = float(offset)
+        self.epsilon = float(epsilon)
+        scale = np.sqrt(np.asarray(self.eigenvalues, np.float64)) + self.epsilon
+        self._scale = tf.constant(scale.astype(np.float32))
 
-    def call(self, frames):
-        return frames * tf.cast(self._scale, frames.dtype)
+    def call(self, inputs):
+        frames, num_frames = inputs
+        mask = common.frame_mask(num_frames, frames, frames.dtype)[:, :, None]
+        return (frames - self.offset) * tf.cast(self._scale, frames.dtype) * mask
 
     def get_config(self):
-        return {**super().get_config(), "eigenvalues": self.eigenvalues}
+        return {**super().get_config(), "eigenvalues": self.eigenvalues, "offset": self.offset,
+                "epsilon": self.epsilon}
 
 
 @keras.utils.register_keras_serializable(package="yt8m")

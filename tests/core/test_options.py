@@ -181,6 +181,19 @@ def test_conflicting_deprecated_aliases_are_an_error(argv, message):
     assert str(error.value) == message
 
 
+def test_an_alias_is_another_name_of_the_same_flag():
+    @dataclasses.dataclass
+    class Steps:
+        max_steps: Optional[int] = option(None, "Stop here.", lower=1, aliases=("max_step",))
+
+    assert options.flag_names(Steps) == ["max_steps", "max_step"]
+    assert _parse(Steps, ["--max_step=7"])[1].max_steps == 7
+    assert _parse(Steps, ["--max_step=7", "--max_steps=9"])[1].max_steps == 9  # the last wins
+    assert _parse(Steps, [])[1].max_steps is None
+    # Willow's README spelling reaches train.py's --max_steps.
+    assert _parse(TrainConfig, ["--max_step=700000"])[1].max_steps == 700000
+
+
 def test_override_changes_the_default_and_keeps_the_rest():
     @dataclasses.dataclass
     class Small(Batching):

@@ -433,6 +433,49 @@ def test_failed_verification_leaves_no_partial_output(train_dirs, workdir):
                                                        output_dir=str(output_dir)))
 
 
+# Our Gated NetVLAD variables under boliu61's names (its NetVLADModelLF, reference_notes 5).
+BOLIU61_NAMES = {
+    "rgb_netvlad/cluster_kernel": "video_VLAD/conv2/cluster_weights",
+    "rgb_netvlad/centroids": "video_VLAD/cluster_weights2/cluster_weights2",
+    "audio_netvlad/cluster_kernel": "audio_VLAD/conv2/cluster_weights",
+    "audio_netvlad/centroids": "audio_VLAD/cluster_weights2/cluster_weights2",
+    "hidden/kernel": "hidden1_weights/hidden1_weights", "hidden/bias": "hidden1_biases",
+    "context_gating/kernel": "gating_weights/gating_weights",
+    "moe/gate_kernel": "gates/weights", "moe/expert_kernel": "experts/weights",
+    "moe/expert_bias": "experts/biases", "moe/prob_gating_kernel": "gating_prob_weights"}
+
+
+def test_float16_boliu61_preset_selects_the_four_tensors_of_a_gated_netvlad_member(train_dirs,
+                                                                                     workdir):
+    from reference import param_counts
+    dirs, _ = train_dirs
+    member = members_lib.load_member(members_lib.parse_member(dirs["netvlad"] + "@latest", None))
+    variables = {v.name.split(":")[0]: v for v in member_module.unique_variables(member.model)}
+    selection = precision_lib.Selection(preset=precision_lib.BOLIU61_SELECTION)
+    chosen = sorted("tower/model1/" + BOLIU61_NAMES.get(name, name)
+                    for name, variable in variables.items() if selection.selects(variable))
+    # boliu61's own rule (the variables its --float16_flag creates as float16), as member 1.
+    expected = param_counts.boliu_float16_variables(
+        ["tower/model1/" + BOLIU61_NAMES.get(name, name) for name in variables])
+    assert chosen == sorted(expected) and len(chosen) == 4
+    output_dir = workdir / "export_boliu61"
+    report = exporter.export_ensemble(exporter.ExportConfig(
+        members=[dirs["netvlad"]], output_dir=str(output_dir), precision="float16",
+        float16_selection="boliu61"))
+    float16 = [name for name, (dtype, _) in export_helpers.saved_dtypes(output_dir).items()
+               if dtype == tf.float16]
+    assert len(float16) == 4 and report["float16_selection"] == "boliu61"
+    assert report["max_abs_prediction_diff"] < 1e-3
+    # The size rule with the default minimum keeps every matrix of this tiny member float32.
+    size_rule = precision_lib.Selection()
+    assert not any(size_rule.selects(variable) for variable in variables.values())
+    with pytest.raises(ValueError, match="--float16_selection=boliu61 chooses the float16 "
+                                         "tensors; it needs --precision=float16, not int8"):
+        exporter.export_ensemble(exporter.ExportConfig(
+            members=[dirs["netvlad"]], output_dir=str(workdir / "no"), precision="int8",
+            float16_selection="boliu61"))
+
+
 def test_layer_reading_weights_outside_attributes_is_refused():
     class ListReader(keras.layers.Layer):
         def build(self, shape):

@@ -182,14 +182,18 @@ def test_sampler_indices_are_the_starters(sequence):
 
 
 def test_reverse_whitening_and_eigenvalue_file(tmp_path):
-    eigen = np.array([4.0, 1.0, 0.25], np.float32)
+    eigen = np.array([4.0, 1.0, 0.25, 9.0], np.float32)
     path = tmp_path / "eigen.npy"
-    np.save(path, eigen.reshape(3, 1))
+    np.save(path, eigen.reshape(4, 1))  # the reference's (N, 1) layout; the first 3 are used
     values = load_eigenvalues(str(path), 3)
-    np.testing.assert_array_equal(values, eigen)
-    out = layers.ReverseWhitening(values)(tf.ones([1, 2, 3])).numpy()
-    np.testing.assert_allclose(out, np.broadcast_to([2.0, 1.0, 0.5], (1, 2, 3)))
-    with pytest.raises(ValueError, match=r"holds 3 eigenvalues; the rgb feature has 1024"):
+    np.testing.assert_array_equal(values, eigen[:3])
+    frames = tf.fill([1, 2, 3], 1.0)
+    out = layers.ReverseWhitening(values)([frames, tf.constant([1])]).numpy()
+    # (x - 4/512) * (sqrt(eigenvalue) + 1e-4); the padded second frame stays 0.
+    scale = np.array([2.0, 1.0, 0.5]) + 1e-4
+    np.testing.assert_allclose(out[0, 0], (1.0 - 4.0 / 512.0) * scale, rtol=1e-6)
+    np.testing.assert_array_equal(out[0, 1], 0.0)
+    with pytest.raises(ValueError, match=r"holds 4 eigenvalues; the rgb feature has 1024"):
         load_eigenvalues(str(path), 1024)
     np.save(path, np.array([1.0, -1.0, 2.0]))
     with pytest.raises(ValueError, match="eigenvalues must be finite and >= 0"):

@@ -59,7 +59,8 @@ def one_level():
 
 @pytest.fixture(scope="module")
 def tree():
-    return build(mod_tree="2x2", mod_temperatures="3.0,2.0", mod_lambdas="0.5,0.25")
+    return build(mod_tree="2x2", mod_temperatures="3.0,2.0", mod_lambdas="0.5,0.25",
+                 mix_gate_l2_penalty=1e-5)
 
 
 LOGITS = np.array([[1.0, -2.0, 0.5, 0.0], [0.3, 3.0, -1.0, 2.0]], np.float32)
@@ -227,7 +228,8 @@ def test_gate_batch_norm_statistics_are_updated_in_training(tree):
 
 
 def test_each_regularisation_loss_is_counted_once(tree):
-    # Leaves: logistic kernel, penalty 1e-3 -> 1e-3/2 * sum(w^2); gates: 1e-5 -> 1e-5/2 * sum(w^2).
+    # Leaves: logistic kernel, penalty 1e-3 -> 1e-3/2 * sum(w^2); gates (--mix_gate_l2_penalty,
+    # off by default as in the reference): 1e-5 -> 1e-5/2 * sum(w^2).
     leaves = [tree.subtree((t, i)) for t in range(2) for i in range(2)]
     gates = [tree.gate, tree.subtree((0,)).gate, tree.subtree((1,)).gate]
     expected = sum(1e-3 / 2 * np.sum(v.numpy() ** 2) for leaf in leaves

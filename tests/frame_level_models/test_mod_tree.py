@@ -50,8 +50,8 @@ def test_subtrees_weights_forward_backward_and_updates_live_on_their_devices():
                     "optimizer_ops"):
             assert list(subtree[key]) == [device], (key, subtree)
             assert subtree[key][device] > 0
-        # 2 leaves x (1 logistic kernel) + gate kernel: 3 kernels + 2 biases + BN gamma/beta.
-        assert subtree["optimizer_updates"][device] == 7
+        # 2 leaves x (logistic kernel + bias) + the gate's kernel and bias + its BN gamma/beta.
+        assert subtree["optimizer_updates"][device] == 8
 
 
 def test_placement_refuses_a_strategy_that_would_override_it():

@@ -194,8 +194,10 @@ def test_nextvlad_embedding_feeds_logistic_with_its_l2(small_models):
     np.testing.assert_allclose(outputs["logits"].numpy(),
                                outputs["embedding"].numpy() @ kernel + layer.bias.numpy(),
                                rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(float(sum(model.losses)),
-                               1e-5 / 2 * np.sum(kernel.astype(np.float64) ** 2), rtol=1e-5)
+    # linrongc's LogisticModel: slim L2 1e-5 on the weights and the biases.
+    layer.bias.assign(np.linspace(-1.0, 1.0, NUM_CLASSES))
+    squares = np.sum(kernel.astype(np.float64) ** 2) + np.sum(layer.bias.numpy() ** 2)
+    np.testing.assert_allclose(float(sum(model.losses)), 1e-5 / 2 * squares, rtol=1e-5)
 
 
 def test_random_frame_sampling_only_when_training():
@@ -217,19 +219,21 @@ def test_random_frame_sampling_only_when_training():
 
 
 def test_reverse_whitening_option(tmp_path):
-    eigen = np.arange(1, SIZES[0] + 1, dtype=np.float64)
+    eigen = np.arange(1, 2 * SIZES[0] + 1, dtype=np.float64)
     path = tmp_path / "eigenvalues.npy"
-    np.save(path, eigen)
+    np.save(path, eigen.reshape(-1, 1))  # more rows than rgb dimensions: the first ones count
     hp = dict(SMALL["NeXtVLADModel"], drop_rate=0.0)
     plain = frame_level_models.build("NeXtVLADModel", NUM_CLASSES, **hp)
     whitened = frame_level_models.build("NeXtVLADModel", NUM_CLASSES, pca_eigenvalues_file=str(path),
                                         **hp)
     whitened.set_weights(plain.get_weights())
     batch = frame_batch(np.random.default_rng(8))
-    scaled = dict(batch, rgb=(batch["rgb"] * np.sqrt(eigen)).astype(np.float32))
+    mask = (np.arange(batch["rgb"].shape[1])[None, :] < NUM_FRAMES[:, None])[..., None]
+    scale = np.sqrt(eigen[:SIZES[0]]) + 1e-4
+    scaled = dict(batch, rgb=((batch["rgb"] - 4 / 512) * scale * mask).astype(np.float32))
     np.testing.assert_allclose(whitened(batch)["logits"].numpy(), plain(scaled)["logits"].numpy(),
                                rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match=r"holds 8 eigenvalues; the rgb feature has 1024"):
+    with pytest.raises(ValueError, match=r"holds 16 eigenvalues; the rgb feature has 1024"):
         frame_level_models.build("NeXtVLADModel", NUM_CLASSES, pca_eigenvalues_file=str(path))
 
 

@@ -163,6 +163,33 @@ def test_map_at_k_of_a_csv_against_hand_computed_values(rated_file, tmp_path):
         pytest.approx((1 / 2 + 0) / 2)
 
 
+def test_the_starters_top_n_cap_and_label_cache(rated_file, tmp_path):
+    """segment_eval_inference.py's --top_n (each class's first N segments of the CSV) and
+    --label_cache (its "<video>:<start>,<class>,<score>" lines: written once, then read instead
+    of the records)."""
+    path, _ = rated_file
+    csv_path = str(tmp_path / "sub.csv")
+    submission.write_segment_submission(csv_path, [
+        (1, [("b", 0), ("a", 5), ("x", 0), ("a", 0)]),
+        (2, [("a", 0), ("b", 0), ("a", 5)]),
+    ])
+    cache = tmp_path / "validate.label_cache"
+    # N=2: class 1 keeps [b:0 (1), a:5 (0)] -> (1/1) / 2 positives; class 2 keeps [a:0 (unrated),
+    # b:0 (0)] -> 0. MAP = 1/4.
+    result = evaluate.evaluate_submission(csv_path, path, top_n=2, label_cache=str(cache))
+    assert result.class_aps == pytest.approx({1: 1 / 2, 2: 0.0})
+    assert cache.read_text() == "a:0,1,1\na:5,1,0\na:5,2,1\nb:0,1,1\nb:0,2,0\nb:10,1,0\n"
+    # The cache answers without the records; 0 = no cap.
+    again = evaluate.evaluate_submission(csv_path, "/nonexistent/*.tfrecord", top_n=0,
+                                         label_cache=str(cache))
+    assert again.class_aps == pytest.approx({1: 5 / 6, 2: 1 / 2})
+    cache.write_text("a:0,1\n")
+    with pytest.raises(ValueError, match="line 1: expected <video id>:<start>,<class>,<score>"):
+        evaluate.evaluate_submission(csv_path, path, label_cache=str(cache))
+    with pytest.raises(ValueError, match="--top_n must be >= 0"):
+        evaluate.evaluate_submission(csv_path, path, top_n=-1)
+
+
 # ------------------------------------------------------------------------ fusion and candidates
 
 def test_fusion_formula_and_candidates():
@@ -386,6 +413,41 @@ def test_end_to_end_video_model_finetune_csv_map(video_run, segment_run, small_d
     inference.run_segment_inference(dummy)
     assert _rows_as_dict(dummy.output_file) == _reference_submission(
         video_run, None, pattern, whitelist, 0.3)
+
+
+def test_mod_fallback_fills_each_class_to_k(video_run, segment_run, small_dataset, tmp_path):
+    """--segment_fallback_file through run_segment_inference: with one candidate class per video
+    most classes are short; each row is its ranked segments, then the first K segments of the
+    fallback CSV's videos (by score, expanded to their full segments) not listed yet, up to K."""
+    pattern = helpers.pattern(small_dataset, "segment", "validate")
+    whitelist_path = os.path.join(small_dataset, "segment_label_ids.csv")
+    whitelist = submission.read_segment_whitelist(whitelist_path)
+    batch = next(iter(readers.frame_dataset(pattern, 100, num_classes=helpers.NUM_CLASSES,
+                                            max_frames=1000)))
+    lengths = dict(zip((i.decode() for i in batch["id"].numpy()), batch["num_frames"].numpy()))
+    videos = sorted(lengths)
+    lines = ["VideoId,LabelConfidencePairs"]  # video n lists every class with score 1/(n+1)
+    lines += [f"{video}," + " ".join(f"{c} {1 / (n + 1)!r}" for c in range(helpers.NUM_CLASSES))
+              for n, video in enumerate(videos)]
+    (tmp_path / "top.csv").write_text("\n".join(lines) + "\n")
+    k = 12
+    config = inference.SegmentInferenceConfig(
+        input_data_pattern=pattern, video_model=video_run, segment_model=segment_run,
+        output_file=str(tmp_path / "plain.csv"), segment_label_ids=whitelist_path,
+        segment_candidates=1, segment_top_k=k)
+    inference.run_segment_inference(config)
+    plain = _rows_as_dict(config.output_file)
+    filled_config = dataclasses.replace(config, output_file=str(tmp_path / "filled.csv"),
+                                        segment_fallback_file=str(tmp_path / "top.csv"))
+    inference.run_segment_inference(filled_config)
+    filled = _rows_as_dict(filled_config.output_file)
+    # MOD's fallback list: the expansion stops at K segments, covered ones included.
+    fallback_order = [(video, start) for video in videos  # scores fall with n
+                      for start in range(0, lengths[video] - lengths[video] % 5, 5)][:k]
+    assert any(len(plain[cls]) < k for cls in whitelist)
+    for cls in whitelist:
+        extra = [segment for segment in fallback_order if segment not in plain[cls]]
+        assert filled[cls] == (plain[cls] + extra)[:k], cls
 
 
 def test_segment_model_as_a_saved_model(video_run, segment_run, small_dataset, tmp_path):

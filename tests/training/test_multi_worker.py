@@ -1,16 +1,18 @@
 """--distribution_strategy=multi_worker: two train.py workers on 127.0.0.1.
 
-Run 1: both workers train until worker 1 is killed; worker 0 must stop with the lost-worker
-message. Run 2: both restart with the same command, resume from the chief's newest checkpoint and
-finish at --max_steps. The final checkpoint is then checked against one replica (in this process)
-continuing from the checkpoint run 2 resumed from with the same global batches.
+Each worker reads its own share of the data (here one of the two files each). Run 1: both workers
+train until worker 1 is killed; worker 0 must stop with the lost-worker message. Run 2: both
+restart with the same command, resume from the chief's newest checkpoint and their own saved
+input positions, and finish at --max_steps. The final checkpoint is then checked against one
+replica (in this process) continuing from the checkpoint run 2 resumed from with the same global
+batches: each worker's share, positioned by skipping the batches trained before it.
+A second launch counts the videos each worker's training pipeline parses in one epoch.
 """
 import json
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,28 +40,19 @@ SEED = 3
 RUN_TIMEOUT_SECS = 240  # per run of the two workers; both normally end well within it
 
 
-def _write_data(directory):
+def _write_data(directory, shards=2, videos_per_shard=16, prefix="train"):
     rng = np.random.default_rng(0)
-    for shard in range(2):
-        with tf.io.TFRecordWriter(os.path.join(directory, f"train{shard}.tfrecord")) as writer:
-            for index in range(16):
+    for shard in range(shards):
+        path = os.path.join(directory, f"{prefix}{shard}.tfrecord")
+        with tf.io.TFRecordWriter(path) as writer:
+            for index in range(videos_per_shard):
                 length = int(rng.integers(3, 2 * MAX_FRAMES))
                 codes = {"rgb": rng.integers(0, 256, (length, 1024), dtype=np.uint8),
                          "audio": rng.integers(0, 256, (length, 128), dtype=np.uint8)}
                 labels = rng.choice(NUM_CLASSES, size=2, replace=False).tolist()
                 writer.write(records.make_sequence_example(f"v{shard}-{index}", labels, codes)
                              .SerializeToString())
-    return os.path.join(directory, "train*.tfrecord")
-
-
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
+    return os.path.join(directory, f"{prefix}*.tfrecord")
 
 
 def _train_flags(train_dir, pattern, max_steps):
@@ -75,19 +68,21 @@ def _train_flags(train_dir, pattern, max_steps):
             "--average_replica_gradients"]
 
 
-def _start_workers(workspace, train_dir, pattern, max_steps, run_name):
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+def _launch(command, workspace, run_name):
+    """Starts `python COMMAND...` as the two workers of a cluster on 127.0.0.1 (logs in
+    workspace/<run_name>-worker<i>.log); returns [(process, log)]."""
     workers = []
-    for index in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": index}}))
+    for index, tf_config in enumerate(multi_worker.local_tf_configs(2)):
+        env = dict(os.environ, PYTHONPATH=REPO, TF_CONFIG=tf_config)
         log = open(workspace / f"{run_name}-worker{index}.log", "w+")
-        process = subprocess.Popen(
-            [sys.executable, "train.py", *_train_flags(train_dir, pattern, max_steps)],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
-        workers.append((process, log))
+        workers.append((subprocess.Popen([sys.executable, *command], cwd=REPO, env=env,
+                                         stdout=log, stderr=subprocess.STDOUT, text=True), log))
     return workers
+
+
+def _start_workers(workspace, train_dir, pattern, max_steps, run_name):
+    return _launch(["train.py", *_train_flags(train_dir, pattern, max_steps)], workspace,
+                   run_name)
 
 
 def _diagnosis(log):
@@ -156,7 +151,14 @@ def test_restarted_workers_resume_and_both_finish(runs):
     train_dir, final_step = runs["train_dir"], runs["final_step"]
     for index, (returncode, log) in enumerate(runs["run2"]):
         assert returncode == 0, f"worker {index}:\n{_diagnosis(log)}"
+        assert (f"Worker {index} of 2 reads its share of 2 file(s) (by files) in batches of "
+                f"{BATCH_PER_WORKER}") in log, _diagnosis(log)
         assert f"Resumed from {runs['resumed_from']} at step {runs['resumed_step']}" in log
+        assert "the data restarts from its beginning" not in log, _diagnosis(log)
+        # Its own input position, written by itself beside the chief's checkpoint.
+        position = os.path.join(train_dir, multi_worker.InputPositions.DIRECTORY,
+                                f"worker-{index}", f"position-{runs['resumed_step']}.index")
+        assert os.path.exists(position)
         # Each worker reports the checkpoint the chief wrote. (A worker still exiting when the
         # chief has gone may log the chief's coordination service as unreachable after this.)
         assert (f"\ntrain.py: stopped at step {final_step} (max_steps); checkpoint "
@@ -168,10 +170,20 @@ def test_restarted_workers_resume_and_both_finish(runs):
     assert tf.train.latest_checkpoint(train_dir) == os.path.join(train_dir, f"ckpt-{final_step}")
 
 
+def _shard_batches(pattern, data, worker, skip):
+    """Worker `worker`'s training batches (its share: file `worker` of 2) after the first `skip`,
+    built from the readers here, independently of the saved input positions."""
+    dataset = inputs.training_dataset(inputs.require_files(pattern, "pattern"), data,
+                                      BATCH_PER_WORKER, num_epochs=1000, seed=SEED,
+                                      shard=(worker, 2))
+    return iter(dataset.skip(skip))
+
+
 def test_final_checkpoint_equals_one_replica_continuing_the_same_batches(runs, tmp_path):
-    """Two workers x 4 examples all-reduced == one replica with the global batch of 8: restore
-    the checkpoint run 2 started from (model, Adam slots, input position) and train the same
-    steps here; the weights must match the checkpoint the workers wrote."""
+    """Two workers x 4 examples all-reduced == one replica with the global batch of 8 made of the
+    two workers' batches: restore the checkpoint run 2 started from (model, Adam slots), position
+    each worker's share after the batches trained before it, and train the same steps here; the
+    weights must match the checkpoint the workers wrote."""
     train_dir = runs["train_dir"]
     reference_dir = str(tmp_path / "reference")
     os.makedirs(reference_dir)
@@ -183,29 +195,79 @@ def test_final_checkpoint_equals_one_replica_continuing_the_same_batches(runs, t
         handle.write(f"model_checkpoint_path: \"{name}\"\nall_model_checkpoint_paths: \"{name}\"\n")
     with open(os.path.join(train_dir, "model_flags.json")) as handle:
         model_flags = json.load(handle)
+    data = DataConfig(feature_names=("rgb", "audio"), feature_sizes=(1024, 128),
+                      frame_features=True, num_classes=NUM_CLASSES, max_frames=MAX_FRAMES)
     config = TrainConfig(
-        train_dir=reference_dir, train_data_pattern=runs["pattern"],
-        data=DataConfig(feature_names=("rgb", "audio"), feature_sizes=(1024, 128),
-                        frame_features=True, num_classes=NUM_CLASSES, max_frames=MAX_FRAMES),
+        train_dir=reference_dir, train_data_pattern=runs["pattern"], data=data,
         model="FrameLevelLogisticModel", model_hparams=model_flags["hparams"],
         batch_size=2 * BATCH_PER_WORKER, base_learning_rate=0.1, num_epochs=1000,
         max_steps=runs["final_step"], export_model_steps=SAVE_EVERY, shuffle_seed=SEED,
-        log_every_steps=1, distribution_strategy="one_device")
-    result = trainer.train(config)
-    assert result.step == runs["final_step"]
-    assert os.path.basename(result.checkpoint) == f"ckpt-{runs['final_step']}"
+        log_every_steps=1, distribution_strategy="one_device", checkpoint_input_pipeline=False)
+    reference = trainer.Trainer(config)
+    assert reference.step == runs["resumed_step"]
+    shares = [_shard_batches(runs["pattern"], data, worker, runs["resumed_step"])
+              for worker in range(2)]
+    for _ in range(runs["final_step"] - runs["resumed_step"]):
+        halves = [next(share) for share in shares]
+        reference.train_step({key: tf.concat([half[key] for half in halves], 0)
+                              for key in halves[0]})
+    assert reference.step == runs["final_step"]
+    reference_checkpoint = reference.checkpoint.write(str(tmp_path / "reference_final"))
     workers_checkpoint = os.path.join(train_dir, f"ckpt-{runs['final_step']}")
-    reference = dict(tf.train.list_variables(result.checkpoint))
+    names = dict(tf.train.list_variables(reference_checkpoint))
     compared = 0
     for name, _ in tf.train.list_variables(workers_checkpoint):
         if name.startswith("model/") or name.startswith("optimizer/"):
+            assert name in names
             np.testing.assert_allclose(
                 tf.train.load_variable(workers_checkpoint, name),
-                tf.train.load_variable(result.checkpoint, name), rtol=1e-4, atol=1e-6,
+                tf.train.load_variable(reference_checkpoint, name), rtol=1e-4, atol=1e-6,
                 err_msg=name)
-            assert name in reference
             compared += 1
     assert compared >= 4  # weights, biases and their Adam slots at least
+
+
+# ----------------------------------------------------------------------------------------------
+# Each worker parses only its share: counted.
+
+
+@pytest.fixture(scope="module")
+def input_run(tmp_path_factory):
+    """Two workers read one epoch of two data sets through the trainer's pipeline: 2 files of 16
+    videos (split by files) and 1 file of 24 videos (fewer files than workers: split by
+    records)."""
+    workspace = tmp_path_factory.mktemp("multi_worker_input")
+    by_files = _write_data(str(workspace), shards=2, videos_per_shard=16, prefix="two")
+    by_records = _write_data(str(workspace), shards=1, videos_per_shard=24, prefix="one")
+    workers = _launch([os.path.join(REPO, "tests", "training", "multi_worker_input_worker.py"),
+                       str(workspace), str(workspace / "train"), by_files, by_records],
+                      workspace, "input")
+    outputs = _finish(workers, time.time() + RUN_TIMEOUT_SECS)
+    for index, (returncode, log) in enumerate(outputs):
+        assert returncode == 0, f"worker {index}:\n{_diagnosis(log)}"
+    reports = []
+    for index in range(2):
+        with open(workspace / f"worker{index}.json") as handle:
+            reports.append(json.load(handle))
+    return reports, by_files, by_records
+
+
+@pytest.mark.parametrize("split, total", [("by files", 32), ("by records", 24)])
+def test_workers_parse_disjoint_shares_covering_one_epoch(input_run, split, total):
+    reports, by_files, by_records = input_run
+    pattern = by_files if split == "by files" else by_records
+    shares = [report[pattern] for report in reports]
+    assert [share["shard"] for share in shares] == [[0, 2], [1, 2]]
+    counts = [len(share["ids"]) for share in shares]
+    assert counts == [total // 2, total // 2]              # each worker parsed half, counted
+    ids = [set(share["ids"]) for share in shares]
+    assert all(len(worker_ids) == count for worker_ids, count in zip(ids, counts))  # once each
+    assert not ids[0] & ids[1]                             # disjoint
+    expected = ({f"v{shard}-{index}" for shard in range(2) for index in range(16)}
+                if split == "by files" else {f"v0-{index}" for index in range(24)})
+    assert ids[0] | ids[1] == expected                     # together: the whole epoch
+    if split == "by files":                                # worker i reads file i
+        assert ids[0] == {f"v0-{index}" for index in range(16)}
 
 
 def test_tf_config_errors_say_what_is_wrong():
@@ -249,17 +311,8 @@ def test_single_machine_strategies_are_left_alone():
 @pytest.fixture(scope="module")
 def model_parallel_run(tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("model_parallel")
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-    workers = []
-    for index in range(2):
-        env = dict(os.environ, PYTHONPATH=REPO, TF_CONFIG=json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        log = open(output_dir / f"worker{index}.log", "w+")
-        workers.append((subprocess.Popen(
-            [sys.executable, os.path.join(REPO, "tests", "training", "multi_worker_mod_worker.py"),
-             str(output_dir)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-            text=True), log))
+    workers = _launch([os.path.join(REPO, "tests", "training", "multi_worker_mod_worker.py"),
+                       str(output_dir)], output_dir, "model_parallel")
     outputs = _finish(workers, time.time() + RUN_TIMEOUT_SECS)
     return output_dir, outputs
 
@@ -363,33 +416,25 @@ MOD_TREE_FLAGS = ["--model=MixtureModel", "--mixture_base_model=FrameLevelLogist
 
 @pytest.fixture(scope="module")
 def train_py_model_parallel_run(tmp_path_factory):
-    """Two train.py workers, each placing the 2x2 tree's sub-trees on its two logical CPUs; a
-    checkpoint after each of 2 steps."""
+    """Two train.py workers, each placing the 2x2 tree's sub-trees on its two logical CPUs and
+    reading its own share of the data; a checkpoint after each of 2 steps."""
     workspace = tmp_path_factory.mktemp("train_py_model_parallel")
     pattern = _write_data(str(workspace))
     train_dir = str(workspace / "train")
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     flags = [flag for flag in _train_flags(train_dir, pattern, 2)
              if not flag.startswith(("--model=", "--export_model_steps",
                                      "--average_replica_gradients"))]
-    workers = []
-    for index in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        log = open(workspace / f"worker{index}.log", "w+")
-        workers.append((subprocess.Popen(
-            [sys.executable, "train.py", *flags, *MOD_TREE_FLAGS, "--export_model_steps=1"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True), log))
+    workers = _launch(["train.py", *flags, *MOD_TREE_FLAGS, "--export_model_steps=1"],
+                      workspace, "mod_tree")
     outputs = _finish(workers, time.time() + RUN_TIMEOUT_SECS)
     return dict(train_dir=train_dir, pattern=pattern, outputs=outputs)
 
 
 def test_train_py_trains_a_placed_mod_tree_one_model_per_worker(train_py_model_parallel_run,
                                                                tmp_path):
-    """Step 2 of the workers == the reference from their checkpoint 1: the next global batch's
-    halves (one per worker, batch norm on each half alone), gradients summed, per-variable
-    clipping, Adam, moving statistics averaged."""
+    """Step 2 of the workers == the reference from their checkpoint 1: each worker's second batch
+    of its share (batch norm on each alone), gradients summed, per-variable clipping, Adam,
+    moving statistics averaged."""
     run = train_py_model_parallel_run
     train_dir = run["train_dir"]
     for index, (returncode, log) in enumerate(run["outputs"]):
@@ -408,26 +453,25 @@ def test_train_py_trains_a_placed_mod_tree_one_model_per_worker(train_py_model_p
         handle.write('model_checkpoint_path: "ckpt-1"\nall_model_checkpoint_paths: "ckpt-1"\n')
     with open(os.path.join(train_dir, "model_flags.json")) as handle:
         model_flags = json.load(handle)
+    data = DataConfig(feature_names=("rgb", "audio"), feature_sizes=(1024, 128),
+                      frame_features=True, num_classes=NUM_CLASSES, max_frames=MAX_FRAMES)
     config = TrainConfig(
-        train_dir=reference_dir, train_data_pattern=run["pattern"],
-        data=DataConfig(feature_names=("rgb", "audio"), feature_sizes=(1024, 128),
-                        frame_features=True, num_classes=NUM_CLASSES, max_frames=MAX_FRAMES),
+        train_dir=reference_dir, train_data_pattern=run["pattern"], data=data,
         model="MixtureModel", model_hparams=model_flags["hparams"],
         batch_size=2 * BATCH_PER_WORKER, base_learning_rate=0.1, num_epochs=1000,
-        shuffle_seed=SEED, distribution_strategy="none")
+        shuffle_seed=SEED, distribution_strategy="none", checkpoint_input_pipeline=False)
     reference = trainer.Trainer(config)
     assert reference.step == 1
-    batch = next(reference.iterator)  # the input position was restored with checkpoint 1
+    halves = [next(_shard_batches(run["pattern"], data, worker, 1)) for worker in range(2)]
     model = reference.model
     statistics = [v for v in model.non_trainable_variables if v.dtype.is_floating]
     start_statistics = [v.numpy() for v in statistics]
     gradients, end_statistics = [], []
-    for part in (slice(0, BATCH_PER_WORKER), slice(BATCH_PER_WORKER, 2 * BATCH_PER_WORKER)):
+    for half in halves:
         for variable, value in zip(statistics, start_statistics):
             variable.assign(value)
-        half = {key: value[part] for key, value in batch.items()}
         with tf.GradientTape() as tape:
-            outputs = model(inputs.model_inputs(half, config.data), training=True)
+            outputs = model(inputs.model_inputs(half, data), training=True)
             loss = objective.training_loss(model, outputs, half["labels"], None,
                                            reference.label_loss, 1.0)["total_loss"]
         gradients.append(tape.gradient(loss, model.trainable_variables))

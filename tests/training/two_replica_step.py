@@ -31,7 +31,7 @@ def main(data_dir, output, average, precision):
     batch = next(run.iterator)
     layer = run.model.get_layer("logistic")
     before = [layer.kernel.numpy(), layer.bias.numpy()]
-    run._step_function(batch)  # split over the two replicas inside
+    run.train_step(batch)  # split over the two replicas inside
     np.savez(output, mean_rgb=batch["mean_rgb"].numpy(), mean_audio=batch["mean_audio"].numpy(),
              labels=batch["labels"].numpy(), kernel_before=before[0], bias_before=before[1],
              kernel_after=layer.kernel.numpy(), bias_after=layer.bias.numpy())

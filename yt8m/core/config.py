@@ -50,7 +50,9 @@ class TrainConfig:
         "2.5e6 works as in the starter.")
     num_epochs: int = option(5, "Passes over the training data.", lower=1)
     max_steps: Optional[int] = option(
-        None, "Stop at this global step (after the data runs out at the latest).", lower=1)
+        None, "Stop at this global step (after the data runs out at the latest). --max_step "
+        "(Willow's README spelling, an abbreviation its TF 1.0 flags accepted) is an alias.",
+        lower=1, aliases=("max_step",))
     regularization_penalty: float = option(
         1.0, "Weight of the models' regularization losses in the total loss.")
     label_loss: str = option(
@@ -82,6 +84,9 @@ class TrainConfig:
         "position of the epoch (costs the shuffle buffer's size on disk).")
     dequantize_in_step: bool = option(
         True, "Frame features travel as uint8 and are dequantized inside the train step.")
+    device_prefetch: bool = option(
+        True, "Copy the next batch to the replicas' devices while a step runs (never before a "
+        "checkpoint, so resume stays exact); on CPUs there is nothing to copy.")
     shuffle_seed: Optional[int] = option(
         None, "Seed of the input shuffling and model initialisation (reproducible runs).")
     mixed_precision: str = option(
@@ -95,6 +100,29 @@ class TrainConfig:
         "default", "default: mirrored over the local GPUs (--num_gpu of them; or over "
         "--num_cpu_devices), else one device.",
         choices=DISTRIBUTION_STRATEGIES)
+
+
+_RECORDED_HELP = ("train.py's flag, accepted as the references' eval/inference commands repeat it: "
+                  "the model is rebuilt from --train_dir's model_flags.json, and a value that "
+                  "differs from the record is ignored with a warning.")
+
+
+def _recorded(group, name):
+    return override(group, name, None, help=_RECORDED_HELP)
+
+
+@dataclasses.dataclass
+class RecordedModelFlags:
+    """train.py's model flags on the command line of a tool that rebuilds the model from a train
+    dir (eval.py, inference.py); None = not given. The model's hyper-parameter flags join them
+    (frame_level_models.hparams)."""
+    model: Optional[str] = _recorded(TrainConfig, "model")
+    frame_features: Optional[bool] = _recorded(InputFeatures, "frame_features")
+    feature_names: Optional[tuple[str, ...]] = _recorded(InputFeatures, "feature_names")
+    feature_sizes: Optional[tuple[int, ...]] = _recorded(InputFeatures, "feature_sizes")
+    num_classes: Optional[int] = _recorded(InputFeatures, "num_classes")
+    max_frames: Optional[int] = _recorded(InputFeatures, "max_frames")
+    label_loss: Optional[str] = _recorded(TrainConfig, "label_loss")
 
 
 @dataclasses.dataclass

@@ -76,11 +76,12 @@ class OptionSpec:
     parse: Optional[Callable[[Any, str], Any]] = None
     required: bool = False
     deprecated_aliases: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    aliases: tuple = ()
 
 
 def option(default=dataclasses.MISSING, help="", *, default_factory=dataclasses.MISSING,
            choices=None, lower=None, upper=None, flag=None, parse=None, required=False,
-           deprecated_aliases=None):
+           deprecated_aliases=None, aliases=()):
     """A dataclass field that is also a command-line flag.
 
     help: the flag's help text (required). choices: allowed values (an enum flag). lower/upper:
@@ -88,13 +89,14 @@ def option(default=dataclasses.MISSING, help="", *, default_factory=dataclasses.
     `(flag value, '--flag') -> field value`, raising ValueError naming the flag (list flags
     default to converting every item to the field's item type). required: the flag must be given.
     deprecated_aliases: {old boolean flag: the value it stands for}; setting one prints a one-line
-    notice and sets this option.
+    notice and sets this option. aliases: other names of the same flag (absl alias flags: a
+    reference's own spelling, e.g. Willow's --max_step); the last one given wins.
     """
     if not help:
         raise TypeError("option() needs a help text")
     spec = OptionSpec(help=help, choices=tuple(choices) if choices is not None else None,
                       lower=lower, upper=upper, flag=flag, parse=parse, required=required,
-                      deprecated_aliases=dict(deprecated_aliases or {}))
+                      deprecated_aliases=dict(deprecated_aliases or {}), aliases=tuple(aliases))
     return dataclasses.field(default=default, default_factory=default_factory,
                              metadata={_METADATA_KEY: spec})
 
@@ -169,10 +171,10 @@ def option_fields(config_class):
 
 
 def flag_names(config_class):
-    """The flags `define_flags(config_class, ...)` defines (deprecated aliases last)."""
+    """The flags `define_flags(config_class, ...)` defines (aliases last)."""
     names = [name for _, _, name, _, _ in option_fields(config_class)]
     return names + [alias for _, spec, _, _, _ in option_fields(config_class)
-                    for alias in spec.deprecated_aliases]
+                    for alias in (*spec.deprecated_aliases, *spec.aliases)]
 
 
 # ----------------------------------------------------------------------------- generation
@@ -202,6 +204,8 @@ def define_flags(config_class, flag_values=flags.FLAGS):
             flags.mark_flag_as_required(name, flag_values=flag_values)
         for alias, value in spec.deprecated_aliases.items():
             flags.DEFINE_bool(alias, False, f"Deprecated: use --{name}={value}.", **common)
+        for alias in spec.aliases:
+            flags.DEFINE_alias(alias, name, **common)
     return flag_names(config_class)
 
 

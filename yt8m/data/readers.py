@@ -53,18 +53,19 @@ def _video_ids(parsed, filenames):
 
 
 def _multi_hot(labels, num_classes, filenames, video_ids):
-    """SparseTensor of class indices [B, ?] -> float32 multi-hot [B, num_classes], range checked."""
-    out_of_range = (labels.values < 0) | (labels.values >= num_classes)
-    bad_rows = tf.math.unsorted_segment_max(
-        tf.cast(out_of_range, tf.int32), labels.indices[:, 0],
-        tf.shape(video_ids)[0]) > 0
+    """SparseTensor of class indices [B, ?] -> float32 multi-hot [B, num_classes], range checked.
 
-    def problem(row):
-        in_row = tf.equal(labels.indices[:, 0], tf.cast(row, tf.int64)) & out_of_range
-        value = tf.boolean_mask(labels.values, in_row)[0]
-        return tf.strings.join(["label ", as_text(value), " is outside [0, num_classes=",
+    The check looks at the label values once; the row (file, video) of the first bad value is
+    only looked up to write the message."""
+    out_of_range = (labels.values < 0) | (labels.values >= num_classes)
+
+    def message():
+        first = tf.argmax(tf.cast(out_of_range, tf.int32), output_type=tf.int32)
+        row = tf.cast(labels.indices[first, 0], tf.int32)
+        return tf.strings.join([filenames[row], ": video ", video_ids[row], ": label ",
+                                as_text(labels.values[first]), " is outside [0, num_classes=",
                                 str(num_classes), ")"])
-    check = check_rows(bad_rows, filenames, video_ids, problem)
+    check = raise_if(tf.reduce_any(out_of_range), message)
     with tf.control_dependencies([check]):
         hot = tf.sparse.to_indicator(labels, num_classes)
     return tf.cast(hot, tf.float32), check
@@ -75,20 +76,30 @@ def _frame_features(feature_names):
 
 
 def _check_frames(strings, lengths, feature_names, feature_sizes, filenames, video_ids):
-    """Every frame of every feature holds exactly `size` bytes; all features have equal lengths."""
+    """Every frame of every feature holds exactly `size` bytes; all features have equal lengths.
+
+    One test per feature and batch: no frame is longer than `size` and the bytes add up to `size`
+    per frame, which together mean every frame has exactly `size` bytes (padding frames are "",
+    0 bytes). Which frame is wrong is only worked out to write the message."""
     checks = []
     first = feature_names[0]
     for name, size in zip(feature_names, feature_sizes):
         byte_counts = tf.strings.length(strings[name])  # [B, T]; padding frames are ""
-        valid = tf.sequence_mask(lengths[name], tf.shape(byte_counts)[1])
-        wrong = valid & tf.not_equal(byte_counts, size)
+        frames = lengths[name]
+        all_sized = ((tf.reduce_max(byte_counts) <= size)
+                     & (tf.reduce_sum(tf.cast(byte_counts, tf.int64))
+                        == size * tf.reduce_sum(tf.cast(frames, tf.int64))))
 
-        def problem(row, name=name, size=size, byte_counts=byte_counts, wrong=wrong):
+        def message(name=name, size=size, byte_counts=byte_counts, frames=frames):
+            valid = tf.sequence_mask(frames, tf.shape(byte_counts)[1])
+            wrong = valid & tf.not_equal(byte_counts, size)
+            row = tf.argmax(tf.cast(tf.reduce_any(wrong, axis=1), tf.int32), output_type=tf.int32)
             frame = tf.argmax(tf.cast(wrong[row], tf.int32), output_type=tf.int32)
             return tf.strings.join([
-                "feature ", name, " frame ", as_text(frame), " has ",
-                as_text(byte_counts[row, frame]), " bytes, expected ", str(size)])
-        checks.append(check_rows(tf.reduce_any(wrong, axis=1), filenames, video_ids, problem))
+                filenames[row], ": video ", video_ids[row], ": feature ", name, " frame ",
+                as_text(frame), " has ", as_text(byte_counts[row, frame]), " bytes, expected ",
+                str(size)])
+        checks.append(raise_if(tf.logical_not(all_sized), message))
         if name != first:
             def unequal(row, name=name):
                 return tf.strings.join([
@@ -209,11 +220,17 @@ class _Reading:
     skip_corrupted: bool
     num_parallel_reads: typing.Optional[int]
     shuffle_buffer_size: typing.Optional[int]
+    shard: typing.Optional[typing.Tuple[int, int]] = None  # (index, count): this reader's share
 
     def __post_init__(self):
         for name in ("num_epochs", "num_parallel_reads", "shuffle_buffer_size"):
             if getattr(self, name) is not None:
                 _check_positive(name, getattr(self, name))
+        if self.shard is not None:
+            index, count = self.shard
+            if not (isinstance(index, int) and isinstance(count, int) and 0 <= index < count):
+                raise ValueError(f"shard must be (index, count) with 0 <= index < count, "
+                                 f"got {self.shard!r}")
 
     @property
     def deterministic(self):
@@ -223,13 +240,25 @@ class _Reading:
         return self.shuffle_buffer_size or 5 * batch_size  # the starter's queue capacity
 
     def named_records(self, file_pattern, parse_batch, batch_size):
-        """(filename, record) pairs, shuffled at record level when asked."""
-        named = named_records(list_files(file_pattern), shuffle=self.shuffle, seed=self.seed,
-                              num_epochs=self.num_epochs,
+        """(filename, record) pairs of this reader's share, shuffled at record level when asked.
+
+        With `shard=(index, count)` the share is every count-th file from `index` when there are
+        at least `count` files (only those are read), else every count-th record (every file is
+        read, only the share goes on to be parsed); either way the `count` shares are disjoint
+        and cover the data once per epoch (all readers must list the same files, and shuffle
+        with the same seed for a record split).
+        """
+        files = list_files(file_pattern)
+        index, count = self.shard or (0, 1)
+        by_files = len(files) >= count
+        named = named_records(files[index::count] if by_files else files, shuffle=self.shuffle,
+                              seed=self.seed, num_epochs=self.num_epochs,
                               num_parallel_reads=self.num_parallel_reads,
                               deterministic=self.deterministic,
                               skip_corrupted=self.skip_corrupted,
                               validate=_validator(parse_batch))
+        if not by_files:
+            named = named.shard(count, index)
         if self.shuffle:
             named = named.shuffle(self.buffer_size(batch_size), seed=self.seed)
         return named
@@ -277,7 +306,7 @@ def frame_dataset(file_pattern, batch_size, num_classes=records.DEFAULT_NUM_CLAS
                   feature_names=records.DEFAULT_FEATURE_NAMES,
                   feature_sizes=records.DEFAULT_FEATURE_SIZES, shuffle=False, num_epochs=1, *,
                   dequantize=True, skip_corrupted=False, num_parallel_reads=None, seed=None,
-                  drop_remainder=False, shuffle_buffer_size=None, frame_buckets=()):
+                  drop_remainder=False, shuffle_buffer_size=None, frame_buckets=(), shard=None):
     """Frame-level SequenceExamples -> batches of dicts (see docs/design.md "Batches").
 
     Yields `id` string [B], one [B, max_frames, size] tensor per feature (float32 dequantized, or
@@ -286,12 +315,14 @@ def frame_dataset(file_pattern, batch_size, num_classes=records.DEFAULT_NUM_CLAS
     `frame_buckets` (bucket upper bounds, e.g. (60, 120, 180, 240, 300); empty: off) batches
     videos of similar length together and cuts the frame axis to the bucket's bound instead of
     max_frames (yt8m.data.bucketing): same values per video, less padding, another order.
+    `shard=(index, count)` reads only this reader's share of the data (multi-worker training:
+    see `_Reading.named_records`).
     """
     feature_names, feature_sizes = _check_feature_args(feature_names, feature_sizes)
     parse_batch = frame_batch_parser(num_classes, max_frames, feature_names, feature_sizes,
                                      dequantize)
     reading = _Reading(shuffle, num_epochs, seed, skip_corrupted, num_parallel_reads,
-                       shuffle_buffer_size)
+                       shuffle_buffer_size, shard)
     bounds = bucketing.parse_boundaries(frame_buckets, max_frames, flag_name="frame_buckets")
     if not bounds:
         return reading.batches(file_pattern, parse_batch, batch_size, drop_remainder)
@@ -308,8 +339,10 @@ def video_dataset(file_pattern, batch_size, num_classes=records.DEFAULT_NUM_CLAS
                   feature_names=records.VIDEO_FEATURE_NAMES,
                   feature_sizes=records.DEFAULT_FEATURE_SIZES, shuffle=False, num_epochs=1, *,
                   skip_corrupted=False, num_parallel_reads=None, seed=None, drop_remainder=False,
-                  shuffle_buffer_size=None):
-    """Video-level Examples -> batches of {id, <feature> float32 [B, size], labels [B, V]}."""
+                  shuffle_buffer_size=None, shard=None):
+    """Video-level Examples -> batches of {id, <feature> float32 [B, size], labels [B, V]}.
+
+    `shard=(index, count)`: only this reader's share, as in `frame_dataset`."""
     feature_names, feature_sizes = _check_feature_args(feature_names, feature_sizes)
     _check_positive("num_classes", num_classes)
     features = _id_features()
@@ -326,7 +359,7 @@ def video_dataset(file_pattern, batch_size, num_classes=records.DEFAULT_NUM_CLAS
         return after([id_check, label_check], batch)
 
     reading = _Reading(shuffle, num_epochs, seed, skip_corrupted, num_parallel_reads,
-                       shuffle_buffer_size)
+                       shuffle_buffer_size, shard)
     return reading.batches(file_pattern, parse_batch, batch_size, drop_remainder)
 
 
@@ -470,7 +503,7 @@ def segment_dataset(file_pattern, batch_size, num_classes=records.DEFAULT_NUM_CL
                     feature_sizes=records.DEFAULT_FEATURE_SIZES, shuffle=False, num_epochs=1, *,
                     max_frames=None, dequantize=True, skip_corrupted=False,
                     num_parallel_reads=None, seed=None, drop_remainder=False,
-                    shuffle_buffer_size=None):
+                    shuffle_buffer_size=None, shard=None):
     """Segment-level batches from frame-level SequenceExamples (2019 rated files).
 
     mode="rated": one element per rated segment (the rated (class, score) pairs grouped by start
@@ -480,14 +513,15 @@ def segment_dataset(file_pattern, batch_size, num_classes=records.DEFAULT_NUM_CL
     mode="all": every `segment_size`-frame segment of every video (of its first `max_frames`
       frames when given): {id, segment_start, <features>, num_frames, labels (video labels)}.
     `num_frames` is `segment_size`, fewer where the video ends inside the segment. With
-    `shuffle`, videos and then segments are shuffled.
+    `shuffle`, videos and then segments are shuffled. `shard=(index, count)`: only this reader's
+    share of the videos, as in `frame_dataset`.
     """
     parse_segments = segment_batch_parser(num_classes, mode, segment_size, feature_names,
                                           feature_sizes, max_frames=max_frames,
                                           dequantize=dequantize)
     _check_positive("batch_size", batch_size)
     reading = _Reading(shuffle, num_epochs, seed, skip_corrupted, num_parallel_reads,
-                       shuffle_buffer_size)
+                       shuffle_buffer_size, shard)
     segments = (reading.named_records(file_pattern, parse_segments, batch_size)
                 .batch(_SEGMENT_PARSE_VIDEOS, num_parallel_calls=AUTOTUNE,
                        deterministic=reading.deterministic)

@@ -64,23 +64,28 @@ def file_sizes(files):
     return [stat.length for stat in stats]
 
 
-def _file_chunks(filename, size):
-    """(records [n], is_end, bytes_left) chunks of one file, then an empty end chunk.
+def _file_chunks(filename, size, process_chunk):
+    """`process_chunk(records, bytes_left)` of each chunk of up to _CHUNK_RECORDS records of one
+    file, then of an empty end chunk: `bytes_left` = the file's bytes not read yet after the
+    chunk, 0 at the end unless a corrupted or truncated record stopped the reading.
 
-    On the end chunk `bytes_left` is the file size minus the bytes read: 0 unless a corrupted or
-    truncated record stopped the reading.
+    One tf.data function call per chunk, never per record (a call costs more than reading the
+    record); batching and unbatching move the records, they are not copied.
     """
-    chunks = tf.data.TFRecordDataset(
-        filename, buffer_size=_READ_BUFFER_BYTES).ignore_errors().batch(_CHUNK_RECORDS)
-    end = tf.data.Dataset.from_tensors((tf.zeros([0], tf.string), True))
-    marked = tf.data.Dataset.zip((chunks, tf.data.Dataset.from_tensors(False).repeat()))
+    chunks = (tf.data.TFRecordDataset(filename, buffer_size=_READ_BUFFER_BYTES).ignore_errors()
+              .batch(_CHUNK_RECORDS)
+              .concatenate(tf.data.Dataset.from_tensors(tf.zeros([0], tf.string))))
 
-    def count_bytes(offset, chunk):
-        records, is_end = chunk
+    def count_bytes(offset, records):
         record_bytes = tf.cast(tf.strings.length(records), tf.int64) + _TFRECORD_OVERHEAD_BYTES
-        return offset + tf.reduce_sum(record_bytes), (records, is_end, size - offset)
+        offset += tf.reduce_sum(record_bytes)
+        return offset, process_chunk(records, size - offset)
 
-    return marked.concatenate(end).scan(tf.constant(0, tf.int64), count_bytes)
+    return chunks.scan(tf.constant(0, tf.int64), count_bytes)
+
+
+def _is_end(records):
+    return tf.equal(tf.size(records), 0)  # the only empty chunk is the end chunk
 
 
 def _truncation_message(filename, bytes_left, size):
@@ -92,11 +97,12 @@ def _truncation_message(filename, bytes_left, size):
 
 def _checked_file(filename, size):
     """(filename, record) of one file; a short read fails naming the file."""
-    def check_chunk(records, is_end, bytes_left):
-        ok = checks.raise_if(is_end & (bytes_left != 0),
+    def check_end(records, bytes_left):
+        ok = checks.raise_if(_is_end(records) & (bytes_left != 0),
                              lambda: _truncation_message(filename, bytes_left, size))
         return checks.after([ok], (tf.fill(tf.shape(records), filename), records))
-    return _file_chunks(filename, size).map(check_chunk).unbatch()
+
+    return _file_chunks(filename, size, check_end).unbatch()
 
 
 def _skipping_file(filename, size, validate):
@@ -106,7 +112,8 @@ def _skipping_file(filename, size, validate):
     the gap in record indices counts it. A last row (is_end) carries the count of records dropped
     since the previous row and the unreadable bytes left in the file.
     """
-    def to_rows(records, is_end, bytes_left):
+    def to_rows(records, bytes_left):
+        is_end = _is_end(records)
         rows = tf.concat([records, tf.fill([tf.cast(is_end, tf.int32)], "")], 0)
         return rows, tf.fill(tf.shape(rows), is_end), tf.fill(tf.shape(rows), bytes_left)
 
@@ -120,7 +127,7 @@ def _skipping_file(filename, size, validate):
         index, record, is_end, bytes_left = row
         return index + 1, (filename, record, is_end, index - expected_index, bytes_left)
 
-    return (_file_chunks(filename, size).map(to_rows).unbatch().enumerate()
+    return (_file_chunks(filename, size, to_rows).unbatch().enumerate()
             .map(check_row).ignore_errors()
             .scan(tf.constant(0, tf.int64), count_gaps))
 

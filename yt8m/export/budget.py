@@ -16,15 +16,15 @@ class SizeBudgetError(errors.InvalidInputError):
     pass
 
 
-def variable_bytes(variables, precision, min_elements, sparse_weights=0.0):
+def variable_bytes(variables, precision, selection, sparse_weights=0.0):
     """Bytes of variable data when `variables` are stored at `precision` (yt8m.export.storage)."""
-    return sum(storage.plan(variable, precision, min_elements, sparse_weights).stored_bytes
+    return sum(storage.plan(variable, precision, selection, sparse_weights).stored_bytes
                for variable in variables)
 
 
-def sizes_by_precision(variables, min_elements, sparse_weights=0.0):
+def sizes_by_precision(variables, selection, sparse_weights=0.0):
     """{precision: bytes} for float32, float16 and int8 storage of the same variables."""
-    return {precision: variable_bytes(variables, precision, min_elements, sparse_weights)
+    return {precision: variable_bytes(variables, precision, selection, sparse_weights)
             for precision in precision_lib.PRECISIONS}
 
 

@@ -67,6 +67,11 @@ class ExportConfig:
         1024.0, "Refuse the export if it would exceed this many MB (2**20 bytes).")
     min_low_precision_elements: int = options.option(
         precision_lib.DEFAULT_MIN_ELEMENTS, "Weight matrices with fewer values stay float32.")
+    float16_selection: str = options.option(
+        precision_lib.SIZE_SELECTION, "Which matrices --precision=float16 stores as float16: "
+        "size (every matrix with at least --min_low_precision_elements values) or boliu61 "
+        "(exactly the four tensors of boliu61's --float16_flag: the hidden layer and the MoE "
+        "gate, expert and probability-gating matrices).", choices=precision_lib.SELECTIONS)
     sparse_weights: float = options.option(
         0.0, "Store a large matrix with at least this fraction of zeros (a pruned one) as a bit "
         "mask + its non-zero values, when that is smaller; 0: off. Combines with any "
@@ -124,6 +129,11 @@ def _check_config(config, specs):
     if config.min_low_precision_elements < 1:
         raise errors.InvalidInputError("--min_low_precision_elements must be >= 1, got "
                                        f"{config.min_low_precision_elements}")
+    if (config.float16_selection != precision_lib.SIZE_SELECTION
+            and config.precision != precision_lib.FLOAT16):
+        raise errors.InvalidInputError(
+            f"--float16_selection={config.float16_selection} chooses the float16 tensors; it "
+            f"needs --precision=float16, not {config.precision}")
 
 
 def _check_output_outside_inputs(config, specs):
@@ -220,11 +230,12 @@ def _graph_bytes(signatures):
     return sum(function.graph.as_graph_def().ByteSize() for function in signatures.values())
 
 
-def build_ensemble(loaded, weights, precision, min_elements, num_classes, top_k=20,
+def build_ensemble(loaded, weights, precision, selection, num_classes, top_k=20,
                    sparse_weights=0.0):
-    """EnsembleModule over LoadedMembers (their models keep their float32 weights)."""
+    """EnsembleModule over LoadedMembers (their models keep their float32 weights); selection:
+    a precision.Selection (or the size rule's minimum element count)."""
     modules = [member_module.MemberModule(member.model, member.model_flags, precision,
-                                          min_elements, name=f"member_{index}",
+                                          selection, name=f"member_{index}",
                                           sparse_weights=sparse_weights)
                for index, member in enumerate(loaded)]
     return serving.EnsembleModule(modules, weights, num_classes, top_k=top_k)
@@ -254,13 +265,15 @@ def export_ensemble(config):
     _check_config(config, specs)
     loaded = [members_lib.load_member(spec) for spec in specs]
     num_classes = _check_members_agree(loaded)
-    min_elements = config.min_low_precision_elements
-    sizes = [budget.sizes_by_precision(member_module.unique_variables(member.model), min_elements,
+    selection = precision_lib.Selection(config.min_low_precision_elements,
+                                        config.float16_selection)
+    sizes = [budget.sizes_by_precision(member_module.unique_variables(member.model), selection,
                                        config.sparse_weights)
              for member in loaded]
     report = {
         "output_dir": config.output_dir,
         "precision": config.precision,
+        "float16_selection": config.float16_selection,
         "sparse_weights": config.sparse_weights,
         "num_classes": num_classes,
         "members": [{"member": member.spec.describe(), "model": member.model_flags.get("model"),
@@ -269,7 +282,7 @@ def export_ensemble(config):
     }
 
     float32_modules = [member_module.MemberModule(member.model, member.model_flags,
-                                                  precision_lib.FLOAT32, min_elements,
+                                                  precision_lib.FLOAT32, selection,
                                                   name=f"member_{index}")
                        for index, member in enumerate(loaded)]
     kept, weights = _choose_weights(config, float32_modules, num_classes,
@@ -281,7 +294,7 @@ def export_ensemble(config):
     report["weights"] = {loaded_member.spec.describe(): weight
                          for loaded_member, weight in zip(loaded, weights)}
 
-    ensemble = build_ensemble(loaded, weights, config.precision, min_elements, num_classes,
+    ensemble = build_ensemble(loaded, weights, config.precision, selection, num_classes,
                               config.top_k, config.sparse_weights)
     max_frames = int(ensemble.max_frames.numpy())
     report["max_frames"] = max_frames

@@ -117,7 +117,7 @@ def _fixed_frame_counts(model):
 class MemberModule(tf.Module):
     """A member's forward pass: frames -> predictions [B, V], reading large weights in `precision`."""
 
-    def __init__(self, model, model_flags, precision, min_elements, name, sparse_weights=0.0):
+    def __init__(self, model, model_flags, precision, selection, name, sparse_weights=0.0):
         super().__init__(name=name)
         precision_lib.check_precision(precision)
         self.member_name = name
@@ -125,7 +125,7 @@ class MemberModule(tf.Module):
         self.max_frames = int(model_flags.get("max_frames", 300))
         stored, kept, replaced, plans = [], [], [], []
         for variable in unique_variables(model):
-            plans.append((variable.name, storage.plan(variable, precision, min_elements,
+            plans.append((variable.name, storage.plan(variable, precision, selection,
                                                       sparse_weights)))
             stored_weight = storage.make_stored_weight(variable, plans[-1][1])
             if stored_weight is None:

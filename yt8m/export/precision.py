@@ -9,9 +9,16 @@ float32 weight matrix, and `read()` returns the float32 tensor the model compute
 values stay variables (not graph constants): a graph proto over 2 GB cannot be serialised, and a
 checkpoint-backed export loads lazily.
 
-Which variables get the low precision: trainable floating variables of rank >= 2 (kernels,
-centroids, gating matrices) with at least `min_elements` values. Biases and batch-norm statistics
-(rank 1, or not trainable) stay float32, as in the paper.
+Which variables get the low precision (a `Selection`):
+- "size" (the default): trainable floating variables of rank >= 2 (kernels, centroids, gating
+  matrices) with at least `min_elements` values. Biases and batch-norm statistics (rank 1, or not
+  trainable) stay float32, as in the paper.
+- "boliu61": exactly the four matrices boliu61/youtube-8m's --float16_flag creates as float16 (the
+  paper's code): the hidden layer after the pooling (hidden1_weights), the MoE classifier's gate
+  and expert matrices (gates/weights, experts/weights) and its probability gating
+  (gating_prob_weights), whatever their size; the NetVLAD cluster weights and centroids, the
+  context gating and every bias stay float32. A member without a MoE classifier gets only its
+  hidden layer.
 """
 import dataclasses
 from typing import Callable
@@ -28,6 +35,14 @@ INT8 = "int8"
 
 # 16384 values = 64 KiB in float32: below that the saving is not worth a cast per call.
 DEFAULT_MIN_ELEMENTS = 16384
+
+SIZE_SELECTION = "size"
+BOLIU61_SELECTION = "boliu61"
+SELECTIONS = (SIZE_SELECTION, BOLIU61_SELECTION)
+# Our variables in the roles of boliu61's float16 tensors: hidden1_weights/hidden1_weights,
+# gates/weights, experts/weights, gating_prob_weights (layer "hidden", MoeClassifier "moe").
+BOLIU61_VARIABLES = ("hidden/kernel", "moe/gate_kernel", "moe/expert_kernel",
+                     "moe/prob_gating_kernel")
 
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 _INT8_LEVELS = 127  # symmetric range [-127, 127]: zero is exact and the scale is max|w| / 127
@@ -71,10 +86,43 @@ def get(precision):
     return _PRECISIONS[check_precision(precision)]
 
 
-def is_low_precision_candidate(variable, min_elements):
-    """True for the weight matrices the low precision applies to (see the module docstring)."""
+def _is_matrix(variable):
     return (variable.trainable and variable.dtype.is_floating and variable.shape.rank is not None
-            and variable.shape.rank >= 2 and variable.shape.num_elements() >= min_elements)
+            and variable.shape.rank >= 2)
+
+
+def is_low_precision_candidate(variable, min_elements):
+    """True for the weight matrices the size rule selects (see the module docstring)."""
+    return _is_matrix(variable) and variable.shape.num_elements() >= min_elements
+
+
+def is_boliu61_variable(variable):
+    """True for the variables in the roles of boliu61's four float16 tensors."""
+    path = variable.name.split(":")[0]
+    return _is_matrix(variable) and any(path == name or path.endswith("/" + name)
+                                        for name in BOLIU61_VARIABLES)
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """Which variables a low-precision export stores in low precision (module docstring)."""
+    min_elements: int = DEFAULT_MIN_ELEMENTS  # of the size rule
+    preset: str = SIZE_SELECTION
+
+    def __post_init__(self):
+        if self.preset not in SELECTIONS:
+            raise ValueError(f"float16 selection {self.preset!r} is not one of "
+                             f"{', '.join(SELECTIONS)}")
+
+    def selects(self, variable):
+        if self.preset == BOLIU61_SELECTION:
+            return is_boliu61_variable(variable)
+        return is_low_precision_candidate(variable, self.min_elements)
+
+
+def as_selection(selection):
+    """A Selection from a Selection or a minimum element count (the size rule)."""
+    return selection if isinstance(selection, Selection) else Selection(int(selection))
 
 
 def storage_name(variable, suffix):

@@ -7,7 +7,8 @@ Three groups:
     sparse         a large matrix stored bit-packed (yt8m.export.sparse) with its values at the
                    export's precision: with --sparse_weights=S, when at least the fraction S of its
                    elements is zero as stored, and only if that takes fewer bytes than dense
-"Large" is `precision.is_low_precision_candidate` (rank >= 2, >= --min_low_precision_elements).
+"Large" is what the export's `precision.Selection` selects: the size rule (rank >= 2,
+>= --min_low_precision_elements) or the boliu61 preset (--float16_selection).
 The budget's estimate, the report and the module that is saved all follow the same `plan`.
 """
 import dataclasses
@@ -54,12 +55,13 @@ def _stored_nonzero(values, precision):
     return int(np.count_nonzero(precision_lib.get(precision).quantize(values)[0]))
 
 
-def plan(variable, precision, min_elements, sparse_weights=0.0):
-    """The storage of `variable` in an export at `precision` (see the module docstring)."""
+def plan(variable, precision, selection, sparse_weights=0.0):
+    """The storage of `variable` in an export at `precision` (see the module docstring);
+    selection: a precision.Selection, or the minimum element count of the size rule."""
     shape = tuple(variable.shape.as_list())
     num_elements = int(np.prod(shape))
     values = variable.numpy()
-    if not precision_lib.is_low_precision_candidate(variable, min_elements):
+    if not precision_lib.as_selection(selection).selects(variable):
         size = num_elements * variable.dtype.size
         return Plan(FLOAT32, variable.dtype.name, shape,
                     num_elements - int(np.count_nonzero(values)), size, size)

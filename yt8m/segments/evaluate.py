@@ -37,12 +37,18 @@ class SegmentEvaluation:
 
 
 def evaluate_submission(submission_file, eval_data_pattern, segment_label_ids="",
-                        k=metrics.SEGMENT_MAP_K):
-    """MAP@K of the CSV on the ratings of `eval_data_pattern` (whitelist: optional CSV path)."""
+                        k=metrics.SEGMENT_MAP_K, top_n=0, label_cache=""):
+    """MAP@K of the CSV on the ratings of `eval_data_pattern` (whitelist: optional CSV path);
+    top_n: keep only each class's first N segments of the CSV (0: all); label_cache: see
+    `ratings.cached_segment_ratings`."""
     if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
         raise errors.InvalidInputError(f"--top_k must be a positive integer, got {k!r}")
+    if top_n < 0:
+        raise errors.InvalidInputError(f"--top_n must be >= 0 (0: no cap), got {top_n}")
     submission = submission_lib.read_segment_submission(submission_file)
-    ratings = ratings_lib.read_segment_ratings(eval_data_pattern)
+    if top_n:
+        submission = {cls: segments[:top_n] for cls, segments in submission.items()}
+    ratings = ratings_lib.cached_segment_ratings(eval_data_pattern, label_cache)
     whitelist = (submission_lib.read_segment_whitelist(segment_label_ids)
                  if segment_label_ids else None)
     aps = metrics.segment_average_precisions(submission, ratings, k=k, whitelist=whitelist)
@@ -61,6 +67,13 @@ class SegmentEvaluationOptions:
     top_k: int = options.override(TopK, "top_k", metrics.SEGMENT_MAP_K, help="K of MAP@K.")
     output_json: str = options.option(
         "", "Also write the result (with per-class APs) here.")
+    top_n: int = options.option(
+        0, "The starter's segment_eval_inference.py cap: read only each class's first N segments "
+        "of the CSV (0: all); MAP@K then scores them.", lower=0)
+    label_cache: str = options.option(
+        "", "The starter's label cache: the rated (segment, class, score) lines of "
+        "--eval_data_pattern, read instead of the records when the file exists, else written "
+        "after reading them. Empty: no cache.")
 
 
 def main():
@@ -79,8 +92,14 @@ def main():
                 inputs += [("--eval_data_pattern", path)
                            for path in tf.io.gfile.glob(given.eval_data_pattern)]
             files.check_output_path(given.output_json, "--output_json", inputs)
+        if given.label_cache and not tf.io.gfile.exists(given.label_cache):  # it will be written
+            files.check_output_path(given.label_cache, "--label_cache", [
+                ("--submission_file", given.submission_file)] + [
+                ("--eval_data_pattern", path) for path in tf.io.gfile.glob(
+                    given.eval_data_pattern or "")])
         result = evaluate_submission(given.submission_file, given.eval_data_pattern,
-                                     given.segment_label_ids, given.top_k)
+                                     given.segment_label_ids, given.top_k, given.top_n,
+                                     given.label_cache)
         if given.output_json:
             files.write_json_atomically(given.output_json, result.as_json())
         print(f"segment MAP@{result.k}: {result.map_at_k:.6f} over {result.num_classes} classes "

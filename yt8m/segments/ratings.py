@@ -9,6 +9,7 @@ import tensorflow as tf
 from yt8m import metrics
 from yt8m.training import inputs
 from yt8m.core import errors
+from yt8m.core import files
 
 _CONTEXT = {
     "id": tf.io.FixedLenFeature([], tf.string, default_value=""),
@@ -55,4 +56,42 @@ def read_segment_ratings(data_pattern, flag="--eval_data_pattern", batch_size=25
         raise errors.InvalidInputError(
             f"{flag}={data_pattern!r}: the files hold no segment ratings "
             "(segment_labels); use the 2019 segment-rated validate files")
+    return ratings
+
+
+def read_label_cache(path, flag="--label_cache"):
+    """The ratings of a label cache written by `write_label_cache` (the starter's
+    segment_eval_inference.py format: one `<video id>:<start>,<class>,<score>` line per rated
+    pair); errors name the file and line."""
+    ratings = {}
+    with tf.io.gfile.GFile(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                segment, cls, score = line.strip().split(",")
+                video_id, start = segment.rsplit(":", 1)
+                ratings[(video_id, int(start), int(cls))] = 1 if float(score) > 0 else 0
+            except ValueError:
+                raise errors.InvalidInputError(
+                    f"{flag}={path!r} line {number}: expected <video id>:<start>,<class>,<score>, "
+                    f"got {line.strip()[:80]!r}") from None
+    return ratings
+
+
+def write_label_cache(path, ratings):
+    """Writes `ratings` as a label cache (atomically), in key order."""
+    files.write_text_atomically(path, "".join(
+        f"{video_id}:{start},{cls},{score}\n"
+        for (video_id, start, cls), score in sorted(ratings.items())))
+
+
+def cached_segment_ratings(data_pattern, cache_path, flag="--eval_data_pattern"):
+    """The starter's --label_cache: the ratings of `cache_path` when it exists, else those of
+    `data_pattern`, then written to `cache_path` (no cache when it is empty)."""
+    if cache_path and tf.io.gfile.exists(cache_path):
+        return read_label_cache(cache_path)
+    ratings = read_segment_ratings(data_pattern, flag)
+    if cache_path:
+        write_label_cache(cache_path, ratings)
     return ratings

@@ -12,7 +12,7 @@ http(s) URL) score 0; each segment offers its `--top_k` best classes to those th
 whitelisted, with the score the starter's post-processing reads back from its text (`"%g"`: six
 significant digits); each class keeps its `--segment_max_pred` best segments.
 
-Where this differs from the starter (docs/training.md, "Deviations from the references"): equal
+Where this differs from the starter (docs/deviations.md): equal
 scores are ranked by the project's one order (yt8m.segments.top_k: video id, then start frame as a
 number), also at a class's cut-off, where the starter's heap kept the larger id text; rows come in
 ascending class order (the starter's: the order in which classes first got a segment); an empty

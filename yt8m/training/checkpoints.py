@@ -94,20 +94,32 @@ def restore_training_state(checkpoint_path, model, optimizer, description, data_
     _restore_matching(tf.train.Checkpoint(model=model, optimizer=optimizer,
                                           **(extra_objects or {})), checkpoint_path,
                       f"the weights and optimizer state of {description}")
-    if data_iterator is None:
-        return
+    if data_iterator is not None:
+        restore_input_position(checkpoint_path, data_iterator, input_signature)
+
+
+def restore_input_position(checkpoint_path, data_iterator, input_signature):
+    """Restores `data_iterator` from `checkpoint_path` when it holds a position saved for the same
+    input pipeline (`input_signature`); returns whether it did (otherwise the data restarts from
+    its beginning, with a warning)."""
+    if not tf.io.gfile.exists(checkpoint_path + ".index"):
+        logging.warning("%s does not exist: no input-pipeline position; the data restarts from "
+                        "its beginning.", checkpoint_path)
+        return False
     saved = dict(tf.train.list_variables(checkpoint_path))
     signature_key = "input_signature/.ATTRIBUTES/VARIABLE_VALUE"
     if signature_key not in saved:
         logging.warning("%s holds no input-pipeline position; the data restarts from its "
                         "beginning.", checkpoint_path)
-        return
+        return False
     saved_signature = tf.train.load_variable(checkpoint_path, signature_key)
     if saved_signature != input_signature.numpy():
-        logging.warning("%s was saved reading other data (files, batch size, epochs or seed "
-                        "changed); the data restarts from its beginning.", checkpoint_path)
-        return
+        logging.warning("%s was saved reading other data (files, batch size, epochs, seed or "
+                        "share of the workers changed); the data restarts from its beginning.",
+                        checkpoint_path)
+        return False
     tf.train.Checkpoint(data_iterator=data_iterator).restore(checkpoint_path).expect_partial()
+    return True
 
 
 def load_model(train_dir, checkpoint=None):

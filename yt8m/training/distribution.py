@@ -1,9 +1,12 @@
-"""tf.distribute set-up: logical CPU devices, strategy choice, feeding global batches to replicas.
+"""tf.distribute set-up: logical CPU devices, strategy choice, feeding batches to the replicas.
 
 Batches come from a plain tf.data iterator (checkpointable, so resume continues at the same
-position of the epoch) and are split across replicas here;
-`strategy.experimental_distribute_dataset`
-would prefetch to devices but its iterator cannot be saved in a checkpoint.
+position of the epoch), one per process: under multi-worker training each worker reads only its
+share of the data (`input_shard`). `DeviceFeeder` splits each batch over the process's replicas
+and places the slices on their devices, and can do so for the next batch while a step runs
+(device prefetch). TensorFlow's own device prefetch (`experimental_distribute_dataset`,
+`distribute_datasets_from_function`, `prefetch_to_device`) goes through iterators that cannot be
+saved in a checkpoint (OwnedMultiDeviceIterator is not trackable), which would lose exact resume.
 """
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
@@ -83,19 +86,81 @@ def make_strategy(name="default"):
     return tf.distribute.OneDeviceStrategy(devices[0])
 
 
+def input_shard(strategy):
+    """(worker index, workers): this process's share of the training data under multi-worker
+    training; None (all of it) otherwise."""
+    if not multi_worker.is_multi_worker(strategy):
+        return None
+    return (multi_worker.worker_index(strategy),
+            multi_worker.cluster_task_of(strategy).num_workers)
+
+
+def local_replicas(strategy):
+    """Replicas of this process (all of them, except under multi-worker training)."""
+    if multi_worker.is_multi_worker(strategy):
+        return len(strategy.extended.worker_devices)
+    return strategy.num_replicas_in_sync
+
+
+def _replica_devices(strategy):
+    """This process's replica devices, or None for the default strategy (no replicas: tensors
+    stay where the model's own placement, e.g. a MOD tree's, needs them)."""
+    if strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy():
+        return None
+    return strategy.extended.worker_devices
+
+
 def distribute_batch(strategy, batch):
-    """Splits a global batch (nest of tensors with a leading batch axis) evenly over replicas."""
-    num_replicas = strategy.num_replicas_in_sync
-    if num_replicas == 1:
-        return strategy.experimental_distribute_values_from_function(lambda _: batch)
+    """Splits this process's batch (nest of tensors with a leading batch axis) evenly over its
+    replicas; each slice is cut on the host and placed on its replica's device."""
+    devices = _replica_devices(strategy)
+    if devices is None:
+        return batch
+    count = len(devices)
 
     def replica_slice(context):
-        index = context.replica_id_in_sync_group
+        index = context.replica_id_in_sync_group % count  # its place among this worker's
 
         def slice_of(tensor):
-            size = tf.shape(tensor)[0] // num_replicas  # the trainer batches with drop_remainder
-            return tensor[index * size:(index + 1) * size]
+            size = tf.shape(tensor)[0] // count  # the trainer batches with drop_remainder
+            return tensor[index * size:(index + 1) * size] if count > 1 else tensor
 
-        return tf.nest.map_structure(slice_of, batch)
+        with tf.device(devices[index]):
+            return tf.nest.map_structure(lambda t: tf.identity(slice_of(t)), batch)
 
     return strategy.experimental_distribute_values_from_function(replica_slice)
+
+
+class DeviceFeeder:
+    """Batches of a host iterator, split over the replicas and placed on their devices.
+
+    `prefetch()` fetches and places the next batch now, typically right after a step was started,
+    so the copy to the devices overlaps the step (on GPUs; on CPUs there is nothing to copy).
+    The trainer calls it only when no checkpoint is written before the next step: a saved
+    iterator position then never includes a batch that was fetched but not trained on.
+    """
+
+    def __init__(self, strategy, iterator):
+        self.strategy = strategy
+        self.iterator = iterator
+        self._next = None
+        self._exhausted = False
+
+    def _fetch(self):
+        if self._exhausted:
+            return None
+        try:
+            return distribute_batch(self.strategy, next(self.iterator))
+        except StopIteration:
+            self._exhausted = True
+            return None
+
+    def prefetch(self):
+        if self._next is None:
+            self._next = self._fetch()
+
+    def next(self):
+        """The next distributed batch, or None at the end of the data."""
+        batch = self._next if self._next is not None else self._fetch()
+        self._next = None
+        return batch

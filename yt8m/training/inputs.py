@@ -47,10 +47,11 @@ def _dataset(files, data, batch_size, **reading):
 
 
 def _reader_dataset(files, data, batch_size, *, shuffle, num_epochs, seed, dequantize,
-                    drop_remainder):
+                    drop_remainder, shard=None):
     common = dict(num_classes=data.num_classes, feature_names=data.feature_names,
                   feature_sizes=data.feature_sizes, shuffle=shuffle, num_epochs=num_epochs,
-                  seed=seed, drop_remainder=drop_remainder, num_parallel_reads=data.num_readers)
+                  seed=seed, drop_remainder=drop_remainder, num_parallel_reads=data.num_readers,
+                  shard=shard)
     if data.frame_buckets and (data.segment_labels or not data.frame_features):
         raise errors.InvalidInputError(
             "--frame_buckets applies to frame-level videos (--frame_features); "
@@ -71,14 +72,18 @@ def _reader_dataset(files, data, batch_size, *, shuffle, num_epochs, seed, dequa
     return readers.video_dataset(files, batch_size, **common)
 
 
-def training_dataset(files, data, global_batch_size, num_epochs, seed=None, dequantize=False):
-    """Shuffled, `num_epochs` passes, full global batches only (they split evenly over replicas).
+def training_dataset(files, data, batch_size, num_epochs, seed=None, dequantize=False,
+                     shard=None):
+    """Shuffled, `num_epochs` passes, full batches only (they split evenly over replicas).
 
+    `batch_size` is what one step of this process consumes: the global batch, or this worker's
+    share of it when `shard=(worker index, workers)` gives each worker its own part of the data
+    (multi-worker training: yt8m.training.distribution.input_shard).
     With dequantize=False frame features stay uint8 (4x less to copy to the devices); the train
     step dequantizes them (`model_inputs`).
     """
-    return _dataset(files, data, global_batch_size, shuffle=True, num_epochs=num_epochs,
-                    seed=seed, dequantize=dequantize, drop_remainder=True)
+    return _dataset(files, data, batch_size, shuffle=True, num_epochs=num_epochs, seed=seed,
+                    dequantize=dequantize, drop_remainder=True, shard=shard)
 
 
 def evaluation_dataset(files, data, batch_size):

@@ -15,10 +15,12 @@ What this module adds around the strategy (the trainer calls it at a few marked 
 - a lost worker ends the job with a message saying how to resume, and every worker restores from
   the chief's newest checkpoint in train_dir when restarted.
 
-Input: each worker builds the same shuffled pipeline (so `--shuffle_seed` is required) and keeps its
-own slice of each global batch (`distribution.distribute_batch`); the chief's saved iterator
-position is therefore every worker's position, and all workers see the end of the data at the
-same step.
+Input: each worker reads only its share of the data (its files, or its records when there are
+fewer files than workers: `distribution.input_shard`) and trains on a batch of its own; the
+global batch is the workers' batches together. The pipelines differ, so each worker saves its own
+input position (`InputPositions`, beside the chief's checkpoint, before it) and restores it on
+restart. Shares may hold different numbers of batches: the workers agree before every step that
+each still has one (`any_worker`), so all stop at the same step.
 
 Model parallelism inside a worker (MOD trees over the worker's devices) cannot live under the
 strategy's scope (the strategy would put every variable on its replica device). Such a model is
@@ -32,6 +34,7 @@ import dataclasses
 import json
 import os
 import re
+import socket
 
 from absl import logging
 
@@ -129,6 +132,19 @@ def cluster_task_from_tf_config(environ=None):
                                             for job, addresses in cluster.items()})
 
 
+def local_tf_configs(num_workers):
+    """TF_CONFIG values for a cluster of `num_workers` workers on this machine (127.0.0.1, ports
+    free when asked): multi-worker training on one machine, for tests and benchmarks."""
+    sockets = [socket.socket() for _ in range(num_workers)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    cluster = {"worker": [f"127.0.0.1:{sock.getsockname()[1]}" for sock in sockets]}
+    for sock in sockets:
+        sock.close()
+    return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+            for index in range(num_workers)]
+
+
 def make_multi_worker_strategy():
     """MultiWorkerMirroredStrategy over the cluster in TF_CONFIG.
 
@@ -155,14 +171,18 @@ def is_multi_worker(strategy):
             and resolver is not None and bool(resolver.cluster_spec().as_dict()))
 
 
+def cluster_task_of(strategy):
+    """The ClusterTask of this process under a multi-worker strategy."""
+    resolver = strategy.cluster_resolver
+    return ClusterTask(resolver.task_type, resolver.task_id, resolver.cluster_spec().as_dict())
+
+
 def is_chief(strategy):
     """True for the worker that writes checkpoints and summaries (always, outside multi-worker
     training)."""
     if not is_multi_worker(strategy):
         return True
-    resolver = strategy.cluster_resolver
-    return ClusterTask(resolver.task_type, resolver.task_id,
-                       resolver.cluster_spec().as_dict()).is_chief
+    return cluster_task_of(strategy).is_chief
 
 
 def check_train_config(strategy, config):
@@ -171,9 +191,9 @@ def check_train_config(strategy, config):
         return
     if config.shuffle_seed is None:
         raise errors.InvalidInputError(
-            f"--distribution_strategy={STRATEGY_NAME} needs --shuffle_seed: every worker reads "
-            "the same shuffled global batches and keeps its own slice, so all workers must "
-            "shuffle alike")
+            f"--distribution_strategy={STRATEGY_NAME} needs --shuffle_seed: workers that split "
+            "the records of too few files must list them in the same shuffled order, and a "
+            "restarted job must shuffle as the first one did")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -215,6 +235,43 @@ def make_checkpoint_manager(checkpoint, train_dir, max_to_keep, strategy):
     if is_chief(strategy):
         return checkpoints.make_checkpoint_manager(checkpoint, train_dir, max_to_keep)
     return _ScratchCheckpointManager(checkpoint, train_dir, scratch_dir(train_dir, strategy))
+
+
+class InputPositions:
+    """This worker's input-pipeline position at each of the chief's checkpoints.
+
+    TensorFlow saves a tf.data iterator in the checkpoint of the process that owns it, and only
+    the chief's checkpoint is kept: with each worker reading its own share, the other positions
+    would be lost. So every worker writes its own: train_dir/input_positions/<task>/position-<step>
+    (the iterator and the signature of the pipeline it belongs to), before the checkpoint of the
+    same step; `restore(step)` reads it back. Kept as long as the checkpoints
+    (`--keep_checkpoint_max`).
+    """
+
+    DIRECTORY = "input_positions"
+
+    def __init__(self, iterator, input_signature, train_dir, strategy, max_to_keep):
+        task = cluster_task_of(strategy)
+        self.directory = os.path.join(train_dir, self.DIRECTORY,
+                                      f"{task.task_type}-{task.task_id}")
+        self._input_signature = input_signature
+        self._iterator = iterator
+        self._manager = tf.train.CheckpointManager(
+            tf.train.Checkpoint(data_iterator=iterator, input_signature=input_signature),
+            self.directory, max_to_keep=max_to_keep or None,  # 0: keep all, as the checkpoints
+            checkpoint_name="position")
+
+    def path(self, step):
+        return os.path.join(self.directory, f"position-{step}")
+
+    def save(self, step):
+        return self._manager.save(checkpoint_number=step)
+
+    def restore(self, step):
+        """Restores the position saved at `step` (False, and the data restarts, when there is
+        none for this pipeline)."""
+        return checkpoints.restore_input_position(self.path(step), self._iterator,
+                                                  self._input_signature)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -298,9 +355,14 @@ def broadcast_from_chief(strategy, variables):
         variable.assign(value)
 
 
+def barrier(strategy):
+    """Returns once every worker has called it (a no-op outside multi-worker training)."""
+    any_worker(strategy, False)
+
+
 def worker_index(strategy):
     """0 .. workers-1 in the order of the strategy's replicas: the chief first, then the workers
-    in TF_CONFIG order (which slice of a global batch this worker takes)."""
+    in TF_CONFIG order (which share of the data this worker reads)."""
     resolver = strategy.cluster_resolver
     if resolver.task_type == "chief":
         return 0

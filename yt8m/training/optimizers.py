@@ -12,7 +12,7 @@ same):
 - GradientDescentOptimizer: plain SGD.
 - MomentumOptimizer: the starter cannot build it (TF1's MomentumOptimizer has no default
   momentum: `optimizer_class(learning_rate)` raises TypeError); here it is SGD with momentum 0.9
-  (docs/models.md "Deviations from the references").
+  (docs/deviations.md).
 The Keras names (Adam, SGD, RMSprop, Adagrad, Adadelta) give the Keras defaults.
 """
 import yt8m  # noqa: F401

@@ -49,7 +49,8 @@ class TrainResult:
     checkpoint: str           # newest checkpoint written or restored ("" if none)
     stop_reason: str          # "max_steps", "end_of_data" or "signal <name>"
     last_loss: float          # total loss of the last step (nan when no step ran)
-    examples_per_second: float  # over the whole run
+    examples_per_second: float  # over the whole run (all workers)
+    examples_read: int = 0    # examples this process read and trained on in this run
 
 
 class _StopRequests:
@@ -86,9 +87,6 @@ class Trainer:
     def __init__(self, config, strategy=None, training_model_factory=None):
         self.config = config
         self.strategy = strategy or distribution.make_strategy(config.distribution_strategy)
-        self.is_chief = multi_worker.is_chief(self.strategy)
-        multi_worker.check_train_config(self.strategy, config)
-
         check_model_choice(config.model, config.data.frame_features)
         flags_record = model_flags_lib.model_flags_from_config(config)
         # A MOD tree placed over each worker's devices in a multi-worker run: one model per
@@ -96,9 +94,19 @@ class Trainer:
         # summed over the workers); --batch_size examples per worker.
         self.model_per_worker = (multi_worker.is_multi_worker(self.strategy)
                                  and places_sub_models(flags_record))
-        self.num_replicas = (multi_worker.num_workers(self.strategy) if self.model_per_worker
-                             else self.strategy.num_replicas_in_sync)
+        # The strategy that splits this process's batches over its replicas: none (the default
+        # strategy) for a model per worker, whose batch feeds the whole tree.
+        self.feed_strategy = (tf.distribute.get_strategy() if self.model_per_worker
+                              else self.strategy)
+        self.num_replicas = (multi_worker.cluster_task_of(self.strategy).num_workers
+                             if self.model_per_worker else self.strategy.num_replicas_in_sync)
         self.global_batch_size = config.batch_size * self.num_replicas
+        # What this process reads: all of the data, or its share under multi-worker training.
+        self.input_shard = distribution.input_shard(self.strategy)
+        self.local_batch_size = config.batch_size * (
+            1 if self.model_per_worker else distribution.local_replicas(self.strategy))
+        self.is_chief = multi_worker.is_chief(self.strategy)
+        multi_worker.check_train_config(self.strategy, config)
         self.label_loss = label_loss_for(config.label_loss, config.model)
         files = inputs.require_files(config.train_data_pattern, "--train_data_pattern")
         if self.is_chief:
@@ -109,8 +117,14 @@ class Trainer:
             keras.utils.set_random_seed(config.shuffle_seed)
 
         self.dataset = inputs.training_dataset(
-            files, config.data, self.global_batch_size, num_epochs=config.num_epochs,
-            seed=config.shuffle_seed, dequantize=not config.dequantize_in_step)
+            files, config.data, self.local_batch_size, num_epochs=config.num_epochs,
+            seed=config.shuffle_seed, dequantize=not config.dequantize_in_step,
+            shard=self.input_shard)
+        if self.input_shard:
+            logging.info("Worker %d of %d reads its share of %d file(s) (%s) in batches of %d",
+                         *self.input_shard, len(files),
+                         "by files" if len(files) >= self.input_shard[1] else "by records",
+                         self.local_batch_size)
         self.learning_rate = examples_staircase_decay(
             config.base_learning_rate, config.learning_rate_decay,
             config.learning_rate_decay_examples, self.global_batch_size)
@@ -145,12 +159,18 @@ class Trainer:
                               if trained is not self.model and isinstance(trained, tf.Module)
                               else {})
         tracked.update(self.extra_tracked)
+        self.input_positions = None
         if config.checkpoint_input_pipeline:
-            tracked["data_iterator"] = self.iterator
             # What the saved position refers to: restored only onto the same input pipeline.
             self.input_signature = tf.Variable(
                 self._input_signature(files), dtype=tf.string, trainable=False)
-            tracked["input_signature"] = self.input_signature
+            if self.input_shard:  # each worker's own position, saved by itself
+                self.input_positions = multi_worker.InputPositions(
+                    self.iterator, self.input_signature, config.train_dir, self.strategy,
+                    config.keep_checkpoint_max)
+            else:
+                tracked["data_iterator"] = self.iterator
+                tracked["input_signature"] = self.input_signature
         self.checkpoint = tf.train.Checkpoint(**tracked)
         if config.start_new_model and self.is_chief:
             removed = checkpoints.remove_checkpoints(config.train_dir)
@@ -175,6 +195,9 @@ class Trainer:
                      "dequantize_in_step": config.dequantize_in_step}
         if config.data.frame_buckets:  # absent when off: older checkpoints still match
             signature["frame_buckets"] = list(config.data.frame_buckets)
+        if self.input_shard:
+            signature["input_shard"] = list(self.input_shard)
+            signature["local_batch_size"] = self.local_batch_size
         return json.dumps(signature, sort_keys=True)
 
     @property
@@ -188,11 +211,14 @@ class Trainer:
         if self.config.start_new_model:  # a worker that is not the chief (it removed them)
             logging.warning("--start_new_model: not restoring %s.", latest)
             return ""
+        in_checkpoint = self.config.checkpoint_input_pipeline and self.input_positions is None
         checkpoints.restore_training_state(
             latest, self.model, self.optimizer, f"model {self.config.model!r}",
-            data_iterator=self.iterator if self.config.checkpoint_input_pipeline else None,
-            input_signature=self.input_signature if self.config.checkpoint_input_pipeline
-            else None, extra_objects=self.extra_tracked)
+            data_iterator=self.iterator if in_checkpoint else None,
+            input_signature=self.input_signature if in_checkpoint else None,
+            extra_objects=self.extra_tracked)
+        if self.input_positions is not None:
+            self.input_positions.restore(checkpoints.checkpoint_step(latest))
         logging.info("Resumed from %s at step %d (learning rate %g).", latest, self.step,
                      float(self.learning_rate(self.step)))
         return latest
@@ -228,7 +254,8 @@ class Trainer:
         return losses, predictions, labels
 
     def _make_step_function(self):
-        """(global batch) -> (mean losses, predictions, labels) of one step."""
+        """(this process's batch, distributed by feed_strategy) -> (mean losses, predictions,
+        labels) of one step."""
         if self.model_per_worker:
             return self._make_model_per_worker_step()
         strategy = self.strategy
@@ -247,11 +274,12 @@ class Trainer:
             return (mean_losses, strategy.gather(predictions, axis=0),
                     strategy.gather(labels, axis=0))
 
-        return lambda batch: step_function(distribution.distribute_batch(strategy, batch))
+        return step_function
 
     def _make_model_per_worker_step(self):
-        """The step of a model placed over this worker's devices: this worker's slice of the
-        global batch through model_parallel's step (yt8m.training.model_parallel)."""
+        """The step of a model placed over this worker's devices: this worker's batch (its share
+        of the data) through model_parallel's step (yt8m.training.model_parallel); the
+        predictions and labels returned are this worker's."""
         config, training_model = self.config, self.training_model
         step = model_parallel.make_model_parallel_step(
             self.strategy, self.trained, self.optimizer,
@@ -259,11 +287,8 @@ class Trainer:
                 training_model, outputs, labels, label_weights, self.label_loss,
                 config.regularization_penalty),
             average_gradients=config.average_replica_gradients)
-        first = multi_worker.worker_index(self.strategy) * config.batch_size
-        share = slice(first, first + config.batch_size)
 
         def step_function(batch):
-            batch = {key: value[share] for key, value in batch.items()}
             features = inputs.model_inputs(batch, config.data)
             for key in training_model.extra_batch_keys:
                 features[key] = batch[key]
@@ -275,7 +300,16 @@ class Trainer:
 
         return step_function
 
+    def train_step(self, batch):
+        """One training step on a batch of this process (split over its replicas); returns the
+        mean losses, and the predictions and labels of the global batch."""
+        return self._step_function(distribution.distribute_batch(self.feed_strategy, batch))
+
     def _save(self, step):
+        if self.input_positions is not None:
+            self.input_positions.save(step)
+            # Every worker's position is written before the checkpoint that refers to them.
+            multi_worker.barrier(self.strategy)
         path = self.manager.save(checkpoint_number=step)
         logging.info("Saved checkpoint %s", path)
         return path
@@ -291,19 +325,33 @@ class Trainer:
         last_saved_step = step if self.restored_from else None
         last_save_time = time.time()
         window_start, window_examples = time.time(), 0
-        run_start, run_examples = time.time(), 0
+        run_start, run_examples, examples_read = time.time(), 0, 0
         loss_value, stop_reason = math.nan, "end_of_data"
         logging.info("Training %s from step %d: global batch %d on %d replica(s), data %s",
                      config.model, step, self.global_batch_size, self.num_replicas,
                      config.train_data_pattern)
+        feeder = distribution.DeviceFeeder(self.feed_strategy, self.iterator)
         with _StopRequests() as stop_requests, self.summary_writer.as_default():
             while True:
-                try:
-                    batch = next(self.iterator)
-                except StopIteration:
+                batch = feeder.next()
+                # Decided before the step, by all workers together (each has its own data, clock
+                # and signals): whether any worker's data ran out, whether to save after this
+                # step, whether to stop after it.
+                out_of_data, save_due, stop_requested = multi_worker.any_worker(
+                    self.strategy, batch is None,
+                    (step + 1) % config.export_model_steps == 0
+                    or time.time() - last_save_time >= config.save_checkpoint_secs,
+                    stop_requests.signal_name is not None)
+                if out_of_data:
                     break
+                last_step = stop_requested or (config.max_steps is not None
+                                               and step + 1 >= config.max_steps)
                 learning_rate = float(self.learning_rate(step))
                 losses, predictions, labels = self._step_function(batch)
+                if config.device_prefetch and not (save_due or last_step):
+                    # The next batch goes to the devices while this step runs; never before a
+                    # save, so a saved input position holds no batch that was not trained on.
+                    feeder.prefetch()
                 step = self.step
                 loss_value = float(losses["total_loss"])
                 if not math.isfinite(loss_value):
@@ -312,6 +360,7 @@ class Trainer:
                         f"good checkpoint is {self.manager.latest_checkpoint or '(none)'}.")
                 window_examples += self.global_batch_size
                 run_examples += self.global_batch_size
+                examples_read += self.local_batch_size
                 if step % config.log_every_steps == 0:
                     elapsed = max(time.time() - window_start, 1e-9)
                     examples_per_second = window_examples / elapsed
@@ -326,29 +375,23 @@ class Trainer:
                                         ("examples_per_second", examples_per_second)):
                         tf.summary.scalar(name, value, step=step)
                     window_start, window_examples = time.time(), 0
-                # Workers decide together (a clock or a signal can differ between them).
-                save_due, stop_requested = multi_worker.any_worker(
-                    self.strategy,
-                    step % config.export_model_steps == 0
-                    or time.time() - last_save_time >= config.save_checkpoint_secs,
-                    stop_requests.signal_name is not None)
                 if save_due:
                     self._save(step)
                     last_saved_step, last_save_time = step, time.time()
                 if stop_requested:
                     stop_reason = f"signal {stop_requests.signal_name or 'on another worker'}"
                     break
-                if config.max_steps is not None and step >= config.max_steps:
+                if last_step:
                     stop_reason = "max_steps"
                     break
         if last_saved_step != step:
             self._save(step)
         self.summary_writer.flush()
         rate = run_examples / max(time.time() - run_start, 1e-9)
-        logging.info("Stopped at step %d (%s); checkpoint %s", step, stop_reason,
-                     self.manager.latest_checkpoint)
+        logging.info("Stopped at step %d (%s); checkpoint %s; this process read %d examples",
+                     step, stop_reason, self.manager.latest_checkpoint, examples_read)
         return TrainResult(step, self.manager.latest_checkpoint or "", stop_reason, loss_value,
-                           rate)
+                           rate, examples_read)
 
 
 def check_jit_compile(config, training_model):
