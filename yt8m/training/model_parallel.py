@@ -64,7 +64,7 @@ def make_model_parallel_step(strategy, model, optimizer, loss_fn, average_gradie
     tree over the worker's GPUs), built outside the strategy scope on every worker (train.py with
     --distribution_strategy=multi_worker and a placed tree, yt8m.training.trainer).
 
-    `step(features, labels, label_weights=None)` takes this worker's share of the global batch,
+    `step(features, labels, label_weights=None)` takes this worker's batch (its share of the data),
     computes the gradients where the model puts them (its `compute_gradients`; with a
     LossScaleOptimizer of the scaled loss, then unscaled), sums them over the workers (as the
     trainer sums replicas' gradients, the starter's towers; `average_gradients`: the mean,
