@@ -23,7 +23,7 @@ from frame_level_models import hparams
 FLAGS = flags.FLAGS
 options.define_flags(EvalConfig)
 options.define_flags(RecordedModelFlags)
-hparams.define_flags(pruning=False)
+hparams.define_flags()
 
 
 def main():

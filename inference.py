@@ -41,7 +41,7 @@ FLAGS = flags.FLAGS
 options.define_flags(InferenceConfig)
 options.define_flags(SavedModelSource)
 options.define_flags(RecordedModelFlags)
-hparams.define_flags(pruning=False)
+hparams.define_flags()
 
 
 def _saved_model(config, saved_model_dir):

@@ -25,7 +25,7 @@ from frame_level_models import hparams
 FLAGS = flags.FLAGS
 options.define_flags(TrainConfig)
 options.define_flags(LocalDevices)
-hparams.define_flags(pruning=False)
+hparams.define_flags()
 distill_flags.define_flags()
 finetune.define_flags()
 

@@ -31,7 +31,6 @@ float32 (issue 6); sparse export speed >= 0.9 x the dense export's (issue 19). W
 import dataclasses
 import os
 import shutil
-import statistics
 import time
 
 import numpy as np
@@ -42,7 +41,6 @@ import tensorflow as tf
 
 import bench_options
 import figures
-import frame_level_models
 import result_cache
 import training_runs
 from yt8m.core import files
@@ -50,18 +48,18 @@ from yt8m.core import model_flags as model_flags_lib
 from yt8m.core import options
 from yt8m.core.options import option, override
 from yt8m.core.config import DataConfig, TrainConfig
-from yt8m.data import records
 from yt8m.export import budget
 from yt8m.export import exporter
 from yt8m.export import member_module
 from yt8m.export import members as members_lib
 from yt8m.export import precision as precision_lib
-from yt8m.export import serving
 from yt8m.export import sparse
 from yt8m.export import validation_data
 from yt8m.training import checkpoints
 from yt8m.training import trainer
 
+import export_timing
+import paper_scale
 
 @dataclasses.dataclass
 class Options(bench_options.SyntheticScale, bench_options.Timing, bench_options.SpeedBatches):
@@ -95,11 +93,6 @@ MEMBERS = {
 }
 MEMBER_SPECS = ("nextvlad@last:2", "netvlad")
 WEIGHTS = (0.6, 0.4)
-# Paper-scale members whose sizes are computed (not exported): NeXtVLAD's paper configuration and a
-# Gated NetVLAD K32-H1024 (the float16 paper's "H" model family).
-SCALE_MODELS = {"NeXtVLADModel (8G 128K x2 2048H)": ("NeXtVLADModel", {}),
-                "NetVLADModelLF K32-H1024": ("NetVLADModelLF", {"netvlad_cluster_size": 32,
-                                                                "netvlad_hidden_size": 1024})}
 TARGETS = {"float16_size_ratio": 0.52, "float16_gap_change": 0.0005, "speed_ratio": 0.9,
            "sparse_speed_ratio": 0.9}
 SPARSE_WEIGHTS = 0.5  # --sparse_weights of the sparse exports (the pruned matrices are at 0.75)
@@ -161,34 +154,6 @@ def _pruned_member(work_dir, spec_text, sparsity):
     return train_dir
 
 
-def _speeds(export_dirs, batches, passes):
-    """{export dir: (best examples/s, median CPU s per example, load seconds)}: all exports loaded
-    together, then timed in turn, pass after pass."""
-    count = sum(int(batch["num_frames"].shape[0]) for batch in batches)
-    serves, load_seconds = {}, {}
-    for export_dir in export_dirs:
-        start = time.perf_counter()
-        serves[export_dir] = tf.saved_model.load(export_dir).signatures[serving.SERVING_DEFAULT]
-        load_seconds[export_dir] = time.perf_counter() - start
-
-    def one_pass(serve):
-        for batch in batches:
-            serve(rgb=batch["rgb"], audio=batch["audio"], num_frames=batch["num_frames"])
-
-    for serve in serves.values():
-        one_pass(serve)  # warm-up
-    rates = {export_dir: [] for export_dir in export_dirs}
-    cpu = {export_dir: [] for export_dir in export_dirs}
-    for _ in range(passes):
-        for export_dir, serve in serves.items():
-            wall, process = time.perf_counter(), time.process_time()
-            one_pass(serve)
-            rates[export_dir].append(count / (time.perf_counter() - wall))
-            cpu[export_dir].append((time.process_time() - process) / count)
-    return {export_dir: (max(rates[export_dir]), statistics.median(cpu[export_dir]),
-                         load_seconds[export_dir]) for export_dir in export_dirs}
-
-
 def _gather_densify(mask_bits, values, num_elements):
     """The alternative to sparse.densify: each element takes the value at its mask's cumulative
     sum, zero where the mask is not set."""
@@ -223,10 +188,8 @@ def _densify_op_seconds(num_elements, sparsity):
 def _scale_sizes():
     """{model: {precision: MB}} from the same byte count the budget check uses."""
     sizes = {}
-    for label, (model_name, hparams) in SCALE_MODELS.items():
-        model = frame_level_models.build(model_name, records.DEFAULT_NUM_CLASSES,
-                                         feature_names="rgb,audio", feature_sizes="1024,128",
-                                         **hparams)
+    for label, (model_name, hparams) in paper_scale.SCALE_MODELS.items():
+        model = paper_scale.build(model_name, hparams)
         by_precision = budget.sizes_by_precision(member_module.unique_variables(model),
                                                  precision_lib.DEFAULT_MIN_ELEMENTS)
         sizes[label] = {"parameters": model.count_params(),
@@ -346,10 +309,13 @@ def main(argv):
                 name = f"pruned_{precision}_{storage}"
                 sparse_rows.append(_export_row(name, *export(name, pruned, precision,
                                                              sparse_weights), storage=storage))
-    speeds = _speeds([row["export_dir"] for row in rows + sparse_rows], batches, opts.passes)
+    timings = export_timing.time_exports([row["export_dir"] for row in rows + sparse_rows],
+                                         batches, opts.passes)
     for row in rows + sparse_rows:
-        rate, cpu, load = speeds[row["export_dir"]]
-        row.update(examples_per_second=rate, cpu_ms_per_example=cpu * 1000, load_seconds=load)
+        timing = timings[row["export_dir"]]
+        row.update(examples_per_second=timing.examples_per_second,
+                   cpu_ms_per_example=timing.cpu_seconds_per_example * 1000,
+                   load_seconds=timing.load_seconds)
         logging.info("%s: %s", row["label"], row)
     base = rows[0]
     for row in rows + sparse_rows:

@@ -491,7 +491,7 @@ def project_parameters(flags, model_name):
         return f"no model {model_name}"
     model_name = registry.canonical_name(model_name)
     flag_values = absl_flags.FlagValues()
-    zoo_hparams.define_flags(flag_values, pruning=False)
+    zoo_hparams.define_flags(flag_values)
     flag_values(["probe"] + [word for flag in flags for word in flag.words()], known_only=True)
     hparams = zoo_hparams.hparams_from_flags(flag_values, model_name=model_name)
     try:

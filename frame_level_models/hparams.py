@@ -23,7 +23,6 @@ from typing import Any, Dict, Optional, Tuple
 from absl import flags
 
 MODEL = "model"      # row group of the model hyper-parameters
-PRUNING = "pruning"  # row group of the pruning options (frame_level_models.pruning)
 INPUT_HPARAMS = ("feature_names", "feature_sizes")
 
 
@@ -55,7 +54,7 @@ class _Declaration:
 
 _ROWS = {}    # name -> HParam, in declaration order (the flags' order)
 _ALIASES = {}  # alias -> row name
-_GROUPS = {}  # name -> MODEL or PRUNING
+_GROUPS = {}  # name -> row group (MODEL)
 _MODELS = {}  # model name -> _Declaration
 
 
@@ -163,9 +162,9 @@ def define_flag(hparam, flag_values=flags.FLAGS):
     _define_aliases(hparam, flag_values)
 
 
-def define_flags(flag_values=flags.FLAGS, pruning=True):
-    """Defines one absl flag per model hyper-parameter (and the pruning flags)."""
-    for hparam in all_hparams() + (all_hparams(PRUNING) if pruning else ()):
+def define_flags(flag_values=flags.FLAGS):
+    """Defines one absl flag per model hyper-parameter."""
+    for hparam in all_hparams():
         _define(hparam, flag_values)
         _define_aliases(hparam, flag_values)
 

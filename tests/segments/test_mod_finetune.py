@@ -28,7 +28,7 @@ MIXTURE = dict(mixture_base_model="FrameLevelLogisticModel", mix_number=2)
 def flag_values(argv):
     fv = flags.FlagValues()
     options.define_flags(TrainConfig, fv)
-    zoo_hparams.define_flags(fv, pruning=False)
+    zoo_hparams.define_flags(fv)
     finetune.define_flags(fv)
     fv(["train.py"] + argv)
     return fv

@@ -277,7 +277,7 @@ def video_run(frame_logistic_run):
 def _train_flag_values(argv):
     fv = flags.FlagValues()
     options.define_flags(TrainConfig, fv)
-    zoo_hparams.define_flags(fv, pruning=False)
+    zoo_hparams.define_flags(fv)
     finetune.define_flags(fv)
     fv(["train.py"] + argv)
     return fv

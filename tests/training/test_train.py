@@ -34,7 +34,7 @@ def _parse_train_flags(argv):
     flag_values = flags.FlagValues()
     options.define_flags(TrainConfig, flag_values)
     options.define_flags(LocalDevices, flag_values)
-    hparams.define_flags(flag_values, pruning=False)
+    hparams.define_flags(flag_values)
     flag_values(["train.py", *argv])
     return flag_values, options.from_flags(
         TrainConfig, flag_values,

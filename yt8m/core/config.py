@@ -10,6 +10,7 @@ import dataclasses
 from typing import Optional
 
 import yt8m  # noqa: F401
+from yt8m.core import errors
 from yt8m.core.option_groups import (Batching, CheckpointSelection, FrameBuckets, InputFeatures,
                                      PredictionFiles, StepCompilation, TopK)
 from yt8m.core.options import option, override
@@ -30,6 +31,54 @@ class DataConfig(InputFeatures, FrameBuckets):
 
 
 @dataclasses.dataclass
+class PruningConfig:
+    """Gradual magnitude pruning during training (tfmot's polynomial decay, Zhu & Gupta 2017);
+    frame_level_models.pruning applies it, train.py records it in model_flags.json."""
+    pruning_target_sparsity: float = option(
+        0.0, "Gradual magnitude pruning: fraction of zeros the large weight matrices reach at "
+        "--pruning_end_step, in [0, 1) (0: no pruning).", lower=0.0)
+    pruning_begin_step: int = option(0, "Global step of the first mask update.", lower=0)
+    pruning_end_step: int = option(
+        10000, "Global step at which the sparsity reaches --pruning_target_sparsity (the masks "
+        "stay fixed after it).", lower=0)
+    pruning_frequency: int = option(100, "Masks are updated every this many steps.", lower=1)
+
+    def __post_init__(self):
+        if not 0.0 <= self.pruning_target_sparsity < 1.0:
+            raise errors.InvalidInputError(
+                f"--pruning_target_sparsity={self.pruning_target_sparsity} must be in [0, 1) "
+                "(0: no pruning)")
+        if not self.enabled:
+            return
+        if self.pruning_begin_step < 0:
+            raise errors.InvalidInputError(
+                f"--pruning_begin_step={self.pruning_begin_step} must be >= 0")
+        if self.pruning_frequency < 1:
+            raise errors.InvalidInputError(
+                f"--pruning_frequency={self.pruning_frequency} must be >= 1")
+        if self.pruning_end_step <= self.pruning_begin_step:
+            raise errors.InvalidInputError(
+                f"--pruning_end_step={self.pruning_end_step} must be after "
+                f"--pruning_begin_step={self.pruning_begin_step}")
+        span = self.pruning_end_step - self.pruning_begin_step
+        if span % self.pruning_frequency:
+            # tfmot updates the masks only at begin + k * frequency <= end: the last update
+            # would come before end_step, below the target.
+            raise errors.InvalidInputError(
+                f"--pruning_end_step={self.pruning_end_step} minus --pruning_begin_step="
+                f"{self.pruning_begin_step} ({span}) must be a multiple of --pruning_frequency="
+                f"{self.pruning_frequency}, so that a mask update falls on the end step")
+
+    @property
+    def enabled(self):
+        return self.pruning_target_sparsity > 0.0
+
+    def record(self):
+        """The options as model_flags.json records them (empty when pruning is off)."""
+        return dataclasses.asdict(self) if self.enabled else {}
+
+
+@dataclasses.dataclass
 class TrainConfig:
     train_dir: str = override(CheckpointSelection, "train_dir",
                               help="Directory for checkpoints, summaries and model_flags.json.")
@@ -37,6 +86,7 @@ class TrainConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: str = option("LogisticModel", "Model name from the frame_level_models registry.")
     model_hparams: dict = dataclasses.field(default_factory=dict)  # frame_level_models.hparams
+    pruning: PruningConfig = dataclasses.field(default_factory=PruningConfig)
     start_new_model: bool = option(
         False, "Ignore checkpoints in --train_dir and start from a fresh model.")
     batch_size: int = override(

@@ -11,6 +11,7 @@ from yt8m.core.option_groups import parse_features
 from yt8m.core import errors
 
 MODEL_FLAGS_FILE = "model_flags.json"
+PRUNING = "pruning"  # key of the pruning options (yt8m.core.config.PruningConfig), when pruned
 # Entries added after the first train dirs were written, with the value those dirs meant.
 _ADDED_ENTRIES = {"mixed_precision": "float32"}
 
@@ -24,8 +25,9 @@ def model_flags_path(train_dir):
 
 
 def model_flags_from_config(config):
-    """The part of a TrainConfig that defines the model and its inputs (JSON-serialisable)."""
-    return {
+    """The part of a TrainConfig that defines the model and its inputs (JSON-serialisable);
+    a pruned run adds its pruning options (its checkpoints hold the masks)."""
+    record = {
         "model": config.model,
         "feature_names": ",".join(config.data.feature_names),
         "feature_sizes": ",".join(str(size) for size in config.data.feature_sizes),
@@ -36,6 +38,9 @@ def model_flags_from_config(config):
         "mixed_precision": config.mixed_precision,
         "hparams": dict(sorted(config.model_hparams.items())),
     }
+    if config.pruning.enabled:
+        record[PRUNING] = config.pruning.record()
+    return record
 
 
 def mixed_precision(model_flags):
@@ -46,6 +51,11 @@ def mixed_precision(model_flags):
 def features(model_flags):
     """(feature names, feature sizes) of a model_flags record, as tuples."""
     return parse_features(model_flags["feature_names"], model_flags["feature_sizes"])
+
+
+def pruning_options(model_flags):
+    """{option: value} of a pruned train dir's model_flags record, {} when it was not pruned."""
+    return dict(model_flags.get(PRUNING) or {})
 
 
 def read_model_flags(train_dir):
@@ -91,20 +101,26 @@ def _hparam_differences(old, new, defaults):
     return lines
 
 
-def check_and_write_model_flags(train_dir, model_flags, start_new_model, hparam_defaults=None):
-    """Writes model_flags.json, refusing to continue a train dir of a different model.
+def check_model_flags(train_dir, model_flags, start_new_model, hparam_defaults=None):
+    """Raises ModelFlagsMismatchError when train_dir's model_flags.json exists, differs from
+    `model_flags` and start_new_model is False. Returns True when the file is there and agrees.
 
     hparam_defaults: {name: default} of the model's hyper-parameters; one missing from the
-    existing file (written before it existed) counts as its default. Raises
-    ModelFlagsMismatchError when the file exists, differs and start_new_model is False.
+    existing file (written before it existed) counts as its default.
     """
     path = model_flags_path(train_dir)
-    if tf.io.gfile.exists(path) and not start_new_model:
-        recorded = read_model_flags(train_dir)
-        differences = _differences(recorded, model_flags, hparam_defaults or {})
-        if differences:
-            raise ModelFlagsMismatchError(
-                f"Model flags do not match the existing {path}:\n" + "\n".join(differences)
-                + "\nDelete the file, change --train_dir, or pass --start_new_model.")
-        return
-    files.write_json_atomically(path, model_flags)
+    if not tf.io.gfile.exists(path) or start_new_model:
+        return False
+    differences = _differences(read_model_flags(train_dir), model_flags, hparam_defaults or {})
+    if differences:
+        raise ModelFlagsMismatchError(
+            f"Model flags do not match the existing {path}:\n" + "\n".join(differences)
+            + "\nDelete the file, change --train_dir, or pass --start_new_model.")
+    return True
+
+
+def check_and_write_model_flags(train_dir, model_flags, start_new_model, hparam_defaults=None):
+    """Writes model_flags.json, refusing to continue a train dir of a different model
+    (check_model_flags)."""
+    if not check_model_flags(train_dir, model_flags, start_new_model, hparam_defaults):
+        files.write_json_atomically(model_flags_path(train_dir), model_flags)

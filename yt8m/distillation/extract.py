@@ -78,6 +78,8 @@ def extract(train_dir, path, output_dir, checkpoint=None):
     files.check_output_path(output_dir, "--output_dir", [("--train_dir", train_dir)])
     # Check the path on the flags before paying for building and restoring the tree.
     node_flags = mixture_models.node_model_flags(read_tree_flags(train_dir), path)
+    # load_model strips a pruned tree: the node is written without masks, its zeros in the weights.
+    node_flags.pop(model_flags_lib.PRUNING, None)
     checkpoint_path = checkpoint or checkpoints.latest_checkpoint(train_dir)
     node = checkpoints.load_model(train_dir, checkpoint_path).subtree(path)
     tf.io.gfile.makedirs(output_dir)

@@ -18,6 +18,7 @@ from typing import Optional
 import yt8m  # noqa: F401
 import tensorflow as tf
 
+from frame_level_models import pruning
 from yt8m.export import averaging
 from yt8m.training import checkpoints
 from yt8m.core import model_flags as model_flags_lib
@@ -174,4 +175,6 @@ def load_member(spec):
     description = (f"model {flags.get('model')!r} described by "
                    f"{model_flags_lib.model_flags_path(spec.train_dir)}")
     averaging.average_checkpoints(model, paths, description)
-    return LoadedMember(spec=spec, model=model, model_flags=flags, checkpoints=paths)
+    # A pruned train dir's model: wrappers removed, pruned weights zeros (--sparse_weights).
+    return LoadedMember(spec=spec, model=pruning.strip(model), model_flags=flags,
+                        checkpoints=paths)

@@ -12,6 +12,7 @@ from absl import logging
 import yt8m  # noqa: F401
 import tensorflow as tf
 
+from frame_level_models import pruning
 from yt8m.core import errors
 from yt8m.core import model_flags as model_flags_lib
 from yt8m.training.model_builder import build_model
@@ -66,9 +67,12 @@ def _require_checkpoint_files(checkpoint_path):
 
 
 def restore_model_weights(model, checkpoint_path, description):
-    """Restores only the model's variables; every one of them must be in the checkpoint."""
+    """Restores only the model's variables; every one of them must be in the checkpoint. A model
+    with pruning wrappers (a pruned train dir's, see build_model) gets its masks applied: its
+    weights are then those it serves."""
     _restore_matching(tf.train.Checkpoint(model=model), checkpoint_path,
                       f"the weights of {description}")
+    pruning.apply_masks(model)
 
 
 def _restore_matching(checkpoint, checkpoint_path, what):
@@ -129,7 +133,8 @@ def load_model(train_dir, checkpoint=None):
       train_dir: directory written by train.py.
       checkpoint: a checkpoint path (ckpt-<step>); default the newest one in train_dir.
     Returns:
-      The tf_keras model (uncompiled).
+      The tf_keras model (uncompiled); a pruned train dir's stripped of its pruning wrappers, its
+      pruned weights zeros.
     """
     flags = model_flags_lib.read_model_flags(train_dir)
     checkpoint_path = require_checkpoint(train_dir, checkpoint)
@@ -137,7 +142,7 @@ def load_model(train_dir, checkpoint=None):
     restore_model_weights(
         model, checkpoint_path,
         f"model {flags['model']!r} described by {model_flags_lib.model_flags_path(train_dir)}")
-    return model
+    return pruning.strip(model)
 
 
 def make_checkpoint_manager(checkpoint, train_dir, max_to_keep):

@@ -7,7 +7,9 @@ from yt8m.training import mixed_precision
 
 import frame_level_models
 from frame_level_models import hparams as zoo_hparams
+from frame_level_models import pruning
 from frame_level_models import registry
+from yt8m.core import model_flags as model_flags_lib
 from yt8m.losses import get_label_loss
 
 
@@ -27,15 +29,19 @@ def check_model_choice(model, frame_features):
 
 
 def build_model(model_flags):
-    """model_flags (the dict of model_flags.json) -> tf_keras model, built under the record's
-    mixed-precision policy (float32 variables either way, so its checkpoints restore into any
-    build of the same record; outputs float32)."""
+    """model_flags (the dict of model_flags.json) -> functional tf_keras model, as the train dir's
+    checkpoints hold it: with tfmot's pruning wrappers (masks, schedule) when the record has
+    pruning options. `pruning.strip` turns that one into the model to serve
+    (checkpoints.load_model does). Built under the record's mixed-precision policy (float32
+    variables either way, so its checkpoints restore into any build of the same record; outputs
+    float32)."""
     check_model_choice(model_flags["model"], model_flags["frame_features"])
     with mixed_precision.policy_scope(model_flags_lib.mixed_precision(model_flags)):
-        return frame_level_models.build(
+        model = frame_level_models.build(
             model_flags["model"], int(model_flags["num_classes"]),
             feature_names=model_flags["feature_names"],
             feature_sizes=model_flags["feature_sizes"], **model_flags.get("hparams", {}))
+        return pruning.prune_with_options(model, model_flags_lib.pruning_options(model_flags))
 
 
 def places_sub_models(model_flags):

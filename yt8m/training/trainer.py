@@ -36,6 +36,7 @@ from yt8m.metrics import gap as batch_gap
 from yt8m.training.model_builder import (build_model, check_model_choice, hparam_defaults,
                                          label_loss_for, places_sub_models)
 from yt8m.training.optimizers import make_optimizer
+from yt8m.training.pruning_steps import PruningSteps
 from yt8m.training.schedules import examples_staircase_decay
 
 
@@ -109,10 +110,10 @@ class Trainer:
         multi_worker.check_train_config(self.strategy, config)
         self.label_loss = label_loss_for(config.label_loss, config.model)
         files = inputs.require_files(config.train_data_pattern, "--train_data_pattern")
-        if self.is_chief:
-            model_flags_lib.check_and_write_model_flags(
-                config.train_dir, flags_record, config.start_new_model,
-                hparam_defaults(config.model))
+        defaults = hparam_defaults(config.model)
+        if self.is_chief:  # a train dir of another model: refused before anything is built
+            model_flags_lib.check_model_flags(config.train_dir, flags_record,
+                                              config.start_new_model, defaults)
         if config.shuffle_seed is not None:
             keras.utils.set_random_seed(config.shuffle_seed)
 
@@ -130,6 +131,8 @@ class Trainer:
             config.learning_rate_decay_examples, self.global_batch_size)
         with (contextlib.nullcontext() if self.model_per_worker else self.strategy.scope()):
             self.model = build_model(flags_record)
+            # Pruned models (--pruning_*): the schedule follows the optimizer's step.
+            self.pruning_steps = PruningSteps(self.model)
             # What the steps train: the model, or a wrapper around it (distillation: teachers,
             # projections, graph weights; yt8m.distillation.training_setup). The checkpoint's
             # "model" stays the model alone; a wrapper's own state is saved beside it.
@@ -146,6 +149,10 @@ class Trainer:
             # Create the slots now, so a restore fills them immediately and the checkpoint always
             # has the same structure.
             self.optimizer.build(self.training_model.trainable_variables)
+        # Written once the model is built: a model the flags cannot build leaves no file behind.
+        if self.is_chief:
+            model_flags_lib.check_and_write_model_flags(
+                config.train_dir, flags_record, config.start_new_model, defaults)
         self.trained = trained
         if self.model_per_worker:  # every worker starts from the chief's initial values
             multi_worker.broadcast_from_chief(self.strategy, trained.variables)
@@ -228,6 +235,7 @@ class Trainer:
         # A training wrapper may read more of the batch (a teacher cache looks up video ids).
         for key in self.training_model.extra_batch_keys:
             features[key] = batch[key]
+        self.pruning_steps.before_step(self.optimizer.iterations)
         return self._train_step(features, batch["labels"], batch.get("label_weights"))
 
     def _train_step(self, features, labels, label_weights):
@@ -293,6 +301,7 @@ class Trainer:
             for key in training_model.extra_batch_keys:
                 features[key] = batch[key]
             label_weights = batch.get("label_weights")
+            self.pruning_steps.before_step(self.optimizer.iterations)
             losses, predictions = step(features, batch["labels"], label_weights)
             if label_weights is not None:  # segment mode: only the rated classes count
                 predictions = predictions * label_weights
