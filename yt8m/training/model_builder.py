@@ -2,7 +2,6 @@
 loss it trains with."""
 import yt8m  # noqa: F401
 from yt8m.core import errors
-from yt8m.core import model_flags as model_flags_lib
 from yt8m.training import mixed_precision
 
 import frame_level_models
