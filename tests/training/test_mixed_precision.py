@@ -315,3 +315,20 @@ def test_distillation_trains_a_mixed_student_from_teachers_of_either_policy(
     result = run.run()
     assert result.step == 2 and np.isfinite(result.last_loss)
     assert model_flags_lib.read_model_flags(teachers[1])["mixed_precision"] == "mixed_bfloat16"
+
+
+def test_gradual_pruning_works_under_mixed_precision(small_dataset, tmp_path):
+    from yt8m.core.config import PruningConfig
+    train_dir = tmp_path / "pruned"
+    result = trainer.train(_config(train_dir, small_dataset, max_steps=4, pruning=PruningConfig(
+        pruning_target_sparsity=0.5, pruning_begin_step=0, pruning_end_step=3,
+        pruning_frequency=1)))
+    assert result.step == 4 and np.isfinite(result.last_loss)
+    model = checkpoints.load_model(str(train_dir))  # the pruning wrappers stripped
+    kernel = model.get_layer("rgb_nextvlad").expansion_kernel.numpy()
+    assert np.mean(kernel == 0) == pytest.approx(0.5, abs=1e-3)
+    rng = np.random.default_rng(6)
+    frames = {"rgb": rng.normal(size=(2, 5, 1024)).astype(np.float32),
+              "audio": rng.normal(size=(2, 5, 128)).astype(np.float32),
+              "num_frames": np.array([5, 3], np.int32)}
+    assert model(frames, training=False)["predictions"].dtype == tf.float32
