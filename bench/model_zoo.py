@@ -1,14 +1,19 @@
 """Model-zoo benchmark, three parts (--parts):
 
 speed      NeXtVLADModel in the paper configuration (batch 80 x 300 frames, 3862 classes) against
-           this machine's float32 matmul rate. It times a compiled inference call, a compiled
-           forward + backward pass ("gradients") and a compiled training step (with the Adam
-           update, whose element-wise work is not in the FLOP count), counts the matmul FLOPs
-           analytically (zoo_flops.py) and divides the time a perfect matmul engine would need
-           by the measured time: efficiency 1.0 = as fast as the matmuls alone. Times are the
-           best of --steps calls after a warm-up; the matmul rate is measured right before and
-           after each timing and the higher one used; a second efficiency uses process CPU
-           seconds for both (the one to read on a shared machine).
+           this machine's matmul rate, under each --speed_precisions policy (float32 and
+           mixed_bfloat16: one row each, the efficiency against the matmul rate of the policy's
+           compute dtype, and the speed-up over float32; --speed_jit_compile adds XLA rows). It
+           times a compiled inference call, a compiled forward + backward pass ("gradients")
+           and a compiled training step (with the Adam update, whose element-wise work is not in
+           the FLOP count), counts the matmul FLOPs analytically (zoo_flops.py) and divides the
+           time a perfect matmul engine would need by the measured time: efficiency 1.0 = as fast
+           as the matmuls alone. Times are the best of --steps calls after a warm-up; the matmul
+           rate is measured right before and after each timing and the higher one used; a
+           second efficiency uses process CPU seconds for both (the one to read on a shared
+           machine). The report says whether the CPU has native bfloat16 (the avx512_bf16 /
+           amx_bf16 flags): without it bfloat16 is emulated and its slowdown says nothing about
+           bfloat16 hardware.
 quality    every zoo model trained for the same budget on one synthetic set (zoo_quality.py):
            parameters, validation GAP/MAP/Hit@1, training and inference examples/s.
 bucketing  the paper NeXtVLAD on 60-300-frame synthetic videos, padded to 300 frames vs bucketed
@@ -42,7 +47,9 @@ from yt8m.core import files
 from yt8m.core import options
 from yt8m.core.option_groups import FrameBuckets
 from yt8m.core.options import option, override
+from yt8m.core.config import MIXED_PRECISION_POLICIES
 from yt8m.data import bucketing
+from yt8m.training import mixed_precision
 
 PARTS = ("speed", "quality", "bucketing")
 
@@ -74,6 +81,12 @@ class Options(bench_options.Output, bench_options.Seed, bench_options.VideoLearn
         "once and oversubscribing the cores.", lower=0)
     matmul_size: int = option(4096, "Side of the square matmul that measures the rate.",
                               lower=1)
+    speed_precisions: tuple[str, ...] = option(
+        ("float32", "mixed_bfloat16"), "speed: --mixed_precision policies to time (float32 "
+        "first: the speed-ups are against it).")
+    speed_jit_compile: bool = option(
+        False, "speed: also time every policy with the functions compiled by XLA (train.py's "
+        "--jit_compile), beside the plain ones.")
     # quality
     quality_videos: int = override(bench_options.SyntheticScale, "num_videos", 3000,
                                    help="quality: synthetic videos (80% train).")
@@ -96,6 +109,9 @@ class Options(bench_options.Output, bench_options.Seed, bench_options.VideoLearn
         "GAP 0.11 with moving statistics vs 0.56 with batch statistics, measured).")
     quality_models: tuple[str, ...] = option(
         (), "quality: only these models (default: the whole zoo).")
+    quality_precisions: tuple[str, ...] = option(
+        ("float32",), "quality: train every model under each of these --mixed_precision "
+        f"policies ({', '.join(MIXED_PRECISION_POLICIES)}).")
     reuse: bool = override(bench_options.Reuse, "reuse",
                            help="quality: keep results of runs done with the same settings.")
     # bucketing
@@ -112,9 +128,26 @@ class Options(bench_options.Output, bench_options.Seed, bench_options.VideoLearn
 options.define_flags(Options)
 
 
-def time_model(opts, name, batch, frames, classes, steps):
+BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_bfloat16_flags():
+    """The CPU flags of native bfloat16 arithmetic this machine has (empty: bfloat16 is emulated
+    in float32 units, slower than float32 itself)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            present = set(handle.read().split())
+    except OSError:
+        return []
+    return [flag for flag in BFLOAT16_CPU_FLAGS if flag in present]
+
+
+def time_model(opts, name, batch, frames, classes, steps, precision="float32",
+               jit_compile=False):
     hp = {h: hparams_lib.default_value(name, h) for h in frame_level_models.hparam_names(name)}
-    model = frame_level_models.build(name, classes)
+    with mixed_precision.policy_scope(precision):
+        model = frame_level_models.build(name, classes)
+    compute_dtype = keras.mixed_precision.Policy(precision).compute_dtype
     inputs = {"rgb": tf.random.normal([batch, frames, zoo_flops.RGB]),
               "audio": tf.random.normal([batch, frames, zoo_flops.AUDIO]),
               "num_frames": tf.fill([batch], frames)}
@@ -122,7 +155,7 @@ def time_model(opts, name, batch, frames, classes, steps):
     optimizer = (keras.optimizers.legacy.Adam(2e-4) if opts.optimizer == "fused_adam"
                  else keras.optimizers.Adam(2e-4))
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def infer():
         return model(inputs, training=False)["predictions"]
 
@@ -133,14 +166,14 @@ def time_model(opts, name, batch, frames, classes, steps):
                 keras.backend.binary_crossentropy(labels, predictions), axis=1))
         return loss, tape.gradient(loss, model.trainable_variables)
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def gradients_only():
         loss, gradients = loss_and_gradients()
         # Consume every gradient cheaply so none is pruned from the graph.
         return loss + tf.add_n([gradient[0, ...] if gradient.shape.rank == 1 else
                                 gradient[0, 0] for gradient in gradients]) * 0.0
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def train_step():
         loss, gradients = loss_and_gradients()
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
@@ -152,9 +185,9 @@ def time_model(opts, name, batch, frames, classes, steps):
     for mode, function in (("inference", lambda: infer().numpy()),
                            ("gradients", lambda: gradients_only().numpy()),
                            ("training", lambda: train_step().numpy())):
-        before = zoo_flops.matmul_rates(opts.matmul_size)
+        before = zoo_flops.matmul_rates(opts.matmul_size, dtype=compute_dtype)
         seconds, median, cpu_seconds = zoo_flops.best_seconds(function, steps)
-        after = zoo_flops.matmul_rates(opts.matmul_size)
+        after = zoo_flops.matmul_rates(opts.matmul_size, dtype=compute_dtype)
         rate, cpu_rate = max(before[0], after[0]), max(before[1], after[1])
         work = zoo_flops.flops(shapes, mode != "inference")
         # The usual rule of thumb: a training step costs 3x the forward FLOPs. The exact count
@@ -169,8 +202,9 @@ def time_model(opts, name, batch, frames, classes, steps):
             "gflop_3x_forward": rule_of_thumb / 1e9,
             "efficiency_3x_forward": rule_of_thumb / rate / seconds,
             "cpu_efficiency_3x_forward": rule_of_thumb / cpu_rate / cpu_seconds}
-        print(f"{name} {mode}: {seconds:.3f} s per batch, {r['gflop']:.1f} GFLOP, "
-              f"{r['model_gflops']:.1f} GFLOP/s vs matmul {r['matmul_gflops']:.1f} GFLOP/s -> "
+        print(f"{name} {precision}{' XLA' if jit_compile else ''} {mode}: {seconds:.3f} s per "
+              f"batch, {r['gflop']:.1f} GFLOP, {r['model_gflops']:.1f} GFLOP/s vs "
+              f"{compute_dtype} matmul {r['matmul_gflops']:.1f} GFLOP/s -> "
               f"efficiency {r['efficiency']:.2f} (per CPU second: {r['cpu_efficiency']:.2f}); "
               f"counting 3x forward FLOPs: {r['efficiency_3x_forward']:.2f} "
               f"({r['cpu_efficiency_3x_forward']:.2f})", flush=True)
@@ -192,13 +226,35 @@ def run_speed(opts, output_dir):
     if unknown:
         raise app.UsageError(f"--models: no FLOP count for {unknown}; choose from "
                              f"{', '.join(zoo_flops.MATMULS)}")
+    for precision in opts.speed_precisions:
+        mixed_precision.check_policy(precision, "--speed_precisions")
+    bfloat16_flags = cpu_bfloat16_flags()
     report = {"optimizer": opts.optimizer, "inter_op_threads": opts.inter_op_threads,
               "batch_size": opts.batch_size, "frames": opts.frames,
               "num_classes": opts.num_classes, "cpu_count": os.cpu_count(),
-              "tensorflow": tf.__version__, "models": {}}
+              "tensorflow": tf.__version__, "cpu_bfloat16_flags": bfloat16_flags, "models": {}}
+    if not bfloat16_flags and any("bfloat16" in p for p in opts.speed_precisions):
+        print("Note: this CPU has no native bfloat16 (no avx512_bf16 / amx_bf16 flag): its "
+              "bfloat16 matmuls are emulated, so a mixed_bfloat16 slowdown here is no finding "
+              "about bfloat16 hardware.", flush=True)
+    modes = ("inference", "gradients", "training")
     for name in opts.models:
-        report["models"][name] = time_model(opts, name, opts.batch_size, opts.frames,
-                                            opts.num_classes, opts.steps)
+        for precision in opts.speed_precisions:
+            for jit_compile in (False, True) if opts.speed_jit_compile else (False,):
+                row = " ".join([name] + [precision] * (precision != "float32")
+                               + ["XLA"] * jit_compile)
+                report["models"][row] = dict(
+                    precision=precision, jit_compile=jit_compile,
+                    **time_model(opts, name, opts.batch_size, opts.frames, opts.num_classes,
+                                 opts.steps, precision, jit_compile))
+                if row != name and name in report["models"]:  # against plain float32
+                    for mode in modes:
+                        report["models"][row][mode]["speedup_over_float32"] = (
+                            report["models"][name][mode]["seconds"]
+                            / report["models"][row][mode]["seconds"])
+                    print(f"{row} speed-up over plain float32: " + ", ".join(
+                        f"{mode} x{report['models'][row][mode]['speedup_over_float32']:.2f}"
+                        for mode in modes), flush=True)
     _write_json(report, os.path.join(output_dir, "model_zoo.json"))
 
     # CPU-time efficiencies only: on a shared machine the wall-clock ones (in the JSON) swing
@@ -220,7 +276,7 @@ def run_speed(opts, output_dir):
                         alpha=0.6 if hatched else 1.0)
         axis.bar_label(bars, fmt="%.2f", fontsize=7)
     axis.axhline(0.85, color="gray", linestyle="--", linewidth=1, label="target 0.85")
-    axis.set_xticks(range(len(names)), names)
+    axis.set_xticks(range(len(names)), [name.replace(" ", "\n") for name in names])
     axis.set_ylabel("matmul-FLOP CPU time / measured CPU time")
     axis.set_title(f"batch {report['batch_size']} x {report['frames']} frames, "
                    f"{report['cpu_count']} CPUs, {report['optimizer']}")
@@ -235,7 +291,7 @@ def run_quality(opts, output_dir):
         batch_size=opts.quality_batch_size, frame_learning_rate=opts.frame_learning_rate,
         video_learning_rate=opts.video_learning_rate, train_frames=opts.train_frames,
         bn_momentum=opts.bn_momentum, seed=opts.seed, models=opts.quality_models,
-        reuse=opts.reuse)
+        reuse=opts.reuse, precisions=opts.quality_precisions)
     _write_json({"rows": rows}, os.path.join(output_dir, "zoo_quality.json"))
     table = zoo_quality.table(rows) + (
         f"\n{opts.quality_videos} synthetic videos (80% train, 20% validate), "

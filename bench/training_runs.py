@@ -93,11 +93,13 @@ def inference_examples_per_second(train_dir, data_dir, frame_level, batch_size=6
 
 def train_and_evaluate(train_dir, data_dir, *, model, hparams, frame_level, num_classes,
                        max_frames, batch_size, learning_rate, epochs, bn_momentum, seed,
-                       settings, reuse=True, measure_inference=False):
+                       settings, reuse=True, measure_inference=False,
+                       mixed_precision="float32"):
     """Trains `model` with the project's trainer, evaluates it on the validate split.
 
     bn_momentum: the models' `bn_momentum` hparam (the references' 0.999 needs thousands of steps
     to settle; short benchmark runs use less).
+    mixed_precision: train.py's --mixed_precision (float32, mixed_bfloat16, mixed_float16).
     Returns the result dict (parameters, training examples/s, GAP, MAP, ...). With `reuse`, a
     result already in train_dir for the same `settings` (any JSON-able description of the run)
     and the same library code (yt8m/, frame_level_models/) is returned without training again.
@@ -114,7 +116,7 @@ def train_and_evaluate(train_dir, data_dir, *, model, hparams, frame_level, num_
         batch_size=batch_size,
         base_learning_rate=learning_rate, num_epochs=epochs, export_model_steps=10 ** 9,
         save_checkpoint_secs=10 ** 9, keep_checkpoint_max=1, log_every_steps=20,
-        shuffle_seed=seed)
+        shuffle_seed=seed, mixed_precision=mixed_precision)
     started = time.time()
     run_trainer = trainer.Trainer(config)
     outcome = run_trainer.run()

@@ -74,10 +74,11 @@ def best_seconds(function, steps):
     return min(walls), statistics.median(walls), min(cpus)
 
 
-def matmul_rates(size, steps=5):
-    """float32 FLOP/s of a size^3 matmul: per wall second and per process CPU second."""
-    a = tf.random.normal([size, size])
-    b = tf.random.normal([size, size])
+def matmul_rates(size, steps=5, dtype=tf.float32):
+    """FLOP/s of a size^3 matmul in `dtype` (float32; bfloat16 for the mixed_bfloat16 models):
+    per wall second and per process CPU second."""
+    a = tf.cast(tf.random.normal([size, size]), dtype)
+    b = tf.cast(tf.random.normal([size, size]), dtype)
     product = tf.function(lambda: tf.matmul(a, b))
     wall, _, cpu = best_seconds(lambda: product().numpy(), steps)
     return 2 * size ** 3 / wall, 2 * size ** 3 / cpu

@@ -6,6 +6,7 @@ size and optimizer, video-level models read the means of the same videos. Traini
 project's trainer, evaluation with yt8m.evaluation, inference speed through the inference input
 pipeline (every frame up to max_frames, padded).
 """
+import itertools
 import os
 
 import yt8m  # noqa: F401  (legacy Keras before TensorFlow)
@@ -27,13 +28,16 @@ ZOO = (
 
 
 def run(output_dir, *, num_videos, num_classes, epochs, batch_size, frame_learning_rate,
-        video_learning_rate, train_frames, bn_momentum, seed, models=None, reuse=True):
+        video_learning_rate, train_frames, bn_momentum, seed, models=None, reuse=True,
+        precisions=("float32",)):
+    """Trains and evaluates each model of ZOO (or of `models`) once per mixed-precision policy of
+    `precisions`; returns the result rows."""
     settings = dict(num_videos=num_videos, num_classes=num_classes, seed=seed,
                     validate_fraction=0.2, test_fraction=0.0, num_segment_videos=0, num_shards=2)
     data_dir = training_runs.synthetic_data(
         training_runs.settings_dir(output_dir, "data", settings), **settings)
     rows = []
-    for name, frame_level, hparams in ZOO:
+    for (name, frame_level, hparams), precision in itertools.product(ZOO, precisions):
         if models and name not in models:
             continue
         hparams = dict(hparams)
@@ -43,25 +47,33 @@ def run(output_dir, *, num_videos, num_classes, epochs, batch_size, frame_learni
         settings = {"model": name, "hparams": hparams, "epochs": epochs,
                     "batch_size": batch_size, "learning_rate": learning_rate,
                     "bn_momentum": bn_momentum, "seed": seed, "data_dir": data_dir}
+        run_name = name
+        if precision != "float32":  # float32 runs keep the settings (and cache) they had
+            settings["mixed_precision"] = precision
+            run_name = f"{name}-{precision}"
         result = training_runs.train_and_evaluate(
-            os.path.join(output_dir, "runs", name), data_dir, model=name, hparams=hparams,
+            os.path.join(output_dir, "runs", run_name), data_dir, model=name, hparams=hparams,
             frame_level=frame_level, num_classes=num_classes, max_frames=300,
             batch_size=batch_size, learning_rate=learning_rate, epochs=epochs,
             bn_momentum=bn_momentum, seed=seed, settings=settings, reuse=reuse,
-            measure_inference=True)
+            measure_inference=True, mixed_precision=precision)
         result["level"] = "frame" if frame_level else "video"
+        result["precision"] = precision
         rows.append(result)
-        print(f"{name}: {result['parameters']:,} parameters, GAP {result['gap']:.4f} "
-              f"MAP {result['map']:.4f}, train {result['train_examples_per_second']:.1f} / "
-              f"inference {result['inference_examples_per_second']:.1f} examples/s", flush=True)
+        print(f"{name} ({precision}): {result['parameters']:,} parameters, GAP "
+              f"{result['gap']:.4f} MAP {result['map']:.4f}, train "
+              f"{result['train_examples_per_second']:.1f} / inference "
+              f"{result['inference_examples_per_second']:.1f} examples/s", flush=True)
     return rows
 
 
 def table(rows):
-    lines = ["| Model | Level | Trainable parameters | GAP | MAP | Hit@1 | Train examples/s | "
-             "Inference examples/s |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| Model | Level | Precision | Trainable parameters | GAP | MAP | Hit@1 | "
+             "Train examples/s | Inference examples/s |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['level']} | {r['parameters']:,} | {r['gap']:.4f} | "
+        lines.append(f"| {r['model']} | {r['level']} | {r.get('precision', 'float32')} | "
+                     f"{r['parameters']:,} | {r['gap']:.4f} | "
                      f"{r['map']:.4f} | {r['hit_at_one']:.4f} | "
                      f"{r['train_examples_per_second']:.1f} | "
                      f"{r['inference_examples_per_second']:.1f} |")
@@ -70,7 +82,8 @@ def table(rows):
 
 def plot(rows, axes):
     """Left: validation GAP and MAP per model; right: training and inference examples/s."""
-    names = [r["model"] for r in rows]
+    names = [r["model"] + ("" if r.get("precision", "float32") == "float32"
+                           else f" ({r['precision']})") for r in rows]
     positions = range(len(rows))
     width = 0.4
     for offset, metric in ((-width / 2, "gap"), (width / 2, "map")):

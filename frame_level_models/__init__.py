@@ -13,7 +13,7 @@ import yt8m  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 from frame_level_models import hparams
 from frame_level_models.registry import (build, canonical_name, hparam_names, is_frame_level,
-                                         model_names)
+                                         model_names, places_sub_models)
 # Importing the model modules registers them (in this order: MODEL_NAMES lists them so).
 from frame_level_models import video_models  # noqa: F401
 from frame_level_models import logistic_frame_model  # noqa: F401
@@ -33,4 +33,4 @@ from frame_level_models import pruning  # noqa: F401  (its flag rows)
 MODEL_NAMES = model_names()
 
 __all__ = ["build", "canonical_name", "hparams", "hparam_names", "is_frame_level", "model_names",
-           "MODEL_NAMES"]
+           "MODEL_NAMES", "places_sub_models"]

@@ -168,6 +168,16 @@ def concat(tensors, name):
     return keras.layers.Concatenate(axis=-1, name=name)(tensors)
 
 
+def float32_outputs(outputs):
+    """The output dict with every tensor in float32: under a mixed-precision policy the layers
+    return 16-bit logits and embeddings, and losses, metrics, distillation and export read them
+    in float32. A float32 Activation layer per cast (none under the float32 policy, whose models
+    stay as they were)."""
+    return {key: value if value.dtype == tf.float32 else
+            keras.layers.Activation("linear", dtype="float32", name=f"{key}_float32")(value)
+            for key, value in outputs.items()}
+
+
 def stream_share(value, index, divisor=2):
     """Size rule of late fusion (references: rgb full, audio half; Willow's DBoF models: audio an
     eighth): the first stream gets `value`, the others value // divisor (at least 1)."""
@@ -178,7 +188,8 @@ def logistic_outputs(embedding, num_classes, l2_penalty, **classifier_options):
     """classifier_options: LogisticClassifier's kernel_initializer / l2_on_bias."""
     logits = LogisticClassifier(num_classes, l2_penalty, name="logistic",
                                 **classifier_options)(embedding)
-    predictions = keras.layers.Activation("sigmoid", name="predictions")(logits)
+    # float32 under mixed precision too: the sigmoid of 16-bit logits near 1 is coarse (2^-8).
+    predictions = keras.layers.Activation("sigmoid", dtype="float32", name="predictions")(logits)
     return {"predictions": predictions, "logits": logits, "embedding": embedding}
 
 

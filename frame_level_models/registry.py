@@ -27,6 +27,9 @@ class ModelSpec:
     # Epsilon of CrossEntropyLoss's probability logs in the model's reference training code
     # (None: the starter's 1e-5; linrongc's NeXtVLAD and MOD code used 1e-8).
     loss_epsilon: Optional[float] = None
+    # Composite models that place sub-models on devices (MOD trees): (name, hparams) -> the
+    # device of each top-level sub-model (None: unplaced).
+    sub_model_devices: Optional[Callable] = None
 
 
 _REGISTRY = {}
@@ -55,18 +58,19 @@ def register(name, frame_level, hparams, description, defaults=None, loss_epsilo
 
 
 def register_composite(name, frame_level, hparams, description, other_names=(),
-                       every_hparam=False, loss_epsilon=None):
+                       every_hparam=False, loss_epsilon=None, sub_model_devices=None):
     """Decorator that registers a factory building a whole model (see ModelSpec.builds_model).
 
     other_names: settings the factory checks itself (no flag); every_hparam: the model also takes
-    every model hparam (its leaf may be any zoo model); loss_epsilon: see ModelSpec.
+    every model hparam (its leaf may be any zoo model); loss_epsilon, sub_model_devices: see
+    ModelSpec.
     """
 
     def decorator(factory):
         hparams_lib.declare_model(name, hparams, other_names=other_names,
                                   every_hparam=every_hparam)
         _add(ModelSpec(name, factory, frame_level, description, builds_model=True,
-                       loss_epsilon=loss_epsilon))
+                       loss_epsilon=loss_epsilon, sub_model_devices=sub_model_devices))
         return factory
 
     return decorator
@@ -118,6 +122,17 @@ def loss_epsilon(name):
     return spec(name).loss_epsilon
 
 
+def places_sub_models(name, **hparams):
+    """True when model `name` with `hparams` puts its sub-models on several devices (a MOD tree
+    over the visible devices): built outside any tf.distribute strategy scope, it trains through
+    yt8m.training.model_parallel."""
+    model = spec(name)
+    if model.sub_model_devices is None:
+        return False
+    devices = model.sub_model_devices(model.name, hparams_lib.canonical(model.name, hparams))
+    return len({device for device in devices if device}) > 1
+
+
 def build(name, num_classes, **hparams):
     """Builds model `name` for `num_classes` classes.
 
@@ -125,7 +140,8 @@ def build(name, num_classes, **hparams):
     or comma-separated strings); a row's alias (`moe_l2`) stands for the row. Unused but known names
     are ignored; unknown ones raise ValueError.
     Returns a keras.Model taking a dict (feature names, plus num_frames for frame-level models) and
-    returning a dict with `predictions` and, where defined, `logits` and `embedding`.
+    returning a dict with `predictions` and, where defined, `logits` and `embedding`, all float32
+    under any Keras mixed-precision policy (the policy in force when `build` runs applies).
     """
     model = spec(name)
     name = model.name
@@ -139,5 +155,5 @@ def build(name, num_classes, **hparams):
     names, sizes = model_parts.resolve_features(
         name, model.frame_level, hparams.get("feature_names"), hparams.get("feature_sizes"))
     inputs = model_parts.make_inputs(names, sizes, model.frame_level)
-    outputs = model.builder(inputs, num_classes, names, sizes, hp)
+    outputs = model_parts.float32_outputs(model.builder(inputs, num_classes, names, sizes, hp))
     return keras.Model(inputs=inputs, outputs=outputs, name=name)

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from frame_level_models import hparams
 from frame_level_models import registry
+from yt8m.inference import predictors
 from yt8m.metrics import EvaluationMetrics
 from yt8m.training import checkpoints
 from yt8m.core import files
@@ -42,12 +43,14 @@ def metrics_path(train_dir, step):
     return os.path.join(eval_dir(train_dir), f"metrics_step_{step}.json")
 
 
-def make_eval_step(model, data_config, label_loss):
-    """tf.function: batch -> (predictions with unrated classes zeroed, label loss)."""
+def make_eval_step(model, data_config, label_loss, jit_compile=False):
+    """tf.function: batch -> (predictions with unrated classes zeroed, label loss);
+    jit_compile: the forward pass compiled with XLA (--jit_compile)."""
+    forward = predictors.inference_forward(model, jit_compile)
 
     @tf.function(reduce_retracing=True)
     def eval_step(batch):
-        outputs = model(inputs.model_inputs(batch, data_config), training=False)
+        outputs = forward(inputs.model_inputs(batch, data_config))
         predictions, logits = model_predictions(outputs)
         label_weights = batch.get("label_weights")
         loss = label_loss.calculate_loss(predictions, batch["labels"],
@@ -100,7 +103,8 @@ class _Evaluator:
     def __post_init__(self):
         self.model = build_model(self.model_flags)
         self.label_loss = label_loss_for(self.model_flags["label_loss"], self.model_flags["model"])
-        self.eval_step = make_eval_step(self.model, self.data_config, self.label_loss)
+        self.eval_step = make_eval_step(self.model, self.data_config, self.label_loss,
+                                        self.config.jit_compile)
         self.writer = None  # created with the first results: a failed run leaves no eval dir
 
     def restore(self, checkpoint_path):

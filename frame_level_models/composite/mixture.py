@@ -85,7 +85,9 @@ class MixtureGate(common.BatchNormLayer):
         super().build(input_shape)
 
     def call(self, inputs, training=None):
-        return tf.nn.softmax(self.dense(self.norm(inputs, training=training)), axis=-1)
+        # float32 under mixed precision: the weights scale the branches' float32 logits.
+        return common.softmax(self.dense(self.norm(inputs, training=training)), axis=-1,
+                              dtype=tf.float32)
 
     def get_config(self):
         return {**super().get_config(), "num_branches": self.num_branches,
@@ -225,7 +227,9 @@ class MixtureModel(TrainingModel, keras.Model):
                                  "combines the branches' logits")
             branch_outputs.append(outputs)
         weights = self.gate(self.gate_inputs(inputs), training=training)
-        branch_logits = tf.stack([outputs["logits"] for outputs in branch_outputs], axis=1)
+        # The mixture in float32 (the zoo's models return float32 under any policy).
+        branch_logits = tf.stack([tf.cast(outputs["logits"], tf.float32)
+                                  for outputs in branch_outputs], axis=1)
         logits = tf.einsum("bm,bmv->bv", weights, branch_logits)
         result = {"predictions": tf.sigmoid(logits), "logits": logits, GATE_WEIGHTS: weights,
                   BRANCH_LOGITS: branch_logits}

@@ -162,6 +162,14 @@ def _leaf_with_logits(model, base):
     return model
 
 
+def top_level_devices(model_name, hparams):
+    """The device of each of the root's sub-trees (None everywhere: no placement)."""
+    values = resolve(model_name, split_hparams(hparams)[0])
+    return placement.assign_round_robin(
+        placement.parse_devices(values["mod_devices"], "mod_devices"),
+        tree_shape(model_name, values)[0])
+
+
 def build(model_name, num_classes, **hparams):
     """Builds mixture model `model_name` (a MixtureModel tree) for `num_classes` classes."""
     model_name = _check_name(model_name)
@@ -233,6 +241,7 @@ for _name in MIXTURE_MODELS:
     registry.register_composite(_name, frame_level=True, hparams=HPARAMS + _LEAF_HPARAMS[_name],
                                 every_hparam=_name == GENERIC_MIXTURE,
                                 description=DESCRIPTIONS[_name],
-                                loss_epsilon=LINRONGC_EPSILON)(build)
+                                loss_epsilon=LINRONGC_EPSILON,
+                                sub_model_devices=top_level_devices)(build)
 for _alias, _name in REFERENCE_ALIASES.items():
     registry.register_alias(_alias, _name)

@@ -84,9 +84,21 @@ def bool_frame_mask(num_frames, frames):
     return tf.sequence_mask(num_frames, maxlen=tf.shape(frames)[1])
 
 
+# Mixed precision (yt8m.training.mixed_precision): the layers compute in their 16-bit compute
+# dtype, but a sum of many squares or exponentials loses too much there (8 mantissa bits in
+# bfloat16, and float16 overflows at 65504), so these reductions run in float32 and only their
+# result is cast back. Under the float32 policy the casts are no-ops (no op is added).
+
+
 def l2_normalize(x, axis):
-    """tf.nn.l2_normalize (epsilon 1e-12 on the squared norm), as the references used it."""
-    return tf.math.l2_normalize(x, axis=axis)
+    """tf.nn.l2_normalize (epsilon 1e-12 on the squared norm), as the references used it;
+    computed in float32, returned in x's dtype."""
+    return tf.cast(tf.math.l2_normalize(tf.cast(x, tf.float32), axis=axis), x.dtype)
+
+
+def softmax(x, axis=-1, dtype=None):
+    """tf.nn.softmax computed in float32; returned as `dtype` (default: x's dtype)."""
+    return tf.cast(tf.nn.softmax(tf.cast(x, tf.float32), axis=axis), dtype or x.dtype)
 
 
 class Layer(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):

@@ -79,8 +79,10 @@ class DbofPooling(common.BatchNormLayer):
         activation = tf.reshape(activation, [batch, length, self.cluster_size])
         if self.pooling_method == "max":
             return tf.reduce_max(activation, axis=1)
-        count = tf.maximum(tf.cast(num_frames, frames.dtype), 1.0)[:, None]
-        return tf.reduce_sum(activation, axis=1) / count
+        # The average in float32 (mixed precision: a 16-bit sum or count of 300 frames rounds).
+        count = tf.maximum(tf.cast(num_frames, tf.float32), 1.0)[:, None]
+        total = tf.reduce_sum(tf.cast(activation, tf.float32), axis=1)
+        return tf.cast(total / count, frames.dtype)
 
     def get_config(self):
         return {**super().get_config(), "cluster_size": self.cluster_size,

@@ -21,10 +21,12 @@ class MaskedMean(common.Layer):
 
     def call(self, inputs):
         frames, num_frames = inputs
-        mask = common.frame_mask(num_frames, frames, frames.dtype)
-        total = tf.einsum("btn,bt->bn", frames, mask)
+        # In float32 under mixed precision: a 16-bit count or sum of up to 300 frames rounds.
+        values = tf.cast(frames, tf.float32)
+        mask = common.frame_mask(num_frames, values)
+        total = tf.einsum("btn,bt->bn", values, mask)
         count = tf.maximum(tf.reduce_sum(mask, axis=1, keepdims=True), 1.0)
-        return total / count
+        return tf.cast(total / count, frames.dtype)
 
 
 @keras.utils.register_keras_serializable(package="yt8m")

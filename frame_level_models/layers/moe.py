@@ -78,18 +78,24 @@ class MoeClassifier(common.BatchNormLayer):
         classes, mixtures = self.num_classes, self.num_mixtures
         gate_input = (tf.matmul(inputs, self.gate_low_rank_kernel) if self.gating_rank
                       else inputs)
-        gates = tf.nn.softmax(
-            tf.reshape(tf.matmul(gate_input, self.gate_kernel), [-1, classes, mixtures + 1]))
-        experts = tf.sigmoid(tf.reshape(tf.matmul(inputs, self.expert_kernel) + self.expert_bias,
-                                        [-1, classes, mixtures]))
+        # The matmuls in the compute dtype; the softmax, sigmoids and the mixture in float32, so
+        # the probabilities (the model's predictions) are float32 under mixed precision too.
+        gates = common.softmax(
+            tf.reshape(tf.matmul(gate_input, self.gate_kernel), [-1, classes, mixtures + 1]),
+            dtype=tf.float32)
+        experts = tf.sigmoid(tf.cast(tf.reshape(
+            tf.matmul(inputs, self.expert_kernel) + self.expert_bias, [-1, classes, mixtures]),
+            tf.float32))
         probabilities = tf.reduce_sum(gates[:, :, :mixtures] * experts, axis=-1)
         if self.prob_gating:
-            source = probabilities if self.prob_gating_input == "prob" else inputs
+            source = (tf.cast(probabilities, inputs.dtype) if self.prob_gating_input == "prob"
+                      else inputs)
             gate = tf.matmul(source, self.prob_gating_kernel)
             if self.remove_diagonal:
-                gate -= tf.linalg.diag_part(self.prob_gating_kernel)[:classes] * probabilities
+                gate -= (tf.linalg.diag_part(self.prob_gating_kernel)[:classes]
+                         * tf.cast(probabilities, gate.dtype))
             gate = self.prob_gating_bn(gate, training=training)
-            probabilities = probabilities * tf.sigmoid(gate)
+            probabilities = probabilities * tf.sigmoid(tf.cast(gate, tf.float32))
         return probabilities
 
     def get_config(self):

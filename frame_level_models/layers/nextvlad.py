@@ -72,7 +72,7 @@ class NeXtVLAD(common.BatchNormLayer):
         attention *= tf.cast(mask, frames.dtype)[:, None]
         activation = self.cluster_bn(tf.matmul(expanded, self.cluster_kernel),
                                      training=training, mask=mask)
-        activation = tf.nn.softmax(tf.reshape(activation, [-1, groups, clusters]))
+        activation = common.softmax(tf.reshape(activation, [-1, groups, clusters]))
         assignment = activation * attention[:, :, None]  # [B*T, G, K]
         # Frames x groups become one axis: the sum over both is one batched matmul per video.
         assignment = tf.reshape(assignment, [batch, length * groups, clusters])

@@ -49,7 +49,8 @@ class SoftAssignmentPooling(common.BatchNormLayer):
             activation = self.cluster_bn(activation, training=training, mask=mask)
         else:
             activation = tf.nn.bias_add(activation, self.cluster_bias)
-        assignment = tf.nn.softmax(activation) * tf.cast(mask, frames.dtype)[:, None]
+        assignment = (common.softmax(activation)
+                      * tf.cast(mask, frames.dtype)[:, None])
         return tf.reshape(assignment, [batch, length, self.cluster_size])
 
     def get_config(self):

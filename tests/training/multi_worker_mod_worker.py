@@ -51,8 +51,8 @@ def build_model(seed):
 
 def loss_function(model):
     label_loss = losses.CrossEntropyLoss()
-    return lambda outputs, labels: objective.training_loss(
-        model, outputs, labels, None, label_loss, 1.0)["total_loss"]
+    return lambda outputs, labels, label_weights=None: objective.training_loss(
+        model, outputs, labels, label_weights, label_loss, 1.0)["total_loss"]
 
 
 def main(output_dir):
@@ -72,7 +72,7 @@ def main(output_dir):
     features, labels = global_batch()
     share = slice(index * GLOBAL_BATCH // 2, (index + 1) * GLOBAL_BATCH // 2)
     mine = ({name: value[share] for name, value in features.items()}, labels[share])
-    losses_seen = [float(step(*mine)) for _ in range(STEPS)]
+    losses_seen = [float(step(*mine)[0]) for _ in range(STEPS)]
     final = [variable.numpy() for variable in model.variables]
     np.savez(os.path.join(output_dir, f"worker{index}.npz"),
              **{f"before_{i}": value for i, value in enumerate(before)},

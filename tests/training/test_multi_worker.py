@@ -27,6 +27,7 @@ from yt8m.data import records
 from yt8m.training import checkpoints
 from yt8m.training import inputs
 from yt8m.training import multi_worker
+from yt8m.training import objective
 from yt8m.training import trainer
 from yt8m.core.config import DataConfig, TrainConfig
 
@@ -404,3 +405,88 @@ def test_describe_lost_peer_keeps_the_reason_and_the_peer():
         None, None, "Graph execution error:\n\nCollective timed out after 30 s\n\t [[{{node x}}]]")
     assert multi_worker.describe_lost_peer(plain) == (
         "DeadlineExceededError: Collective timed out after 30 s")
+
+
+# ----------------------------------------------------------------------------------------------
+# train.py itself with a MOD tree over each worker's two logical CPUs.
+
+MOD_TREE_FLAGS = ["--model=MixtureModel", "--mixture_base_model=FrameLevelLogisticModel",
+                  "--mod_tree=2x2", "--num_cpu_devices=2"]
+
+
+@pytest.fixture(scope="module")
+def train_py_model_parallel_run(tmp_path_factory):
+    """Two train.py workers, each placing the 2x2 tree's sub-trees on its two logical CPUs and
+    reading its own share of the data; a checkpoint after each of 2 steps."""
+    workspace = tmp_path_factory.mktemp("train_py_model_parallel")
+    pattern = _write_data(str(workspace))
+    train_dir = str(workspace / "train")
+    flags = [flag for flag in _train_flags(train_dir, pattern, 2)
+             if not flag.startswith(("--model=", "--export_model_steps",
+                                     "--average_replica_gradients"))]
+    workers = _launch(["train.py", *flags, *MOD_TREE_FLAGS, "--export_model_steps=1"],
+                      workspace, "mod_tree")
+    outputs = _finish(workers, time.time() + RUN_TIMEOUT_SECS)
+    return dict(train_dir=train_dir, pattern=pattern, outputs=outputs)
+
+
+def test_train_py_trains_a_placed_mod_tree_one_model_per_worker(train_py_model_parallel_run,
+                                                               tmp_path):
+    """Step 2 of the workers == the reference from their checkpoint 1: each worker's second batch
+    of its share (batch norm on each alone), gradients summed, per-variable clipping, Adam,
+    moving statistics averaged."""
+    run = train_py_model_parallel_run
+    train_dir = run["train_dir"]
+    for index, (returncode, log) in enumerate(run["outputs"]):
+        assert returncode == 0, f"worker {index}:\n{_diagnosis(log)}"
+        assert re.search(r"One MixtureModel per worker, its sub-trees on "
+                         r"/job:worker/replica:0/task:\d/device:CPU:0, "
+                         r"/job:worker/replica:0/task:\d/device:CPU:1; gradients summed over 2 "
+                         r"workers", log), _diagnosis(log)
+        assert f"train.py: stopped at step 2 (max_steps); checkpoint {train_dir}/ckpt-2" in log
+    reference_dir = str(tmp_path / "reference")
+    os.makedirs(reference_dir)
+    for name in os.listdir(train_dir):
+        if name.startswith("ckpt-1.") or name == "model_flags.json":
+            shutil.copy(os.path.join(train_dir, name), reference_dir)
+    with open(os.path.join(reference_dir, "checkpoint"), "w") as handle:
+        handle.write('model_checkpoint_path: "ckpt-1"\nall_model_checkpoint_paths: "ckpt-1"\n')
+    with open(os.path.join(train_dir, "model_flags.json")) as handle:
+        model_flags = json.load(handle)
+    data = DataConfig(feature_names=("rgb", "audio"), feature_sizes=(1024, 128),
+                      frame_features=True, num_classes=NUM_CLASSES, max_frames=MAX_FRAMES)
+    config = TrainConfig(
+        train_dir=reference_dir, train_data_pattern=run["pattern"], data=data,
+        model="MixtureModel", model_hparams=model_flags["hparams"],
+        batch_size=2 * BATCH_PER_WORKER, base_learning_rate=0.1, num_epochs=1000,
+        shuffle_seed=SEED, distribution_strategy="none", checkpoint_input_pipeline=False)
+    reference = trainer.Trainer(config)
+    assert reference.step == 1
+    halves = [next(_shard_batches(run["pattern"], data, worker, 1)) for worker in range(2)]
+    model = reference.model
+    statistics = [v for v in model.non_trainable_variables if v.dtype.is_floating]
+    start_statistics = [v.numpy() for v in statistics]
+    gradients, end_statistics = [], []
+    for half in halves:
+        for variable, value in zip(statistics, start_statistics):
+            variable.assign(value)
+        with tf.GradientTape() as tape:
+            outputs = model(inputs.model_inputs(half, data), training=True)
+            loss = objective.training_loss(model, outputs, half["labels"], None,
+                                           reference.label_loss, 1.0)["total_loss"]
+        gradients.append(tape.gradient(loss, model.trainable_variables))
+        end_statistics.append([v.numpy() for v in statistics])
+    reference.optimizer.apply_gradients(zip([a + b for a, b in zip(*gradients)],
+                                            model.trainable_variables))
+    for variable, a, b in zip(statistics, *end_statistics):
+        variable.assign((a + b) / 2)
+    saved = tf.train.Checkpoint(model=model).save(str(tmp_path / "reference_step2"))
+    workers_checkpoint = os.path.join(train_dir, "ckpt-2")
+    compared = 0
+    for name, _ in tf.train.list_variables(saved):
+        if name.startswith("model/"):
+            np.testing.assert_allclose(tf.train.load_variable(saved, name),
+                                       tf.train.load_variable(workers_checkpoint, name),
+                                       rtol=1e-5, atol=1e-6, err_msg=name)
+            compared += 1
+    assert compared >= 12  # 4 leaves' kernels and biases, 3 gates' kernels and batch norms

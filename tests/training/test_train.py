@@ -175,12 +175,13 @@ def test_adadelta_optimizer_is_tf1s():
         expected, rtol=1e-5)
 
 
-def _two_replica_step(data_dir, tmp_path, average):
+def _two_replica_step(data_dir, tmp_path, average, precision="float32"):
     import subprocess
     import sys
-    output = str(tmp_path / ("average.npz" if average else "sum.npz"))
+    output = str(tmp_path / (("average" if average else "sum") + f"-{precision}.npz"))
     command = [sys.executable, os.path.join(helpers.REPO, "tests", "training",
-                                            "two_replica_step.py"), data_dir, output]
+                                            "two_replica_step.py"), data_dir, output,
+               f"--mixed_precision={precision}"]
     environment = dict(os.environ, PYTHONPATH=helpers.REPO, CUDA_VISIBLE_DEVICES="")
     result = subprocess.run(command + (["--average_replica_gradients"] if average else []),
                             env=environment, capture_output=True, text=True, timeout=300)
@@ -201,14 +202,20 @@ def _tower_gradients(run, rows):
     return [x.T @ d_z + 1e-8 * kernel, d_z.sum(axis=0)]
 
 
-@pytest.mark.parametrize("average", [False, True])
+@pytest.mark.parametrize("average, precision", [
+    (False, "float32"), (True, "float32"),
+    # float16 compute with loss scaling: the scaled gradients are unscaled before the sum and
+    # the clipping; float16's 11 significant bits bound the difference to the float64 oracle.
+    (False, "mixed_float16")])
 def test_two_replicas_sum_their_gradients_then_clip_like_the_starters_towers(
-        small_dataset, tmp_path, average):
+        small_dataset, tmp_path, average, precision):
     """Two replicas of batch 2 (logical CPUs): the starter's utils.combine_gradients SUMS the
     towers' gradients, then clip_gradient_norms clips each variable to norm 1.0 (oracles in
     tests/reference/starter_numpy.py); --average_replica_gradients takes their mean instead."""
     from reference import starter_numpy
-    run = _two_replica_step(small_dataset, tmp_path, average)
+    run = _two_replica_step(small_dataset, tmp_path, average, precision)
+    tolerance = (dict(rtol=1e-4, atol=1e-6) if precision == "float32"
+                 else dict(rtol=1e-2, atol=1e-3))
     towers = [_tower_gradients(run, slice(0, 2)), _tower_gradients(run, slice(2, 4))]
     combined = starter_numpy.combine_gradients(towers)
     if average:
@@ -217,9 +224,8 @@ def test_two_replicas_sum_their_gradients_then_clip_like_the_starters_towers(
     assert (np.linalg.norm(combined[0]) > 1.0) != average
     clipped = starter_numpy.clip_gradient_norms(combined, 1.0)
     np.testing.assert_allclose(run["kernel_after"], run["kernel_before"] - clipped[0],
-                               rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(run["bias_after"], run["bias_before"] - clipped[1],
-                               rtol=1e-4, atol=1e-6)
+                               **tolerance)
+    np.testing.assert_allclose(run["bias_after"], run["bias_before"] - clipped[1], **tolerance)
 
 
 def test_unknown_optimizer_lists_choices():

@@ -12,12 +12,14 @@ from typing import Optional
 import yt8m  # noqa: F401
 from yt8m.core import errors
 from yt8m.core.option_groups import (Batching, CheckpointSelection, CorruptRecords, FrameBuckets,
-                                     InputFeatures, PredictionFiles, TopK)
+                                     InputFeatures, PredictionFiles, StepCompilation, TopK)
 from yt8m.core.options import option, override
 
 # Names of yt8m.training.distribution.make_strategy (declared here, the lowest layer, so that the
 # flag can list them).
 DISTRIBUTION_STRATEGIES = ("default", "mirrored", "one_device", "multi_worker", "none")
+# tf_keras mixed-precision policies of --mixed_precision (yt8m.training.mixed_precision).
+MIXED_PRECISION_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 @dataclasses.dataclass
@@ -144,6 +146,13 @@ class TrainConfig:
         "checkpoint, so resume stays exact); on CPUs there is nothing to copy.")
     shuffle_seed: Optional[int] = option(
         None, "Seed of the input shuffling and model initialisation (reproducible runs).")
+    mixed_precision: str = option(
+        "float32", "Keras mixed-precision policy of the model: float32 (the references'), or "
+        "mixed_bfloat16 / mixed_float16: 16-bit compute with float32 weights, the softmaxes, "
+        "normalisations, batch-norm statistics, losses and outputs in float32; mixed_float16 "
+        "adds dynamic loss scaling. Recorded in model_flags.json: eval, inference and export "
+        "build the model the same way (docs/training.md).", choices=MIXED_PRECISION_POLICIES)
+    jit_compile: bool = override(StepCompilation, "jit_compile")
     distribution_strategy: str = option(
         "default", "default: mirrored over the local GPUs (--num_gpu of them; or over "
         "--num_cpu_devices), else one device.",
@@ -174,7 +183,8 @@ class RecordedModelFlags:
 
 
 @dataclasses.dataclass
-class EvalConfig(CheckpointSelection, Batching, TopK, FrameBuckets, CorruptRecords):
+class EvalConfig(CheckpointSelection, Batching, TopK, FrameBuckets, CorruptRecords,
+                 StepCompilation):
     eval_data_pattern: str = option("", "Glob of the evaluation TFRecord files.")
     segment_labels: bool = override(
         DataConfig, "segment_labels",
@@ -196,7 +206,7 @@ SEGMENT_LABEL_IDS_URL = (
 
 @dataclasses.dataclass
 class InferenceConfig(PredictionFiles, CheckpointSelection, Batching, TopK, FrameBuckets,
-                      CorruptRecords):
+                      CorruptRecords, StepCompilation):
     # "" as in the starter: --input_model_tgz refuses a --train_dir.
     train_dir: str = override(CheckpointSelection, "train_dir", "",
                               help="Directory written by train.py (or give --input_model_tgz).")

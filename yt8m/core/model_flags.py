@@ -12,6 +12,8 @@ from yt8m.core import errors
 
 MODEL_FLAGS_FILE = "model_flags.json"
 PRUNING = "pruning"  # key of the pruning options (yt8m.core.config.PruningConfig), when pruned
+# Entries added after the first train dirs were written, with the value those dirs meant.
+_ADDED_ENTRIES = {"mixed_precision": "float32"}
 
 
 class ModelFlagsMismatchError(errors.InvalidInputError):
@@ -33,11 +35,17 @@ def model_flags_from_config(config):
         "num_classes": int(config.data.num_classes),
         "max_frames": int(config.data.max_frames),
         "label_loss": config.label_loss,
+        "mixed_precision": config.mixed_precision,
         "hparams": dict(sorted(config.model_hparams.items())),
     }
     if config.pruning.enabled:
         record[PRUNING] = config.pruning.record()
     return record
+
+
+def mixed_precision(model_flags):
+    """The Keras mixed-precision policy the model of a model_flags record is built with."""
+    return model_flags.get("mixed_precision", _ADDED_ENTRIES["mixed_precision"])
 
 
 def features(model_flags):
@@ -57,9 +65,11 @@ def read_model_flags(train_dir):
             f"--train_dir={train_dir!r} has no {MODEL_FLAGS_FILE}: it is not a directory written "
             "by train.py")
     try:
-        return files.read_json(path)
+        recorded = files.read_json(path)
     except ValueError as error:
         raise errors.InvalidInputError(f"{path} is not valid JSON: {error}") from error
+    # A train dir written before an entry existed meant its default (e.g. float32).
+    return {**_ADDED_ENTRIES, **recorded} if isinstance(recorded, dict) else recorded
 
 
 def _differences(recorded, requested, hparam_defaults):

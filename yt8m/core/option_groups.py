@@ -99,6 +99,14 @@ class FrameBuckets:
 
 
 @dataclasses.dataclass
+class StepCompilation:
+    jit_compile: bool = option(
+        False, "Compile the step functions with XLA (tf.function(jit_compile=True)). Worth it on "
+        "GPUs and TPUs; on CPU it measured no gain (docs/training.md). Every new frame count "
+        "(--frame_buckets) compiles once more.")
+
+
+@dataclasses.dataclass
 class PredictionFiles:
     """What a prediction tool reads and the CSV it writes."""
     input_data_pattern: str = option("", "Glob of the TFRecord files to predict.")

@@ -57,8 +57,13 @@ def substituted_weights(model, replacements):
         for layer in [model] + list(model.submodules):
             for attribute, value in list(vars(layer).items()):
                 if isinstance(value, tf.Variable) and value.ref() in replacements:
+                    replacement = replacements[value.ref()]
+                    if hasattr(value, "true_dtype"):
+                        # A mixed-precision layer's variable (Keras AutoCastVariable) reads in
+                        # the layer's compute dtype.
+                        replacement = tf.cast(replacement, layer.compute_dtype)
                     # object.__setattr__: Keras' own __setattr__ would untrack the variable.
-                    object.__setattr__(layer, attribute, replacements[value.ref()])
+                    object.__setattr__(layer, attribute, replacement)
                     patched.append((layer, attribute, value))
         yield
     finally:

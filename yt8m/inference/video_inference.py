@@ -43,7 +43,7 @@ def checkpoint_predictor(config, data_config):
                                           checkpoint_path)
         logging.info("Bundled %s into %s", checkpoint_path, config.output_model_tgz)
     logging.info("Predicting with %s", checkpoint_path)
-    return predictors.model_predictor(model, data_config)
+    return predictors.model_predictor(model, data_config, config.jit_compile)
 
 
 def prepare_inference(config, predict=None, data_config=None):

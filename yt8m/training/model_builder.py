@@ -2,6 +2,7 @@
 loss it trains with."""
 import yt8m  # noqa: F401
 from yt8m.core import errors
+from yt8m.training import mixed_precision
 
 import frame_level_models
 from frame_level_models import hparams as zoo_hparams
@@ -30,13 +31,23 @@ def build_model(model_flags):
     """model_flags (the dict of model_flags.json) -> functional tf_keras model, as the train dir's
     checkpoints hold it: with tfmot's pruning wrappers (masks, schedule) when the record has
     pruning options. `pruning.strip` turns that one into the model to serve
-    (checkpoints.load_model does)."""
+    (checkpoints.load_model does). Built under the record's mixed-precision policy (float32
+    variables either way, so its checkpoints restore into any build of the same record; outputs
+    float32)."""
     check_model_choice(model_flags["model"], model_flags["frame_features"])
-    model = frame_level_models.build(
-        model_flags["model"], int(model_flags["num_classes"]),
-        feature_names=model_flags["feature_names"], feature_sizes=model_flags["feature_sizes"],
-        **model_flags.get("hparams", {}))
-    return pruning.prune_with_options(model, model_flags_lib.pruning_options(model_flags))
+    with mixed_precision.policy_scope(model_flags_lib.mixed_precision(model_flags)):
+        model = frame_level_models.build(
+            model_flags["model"], int(model_flags["num_classes"]),
+            feature_names=model_flags["feature_names"],
+            feature_sizes=model_flags["feature_sizes"], **model_flags.get("hparams", {}))
+        return pruning.prune_with_options(model, model_flags_lib.pruning_options(model_flags))
+
+
+def places_sub_models(model_flags):
+    """True when the model of `model_flags` spreads its sub-models over this machine's devices (a
+    MOD tree): it is built outside any strategy scope (yt8m.training.model_parallel)."""
+    return frame_level_models.places_sub_models(model_flags["model"],
+                                                **model_flags.get("hparams", {}))
 
 
 def label_loss_for(label_loss, model):

@@ -307,24 +307,38 @@ def any_worker(strategy, *decisions):
     return tuple(bool(count > 0) for count in count_votes(votes).numpy())
 
 
+def num_workers(strategy):
+    """Workers of a multi-worker strategy (its replicas: one per local device of each worker)."""
+    return strategy.num_replicas_in_sync // len(strategy.extended.worker_devices)
+
+
 def all_reduce_sum(strategy, tensors):
-    """Element-wise sum over the replicas of all workers of a list of tensors (e.g. the gradients
-    of a model built outside the strategy scope). Call it in cross-replica context (not inside
-    strategy.run); every worker must call it with tensors of the same shapes. The result is
-    bit-identical on every worker."""
+    """Element-wise sum over the workers of a list of tensors, each worker's counted once (e.g.
+    the gradients of a model built outside the strategy scope, one model per worker). Call it in
+    cross-replica context (not inside strategy.run); every worker must call it with tensors of
+    the same shapes. The result is bit-identical on every worker."""
     tensors = list(tensors)
     if not is_multi_worker(strategy):
         return tensors
-    return list(_all_reduce_sum(strategy, lambda _: tensors))
+    local_replicas = len(strategy.extended.worker_devices)
+
+    def worker_share(replica):
+        # A worker with several local replicas (one per GPU) contributes through its first one:
+        # replica ids run worker by worker (id = worker * local replicas + local index).
+        if local_replicas == 1:
+            return tensors
+        first = tf.equal(replica % local_replicas, 0)
+        return [tf.where(first, tensor, tf.zeros_like(tensor)) for tensor in tensors]
+
+    return list(_all_reduce_sum(strategy, worker_share))
 
 
 def all_reduce_mean(strategy, tensors):
-    """Element-wise mean over the replicas of all workers (see all_reduce_sum)."""
+    """Element-wise mean over the workers (see all_reduce_sum)."""
     tensors = list(tensors)
     if not is_multi_worker(strategy):
         return tensors
-    return [total / strategy.num_replicas_in_sync
-            for total in all_reduce_sum(strategy, tensors)]
+    return [total / num_workers(strategy) for total in all_reduce_sum(strategy, tensors)]
 
 
 def broadcast_from_chief(strategy, variables):

@@ -1,11 +1,15 @@
 """Custom training loop: tf.distribute, exact resume, periodic checkpoints, clean stop on signals.
 
 One step = `strategy.run(replica_step)` inside a tf.function, so data parallelism (MirroredStrategy,
-later MultiWorkerMirroredStrategy) and models that place their own sub-models on devices (MOD
-trees) both work. The optimizer sums the replicas' gradients and then clips each variable's
-gradient (Keras `clipnorm`), as the starter sums its towers' gradients and clips per variable;
-with --average_replica_gradients each replica divides its loss by the number of replicas first.
+MultiWorkerMirroredStrategy) and models that place their own sub-models on devices (MOD trees)
+both work; a MOD tree placed over the devices of each worker of a multi-worker run is one model
+per worker, trained by `yt8m.training.model_parallel.make_model_parallel_step`. The optimizer
+sums the replicas' gradients and then clips each variable's gradient (Keras `clipnorm`), as the
+starter sums its towers' gradients and clips per variable; with --average_replica_gradients each
+replica divides its loss by the number of replicas first. --mixed_precision=mixed_float16 scales
+the loss and unscales the gradients around the backward pass (yt8m.training.mixed_precision).
 """
+import contextlib
 import dataclasses
 import json
 import math
@@ -26,12 +30,15 @@ from yt8m.training import checkpoints
 from yt8m.training import distribution
 from yt8m.training import inputs
 from yt8m.training import loss_guard
+from yt8m.training import mixed_precision
+from yt8m.training import model_parallel
 from yt8m.core import model_flags as model_flags_lib
 from yt8m.training import multi_worker
 from yt8m.training import objective
 from yt8m.training import train_dir_guard
 from yt8m.metrics import gap as batch_gap
-from yt8m.training.model_builder import build_model, check_model_choice, hparam_defaults, label_loss_for
+from yt8m.training.model_builder import (build_model, check_model_choice, hparam_defaults,
+                                         label_loss_for, places_sub_models)
 from yt8m.training.optimizers import make_optimizer
 from yt8m.training.pruning_steps import PruningSteps
 from yt8m.training.schedules import examples_staircase_decay
@@ -97,16 +104,26 @@ class Trainer:
     def __init__(self, config, strategy=None, training_model_factory=None):
         self.config = config
         self.strategy = strategy or distribution.make_strategy(config.distribution_strategy)
-        self.num_replicas = self.strategy.num_replicas_in_sync
+        check_model_choice(config.model, config.data.frame_features)
+        flags_record = model_flags_lib.model_flags_from_config(config)
+        # A MOD tree placed over each worker's devices in a multi-worker run: one model per
+        # worker, built outside the strategy scope, trained by model_parallel's step (gradients
+        # summed over the workers); --batch_size examples per worker.
+        self.model_per_worker = (multi_worker.is_multi_worker(self.strategy)
+                                 and places_sub_models(flags_record))
+        # The strategy that splits this process's batches over its replicas: none (the default
+        # strategy) for a model per worker, whose batch feeds the whole tree.
+        self.feed_strategy = (tf.distribute.get_strategy() if self.model_per_worker
+                              else self.strategy)
+        self.num_replicas = (multi_worker.cluster_task_of(self.strategy).num_workers
+                             if self.model_per_worker else self.strategy.num_replicas_in_sync)
         self.global_batch_size = config.batch_size * self.num_replicas
         # What this process reads: all of the data, or its share under multi-worker training.
         self.input_shard = distribution.input_shard(self.strategy)
-        self.local_batch_size = config.batch_size * distribution.local_replicas(self.strategy)
+        self.local_batch_size = config.batch_size * (
+            1 if self.model_per_worker else distribution.local_replicas(self.strategy))
         self.is_chief = multi_worker.is_chief(self.strategy)
         multi_worker.check_train_config(self.strategy, config)
-
-        check_model_choice(config.model, config.data.frame_features)
-        flags_record = model_flags_lib.model_flags_from_config(config)
         self.label_loss = label_loss_for(config.label_loss, config.model)
         files = inputs.require_files(config.train_data_pattern, "--train_data_pattern")
         self.model_flags = flags_record
@@ -129,7 +146,7 @@ class Trainer:
         self.learning_rate = examples_staircase_decay(
             config.base_learning_rate, config.learning_rate_decay,
             config.learning_rate_decay_examples, self.global_batch_size)
-        with self.strategy.scope():
+        with (contextlib.nullcontext() if self.model_per_worker else self.strategy.scope()):
             self.model = build_model(flags_record)
             # Pruned models (--pruning_*): the schedule follows the optimizer's step.
             self.pruning_steps = PruningSteps(self.model)
@@ -139,13 +156,23 @@ class Trainer:
             trained = (training_model_factory(self.model) if training_model_factory
                        else self.model)
             self.training_model = training_protocol.as_training_model(trained)
-            # A model-parallel model runs each variable's update on that variable's device.
-            self.optimizer = make_optimizer(
-                config.optimizer, self.learning_rate, config.clip_gradient_norm,
-                on_variable_devices=self.training_model.is_model_parallel)
+            check_jit_compile(config, self.training_model)
+            # A model-parallel model runs each variable's update on that variable's device;
+            # mixed_float16 scales the loss (the optimizer clips the unscaled gradients).
+            self.optimizer = mixed_precision.with_loss_scaling(
+                make_optimizer(config.optimizer, self.learning_rate, config.clip_gradient_norm,
+                               on_variable_devices=self.training_model.is_model_parallel),
+                config.mixed_precision)
             # Create the slots now, so a restore fills them immediately and the checkpoint always
             # has the same structure.
             self.optimizer.build(self.training_model.trainable_variables)
+        self.trained = trained
+        if self.model_per_worker:  # every worker starts from the chief's initial values
+            multi_worker.broadcast_from_chief(self.strategy, trained.variables)
+            logging.info("One %s per worker, its sub-trees on %s; gradients summed over %d "
+                         "workers", config.model, ", ".join(sorted(
+                             {variable.device for variable in self.model.variables})),
+                         self.num_replicas)
         self.iterator = iter(self.dataset)
         tracked = {"model": self.model, "optimizer": self.optimizer}
         self.extra_tracked = ({"training_model": trained}
@@ -245,21 +272,26 @@ class Trainer:
         # A training wrapper may read more of the batch (a teacher cache looks up video ids).
         for key in self.training_model.extra_batch_keys:
             features[key] = batch[key]
-        labels = batch["labels"]
-        label_weights = batch.get("label_weights")
         self.pruning_steps.before_step(self.optimizer.iterations)
+        return self._train_step(features, batch["labels"], batch.get("label_weights"))
+
+    def _train_step(self, features, labels, label_weights):
+        """One replica's forward, backward and update (with --jit_compile: one XLA program; the
+        batch's other entries, such as the string ids, stay outside)."""
         with tf.GradientTape() as tape:
             outputs = self.training_model(features, training=True)
             losses = objective.training_loss(self.training_model, outputs, labels, label_weights,
                                              self.label_loss, self.config.regularization_penalty)
             # The optimizer sums the replicas' gradients (the starter's towers); averaging them
             # is the named option.
-            scaled_loss = (losses["total_loss"] / self.num_replicas
-                           if self.config.average_replica_gradients else losses["total_loss"])
+            replica_loss = (losses["total_loss"] / self.num_replicas
+                            if self.config.average_replica_gradients else losses["total_loss"])
+            replica_loss = mixed_precision.scale_loss(self.optimizer, replica_loss)
         variables = self.training_model.trainable_variables
         # A model placed over several devices (MOD tree) computes each sub-tree's gradients on
         # that sub-tree's device.
-        gradients = self.training_model.compute_gradients(tape, scaled_loss, variables)
+        gradients = mixed_precision.unscale_gradients(
+            self.optimizer, self.training_model.compute_gradients(tape, replica_loss, variables))
         self.optimizer.apply_gradients(zip(gradients, variables))
         predictions, _ = objective.model_predictions(outputs)
         if label_weights is not None:  # segment mode: only the rated classes count
@@ -267,7 +299,16 @@ class Trainer:
         return losses, predictions, labels
 
     def _make_step_function(self):
+        """(this process's batch, distributed by feed_strategy) -> (mean losses, predictions,
+        labels) of one step."""
+        if self.model_per_worker:
+            return self._make_model_per_worker_step()
         strategy = self.strategy
+        if self.config.jit_compile:
+            # Each replica's forward, backward and update become one XLA program, as Keras'
+            # Model.fit compiles its per-replica train_step.
+            self._train_step = tf.function(self._train_step, jit_compile=True,
+                                           reduce_retracing=True)
 
         @tf.function(reduce_retracing=True)
         def step_function(distributed_batch):
@@ -280,10 +321,35 @@ class Trainer:
 
         return step_function
 
+    def _make_model_per_worker_step(self):
+        """The step of a model placed over this worker's devices: this worker's batch (its share
+        of the data) through model_parallel's step (yt8m.training.model_parallel); the
+        predictions and labels returned are this worker's."""
+        config, training_model = self.config, self.training_model
+        step = model_parallel.make_model_parallel_step(
+            self.strategy, self.trained, self.optimizer,
+            lambda outputs, labels, label_weights: objective.training_loss(
+                training_model, outputs, labels, label_weights, self.label_loss,
+                config.regularization_penalty),
+            average_gradients=config.average_replica_gradients)
+
+        def step_function(batch):
+            features = inputs.model_inputs(batch, config.data)
+            for key in training_model.extra_batch_keys:
+                features[key] = batch[key]
+            label_weights = batch.get("label_weights")
+            self.pruning_steps.before_step(self.optimizer.iterations)
+            losses, predictions = step(features, batch["labels"], label_weights)
+            if label_weights is not None:  # segment mode: only the rated classes count
+                predictions = predictions * label_weights
+            return losses, predictions, batch["labels"]
+
+        return step_function
+
     def train_step(self, batch):
         """One training step on a batch of this process (split over its replicas); returns the
         mean losses, and the predictions and labels of the global batch."""
-        return self._step_function(distribution.distribute_batch(self.strategy, batch))
+        return self._step_function(distribution.distribute_batch(self.feed_strategy, batch))
 
     def _save(self, step):
         self._write_train_dir_records()  # a checkpoint is never without its model_flags.json
@@ -348,7 +414,7 @@ class Trainer:
         logging.info("Training %s from step %d: global batch %d on %d replica(s), data %s",
                      config.model, step, self.global_batch_size, self.num_replicas,
                      config.train_data_pattern)
-        feeder = distribution.DeviceFeeder(self.strategy, self.iterator)
+        feeder = distribution.DeviceFeeder(self.feed_strategy, self.iterator)
         with _StopRequests() as stop_requests:
             while True:
                 batch = feeder.next()
@@ -411,6 +477,22 @@ class Trainer:
                      step, stop_reason, self.manager.latest_checkpoint, examples_read)
         return TrainResult(step, self.manager.latest_checkpoint or "", stop_reason, loss_value,
                            rate, examples_read)
+
+
+def check_jit_compile(config, training_model):
+    """--jit_compile needs a step XLA can compile: one device, numeric inputs only."""
+    if not config.jit_compile:
+        return
+    if training_model.is_model_parallel:
+        raise errors.InvalidInputError(
+            "--jit_compile compiles a step into one XLA program for one device; this model "
+            "places its sub-trees on several devices (--mod_devices): drop --jit_compile, or "
+            "give --mod_devices a single device")
+    if training_model.extra_batch_keys:
+        raise errors.InvalidInputError(
+            "--jit_compile: this training set-up reads "
+            f"{', '.join(training_model.extra_batch_keys)} of each batch (a teacher cache looks "
+            "teachers up by video id), which XLA cannot compile; drop --jit_compile")
 
 
 def train(config, strategy=None, training_model_factory=None):
