@@ -73,6 +73,7 @@ def read_model_flags(train_dir):
 
 
 def _differences(recorded, requested, hparam_defaults):
+    requested = {**_ADDED_ENTRIES, **requested}  # an entry left out means its default here too
     keys = sorted(set(recorded) | set(requested))
     lines = []
     for key in keys:
