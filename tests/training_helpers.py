@@ -8,9 +8,15 @@ import shutil
 import subprocess
 import sys
 
+from absl import flags
+
 import yt8m  # noqa: F401
 from yt8m import synthetic
+from yt8m.core import options
 from yt8m.core.config import DataConfig, TrainConfig
+from yt8m.segments import finetune
+
+from frame_level_models import hparams as zoo_hparams
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 6
@@ -102,3 +108,13 @@ def once_per_session(tmp_path_factory, name, produce):
             directory.mkdir(exist_ok=True)
             result_file.write_text(json.dumps(produce(directory)))
     return json.loads(result_file.read_text())
+
+
+def train_flag_values(argv):
+    """train.py's flags (options, model hparams, finetune) parsed from `argv`."""
+    fv = flags.FlagValues()
+    options.define_flags(TrainConfig, fv)
+    zoo_hparams.define_flags(fv)
+    finetune.define_flags(fv)
+    fv(["train.py"] + argv)
+    return fv

@@ -7,31 +7,21 @@ import shutil
 
 import numpy as np
 import pytest
-from absl import flags
 
 import yt8m  # noqa: F401
 import tensorflow as tf
 
 import frame_level_models
 from yt8m.core import model_flags as model_flags_lib
-from yt8m.core import options
 from yt8m.core.config import DataConfig, TrainConfig
 from yt8m.segments import finetune
 from yt8m.training.model_builder import build_model
 
-from frame_level_models import hparams as zoo_hparams
+import training_helpers as helpers
+
 
 V = 4
 MIXTURE = dict(mixture_base_model="FrameLevelLogisticModel", mix_number=2)
-
-
-def flag_values(argv):
-    fv = flags.FlagValues()
-    options.define_flags(TrainConfig, fv)
-    zoo_hparams.define_flags(fv)
-    finetune.define_flags(fv)
-    fv(["train.py"] + argv)
-    return fv
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +48,7 @@ def source_run(tmp_path_factory):
 
 def test_mod_finetune_settings_set_the_root_final_temperature_and_lambda(source_run, tmp_path):
     train_dir, record, _ = source_run
-    fv = flag_values([f"--finetune_from={train_dir}", f"--train_dir={tmp_path}/seg",
+    fv = helpers.train_flag_values([f"--finetune_from={train_dir}", f"--train_dir={tmp_path}/seg",
                       "--mod_finetune_settings", "--segment_labels", "--cl_lambda=300"])
     config = finetune.config_from_flags(fv)
     hparams = config.model_hparams
@@ -74,7 +64,8 @@ def test_mod_finetune_settings_set_the_root_final_temperature_and_lambda(source_
 def test_pretrain_model_path_warm_starts_from_that_checkpoint(source_run, tmp_path):
     train_dir, record, weights = source_run
     checkpoint = os.path.join(train_dir, "ckpt-1")
-    fv = flag_values([f"--pretrain_model_path={checkpoint}", f"--train_dir={tmp_path}/seg",
+    fv = helpers.train_flag_values([f"--pretrain_model_path={checkpoint}",
+                                    f"--train_dir={tmp_path}/seg",
                       "--segment_labels", "--model=MixtureModel"])
     source = finetune.warm_start_source(fv)
     assert source == finetune.WarmStart(train_dir, checkpoint)
@@ -95,10 +86,10 @@ def test_pretrain_model_path_errors(source_run, tmp_path):
     missing = os.path.join(train_dir, "ckpt-7")
     with pytest.raises(FileNotFoundError, match=re.escape(
             f"--pretrain_model_path={missing!r}: no such checkpoint")):
-        finetune.warm_start_source(flag_values([f"--pretrain_model_path={missing}"]))
+        finetune.warm_start_source(helpers.train_flag_values([f"--pretrain_model_path={missing}"]))
     other = tmp_path / "other"
     shutil.copytree(train_dir, other)
     with pytest.raises(ValueError, match="is not a checkpoint of --finetune_from="):
-        finetune.warm_start_source(flag_values([
+        finetune.warm_start_source(helpers.train_flag_values([
             f"--pretrain_model_path={train_dir}/ckpt-1", f"--finetune_from={other}"]))
-    assert finetune.warm_start_source(flag_values([])) is None
+    assert finetune.warm_start_source(helpers.train_flag_values([])) is None

@@ -7,15 +7,12 @@ import re
 
 import numpy as np
 import pytest
-from absl import flags
 
 import yt8m  # noqa: F401
 import tensorflow as tf
 
 from yt8m import metrics
 from yt8m.core import model_flags as model_flags_lib
-from yt8m.core import options
-from yt8m.core.config import TrainConfig
 from yt8m.data import readers
 from yt8m.data import records
 from yt8m.segments import evaluate
@@ -28,7 +25,6 @@ from yt8m.segments import top_k
 from yt8m.training import checkpoints
 from yt8m.training.model_builder import build_model
 
-from frame_level_models import hparams as zoo_hparams
 
 import training_helpers as helpers
 
@@ -274,17 +270,8 @@ def video_run(frame_logistic_run):
     return frame_logistic_run
 
 
-def _train_flag_values(argv):
-    fv = flags.FlagValues()
-    options.define_flags(TrainConfig, fv)
-    zoo_hparams.define_flags(fv)
-    finetune.define_flags(fv)
-    fv(["train.py"] + argv)
-    return fv
-
-
 def test_finetune_config_takes_the_model_from_the_source(video_run, tmp_path):
-    fv = _train_flag_values([f"--finetune_from={video_run}", f"--train_dir={tmp_path}/seg",
+    fv = helpers.train_flag_values([f"--finetune_from={video_run}", f"--train_dir={tmp_path}/seg",
                              "--segment_labels", "--mod_finetune_settings", "--batch_size=8",
                              "--l2_penalty=0.5"])
     config = finetune.config_from_flags(fv)
@@ -298,13 +285,13 @@ def test_finetune_config_takes_the_model_from_the_source(video_run, tmp_path):
         (2e-4, 0.8, 1_000_000, 10, 8)
     assert config.model_hparams == {"l2_penalty": 0.5}
 
-    fv = _train_flag_values([f"--finetune_from={video_run}", "--model=NeXtVLADModel",
+    fv = helpers.train_flag_values([f"--finetune_from={video_run}", "--model=NeXtVLADModel",
                              f"--train_dir={tmp_path}/seg"])
     with pytest.raises(ValueError, match=re.escape(
             f"--model='NeXtVLADModel' contradicts --finetune_from={video_run!r}, whose model has "
             "model='FrameLevelLogisticModel'; leave --model out")):
         finetune.config_from_flags(fv)
-    fv = _train_flag_values([f"--finetune_from={tmp_path}", f"--train_dir={tmp_path}/seg"])
+    fv = helpers.train_flag_values([f"--finetune_from={tmp_path}", f"--train_dir={tmp_path}/seg"])
     with pytest.raises(FileNotFoundError, match="has no model_flags.json"):
         finetune.config_from_flags(fv)
 
